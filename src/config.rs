@@ -1,0 +1,448 @@
+//! The typed configuration tree: one TOML file plus `TCR_ADAPTER__<SECTION>__<KEY>` environment
+//! overrides. Owns parsing, defaults, `*_file` secret indirection and validation; it must not start
+//! anything or talk to the network.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A secret string: never printed by `Debug`/`Display`, never logged.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself. Call sites are the only places a secret is read.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub tcr: TcrConfig,
+    pub namespaces: NamespacesConfig,
+    pub emulator: EmulatorConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the adapter listens on.
+    pub listen: SocketAddr,
+    /// URL clients use to reach the adapter; `Location`, `Link` and the token realm are built on
+    /// it. Empty: `http://<listen>`.
+    pub public_url: String,
+    /// Honour `X-Forwarded-Proto` / `X-Forwarded-Host` (only behind a trusted TLS terminator).
+    pub trust_forwarded_headers: bool,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace_secs: u64,
+    /// Worker threads (0 = number of cores).
+    pub workers: usize,
+    pub tls: TlsConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".parse().expect("static address"),
+            public_url: String::new(),
+            trust_forwarded_headers: false,
+            shutdown_grace_secs: 30,
+            workers: 0,
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; TLS is on when both files are set.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `service` (audience) of the adapter's tokens; Harbor echoes it from the challenge.
+    pub service: String,
+    /// `iss` of the adapter's tokens.
+    pub issuer: String,
+    /// Lifetime of an access token, seconds (at least 60).
+    pub token_ttl_secs: u64,
+    /// Lifetime of a refresh token (`offline_token=true`), seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// HS256 signing key, base64 (32+ bytes). Empty: generated at start (tokens then die with the
+    /// process and replicas cannot share them).
+    pub signing_key: Secret,
+    pub signing_key_file: Option<PathBuf>,
+    /// AES-256-GCM key sealing the upstream credential inside tokens, base64 of 32 bytes.
+    pub sealing_key: Secret,
+    pub sealing_key_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            service: "tcr-adapter".into(),
+            issuer: "tcr-adapter".into(),
+            token_ttl_secs: 900,
+            refresh_token_ttl_secs: 7 * 24 * 3600,
+            signing_key: Secret::default(),
+            signing_key_file: None,
+            sealing_key: Secret::default(),
+            sealing_key_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TcrConfig {
+    /// Data plane of the TCR instance, e.g. `https://myreg.tencentcloudcr.com`. Empty: `serve`
+    /// starts the embedded emulator and uses it.
+    pub registry_url: String,
+    /// TencentCloud API endpoint.
+    pub api_endpoint: String,
+    /// Region of the instance; empty: found with `DescribeInstances`.
+    pub region: String,
+    /// Instance id (`tcr-xxxxxxxx`); empty: found with `DescribeInstances`.
+    pub registry_id: String,
+    /// Provisioner API keys, used to create namespaces for callers that presented registry
+    /// credentials instead of API keys.
+    pub secret_id: String,
+    pub secret_key: Secret,
+    pub secret_key_file: Option<PathBuf>,
+    /// Cloud API calls per second at most (TCR allows about 10-20).
+    pub api_qps: u32,
+    /// Timeout of one cloud API call, seconds.
+    pub api_timeout_secs: u64,
+    /// Extra CA bundle (PEM) trusted for the upstream.
+    pub ca_file: Option<PathBuf>,
+    /// Timeout for connecting to the data plane, seconds.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for TcrConfig {
+    fn default() -> Self {
+        TcrConfig {
+            registry_url: String::new(),
+            api_endpoint: "https://tcr.tencentcloudapi.com".into(),
+            region: String::new(),
+            registry_id: String::new(),
+            secret_id: String::new(),
+            secret_key: Secret::default(),
+            secret_key_file: None,
+            api_qps: 10,
+            api_timeout_secs: 15,
+            ca_file: None,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespacesConfig {
+    /// Create a missing namespace on the first write into it.
+    pub auto_create: bool,
+    /// Create namespaces public (default private).
+    pub public: bool,
+    /// Glob patterns a namespace must match (empty: all).
+    pub allow: Vec<String>,
+    /// Glob patterns refused even when allowed.
+    pub deny: Vec<String>,
+    /// Harbor project -> TCR namespace renames.
+    pub map: BTreeMap<String, String>,
+    /// Log and count what would be created; create nothing and refuse the push.
+    pub dry_run: bool,
+    /// How long a namespace known to exist is remembered, seconds.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for NamespacesConfig {
+    fn default() -> Self {
+        NamespacesConfig {
+            auto_create: true,
+            public: false,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            map: BTreeMap::new(),
+            dry_run: false,
+            cache_ttl_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulatorConfig {
+    /// Data plane (OCI registry + token realm) listener.
+    pub registry_listen: SocketAddr,
+    /// Control plane (TencentCloud API 3.0) listener.
+    pub api_listen: SocketAddr,
+    /// Where blobs, manifests and metadata live; survives restarts.
+    pub data_dir: PathBuf,
+    /// `RegistryId` of the emulated instance.
+    pub registry_id: String,
+    /// `RegistryName` (the first label of the public domain).
+    pub registry_name: String,
+    /// Region the instance lives in.
+    pub region: String,
+    /// Accounts allowed to call the cloud API.
+    pub accounts: Vec<EmulatorAccount>,
+    pub faults: FaultConfig,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            registry_listen: "127.0.0.1:5001".parse().expect("static address"),
+            api_listen: "127.0.0.1:5002".parse().expect("static address"),
+            data_dir: PathBuf::from("data/emulator"),
+            registry_id: "tcr-emulator".into(),
+            registry_name: "emulator".into(),
+            region: "ap-guangzhou".into(),
+            accounts: vec![EmulatorAccount::demo()],
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorAccount {
+    pub secret_id: String,
+    pub secret_key: Secret,
+    /// Account UIN; the `Username` of its instance tokens.
+    pub uin: String,
+    /// Cloud API actions this account may call; empty: all.
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+impl EmulatorAccount {
+    pub const DEMO_SECRET_ID: &'static str = "AKIDtcradapterDEMO0000000000000000";
+    pub const DEMO_SECRET_KEY: &'static str = "tcradapterDEMOsecretKEY000000000";
+    pub const DEMO_UIN: &'static str = "100000000001";
+
+    pub fn demo() -> Self {
+        EmulatorAccount {
+            secret_id: Self::DEMO_SECRET_ID.into(),
+            secret_key: Secret::new(Self::DEMO_SECRET_KEY),
+            uin: Self::DEMO_UIN.into(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Whether this account may call `action`.
+    pub fn may(&self, action: &str) -> bool {
+        self.actions.is_empty() || self.actions.iter().any(|a| a == action || a == "*")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    /// Cloud API calls per second above which `RequestLimitExceeded` is answered (0: no limit).
+    pub api_qps_limit: u32,
+    /// Fraction (0..1) of registry requests answered with a 503.
+    pub registry_5xx_ratio: f64,
+    /// Latency added to every request, milliseconds.
+    pub latency_ms: u64,
+    /// Lifetime of temporary instance tokens, seconds.
+    pub token_ttl_secs: u64,
+    /// Lifetime of the data plane's registry bearer tokens, seconds.
+    pub registry_token_ttl_secs: u64,
+    /// Largest request body accepted, bytes (0: no limit); 413 above it.
+    pub max_body_bytes: u64,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            api_qps_limit: 0,
+            registry_5xx_ratio: 0.0,
+            latency_ms: 0,
+            token_ttl_secs: 3600,
+            registry_token_ttl_secs: 1800,
+            max_body_bytes: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `tcr_adapter=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+const ENV_PREFIX: &str = "TCR_ADAPTER";
+
+impl Config {
+    /// Load from an optional TOML file plus the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// Load from an optional TOML file plus the given environment (tests pass their own).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("namespaces.allow")
+                .with_list_parse_key("namespaces.deny")
+                .source(Some(env)),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.resolve_files()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_files(&mut self) -> Result<(), ConfigError> {
+        fn read(slot: &mut Secret, file: &Option<PathBuf>) -> Result<(), ConfigError> {
+            if let Some(path) = file {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                *slot = Secret::new(text.trim().to_string());
+            }
+            Ok(())
+        }
+        read(&mut self.auth.signing_key, &self.auth.signing_key_file)?;
+        read(&mut self.auth.sealing_key, &self.auth.sealing_key_file)?;
+        read(&mut self.tcr.secret_key, &self.tcr.secret_key_file)?;
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.auth.token_ttl_secs < 60 {
+            return bad("auth.token_ttl_secs must be at least 60".into());
+        }
+        if !self.server.public_url.is_empty() {
+            match url::Url::parse(&self.server.public_url) {
+                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.path() == "/" => {}
+                _ => {
+                    return bad(format!(
+                        "server.public_url must be an http(s) URL at the root of a host (Harbor ignores path prefixes), got {:?}",
+                        self.server.public_url
+                    ))
+                }
+            }
+        }
+        if !self.tcr.registry_url.is_empty() {
+            if let Err(e) = url::Url::parse(&self.tcr.registry_url) {
+                return bad(format!("tcr.registry_url {:?}: {e}", self.tcr.registry_url));
+            }
+        }
+        if self.server.tls.cert_file.is_some() != self.server.tls.key_file.is_some() {
+            return bad("server.tls.cert_file and server.tls.key_file go together".into());
+        }
+        if self.tcr.secret_id.is_empty() != self.tcr.secret_key.is_empty() {
+            return bad("tcr.secret_id and tcr.secret_key go together".into());
+        }
+        if self.tcr.api_qps == 0 {
+            return bad("tcr.api_qps must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.emulator.faults.registry_5xx_ratio) {
+            return bad("emulator.faults.registry_5xx_ratio must be within 0..1".into());
+        }
+        for pattern in self.namespaces.allow.iter().chain(&self.namespaces.deny) {
+            if let Err(e) = globset::Glob::new(pattern) {
+                return bad(format!("namespaces pattern {pattern:?}: {e}"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! The embedded TCR emulator: a faithful local stand-in for a TCR enterprise instance.
+//! Data plane (OCI distribution v1.1 registry + Harbor-style token realm) and control plane
+//! (TencentCloud API 3.0, version 2019-09-24) on two listeners, sharing one state. It must never
+//! depend on the adapter's modules (`registry`, `auth`, `credentials`, ...): it is the thing the
+//! adapter is tested against.
+
+pub mod cloudapi;
+pub mod faults;
+pub mod instance_tokens;
+pub mod keys;
+pub mod metrics;
+pub mod namespaces;
+pub mod registry;
+pub mod storage;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpServer};
+
+use crate::clock::SharedClock;
+use crate::config::EmulatorConfig;
+
+pub use faults::Faults;
+pub use instance_tokens::{InstanceTokens, IssuedToken, TokenKind};
+pub use keys::RsaKeys;
+pub use metrics::EmulatorMetrics;
+pub use namespaces::{NamespaceInfo, NamespaceStore};
+pub use storage::Storage;
+
+/// Everything both emulator listeners share.
+pub struct EmulatorState {
+    pub cfg: EmulatorConfig,
+    pub clock: SharedClock,
+    pub keys: Arc<RsaKeys>,
+    pub tokens: InstanceTokens,
+    pub namespaces: NamespaceStore,
+    pub storage: Storage,
+    pub metrics: EmulatorMetrics,
+    pub faults: Faults,
+    /// Base URL of the data plane, e.g. `http://127.0.0.1:5001` (no trailing slash).
+    pub registry_url: String,
+    /// Base URL of the control plane.
+    pub api_url: String,
+}
+
+impl EmulatorState {
+    /// Build the state over `cfg.data_dir`, with the given public URLs.
+    pub fn open(
+        cfg: EmulatorConfig,
+        clock: SharedClock,
+        registry_url: String,
+        api_url: String,
+    ) -> std::io::Result<EmulatorState> {
+        let keys = Arc::new(RsaKeys::load_or_create(&cfg.data_dir.join("keys"))?);
+        let tokens = InstanceTokens::new(keys.clone(), clock.clone(), cfg.faults.token_ttl_secs);
+        let namespaces = NamespaceStore::open(&cfg.data_dir, clock.clone())?;
+        let storage = Storage::open(&cfg.data_dir, clock.clone())?;
+        let faults = Faults::new(cfg.faults.clone(), clock.clone());
+        Ok(EmulatorState {
+            cfg,
+            clock,
+            keys,
+            tokens,
+            namespaces,
+            storage,
+            metrics: EmulatorMetrics::new(),
+            faults,
+            registry_url,
+            api_url,
+        })
+    }
+
+    /// The instance's public domain (host[:port] of the data plane).
+    pub fn public_domain(&self) -> &str {
+        self.registry_url
+            .split_once("://")
+            .map(|(_, h)| h)
+            .unwrap_or(&self.registry_url)
+    }
+}
+
+/// A running emulator. Dropping it leaves the servers running; call [`EmulatorHandle::stop`].
+pub struct EmulatorHandle {
+    pub registry_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub state: web::Data<EmulatorState>,
+    servers: Vec<actix_web::dev::ServerHandle>,
+}
+
+impl EmulatorHandle {
+    pub fn registry_url(&self) -> String {
+        format!("http://{}", self.registry_addr)
+    }
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+    /// Stop both listeners, waiting for in-flight requests.
+    pub async fn stop(self) {
+        for s in self.servers {
+            s.stop(true).await;
+        }
+    }
+}
+
+/// Bind both listeners (port 0 picks a free port) and serve. Must run inside a Tokio runtime.
+pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<EmulatorHandle> {
+    let reg_listener = TcpListener::bind(cfg.registry_listen)?;
+    let api_listener = TcpListener::bind(cfg.api_listen)?;
+    let registry_addr = reg_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+    let state = web::Data::new(EmulatorState::open(
+        cfg,
+        clock,
+        format!("http://{registry_addr}"),
+        format!("http://{api_addr}"),
+    )?);
+
+    let s = state.clone();
+    let registry_server = HttpServer::new(move || {
+        App::new()
+            .app_data(s.clone())
+            .configure(registry::configure)
+    })
+    .workers(2)
+    .listen(reg_listener)?
+    .run();
+    let s = state.clone();
+    let api_server = HttpServer::new(move || {
+        App::new()
+            .app_data(s.clone())
+            .configure(cloudapi::configure)
+    })
+    .workers(1)
+    .listen(api_listener)?
+    .run();
+    let servers = vec![registry_server.handle(), api_server.handle()];
+    tokio::spawn(registry_server);
+    tokio::spawn(api_server);
+    tracing::info!(%registry_addr, %api_addr, "TCR emulator listening");
+    Ok(EmulatorHandle {
+        registry_addr,
+        api_addr,
+        state,
+        servers,
+    })
+}

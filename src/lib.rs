@@ -1,0 +1,13 @@
+//! tcr-adapter: a registry proxy that lets any Harbor (v1.8+) replicate into Tencent Container
+//! Registry through Harbor's plain "Docker Registry" provider, plus an embedded TCR emulator.
+//!
+//! Dependencies point one way: `registry` → `auth`/`credentials`/`namespaces` →
+//! `tencentcloud`/`upstream`; `emulator` stands alone (it only shares `oci`, `config`, `clock`).
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+pub mod emulator;
+pub mod oci;
+pub mod telemetry;
+pub mod tencentcloud;

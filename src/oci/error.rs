@@ -1,0 +1,166 @@
+//! The OCI error envelope `{"errors":[{"code","message","detail"}]}` and the one error type that
+//! crosses the HTTP edge of both the adapter and the emulator's data plane.
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+/// OCI / distribution error codes with their HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+    RangeInvalid,
+    PaginationNumberInvalid,
+    TagInvalid,
+    Unavailable,
+    Unknown,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            BlobUnknown => "BLOB_UNKNOWN",
+            BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            DigestInvalid => "DIGEST_INVALID",
+            ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            ManifestInvalid => "MANIFEST_INVALID",
+            ManifestUnknown => "MANIFEST_UNKNOWN",
+            NameInvalid => "NAME_INVALID",
+            NameUnknown => "NAME_UNKNOWN",
+            SizeInvalid => "SIZE_INVALID",
+            Unauthorized => "UNAUTHORIZED",
+            Denied => "DENIED",
+            Unsupported => "UNSUPPORTED",
+            TooManyRequests => "TOOMANYREQUESTS",
+            RangeInvalid => "RANGE_INVALID",
+            PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+            TagInvalid => "TAG_INVALID",
+            Unavailable => "UNAVAILABLE",
+            Unknown => "UNKNOWN",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            BlobUnknown | BlobUploadUnknown | BlobUploadInvalid | ManifestUnknown | NameUnknown => {
+                StatusCode::NOT_FOUND
+            }
+            DigestInvalid
+            | ManifestBlobUnknown
+            | ManifestInvalid
+            | NameInvalid
+            | SizeInvalid
+            | PaginationNumberInvalid
+            | TagInvalid => StatusCode::BAD_REQUEST,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Denied => StatusCode::FORBIDDEN,
+            Unsupported => StatusCode::METHOD_NOT_ALLOWED,
+            TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error rendered as the OCI envelope. Carries the status, extra headers
+/// (`WWW-Authenticate`, `Retry-After`, ...) and an optional JSON `detail`.
+#[derive(Debug, Clone)]
+pub struct OciError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub detail: Option<serde_json::Value>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl OciError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        OciError {
+            status: code.status(),
+            code,
+            message: message.into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Override the status (e.g. `DENIED` rendered as 401, `UNSUPPORTED` as 400).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((name, v));
+        }
+        self
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        let mut e = json!({"code": self.code.as_str(), "message": self.message});
+        if let Some(d) = &self.detail {
+            e["detail"] = d.clone();
+        }
+        json!({ "errors": [e] })
+    }
+}
+
+impl std::fmt::Display for OciError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code.as_str(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for OciError {}
+
+impl ResponseError for OciError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status);
+        resp.insert_header(super::API_VERSION_HEADER);
+        for (k, v) in &self.headers {
+            resp.insert_header((k.clone(), v.clone()));
+        }
+        if (self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.status == StatusCode::SERVICE_UNAVAILABLE)
+            && !self.headers.iter().any(|(k, _)| k == "retry-after")
+        {
+            resp.insert_header(("Retry-After", "1"));
+        }
+        resp.content_type("application/json")
+            .body(self.body().to_string())
+    }
+}
