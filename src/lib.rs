@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod emulator;
+pub mod namespaces;
 pub mod oci;
 pub mod telemetry;
 pub mod tencentcloud;

@@ -1,0 +1,48 @@
+//! Shared test fixtures: real servers on loopback ports, stopped at the end of each test.
+#![allow(dead_code)]
+
+use tcr_adapter::clock;
+use tcr_adapter::config::{EmulatorAccount, EmulatorConfig};
+use tcr_adapter::emulator::{self, EmulatorHandle};
+
+pub const DEMO_SECRET_ID: &str = EmulatorAccount::DEMO_SECRET_ID;
+pub const DEMO_SECRET_KEY: &str = EmulatorAccount::DEMO_SECRET_KEY;
+pub const DEMO_UIN: &str = EmulatorAccount::DEMO_UIN;
+
+/// An emulator config on free loopback ports over a fresh temporary data dir.
+pub fn emulator_config(data_dir: &std::path::Path) -> EmulatorConfig {
+    EmulatorConfig {
+        registry_listen: "127.0.0.1:0".parse().unwrap(),
+        api_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        ..EmulatorConfig::default()
+    }
+}
+
+/// A running emulator plus the temporary directory holding its data.
+pub struct TestEmulator {
+    pub handle: EmulatorHandle,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start_emulator() -> TestEmulator {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = emulator::start(emulator_config(dir.path()), clock::system())
+        .await
+        .expect("emulator starts");
+    TestEmulator { handle, dir }
+}
+
+pub async fn start_emulator_with(cfg: EmulatorConfig) -> EmulatorHandle {
+    emulator::start(cfg, clock::system()).await.expect("emulator starts")
+}
+
+/// Panic (never skip) when a tool the tests need is missing: `.ci/run` installs them.
+pub fn require_tool(name: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(found, "{name} is not installed: run .ci/run (or scripts/install-test-deps.sh) first");
+}
