@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's test command: install what the tests need, then run every test.
+#   scripts/test.sh            # install + fmt/clippy + all tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --no-fail-fast 2>&1 | tee target/test-output.log
