@@ -221,6 +221,9 @@ pub struct EmulatorConfig {
     pub registry_listen: SocketAddr,
     /// Control plane (TencentCloud API 3.0) listener.
     pub api_listen: SocketAddr,
+    /// URL clients use to reach the data plane (the token realm and `PublicDomain` are built
+    /// on it). Empty: `http://<registry_listen>`.
+    pub public_url: String,
     /// Where blobs, manifests and metadata live; survives restarts.
     pub data_dir: PathBuf,
     /// `RegistryId` of the emulated instance.
@@ -239,6 +242,7 @@ impl Default for EmulatorConfig {
         EmulatorConfig {
             registry_listen: "127.0.0.1:5001".parse().expect("static address"),
             api_listen: "127.0.0.1:5002".parse().expect("static address"),
+            public_url: String::new(),
             data_dir: PathBuf::from("data/emulator"),
             registry_id: "tcr-emulator".into(),
             registry_name: "emulator".into(),

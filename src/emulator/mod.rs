@@ -109,10 +109,15 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
     let api_listener = TcpListener::bind(cfg.api_listen)?;
     let registry_addr = reg_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
+    let registry_url = if cfg.public_url.is_empty() {
+        format!("http://{registry_addr}")
+    } else {
+        cfg.public_url.trim_end_matches('/').to_string()
+    };
     let state = web::Data::new(EmulatorState::open(
         cfg,
         clock,
-        format!("http://{registry_addr}"),
+        registry_url,
         format!("http://{api_addr}"),
     )?);
 
