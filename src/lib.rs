@@ -12,3 +12,4 @@ pub mod namespaces;
 pub mod oci;
 pub mod telemetry;
 pub mod tencentcloud;
+pub mod upstream;

@@ -1,0 +1,58 @@
+//! Metrics of the upstream client: latency per route, token cache hits and misses, retries by
+//! cause. Registered into the adapter's registry by `app`.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct UpstreamMetrics {
+    /// `tcr_adapter_upstream_seconds{route,status}`: time to the upstream's response head.
+    pub latency: HistogramVec,
+    /// `tcr_adapter_upstream_token_cache_total{result}`: `hit` or `miss`.
+    pub token_cache: IntCounterVec,
+    /// `tcr_adapter_upstream_retries_total{cause}`: `unauthorized`, `429`, `503`, `network`, ...
+    pub retries: IntCounterVec,
+}
+
+impl UpstreamMetrics {
+    pub fn new(registry: &Registry) -> Self {
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "tcr_adapter_upstream_seconds",
+                "Latency of upstream requests to the response head",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let token_cache = IntCounterVec::new(
+            Opts::new(
+                "tcr_adapter_upstream_token_cache_total",
+                "Upstream bearer token cache lookups by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "tcr_adapter_upstream_retries_total",
+                "Upstream requests retried, by cause",
+            ),
+            &["cause"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(latency.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(token_cache.clone()),
+            Box::new(retries.clone()),
+        ] {
+            let _ = registry.register(c);
+        }
+        UpstreamMetrics {
+            latency,
+            token_cache,
+            retries,
+        }
+    }
+}

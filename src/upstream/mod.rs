@@ -1,0 +1,464 @@
+//! Client of TCR's data plane (or any token-auth registry): learns the upstream's auth challenge,
+//! fetches and caches bearer tokens per (credential, scope) from its realm, sends requests with
+//! bounded retries. It forwards what it is given and knows nothing of the adapter's own tokens,
+//! names or HTTP server; bodies pass through as streams and are never collected here.
+
+mod challenge;
+mod metrics;
+mod tokens;
+// mod validator; (enabled once crate::credentials lands)
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+
+use crate::clock::SharedClock;
+use crate::config::Secret;
+use crate::oci::{ErrorCode, OciError};
+
+pub use challenge::Challenge;
+pub use metrics::UpstreamMetrics;
+pub use tokens::{TokenCache, TokenKey, TokenResponse};
+// pub use validator::RealmValidator;
+
+/// Basic credentials presented to the upstream realm (username = UIN, password = instance token).
+#[derive(Clone, Debug)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl BasicAuth {
+    pub(crate) fn header(&self) -> HeaderValue {
+        use base64::Engine;
+        let raw = format!("{}:{}", self.username, self.password.expose());
+        let mut v = HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+        v.set_sensitive(true);
+        v
+    }
+}
+
+/// Why the upstream could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No HTTP answer (connect, TLS, timeout, reset).
+    #[error("the upstream registry {url} could not be reached: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// The upstream realm refused the credential.
+    #[error("the upstream registry's token service {realm} refused the credential of {username}: {message}")]
+    CredentialRejected {
+        realm: String,
+        username: String,
+        message: String,
+    },
+    /// The realm answered something unusable.
+    #[error("the upstream registry's token service {url} answered {status}: {message}")]
+    Realm {
+        url: String,
+        status: u16,
+        message: String,
+    },
+}
+
+impl From<UpstreamError> for OciError {
+    fn from(e: UpstreamError) -> Self {
+        match &e {
+            UpstreamError::Unreachable { .. } => {
+                OciError::new(ErrorCode::Unavailable, e.to_string())
+                    .with_status(actix_web::http::StatusCode::BAD_GATEWAY)
+            }
+            UpstreamError::CredentialRejected { .. } => {
+                OciError::new(ErrorCode::Denied, e.to_string())
+            }
+            UpstreamError::Realm { .. } => OciError::new(ErrorCode::Unavailable, e.to_string())
+                .with_status(actix_web::http::StatusCode::BAD_GATEWAY),
+        }
+    }
+}
+
+/// A request body for the upstream.
+pub enum ForwardBody {
+    /// No body (GET/HEAD/DELETE, or an empty POST): replayable.
+    Empty,
+    /// A small buffered body (manifests ≤ 4 MiB): replayable.
+    Bytes(Bytes),
+    /// A streamed body, sent once; `Content-Length` is set by the caller's headers when known.
+    Stream(reqwest::Body),
+}
+
+/// One request to forward.
+pub struct Forward {
+    pub method: Method,
+    /// `/v2/...?query`, already in upstream names.
+    pub path_and_query: String,
+    /// End-to-end headers to send (hop-by-hop, Host and Authorization already removed).
+    pub headers: HeaderMap,
+    pub body: ForwardBody,
+    /// Token scopes the request needs upstream (empty for `/v2/`).
+    pub scopes: Vec<String>,
+    /// `None`: anonymous, no `Authorization` at all.
+    pub credential: Option<BasicAuth>,
+    /// Metrics label.
+    pub route: &'static str,
+}
+
+/// Bounded retry policy for idempotent bodyless requests.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(100),
+            max_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct UpstreamClient {
+    base: String,
+    pub(crate) http: reqwest::Client,
+    challenge: RwLock<Option<Challenge>>,
+    tokens: TokenCache,
+    pub metrics: UpstreamMetrics,
+    retry: RetryPolicy,
+}
+
+impl UpstreamClient {
+    /// `base` is the data plane URL (`https://x.tencentcloudcr.com`). Redirects are never
+    /// followed and bodies are never decompressed.
+    pub fn new(
+        base: &str,
+        connect_timeout: Duration,
+        ca_pem: Option<&[u8]>,
+        clock: SharedClock,
+        metrics: UpstreamMetrics,
+    ) -> Result<Self, String> {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("tcr-adapter/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| e.to_string())?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b.build().map_err(|e| e.to_string())?;
+        Ok(UpstreamClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            challenge: RwLock::new(None),
+            tokens: TokenCache::new(clock),
+            metrics,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The upstream base URL, no trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The upstream's challenge, learnt once from `GET /v2/` without credentials.
+    pub async fn challenge(&self) -> Result<Challenge, UpstreamError> {
+        if let Some(c) = self
+            .challenge
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        let url = format!("{}/v2/", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        let c = if resp.status() == StatusCode::UNAUTHORIZED {
+            resp.headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(challenge::parse)
+                .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
+                .unwrap_or(Challenge::None)
+        } else if resp.status().is_success() {
+            Challenge::None
+        } else {
+            return Err(UpstreamError::Unreachable {
+                url,
+                reason: format!("GET /v2/ answered {}", resp.status()),
+            });
+        };
+        *self.challenge.write().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    fn key(cred: &BasicAuth, scopes: &[String]) -> TokenKey {
+        TokenKey {
+            username: cred.username.clone(),
+            password_hash: openssl::sha::sha256(cred.password.expose().as_bytes()),
+            scope: scopes.join(" "),
+        }
+    }
+
+    /// Ask the realm for a token (no cache).
+    pub async fn fetch_token(
+        &self,
+        realm: &str,
+        service: &str,
+        cred: &BasicAuth,
+        scopes: &[String],
+    ) -> Result<TokenResponse, UpstreamError> {
+        let mut url = url::Url::parse(realm).map_err(|e| UpstreamError::Realm {
+            url: realm.to_string(),
+            status: 0,
+            message: format!("bad realm URL: {e}"),
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if !service.is_empty() {
+                q.append_pair("service", service);
+            }
+            for s in scopes {
+                q.append_pair("scope", s);
+            }
+        }
+        let resp = self
+            .http
+            .get(url.clone())
+            .header(AUTHORIZATION, cred.header())
+            .send()
+            .await
+            .map_err(|e| unreachable(realm, &e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| unreachable(realm, &e))?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(UpstreamError::CredentialRejected {
+                realm: realm.to_string(),
+                username: cred.username.clone(),
+                message: error_message(&body),
+            });
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Realm {
+                url: realm.to_string(),
+                status: status.as_u16(),
+                message: error_message(&body),
+            });
+        }
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| UpstreamError::Realm {
+                url: realm.to_string(),
+                status: status.as_u16(),
+                message: format!("not a token response: {e}"),
+            })?;
+        if parsed.bearer().is_none() {
+            return Err(UpstreamError::Realm {
+                url: realm.to_string(),
+                status: status.as_u16(),
+                message: "empty token".into(),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// The `Authorization` value for a credential and scope; `fresh` bypasses the cache.
+    async fn authorization(
+        &self,
+        cred: &BasicAuth,
+        scopes: &[String],
+        fresh: bool,
+    ) -> Result<Option<HeaderValue>, UpstreamError> {
+        match self.challenge().await? {
+            Challenge::None => Ok(None),
+            Challenge::Basic => Ok(Some(cred.header())),
+            Challenge::Bearer { realm, service } => {
+                let key = Self::key(cred, scopes);
+                let cached = if fresh {
+                    self.tokens.invalidate(&key);
+                    None
+                } else {
+                    self.tokens.get(&key)
+                };
+                let token = match cached {
+                    Some(t) => {
+                        self.metrics.token_cache.with_label_values(&["hit"]).inc();
+                        t
+                    }
+                    None => {
+                        self.metrics.token_cache.with_label_values(&["miss"]).inc();
+                        let resp = self.fetch_token(&realm, &service, cred, scopes).await?;
+                        self.tokens.put(key, &resp).unwrap_or_default()
+                    }
+                };
+                let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                    UpstreamError::Realm {
+                        url: realm.clone(),
+                        status: 200,
+                        message: "token is not a valid header value".into(),
+                    }
+                })?;
+                v.set_sensitive(true);
+                Ok(Some(v))
+            }
+        }
+    }
+
+    /// Send a request: authorize it, retry bodyless idempotent requests on 429/502/503/504 and
+    /// network errors, refresh the token once on a 401 when the body can be replayed.
+    pub async fn send(&self, f: Forward) -> Result<reqwest::Response, UpstreamError> {
+        let url = format!("{}{}", self.base, f.path_and_query);
+        let replayable = !matches!(f.body, ForwardBody::Stream(_));
+        let idempotent = replayable
+            && matches!(f.method, Method::GET | Method::HEAD | Method::DELETE)
+            && matches!(f.body, ForwardBody::Empty);
+        let (mut stream_body, fixed_body) = match f.body {
+            ForwardBody::Stream(b) => (Some(b), Bytes::new()),
+            ForwardBody::Bytes(b) => (None, b),
+            ForwardBody::Empty => (None, Bytes::new()),
+        };
+        let mut auth = match &f.credential {
+            Some(c) => self.authorization(c, &f.scopes, false).await?,
+            None => None,
+        };
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .request(f.method.clone(), &url)
+                .headers(f.headers.clone());
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a.clone());
+            }
+            req = match stream_body.take() {
+                Some(b) => req.body(b),
+                None if f.method == Method::GET || f.method == Method::HEAD => req,
+                None => {
+                    if !f.headers.contains_key(CONTENT_LENGTH) {
+                        req = req.header(CONTENT_LENGTH, fixed_body.len());
+                    }
+                    req.body(fixed_body.clone())
+                }
+            };
+            let started = Instant::now();
+            let result = req.send().await;
+            let status_label = match &result {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(_) => "error".to_string(),
+            };
+            self.metrics
+                .latency
+                .with_label_values(&[f.route, &status_label])
+                .observe(started.elapsed().as_secs_f64());
+            let resp = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    if idempotent && attempt < self.retry.attempts {
+                        self.metrics.retries.with_label_values(&["network"]).inc();
+                        tokio::time::sleep(self.backoff(attempt, None)).await;
+                        continue;
+                    }
+                    return Err(unreachable(&url, &e));
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && replayable && !refreshed && auth.is_some() {
+                if let Some(c) = &f.credential {
+                    refreshed = true;
+                    self.metrics
+                        .retries
+                        .with_label_values(&["unauthorized"])
+                        .inc();
+                    auth = self.authorization(c, &f.scopes, true).await?;
+                    continue;
+                }
+            }
+            let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+            if retryable && idempotent && attempt < self.retry.attempts {
+                self.metrics
+                    .retries
+                    .with_label_values(&[status.as_str()])
+                    .inc();
+                let wait = self.backoff(attempt, retry_after(resp.headers()));
+                drop(resp);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        use rand::Rng;
+        let exp = self.retry.base * 2u32.saturating_pow(attempt.saturating_sub(1));
+        let jitter = rand::thread_rng().gen_range(0.5..1.5);
+        let wait = retry_after.unwrap_or_else(|| exp.mul_f64(jitter));
+        wait.min(self.retry.max_wait)
+    }
+}
+
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> UpstreamError {
+    use std::error::Error;
+    let mut reason = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        src = s.source();
+    }
+    UpstreamError::Unreachable {
+        url: strip_query(url),
+        reason,
+    }
+}
+
+fn strip_query(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// The first OCI error message of a body, or the body's first line.
+pub fn error_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(m) = v["errors"][0]["message"].as_str() {
+            return m.to_string();
+        }
+        if let Some(m) = v["details"].as_str().or(v["message"].as_str()) {
+            return m.to_string();
+        }
+    }
+    String::from_utf8_lossy(&body[..body.len().min(200)])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Shared handle.
+pub type SharedUpstream = Arc<UpstreamClient>;
