@@ -1,0 +1,141 @@
+//! Blob GET/HEAD (streamed from disk, `Range` → 206 / 416) and DELETE (unlink → 202).
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::auth::{authorize, Action};
+use super::{HandlerResult, State};
+use crate::oci::{Digest, ErrorCode, OciError, RepoName};
+
+pub(crate) fn parse_digest(s: &str) -> Result<Digest, OciError> {
+    Digest::parse(s).map_err(|e| OciError::new(ErrorCode::DigestInvalid, e.to_string()))
+}
+
+fn blob_unknown(d: &str) -> OciError {
+    OciError::new(
+        ErrorCode::BlobUnknown,
+        format!("blob {d} unknown to registry"),
+    )
+}
+
+/// Parse `Range: bytes=a-b | a- | -n` against `size`: `Ok(None)` = no (usable) range header,
+/// `Err(())` = unsatisfiable.
+fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(h) = header else { return Ok(None) };
+    let Some(spec) = h.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // multiple ranges: serve the whole blob
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, size.checked_sub(1).ok_or(())?),
+        (s, e) => {
+            let s: u64 = s.parse().map_err(|_| ())?;
+            let e: u64 = e.parse().map_err(|_| ())?;
+            (s, e.min(size.saturating_sub(1)))
+        }
+    };
+    if start >= size || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// `GET|HEAD /v2/<name>/blobs/<digest>`.
+pub(crate) async fn get(
+    req: &HttpRequest,
+    state: &State,
+    repo: &RepoName,
+    digest: &str,
+) -> HandlerResult {
+    authorize(req, state, repo, Action::Pull)?;
+    let d = parse_digest(digest)?;
+    let size = state
+        .storage
+        .blob_in_repo(repo.as_str(), &d)
+        .await
+        .ok_or_else(|| blob_unknown(digest))?;
+    let range = req.headers().get("range").and_then(|v| v.to_str().ok());
+    let (status, start, end) = match parse_range(range, size) {
+        Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
+        Ok(None) => (StatusCode::OK, 0, size.saturating_sub(1)),
+        Err(()) => {
+            return Err(OciError::new(
+                ErrorCode::RangeInvalid,
+                format!("requested range not satisfiable (blob holds {size} bytes)"),
+            )
+            .with_header(
+                actix_web::http::header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            ))
+        }
+    };
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    let mut file = tokio::fs::File::open(state.storage.blob_file(&d))
+        .await
+        .map_err(|_| blob_unknown(digest))?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| OciError::new(ErrorCode::Unknown, e.to_string()))?;
+    }
+    let stream = ReaderStream::with_capacity(file.take(len), 64 * 1024);
+    let mut resp = HttpResponse::build(status);
+    resp.insert_header(("Docker-Content-Digest", d.as_str()))
+        .insert_header(("Accept-Ranges", "bytes"))
+        .insert_header(("ETag", format!("\"{d}\"")))
+        .insert_header(("Cache-Control", "max-age=31536000"))
+        .content_type("application/octet-stream");
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp.insert_header(("Content-Range", format!("bytes {start}-{end}/{size}")));
+    }
+    Ok(resp.body(SizedStream::new(len, stream)))
+}
+
+/// `DELETE /v2/<name>/blobs/<digest>`: unlink from this repository → 202.
+pub(crate) async fn delete(
+    req: &HttpRequest,
+    state: &State,
+    repo: &RepoName,
+    digest: &str,
+) -> HandlerResult {
+    authorize(req, state, repo, Action::Delete)?;
+    let d = parse_digest(digest)?;
+    if state
+        .storage
+        .unlink_blob(repo.as_str(), &d)
+        .map_err(super::storage_error)?
+    {
+        Ok(HttpResponse::Accepted().finish())
+    } else {
+        Err(blob_unknown(digest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-4"), 10), Ok(Some((0, 4))));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some((7, 9))));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Err(()));
+    }
+}
