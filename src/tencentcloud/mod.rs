@@ -2,10 +2,30 @@
 //! typed requests and responses, error classification, rate limiting and retries.
 //! It knows nothing of registries or HTTP servers.
 //!
-//! INTERFACE STUB: the signatures below are the contract other modules code against; the bodies
-//! are filled in by the tencentcloud work.
+//! - [`signer`]: TC3-HMAC-SHA256 (also used by the emulator to verify requests)
+//! - [`client`]: [`TcrApiClient`], typed calls with rate limit, retries and timeouts
+//! - [`models`]: requests and responses with TencentCloud's field names
+//! - [`errors`]: retry classification and plain-words explanations of error codes
+
+pub mod client;
+pub mod errors;
+pub mod models;
+pub mod ratelimit;
+pub mod signer;
+
+pub use client::{RetryCounts, RetryPolicy, TcrApiClient, API_VERSION};
+pub use errors::RetryCause;
 
 use crate::config::Secret;
+
+impl ApiCredential {
+    pub fn new(secret_id: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        ApiCredential {
+            secret_id: secret_id.into(),
+            secret_key: Secret::new(secret_key),
+        }
+    }
+}
 
 /// Tencent Cloud API keys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +45,16 @@ impl std::hash::Hash for Secret {
 pub enum TokenType {
     Temp,
     LongTerm,
+}
+
+impl TokenType {
+    /// The API's spelling: `temp` or `longterm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Temp => "temp",
+            TokenType::LongTerm => "longterm",
+        }
+    }
 }
 
 /// A registry credential returned by `CreateInstanceToken`.
@@ -58,5 +88,24 @@ impl ApiError {
             ApiError::Api { code, .. } => Some(code),
             ApiError::Transport(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_credential_never_shows_the_key() {
+        let c = ApiCredential::new("AKIDexample", "verySecretKeyValue");
+        let d = format!("{c:?}");
+        assert!(d.contains("AKIDexample"), "{d}");
+        assert!(!d.contains("verySecretKeyValue"), "{d}");
+        let t = InstanceToken {
+            username: "1".into(),
+            token: Secret::new("tok-secret"),
+            exp_ms: 0,
+        };
+        assert!(!format!("{t:?}").contains("tok-secret"));
     }
 }
