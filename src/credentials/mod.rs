@@ -1,0 +1,358 @@
+//! Credential translation: what a client presented (Tencent Cloud API keys or TCR registry
+//! credentials) becomes the Basic credential the adapter uses against TCR's own token realm.
+//!
+//! - `AKID…` + key → `CreateInstanceToken` (temp). The result is cached per SecretId (bound to a
+//!   hash of the key, so a wrong key never reuses a good one's token), refreshed ahead of expiry
+//!   and fetched by ONE call however many requests wait for it.
+//! - anything else → checked once against TCR's realm through a [`RegistryCredentialValidator`]
+//!   (positive results cached briefly, keyed by a hash, never the plain secret) and used as it is.
+//!
+//! This module owns no HTTP surface and never logs or prints a secret: errors name the kind of
+//! credential and what failed, never the password or key.
+
+mod cache;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::config::Secret;
+use crate::tencentcloud::{ApiCredential, ApiError, InstanceToken, TcrApiClient, TokenType};
+
+pub use cache::{InstanceTokenCache, ValidationCache};
+
+/// Boxed future used by the object-safe traits of this module.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the client presented, parsed at the edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientSecret {
+    /// Tencent Cloud API keys (the Basic username starts with `AKID`).
+    ApiKeys(ApiCredential),
+    /// TCR registry credentials (long-term instance token, `tcr$` service account, ...).
+    Registry { username: String, password: Secret },
+}
+
+impl ClientSecret {
+    /// Classify Basic credentials. `None` when the username is empty (no credentials at all).
+    pub fn from_basic(username: &str, password: &str) -> Option<ClientSecret> {
+        if username.is_empty() {
+            return None;
+        }
+        Some(if username.starts_with("AKID") {
+            ClientSecret::ApiKeys(ApiCredential {
+                secret_id: username.to_string(),
+                secret_key: Secret::new(password),
+            })
+        } else {
+            ClientSecret::Registry {
+                username: username.to_string(),
+                password: Secret::new(password),
+            }
+        })
+    }
+
+    /// `"api-keys"` or `"registry"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientSecret::ApiKeys(_) => KIND_API_KEYS,
+            ClientSecret::Registry { .. } => KIND_REGISTRY,
+        }
+    }
+
+    /// The user-visible name of the credential: the SecretId or the registry username.
+    pub fn account(&self) -> &str {
+        match self {
+            ClientSecret::ApiKeys(k) => &k.secret_id,
+            ClientSecret::Registry { username, .. } => username,
+        }
+    }
+}
+
+pub const KIND_API_KEYS: &str = "api-keys";
+pub const KIND_REGISTRY: &str = "registry";
+pub const KIND_ANONYMOUS: &str = "anonymous";
+
+/// Basic credentials to use against TCR's own token realm.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamCredential {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// Who the caller is, after translation.
+#[derive(Clone, Debug)]
+pub struct ClientIdentity {
+    /// `None` = anonymous.
+    pub upstream: Option<UpstreamCredential>,
+    /// The caller's API keys, when it presented some (used to create namespaces as the caller).
+    pub api_keys: Option<ApiCredential>,
+    /// `"api-keys"` | `"registry"` | `"anonymous"`.
+    pub kind: &'static str,
+}
+
+impl ClientIdentity {
+    pub fn anonymous() -> Self {
+        ClientIdentity {
+            upstream: None,
+            api_keys: None,
+            kind: KIND_ANONYMOUS,
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.upstream.is_none()
+    }
+
+    /// The upstream username (UIN for API keys), `""` when anonymous.
+    pub fn subject(&self) -> &str {
+        self.upstream.as_ref().map_or("", |u| u.username.as_str())
+    }
+}
+
+/// Checks Basic credentials against TCR's token realm. Implemented by the upstream module.
+pub trait RegistryCredentialValidator: Send + Sync {
+    /// `Ok(())` when TCR accepts the credential; `Err(why)` otherwise (no secret in `why`).
+    fn validate<'a>(
+        &'a self,
+        cred: &'a UpstreamCredential,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// Exchanges API keys for a temporary registry credential (`CreateInstanceToken`).
+/// [`TcrApiClient`] implements it; tests may provide their own.
+pub trait InstanceTokenIssuer: Send + Sync {
+    fn issue<'a>(
+        &'a self,
+        cred: &'a ApiCredential,
+        registry_id: &'a str,
+    ) -> BoxFuture<'a, Result<InstanceToken, ApiError>>;
+}
+
+impl InstanceTokenIssuer for TcrApiClient {
+    fn issue<'a>(
+        &'a self,
+        cred: &'a ApiCredential,
+        registry_id: &'a str,
+    ) -> BoxFuture<'a, Result<InstanceToken, ApiError>> {
+        Box::pin(self.create_instance_token(cred, registry_id, TokenType::Temp))
+    }
+}
+
+/// Why a credential could not be translated. `Display` names the kind of credential tried and
+/// what failed, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("Tencent Cloud API keys {secret_id}: SecretId not found")]
+    UnknownSecretId { secret_id: String },
+    #[error("Tencent Cloud API keys {secret_id}: signature check failed (wrong SecretKey?)")]
+    BadSignature { secret_id: String },
+    #[error("Tencent Cloud API keys {secret_id}: not permitted to call {action} (check the key's CAM policy)")]
+    NotPermitted { secret_id: String, action: String },
+    #[error("Tencent Cloud API keys {secret_id}: rejected by the cloud API: {why}")]
+    ApiRejected { secret_id: String, why: String },
+    #[error(
+        "Tencent Cloud API keys are not accepted: this adapter has no cloud API client configured"
+    )]
+    ApiKeysUnsupported,
+    #[error("TCR registry credentials for user {username:?}: rejected by TCR: {why}")]
+    BadRegistryPassword { username: String, why: String },
+    #[error("Tencent Cloud API throttled the request (RequestLimitExceeded); retry shortly")]
+    Throttled,
+    #[error("Tencent Cloud API unavailable: {why}")]
+    Unavailable { why: String },
+}
+
+impl CredentialError {
+    /// True when the caller's credential itself was refused (answer 401), as opposed to the
+    /// cloud being busy or unreachable.
+    pub fn is_rejection(&self) -> bool {
+        !matches!(
+            self,
+            CredentialError::Throttled | CredentialError::Unavailable { .. }
+        )
+    }
+
+    /// Classify a `CreateInstanceToken` failure.
+    pub fn from_api(secret_id: &str, err: &ApiError) -> Self {
+        let secret_id = mask_secret_id(secret_id);
+        let code = match err {
+            ApiError::Transport(why) => return CredentialError::Unavailable { why: why.clone() },
+            ApiError::Api { code, .. } => code.as_str(),
+        };
+        match code {
+            "AuthFailure.SecretIdNotFound" => CredentialError::UnknownSecretId { secret_id },
+            "AuthFailure.SignatureFailure" => CredentialError::BadSignature { secret_id },
+            c if c.starts_with("AuthFailure.UnauthorizedOperation")
+                || c.starts_with("UnauthorizedOperation") =>
+            {
+                CredentialError::NotPermitted {
+                    secret_id,
+                    action: "CreateInstanceToken".into(),
+                }
+            }
+            c if c.starts_with("RequestLimitExceeded") => CredentialError::Throttled,
+            c if c.starts_with("InternalError") || c == "ResourceUnavailable" => {
+                CredentialError::Unavailable {
+                    why: err.to_string(),
+                }
+            }
+            _ => CredentialError::ApiRejected {
+                secret_id,
+                why: err.to_string(),
+            },
+        }
+    }
+}
+
+/// A SecretId shortened for messages (it is an identifier, but there is no need to echo it all).
+fn mask_secret_id(id: &str) -> String {
+    let keep: String = id.chars().take(8).collect();
+    if keep.len() < id.len() {
+        format!("{keep}…")
+    } else {
+        keep
+    }
+}
+
+/// Translates [`ClientSecret`]s into [`ClientIdentity`]s, with caches and single flight.
+pub struct CredentialResolver {
+    issuer: Option<Arc<dyn InstanceTokenIssuer>>,
+    registry_id: String,
+    tokens: InstanceTokenCache,
+    validations: ValidationCache,
+    validator: Arc<dyn RegistryCredentialValidator>,
+    clock: SharedClock,
+}
+
+impl CredentialResolver {
+    pub fn new(
+        api: Option<Arc<TcrApiClient>>,
+        registry_id: String,
+        validator: Arc<dyn RegistryCredentialValidator>,
+        clock: SharedClock,
+    ) -> Self {
+        let issuer = api.map(|a| a as Arc<dyn InstanceTokenIssuer>);
+        Self::with_issuer(issuer, registry_id, validator, clock)
+    }
+
+    /// Like [`Self::new`] with any [`InstanceTokenIssuer`].
+    pub fn with_issuer(
+        issuer: Option<Arc<dyn InstanceTokenIssuer>>,
+        registry_id: String,
+        validator: Arc<dyn RegistryCredentialValidator>,
+        clock: SharedClock,
+    ) -> Self {
+        CredentialResolver {
+            issuer,
+            registry_id,
+            tokens: InstanceTokenCache::new(),
+            validations: ValidationCache::new(cache::VALIDATION_TTL_MS),
+            validator,
+            clock,
+        }
+    }
+
+    /// Translate what the client presented. Cheap when cached (one map lookup and a hash).
+    pub async fn resolve(&self, secret: &ClientSecret) -> Result<ClientIdentity, CredentialError> {
+        match secret {
+            ClientSecret::ApiKeys(keys) => {
+                let issuer = self
+                    .issuer
+                    .as_ref()
+                    .ok_or(CredentialError::ApiKeysUnsupported)?;
+                let upstream = self
+                    .tokens
+                    .get_or_refresh(keys, self.clock.now_ms(), || async {
+                        issuer
+                            .issue(keys, &self.registry_id)
+                            .await
+                            .map_err(|e| CredentialError::from_api(&keys.secret_id, &e))
+                    })
+                    .await?;
+                Ok(ClientIdentity {
+                    upstream: Some(upstream),
+                    api_keys: Some(keys.clone()),
+                    kind: KIND_API_KEYS,
+                })
+            }
+            ClientSecret::Registry { username, password } => {
+                let cred = UpstreamCredential {
+                    username: username.clone(),
+                    password: password.clone(),
+                };
+                self.validations
+                    .check(&cred, self.clock.now_ms(), || async {
+                        self.validator.validate(&cred).await.map_err(|why| {
+                            CredentialError::BadRegistryPassword {
+                                username: username.clone(),
+                                why,
+                            }
+                        })
+                    })
+                    .await?;
+                Ok(ClientIdentity {
+                    upstream: Some(cred),
+                    api_keys: None,
+                    kind: KIND_REGISTRY,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_classified_by_username() {
+        let k = ClientSecret::from_basic("AKIDabc", "key").unwrap();
+        assert_eq!(k.kind(), "api-keys");
+        let r = ClientSecret::from_basic("tcr$robot", "pw").unwrap();
+        assert_eq!(r.kind(), "registry");
+        assert!(ClientSecret::from_basic("", "").is_none());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let k = ClientSecret::from_basic("AKIDabc", "very-secret-key").unwrap();
+        let r = ClientSecret::from_basic("user", "very-secret-pw").unwrap();
+        let text = format!("{k:?} {r:?}");
+        assert!(!text.contains("very-secret"), "{text}");
+        assert!(text.contains("<redacted>"));
+    }
+
+    #[test]
+    fn api_errors_map_to_actionable_messages() {
+        let api = |code: &str| ApiError::Api {
+            code: code.into(),
+            message: "m".into(),
+            request_id: "r".into(),
+        };
+        let e = CredentialError::from_api("AKIDabcdefghijkl", &api("AuthFailure.SecretIdNotFound"));
+        assert!(matches!(e, CredentialError::UnknownSecretId { .. }));
+        assert!(e.to_string().contains("API keys"));
+        assert!(e.to_string().contains("SecretId not found"));
+        assert!(!e.to_string().contains("AKIDabcdefghijkl"));
+        assert!(matches!(
+            CredentialError::from_api("AKIDx", &api("AuthFailure.SignatureFailure")),
+            CredentialError::BadSignature { .. }
+        ));
+        assert!(matches!(
+            CredentialError::from_api("AKIDx", &api("UnauthorizedOperation")),
+            CredentialError::NotPermitted { .. }
+        ));
+        assert!(matches!(
+            CredentialError::from_api("AKIDx", &api("AuthFailure.UnauthorizedOperation")),
+            CredentialError::NotPermitted { .. }
+        ));
+        assert_eq!(
+            CredentialError::from_api("AKIDx", &api("RequestLimitExceeded")),
+            CredentialError::Throttled
+        );
+        let t = CredentialError::from_api("AKIDx", &ApiError::Transport("refused".into()));
+        assert!(!t.is_rejection());
+    }
+}
