@@ -5,8 +5,10 @@
 //! `tencentcloud`/`upstream`; `emulator` stands alone (it only shares `oci`, `config`, `clock`).
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod emulator;
 pub mod namespaces;
 pub mod oci;
