@@ -1,50 +1,417 @@
 //! Ensure-namespace: the Harbor-project → TCR-namespace rename map, allow/deny policy, TCR's
-//! naming rule, and creating a missing namespace on the first write (single flight, cached).
+//! naming rule, and creating a missing namespace on the first write (single flight per
+//! namespace, positive results cached with a TTL, failures never cached), plus the catalog and
+//! tag deletion answered through the cloud API ([`catalog`]).
 //!
-//! INTERFACE STUB: the signatures are the contract the registry front codes against; the policy
-//! and the cloud calls are filled in by the namespaces work.
+//! It decides *whether* a namespace may exist and makes sure it does; it never talks to the
+//! registry data plane and never sees a request. Whose keys create a namespace: the caller's own
+//! API keys when it presented some (their CAM permissions apply), else the provisioner keys
+//! (`tcr.secret_id` / `tcr.secret_key`).
+//!
+//! - [`policy`]: naming rule, allow/deny patterns, rename map
+//! - [`errors`]: cloud API errors → OCI errors a person can act on
+//! - [`catalog`]: `/v2/_catalog` from `DescribeRepositories`, tag deletes through `DeleteImage`
 
-use crate::config::NamespacesConfig;
-use crate::oci::{OciError, RepoName};
-use crate::tencentcloud::ApiCredential;
+pub mod catalog;
+pub mod errors;
+mod metrics;
+pub mod policy;
 
+use std::sync::{Arc, RwLock};
+
+use dashmap::DashMap;
+
+use crate::clock::{self, SharedClock};
+use crate::config::{NamespacesConfig, TcrConfig};
+use crate::oci::{ErrorCode, OciError, RepoName};
+use crate::tencentcloud::{ApiCredential, TcrApiClient};
+
+pub use catalog::CatalogPage;
+pub use errors::api_error_to_oci;
+pub use metrics::Outcome;
+pub use policy::{is_valid_namespace, NamespacePolicy, NAMING_RULE};
+
+use metrics::NamespaceMetrics;
+
+/// The cloud side of the provisioner: client (in the instance's region), instance and the
+/// provisioner's own keys.
+struct Cloud {
+    client: TcrApiClient,
+    registry_id: String,
+    keys: Option<ApiCredential>,
+}
+
+type CreateHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Makes sure upstream namespaces exist before writes into them. Share it behind an `Arc`.
 pub struct NamespaceProvisioner {
     cfg: NamespacesConfig,
+    policy: NamespacePolicy,
+    cloud: Option<Cloud>,
+    clock: SharedClock,
+    /// Namespaces known to exist → expiry (ms since the epoch).
+    known: DashMap<String, i64>,
+    /// One lock per namespace being ensured: one cloud call in flight per namespace.
+    inflight: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    metrics: NamespaceMetrics,
+    before_create: RwLock<Option<CreateHook>>,
+    catalogs: catalog::CatalogCache,
+}
+
+/// `AKIDabcd…`: the part of a SecretId that may appear in logs and messages.
+pub fn secret_id_prefix(secret_id: &str) -> String {
+    let p: String = secret_id.chars().take(8).collect();
+    format!("{p}…")
 }
 
 impl NamespaceProvisioner {
+    /// A provisioner without a cloud client: the policy (naming rule, patterns, map) is enforced
+    /// and namespaces are assumed to exist. Add the cloud with [`Self::with_cloud`].
     pub fn new(cfg: &NamespacesConfig) -> Self {
-        NamespaceProvisioner { cfg: cfg.clone() }
+        NamespaceProvisioner {
+            cfg: cfg.clone(),
+            policy: NamespacePolicy::new(cfg),
+            cloud: None,
+            clock: clock::system(),
+            known: DashMap::new(),
+            inflight: DashMap::new(),
+            metrics: NamespaceMetrics::new(),
+            before_create: RwLock::new(None),
+            catalogs: catalog::CatalogCache::default(),
+        }
+    }
+
+    /// Use `client` (already set to the instance's region) against instance `registry_id`;
+    /// `provisioner_keys` create namespaces for callers that presented no API keys.
+    pub fn with_cloud(
+        mut self,
+        client: TcrApiClient,
+        registry_id: impl Into<String>,
+        provisioner_keys: Option<ApiCredential>,
+    ) -> Self {
+        self.cloud = Some(Cloud {
+            client,
+            registry_id: registry_id.into(),
+            keys: provisioner_keys,
+        });
+        self
+    }
+
+    /// Read time (cache expiry, audit timestamps) from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The provisioner keys of the `tcr` section, when both halves are set.
+    pub fn provisioner_keys(tcr: &TcrConfig) -> Option<ApiCredential> {
+        (!tcr.secret_id.is_empty() && !tcr.secret_key.is_empty())
+            .then(|| ApiCredential::new(tcr.secret_id.clone(), tcr.secret_key.expose()))
+    }
+
+    /// The compiled policy (naming rule, patterns, rename map).
+    pub fn policy(&self) -> &NamespacePolicy {
+        &self.policy
+    }
+
+    /// Register the provisioner's counters (`tcr_adapter_namespace_ensures_total{outcome}`).
+    pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        self.metrics.register(registry)
+    }
+
+    /// How many ensures ended with `outcome` so far.
+    pub fn outcome_count(&self, outcome: Outcome) -> u64 {
+        self.metrics.get(outcome)
+    }
+
+    /// Test hook: called with the namespace right before `CreateNamespace` is sent.
+    #[doc(hidden)]
+    pub fn set_before_create_hook(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        *self
+            .before_create
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(hook));
     }
 
     /// The name a client's repository has upstream (rename map applied to the namespace).
     pub fn to_upstream(&self, repo: &RepoName) -> RepoName {
-        match self.cfg.map.get(repo.namespace()) {
-            Some(ns) => repo.with_namespace(ns),
-            None => repo.clone(),
-        }
+        self.policy.to_upstream(repo)
     }
 
     /// The name an upstream repository has for clients (reverse of [`Self::to_upstream`]).
     pub fn to_client(&self, repo: &RepoName) -> RepoName {
-        match self
-            .cfg
-            .map
-            .iter()
-            .find(|(_, v)| v.as_str() == repo.namespace())
-        {
-            Some((k, _)) => repo.with_namespace(k),
-            None => repo.clone(),
-        }
+        self.policy.to_client(repo)
+    }
+
+    /// [`Self::to_upstream`] on a string (`ns/repo…` or a bare namespace).
+    pub fn name_to_upstream(&self, name: &str) -> String {
+        map_first_component(name, |ns| self.policy.ns_to_upstream(ns))
+    }
+
+    /// [`Self::to_client`] on a string.
+    pub fn name_to_client(&self, name: &str) -> String {
+        map_first_component(name, |ns| self.policy.ns_to_client(ns))
+    }
+
+    /// Rewrite the repository of a `/v2/<name>/…` path (with any query, kept intact) from its
+    /// upstream name to the client's: for `Location` and `Link` headers. Other paths (including
+    /// `/v2/_catalog`) come back unchanged.
+    pub fn path_to_client(&self, path_and_query: &str) -> String {
+        rewrite_v2_path(path_and_query, |ns| self.policy.ns_to_client(ns))
+    }
+
+    /// The reverse of [`Self::path_to_client`].
+    pub fn path_to_upstream(&self, path_and_query: &str) -> String {
+        rewrite_v2_path(path_and_query, |ns| self.policy.ns_to_upstream(ns))
+    }
+
+    /// Forget that `upstream_namespace` exists (e.g. the upstream said it does not).
+    pub fn invalidate(&self, upstream_namespace: &str) {
+        self.known.remove(upstream_namespace);
+    }
+
+    /// The `DENIED` error for a namespace that could not be checked or created for lack of keys.
+    pub fn keys_needed_error(&self, upstream_namespace: &str) -> OciError {
+        OciError::new(
+            ErrorCode::Denied,
+            format!(
+                "creating namespace {upstream_namespace:?} needs TencentCloud API keys: set \
+                 tcr.secret_id and tcr.secret_key in the adapter's configuration, or log in with a \
+                 SecretId/SecretKey pair (AKID…) instead of registry credentials"
+            ),
+        )
+    }
+
+    fn is_known(&self, ns: &str) -> bool {
+        let now = self.clock.now_ms();
+        self.known.get(ns).is_some_and(|exp| *exp > now)
+    }
+
+    fn remember(&self, ns: &str) {
+        let ttl_ms = i64::try_from(self.cfg.cache_ttl_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        self.known
+            .insert(ns.to_string(), self.clock.now_ms().saturating_add(ttl_ms));
     }
 
     /// Make sure the upstream namespace exists before a write into it. `keys` are the caller's
     /// own API keys when it presented some.
+    ///
+    /// Without a cloud client, or without any keys (caller presented registry credentials and no
+    /// provisioner keys are configured), the namespace cannot be checked: the policy is applied
+    /// and the write goes on (a missing namespace is then refused by TCR itself; answer it with
+    /// [`Self::keys_needed_error`]).
     pub async fn ensure(
         &self,
-        _upstream_namespace: &str,
-        _keys: Option<&ApiCredential>,
+        upstream_namespace: &str,
+        keys: Option<&ApiCredential>,
     ) -> Result<(), OciError> {
-        Ok(())
+        let ns = upstream_namespace;
+        if let Err(e) = self.policy.check(ns) {
+            self.metrics.inc(Outcome::Denied);
+            tracing::info!(namespace = ns, reason = %e.message, "namespace refused by policy");
+            return Err(e);
+        }
+        if self.is_known(ns) {
+            self.metrics.inc(Outcome::ExistsCached);
+            return Ok(());
+        }
+        let Some(cloud) = &self.cloud else {
+            self.metrics.inc(Outcome::Unchecked);
+            return Ok(());
+        };
+        let Some(keys) = keys.or(cloud.keys.as_ref()) else {
+            self.metrics.inc(Outcome::Unchecked);
+            tracing::debug!(
+                namespace = ns,
+                "no API keys: namespace existence not checked (TCR refuses the push if it is missing)"
+            );
+            return Ok(());
+        };
+        let lock = self.inflight.entry(ns.to_string()).or_default().clone();
+        let guard = lock.lock().await;
+        let result = if self.is_known(ns) {
+            self.metrics.inc(Outcome::ExistsCached);
+            Ok(())
+        } else {
+            let r = self.ensure_locked(cloud, ns, keys).await;
+            let outcome = match &r {
+                Ok(o) => *o,
+                Err((o, _)) => *o,
+            };
+            self.metrics.inc(outcome);
+            r.map(|_| ()).map_err(|(_, e)| e)
+        };
+        drop(guard);
+        self.inflight
+            .remove_if(ns, |_, v| Arc::strong_count(v) <= 2);
+        result
+    }
+
+    async fn ensure_locked(
+        &self,
+        cloud: &Cloud,
+        ns: &str,
+        keys: &ApiCredential,
+    ) -> Result<Outcome, (Outcome, OciError)> {
+        let failed = |e: crate::tencentcloud::ApiError, action: &str, context: String| {
+            let oci = api_error_to_oci(&e, action, &keys.secret_id, &context);
+            let outcome = if oci.code == ErrorCode::Denied {
+                Outcome::Denied
+            } else {
+                Outcome::Error
+            };
+            tracing::warn!(namespace = ns, action, error = %e, "namespace ensure failed");
+            (outcome, oci)
+        };
+        let exists = cloud
+            .client
+            .find_namespace(keys, &cloud.registry_id, ns)
+            .await
+            .map_err(|e| {
+                failed(
+                    e,
+                    "DescribeNamespaces",
+                    format!("checking whether namespace {ns:?} exists"),
+                )
+            })?
+            .is_some();
+        if exists {
+            self.remember(ns);
+            return Ok(Outcome::Exists);
+        }
+        let visibility = if self.cfg.public { "public" } else { "private" };
+        if !self.cfg.auto_create {
+            return Err((
+                Outcome::Denied,
+                OciError::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "namespace {ns:?} does not exist in the TCR instance and \
+                         namespaces.auto_create is false: create it in the TCR console first"
+                    ),
+                ),
+            ));
+        }
+        if self.cfg.dry_run {
+            tracing::info!(
+                target: "audit",
+                event = "namespace_would_create",
+                namespace = ns,
+                visibility,
+                secret_id = %secret_id_prefix(&keys.secret_id),
+                "dry run: namespace would be created"
+            );
+            return Err((
+                Outcome::DryRun,
+                OciError::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "dry run (namespaces.dry_run = true): namespace {ns:?} does not exist and \
+                         would be created ({visibility}); nothing was created and this push is refused"
+                    ),
+                ),
+            ));
+        }
+        let hook = self
+            .before_create
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(h) = hook {
+            h(ns);
+        }
+        let context = format!("creating namespace {ns:?}");
+        match cloud
+            .client
+            .create_namespace(keys, &cloud.registry_id, ns, self.cfg.public)
+            .await
+        {
+            Ok(()) => {
+                let at = chrono::DateTime::from_timestamp_millis(self.clock.now_ms())
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                tracing::info!(
+                    target: "audit",
+                    event = "namespace_created",
+                    namespace = ns,
+                    visibility,
+                    registry_id = %cloud.registry_id,
+                    secret_id = %secret_id_prefix(&keys.secret_id),
+                    at = %at,
+                    "namespace created"
+                );
+                self.remember(ns);
+                Ok(Outcome::Created)
+            }
+            Err(e) if e.is_conflict() => {
+                // Someone else created it meanwhile: make sure it is really there.
+                match cloud
+                    .client
+                    .find_namespace(keys, &cloud.registry_id, ns)
+                    .await
+                {
+                    Ok(Some(_)) | Err(_) => {
+                        tracing::info!(namespace = ns, code = ?e.code(), "namespace already exists (created concurrently)");
+                        self.remember(ns);
+                        Ok(Outcome::Conflict)
+                    }
+                    Ok(None) => Err(failed(e, "CreateNamespace", context)),
+                }
+            }
+            Err(e) => Err(failed(e, "CreateNamespace", context)),
+        }
+    }
+}
+
+/// Apply `f` to the first `/`-separated component of `name`.
+fn map_first_component<'a>(name: &'a str, f: impl Fn(&'a str) -> &'a str) -> String {
+    match name.split_once('/') {
+        Some((ns, rest)) => format!("{}/{rest}", f(ns)),
+        None => f(name).to_string(),
+    }
+}
+
+fn rewrite_v2_path<'a>(path_and_query: &'a str, f: impl Fn(&'a str) -> &'a str) -> String {
+    let Some(rest) = path_and_query.strip_prefix("/v2/") else {
+        return path_and_query.to_string();
+    };
+    if rest.starts_with('_') {
+        return path_and_query.to_string();
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    format!("/v2/{}{}", f(&rest[..end]), &rest[end..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_names_are_rewritten_both_ways() {
+        let cfg = NamespacesConfig {
+            map: [("library".to_string(), "lib-tcr".to_string())].into(),
+            ..Default::default()
+        };
+        let p = NamespaceProvisioner::new(&cfg);
+        assert_eq!(p.name_to_upstream("library/nginx"), "lib-tcr/nginx");
+        assert_eq!(p.name_to_client("lib-tcr/a/b"), "library/a/b");
+        assert_eq!(p.name_to_upstream("other/x"), "other/x");
+        assert_eq!(
+            p.path_to_client("/v2/lib-tcr/nginx/blobs/uploads/abc?_state=x&lib-tcr=1"),
+            "/v2/library/nginx/blobs/uploads/abc?_state=x&lib-tcr=1"
+        );
+        assert_eq!(
+            p.path_to_upstream("/v2/library/nginx/tags/list?n=10&last=a"),
+            "/v2/lib-tcr/nginx/tags/list?n=10&last=a"
+        );
+        assert_eq!(p.path_to_client("/v2/_catalog?n=1"), "/v2/_catalog?n=1");
+        assert_eq!(p.path_to_client("/other"), "/other");
+    }
+
+    #[test]
+    fn secret_id_prefix_is_short() {
+        assert_eq!(secret_id_prefix("AKIDabcdefghijkl"), "AKIDabcd…");
     }
 }

@@ -1,0 +1,272 @@
+//! `/v2/_catalog` answered from `DescribeRepositories`, and tag deletion through `DeleteImage`
+//! (TCR's data plane refuses `DELETE /v2/<name>/manifests/<tag>`; Harbor's own TCR provider
+//! deletes through the API as well).
+//!
+//! `DescribeRepositories` paging is inconsistent between TCR's documentation (page number, from
+//! 0 or 1) and its users (item offset): the first two pages tell which one this endpoint speaks,
+//! and paging stops on a short page, a page with nothing new, or `TotalCount` reached. The full
+//! list is fetched on the first catalog page and reused (per SecretId, briefly) for the pages
+//! that follow, so a paginating client costs one listing, not one per page.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::{api_error_to_oci, NamespaceProvisioner};
+use crate::oci::{ErrorCode, OciError, RepoName};
+use crate::tencentcloud::models::TcrRepositoryInfo;
+use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient};
+
+/// Repositories per `DescribeRepositories` call (the API's maximum).
+pub const PAGE_LIMIT: i64 = 100;
+/// Pages fetched at most for one listing (TCR instances hold at most 5 000 repositories).
+const MAX_PAGES: usize = 200;
+/// How long a listing is reused for the following catalog pages, milliseconds.
+const LISTING_TTL_MS: i64 = 30_000;
+/// Largest `n` honoured.
+pub const MAX_N: usize = 10_000;
+
+/// One page of `/v2/_catalog`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogPage {
+    /// Client names (rename map applied), sorted.
+    pub repositories: Vec<String>,
+    /// Relative target of the `Link: <…>; rel="next"` header: `/v2/_catalog?last=..&n=..`.
+    pub next: Option<String>,
+}
+
+/// Listings by SecretId: (expiry ms, sorted client names).
+#[derive(Default)]
+pub(super) struct CatalogCache(DashMap<String, (i64, Arc<Vec<String>>)>);
+
+/// How `Offset` is understood by the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OffsetMode {
+    /// Page index from 0: offsets 0, 1, 2…
+    PageFromZero,
+    /// Page index from 1 (0 and 1 both give the first page): offsets 1, 2, 3…
+    PageFromOne,
+    /// Item offset: 0, limit, 2·limit…
+    Items,
+}
+
+/// Every repository visible to `keys` (upstream names), paging robustly.
+pub async fn list_all_repositories(
+    client: &TcrApiClient,
+    keys: &ApiCredential,
+    registry_id: &str,
+) -> Result<Vec<String>, ApiError> {
+    let fetch = |offset: i64| async move {
+        match client
+            .describe_repositories(keys, registry_id, None, None, PAGE_LIMIT, offset)
+            .await
+        {
+            Ok(r) => Ok((
+                r.repository_list.iter().map(full_name).collect::<Vec<_>>(),
+                r.total_count,
+            )),
+            Err(e) if e.is_not_found() && offset > 0 => Ok((Vec::new(), 0)),
+            Err(e) => Err(e),
+        }
+    };
+    let limit = PAGE_LIMIT as usize;
+    let mut seen = BTreeSet::new();
+    let (first, total) = fetch(0).await?;
+    seen.extend(first.iter().cloned());
+    let done = |seen: &BTreeSet<String>| total > 0 && seen.len() as i64 >= total;
+    if first.len() < limit || done(&seen) {
+        return Ok(seen.into_iter().collect());
+    }
+    let (second, _) = fetch(1).await?;
+    let mode = if second.first() == first.first() {
+        OffsetMode::PageFromOne
+    } else if second.first() == first.get(1) {
+        OffsetMode::Items
+    } else {
+        OffsetMode::PageFromZero
+    };
+    let mut offset = match mode {
+        OffsetMode::PageFromOne | OffsetMode::PageFromZero => 2,
+        OffsetMode::Items => PAGE_LIMIT,
+    };
+    if mode == OffsetMode::PageFromZero {
+        let before = seen.len();
+        seen.extend(second.iter().cloned());
+        if second.len() < limit || seen.len() == before || done(&seen) {
+            return Ok(seen.into_iter().collect());
+        }
+    }
+    for _ in 0..MAX_PAGES {
+        let (page, _) = fetch(offset).await?;
+        let before = seen.len();
+        seen.extend(page.iter().cloned());
+        if page.len() < limit || seen.len() == before || done(&seen) {
+            break;
+        }
+        offset += match mode {
+            OffsetMode::Items => PAGE_LIMIT,
+            _ => 1,
+        };
+    }
+    Ok(seen.into_iter().collect())
+}
+
+/// `ns/repo` whether or not the API prefixed the name with its namespace.
+fn full_name(r: &TcrRepositoryInfo) -> String {
+    if r.name.contains('/') || r.namespace.is_empty() {
+        r.name.clone()
+    } else {
+        format!("{}/{}", r.namespace, r.name)
+    }
+}
+
+/// The page of `all` (sorted) after `last`, at most `n` names, with the next link.
+pub fn paginate(all: &[String], n: Option<usize>, last: Option<&str>) -> CatalogPage {
+    let start = match last {
+        Some(l) => all.partition_point(|x| x.as_str() <= l),
+        None => 0,
+    };
+    let rest = &all[start..];
+    let n = n.map(|n| n.min(MAX_N));
+    let take = n.unwrap_or(rest.len()).min(rest.len());
+    let repositories = rest[..take].to_vec();
+    let next = match (n, repositories.last()) {
+        (Some(n), Some(l)) if n > 0 && take < rest.len() => {
+            Some(format!("/v2/_catalog?last={l}&n={n}"))
+        }
+        _ => None,
+    };
+    CatalogPage { repositories, next }
+}
+
+impl NamespaceProvisioner {
+    fn cloud_or_unsupported(&self, what: &str) -> Result<&super::Cloud, OciError> {
+        self.cloud.as_ref().ok_or_else(|| {
+            OciError::new(
+                ErrorCode::Unsupported,
+                format!("{what} needs the TencentCloud API, which is not configured"),
+            )
+        })
+    }
+
+    /// One page of `/v2/_catalog` for `keys`: client names, sorted, after `last`, at most `n`.
+    pub async fn catalog(
+        &self,
+        keys: &ApiCredential,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<CatalogPage, OciError> {
+        let cloud = self.cloud_or_unsupported("listing the catalog")?;
+        if n == Some(0) {
+            return Ok(CatalogPage {
+                repositories: Vec::new(),
+                next: None,
+            });
+        }
+        let now = self.clock.now_ms();
+        let cached = last.and_then(|_| {
+            self.catalogs
+                .0
+                .get(&keys.secret_id)
+                .filter(|e| e.0 > now)
+                .map(|e| e.1.clone())
+        });
+        let all = match cached {
+            Some(all) => all,
+            None => {
+                let upstream = list_all_repositories(&cloud.client, keys, &cloud.registry_id)
+                    .await
+                    .map_err(|e| {
+                        api_error_to_oci(
+                            &e,
+                            "DescribeRepositories",
+                            &keys.secret_id,
+                            "listing repositories",
+                        )
+                    })?;
+                let mut names: Vec<String> = upstream
+                    .iter()
+                    .filter_map(|s| RepoName::parse(s).ok())
+                    .filter(|r| self.policy.is_visible(r))
+                    .map(|r| self.policy.to_client(&r).as_str().to_string())
+                    .collect();
+                names.sort();
+                names.dedup();
+                let all = Arc::new(names);
+                self.catalogs
+                    .0
+                    .insert(keys.secret_id.clone(), (now + LISTING_TTL_MS, all.clone()));
+                all
+            }
+        };
+        Ok(paginate(&all, n, last))
+    }
+
+    /// Delete the tag `tag` of the upstream repository `repo_upstream` through `DeleteImage`.
+    pub async fn delete_tag(
+        &self,
+        keys: &ApiCredential,
+        repo_upstream: &RepoName,
+        tag: &str,
+    ) -> Result<(), OciError> {
+        let cloud = self.cloud_or_unsupported("deleting a tag")?;
+        let (ns, repo) = (repo_upstream.namespace(), repo_upstream.repository());
+        if repo.is_empty() {
+            return Err(OciError::new(
+                ErrorCode::NameInvalid,
+                format!("{repo_upstream}: TCR repositories are <namespace>/<repository>"),
+            ));
+        }
+        match cloud
+            .client
+            .delete_image(keys, &cloud.registry_id, ns, repo, tag)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(
+                    target: "audit",
+                    event = "tag_deleted",
+                    repository = %repo_upstream,
+                    tag,
+                    secret_id = %super::secret_id_prefix(&keys.secret_id),
+                    "tag deleted"
+                );
+                self.catalogs.0.remove(&keys.secret_id);
+                Ok(())
+            }
+            Err(e) if e.is_not_found() => Err(OciError::new(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "tag {tag:?} of {} not found",
+                    self.policy.to_client(repo_upstream)
+                ),
+            )),
+            Err(e) => Err(api_error_to_oci(
+                &e,
+                "DeleteImage",
+                &keys.secret_id,
+                &format!("deleting {repo_upstream}:{tag}"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagination_links() {
+        let all: Vec<String> = ["a/1", "a/2", "b/1", "c/9"].map(String::from).to_vec();
+        let p = paginate(&all, Some(2), None);
+        assert_eq!(p.repositories, ["a/1", "a/2"]);
+        assert_eq!(p.next.as_deref(), Some("/v2/_catalog?last=a/2&n=2"));
+        let p = paginate(&all, Some(2), Some("a/2"));
+        assert_eq!(p.repositories, ["b/1", "c/9"]);
+        assert_eq!(p.next, None);
+        let p = paginate(&all, None, Some("a/10"));
+        assert_eq!(p.repositories, ["a/2", "b/1", "c/9"]);
+        assert_eq!(paginate(&all, Some(10), None).next, None);
+    }
+}
