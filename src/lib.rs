@@ -5,13 +5,16 @@
 //! `tencentcloud`/`upstream`; `emulator` stands alone (it only shares `oci`, `config`, `clock`).
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod discovery;
 pub mod emulator;
 pub mod namespaces;
 pub mod oci;
+pub mod registry;
 pub mod telemetry;
 pub mod tencentcloud;
 pub mod upstream;

@@ -6,7 +6,7 @@
 mod challenge;
 mod metrics;
 mod tokens;
-// mod validator; (enabled once crate::credentials lands)
+mod validator;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use crate::oci::{ErrorCode, OciError};
 pub use challenge::Challenge;
 pub use metrics::UpstreamMetrics;
 pub use tokens::{TokenCache, TokenKey, TokenResponse};
-// pub use validator::RealmValidator;
+pub use validator::RealmValidator;
 
 /// Basic credentials presented to the upstream realm (username = UIN, password = instance token).
 #[derive(Clone, Debug)]

@@ -1,0 +1,282 @@
+//! The adapter as a running thing: its shared state (upstream client, credential resolver, auth
+//! service, namespace provisioner, metrics), the routes (`/v2/`, `/service/token`, `/healthz`,
+//! `/metrics`), the per-request access log with `X-Request-Id`, and [`start`], used alike by
+//! `main` and the tests. It wires; it does not implement protocol logic.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
+
+use crate::auth::AuthService;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::credentials::CredentialResolver;
+use crate::namespaces::NamespaceProvisioner;
+use crate::registry::{FrontMetrics, RegistryFront, RouteInfo};
+use crate::tencentcloud::TcrApiClient;
+use crate::upstream::{RealmValidator, UpstreamClient, UpstreamMetrics};
+
+/// The adapter's Prometheus registry and the families it holds.
+#[derive(Clone)]
+pub struct AdapterMetrics {
+    pub registry: prometheus::Registry,
+    pub front: FrontMetrics,
+    pub upstream: UpstreamMetrics,
+}
+
+impl AdapterMetrics {
+    pub fn new() -> Self {
+        let registry = prometheus::Registry::new();
+        AdapterMetrics {
+            front: FrontMetrics::new(&registry),
+            upstream: UpstreamMetrics::new(&registry),
+            registry,
+        }
+    }
+}
+
+impl Default for AdapterMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything the adapter's handlers share.
+pub struct AdapterState {
+    pub cfg: Config,
+    pub upstream: Arc<UpstreamClient>,
+    pub namespaces: Arc<NamespaceProvisioner>,
+    pub api: Option<Arc<TcrApiClient>>,
+    pub resolver: Arc<CredentialResolver>,
+    pub auth: web::Data<AuthService>,
+    pub front: web::Data<RegistryFront>,
+    pub metrics: AdapterMetrics,
+}
+
+impl AdapterState {
+    /// Build the state from a configuration whose `server.listen` is the bound address.
+    pub fn new(cfg: Config, clock: SharedClock) -> io::Result<AdapterState> {
+        let metrics = AdapterMetrics::new();
+        let ca = match &cfg.tcr.ca_file {
+            Some(p) => Some(std::fs::read(p)?),
+            None => None,
+        };
+        let upstream = Arc::new(
+            UpstreamClient::new(
+                &cfg.tcr.registry_url,
+                Duration::from_secs(cfg.tcr.connect_timeout_secs.max(1)),
+                ca.as_deref(),
+                clock.clone(),
+                metrics.upstream.clone(),
+            )
+            .map_err(|e| io::Error::other(format!("upstream client: {e}")))?,
+        );
+        let api = if cfg.tcr.api_endpoint.is_empty() {
+            None
+        } else {
+            Some(
+                TcrApiClient::from_config(&cfg.tcr, clock.clone())
+                    .map_err(|e| io::Error::other(format!("TCR API client: {e}")))?,
+            )
+        };
+        let mut provisioner = NamespaceProvisioner::new(&cfg.namespaces).with_clock(clock.clone());
+        if let Some(client) = &api {
+            provisioner = provisioner.with_cloud(
+                client.clone(),
+                cfg.tcr.registry_id.clone(),
+                NamespaceProvisioner::provisioner_keys(&cfg.tcr),
+            );
+        }
+        let _ = provisioner.register(&metrics.registry);
+        let namespaces = Arc::new(provisioner);
+        let api = api.map(Arc::new);
+        let validator = Arc::new(RealmValidator::new(upstream.clone()));
+        let resolver = Arc::new(CredentialResolver::new(
+            api.clone(),
+            cfg.tcr.registry_id.clone(),
+            validator,
+            clock.clone(),
+        ));
+        let auth = AuthService::new(&cfg, resolver.clone(), namespaces.clone(), clock)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let front = RegistryFront {
+            upstream: upstream.clone(),
+            namespaces: namespaces.clone(),
+            public_base: cfg.server.public_base(),
+            metrics: metrics.front.clone(),
+        };
+        Ok(AdapterState {
+            cfg,
+            upstream,
+            namespaces,
+            api,
+            resolver,
+            auth: web::Data::new(auth),
+            front: web::Data::new(front),
+            metrics,
+        })
+    }
+}
+
+/// All routes of the adapter. Needs `web::Data<AdapterState>`, `web::Data<AuthService>` and
+/// `web::Data<RegistryFront>` registered by the caller (see [`start`]).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics));
+    crate::auth::configure_token_routes(cfg);
+    crate::registry::configure(cfg);
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn metrics(state: web::Data<AdapterState>) -> HttpResponse {
+    crate::telemetry::metrics_response(&state.metrics.registry)
+}
+
+/// A running adapter.
+pub struct AdapterHandle {
+    pub addr: SocketAddr,
+    pub state: web::Data<AdapterState>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl AdapterHandle {
+    /// `http://<addr>` (or the configured public URL).
+    pub fn url(&self) -> String {
+        self.state.cfg.server.public_base()
+    }
+    /// Stop, letting in-flight requests finish.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+    }
+}
+
+/// Bind `cfg.server.listen` (port 0 picks a free port) and serve. Must run inside Tokio.
+pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHandle> {
+    let listener = TcpListener::bind(cfg.server.listen)?;
+    let addr = listener.local_addr()?;
+    cfg.server.listen = addr;
+    let workers = cfg.server.workers;
+    let grace = cfg.server.shutdown_grace_secs;
+    let tls = match (&cfg.server.tls.cert_file, &cfg.server.tls.key_file) {
+        (Some(c), Some(k)) => Some(tls_acceptor(c, k)?),
+        _ => None,
+    };
+    let state = web::Data::new(AdapterState::new(cfg, clock)?);
+    let s = state.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(s.clone())
+            .app_data(s.auth.clone())
+            .app_data(s.front.clone())
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty() && v.len() <= 128)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+                let method = req.method().to_string();
+                let path = req.path().to_string();
+                let fut = srv.call(req);
+                async move {
+                    let mut res: ServiceResponse = fut.await?;
+                    finish(&mut res, &request_id, &method, &path, started);
+                    Ok(res)
+                }
+            })
+            .configure(configure)
+    })
+    .shutdown_timeout(grace);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    let server = match tls {
+        Some(acceptor) => server.listen_openssl(listener, acceptor)?,
+        None => server.listen(listener)?,
+    }
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    tracing::info!(%addr, upstream = %state.cfg.tcr.registry_url, "tcr-adapter listening");
+    Ok(AdapterHandle {
+        addr,
+        state,
+        server: handle,
+    })
+}
+
+/// Response headers every answer carries, the request metric and the access log line.
+fn finish(res: &mut ServiceResponse, request_id: &str, method: &str, path: &str, started: Instant) {
+    let headers = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    headers.insert(
+        HeaderName::from_static("docker-distribution-api-version"),
+        HeaderValue::from_static(crate::oci::API_VERSION_HEADER.1),
+    );
+    let status = res.status().as_u16();
+    let bytes = res
+        .response()
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    let info = res.request().extensions().get::<RouteInfo>().cloned();
+    let (route, repository) = match &info {
+        Some(i) => (i.route, i.repository.as_str()),
+        None => (route_of(path), ""),
+    };
+    if let Some(state) = res.request().app_data::<web::Data<AdapterState>>() {
+        state
+            .metrics
+            .front
+            .requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+    }
+    tracing::info!(
+        request_id,
+        method,
+        route,
+        repository,
+        status,
+        bytes = %bytes,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+}
+
+fn route_of(path: &str) -> &'static str {
+    match path {
+        "/healthz" => "healthz",
+        "/metrics" => "metrics",
+        "/service/token" => "token",
+        p if p.starts_with("/v2") => "v2",
+        _ => "other",
+    }
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> io::Result<openssl::ssl::SslAcceptorBuilder> {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).map_err(io::Error::other)?;
+    b.set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| io::Error::other(format!("server.tls.key_file {}: {e}", key.display())))?;
+    b.set_certificate_chain_file(cert)
+        .map_err(|e| io::Error::other(format!("server.tls.cert_file {}: {e}", cert.display())))?;
+    Ok(b)
+}

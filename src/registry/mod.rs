@@ -1,0 +1,42 @@
+//! The adapter's OCI front: the whole distribution v1.1 API under `/v2/`, routed with one tail
+//! pattern, authorized by `crate::auth`, forwarded to TCR through `crate::upstream` with
+//! streamed bodies and rewritten headers. It holds no per-upload state: the upstream's upload
+//! state travels in the rewritten `Location`.
+
+pub mod body;
+mod handlers;
+pub mod metrics;
+pub mod rewrite;
+pub mod route;
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::namespaces::NamespaceProvisioner;
+use crate::upstream::UpstreamClient;
+
+pub use metrics::FrontMetrics;
+pub use route::Endpoint;
+
+/// What the `/v2/` handlers share.
+pub struct RegistryFront {
+    pub upstream: Arc<UpstreamClient>,
+    pub namespaces: Arc<NamespaceProvisioner>,
+    /// `cfg.server.public_base()`: where rewritten `Location`s point.
+    pub public_base: String,
+    pub metrics: FrontMetrics,
+}
+
+/// Route and repository of a request, left in its extensions for the access log.
+#[derive(Clone, Debug)]
+pub struct RouteInfo {
+    pub route: &'static str,
+    pub repository: String,
+}
+
+/// Mount the `/v2/` routes (needs `web::Data<RegistryFront>` and `web::Data<AuthService>`).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/v2").to(handlers::dispatch_base))
+        .service(web::resource("/v2/{tail:.*}").to(handlers::dispatch));
+}
