@@ -48,7 +48,7 @@ pub fn blob_path(root: &Path, alg: &str, encoded: &str) -> PathBuf {
 }
 
 /// Append a body stream to `file_path` (opened for append), hashing it into `hasher` when given.
-/// Enforces `limit` total bytes (`start + written`; 0 = no limit). On any error the file is
+/// Enforces `limit` bytes for this body (0 = no limit). On any error the file is
 /// truncated back to `start` so a dropped connection leaves the session as it was.
 pub async fn append_stream<S, E>(
     file_path: &Path,
@@ -72,7 +72,7 @@ where
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| StorageError::BodyAborted(e.to_string()))?;
             written += chunk.len() as u64;
-            if limit > 0 && start + written > limit {
+            if limit > 0 && written > limit {
                 return Err(StorageError::TooLarge);
             }
             if let Some(h) = hasher.as_deref_mut() {

@@ -151,7 +151,9 @@ impl Storage {
             return false;
         }
         self.hashers().remove(id);
-        tokio::fs::remove_dir_all(self.session_dir(id)).await.is_ok()
+        tokio::fs::remove_dir_all(self.session_dir(id))
+            .await
+            .is_ok()
     }
 
     /// Monolithic upload: stream `body` into a fresh session and commit it under `digest`.
