@@ -1,0 +1,200 @@
+//! Finding the TCR instance behind `tcr.registry_url`: its `RegistryId`, region, public domain
+//! and status, through `DescribeInstances` (as Harbor's own TCR provider does: region
+//! ap-guangzhou, `AllRegion: true`, filter `RegistryName` = the host's first label). With both
+//! `tcr.registry_id` and `tcr.region` configured (custom domains) nothing is looked up.
+//!
+//! Unlike Harbor's provider it matches the instance exactly (the filter may be fuzzy), falls back
+//! to matching `PublicDomain` (IP addresses, custom ports, the emulator), and refuses an instance
+//! that is not `Running` with a message saying so.
+
+use crate::tencentcloud::client::DEFAULT_REGION;
+use crate::tencentcloud::models::{DescribeInstancesRequest, DescribeInstancesResponse, Registry};
+use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient};
+
+/// The instance the adapter writes into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// `tcr-xxxxxxxx`.
+    pub registry_id: String,
+    /// e.g. `ap-guangzhou`; later cloud calls go to this region.
+    pub region: String,
+    /// Host (and port) of the data plane, e.g. `myreg.tencentcloudcr.com`.
+    pub public_domain: String,
+    /// `Running`, … (`Unchecked` when configured rather than looked up).
+    pub status: String,
+}
+
+/// Why the instance could not be found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryError {
+    /// `tcr.registry_url` is not a URL with a host.
+    #[error(
+        "tcr.registry_url {0:?} is not a URL with a host (e.g. https://myreg.tencentcloudcr.com)"
+    )]
+    InvalidUrl(String),
+    /// No instance matches.
+    #[error("no TCR instance named {name:?} (or with public domain {domain:?}) is visible to SecretId {secret_id}: check tcr.registry_url, or set tcr.registry_id and tcr.region (needed for custom domains)")]
+    NotFound {
+        name: String,
+        domain: String,
+        secret_id: String,
+    },
+    /// The instance exists but does not serve.
+    #[error("TCR instance {registry_id} ({region}) is {status}, not Running: it cannot serve pushes until it is Running again (check the TCR console)")]
+    NotRunning {
+        registry_id: String,
+        region: String,
+        status: String,
+    },
+    /// `DescribeInstances` failed.
+    #[error("looking up the TCR instance with DescribeInstances: {0}")]
+    Api(String, #[source] ApiError),
+}
+
+/// Host (with the port when there is one) of a URL, lower-cased.
+fn host_of(url: &str) -> Option<String> {
+    let with_scheme = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("https://{url}")
+    };
+    let u = url::Url::parse(&with_scheme).ok()?;
+    let host = u.host_str()?.to_ascii_lowercase();
+    Some(match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    })
+}
+
+fn info_of(r: &Registry) -> InstanceInfo {
+    InstanceInfo {
+        registry_id: r.registry_id.clone(),
+        region: r.region_name.clone(),
+        public_domain: r.public_domain.clone(),
+        status: r.status.clone(),
+    }
+}
+
+fn running(info: InstanceInfo) -> Result<InstanceInfo, DiscoveryError> {
+    if info.status.eq_ignore_ascii_case("Running") {
+        Ok(info)
+    } else {
+        Err(DiscoveryError::NotRunning {
+            registry_id: info.registry_id,
+            region: info.region,
+            status: info.status,
+        })
+    }
+}
+
+/// Find the instance behind `registry_url`. `registry_id` and `region` are the configured
+/// values (empty strings count as unset); with both set, they are used as they are.
+pub async fn find_instance(
+    client: &TcrApiClient,
+    keys: &ApiCredential,
+    registry_url: &str,
+    registry_id: Option<&str>,
+    region: Option<&str>,
+) -> Result<InstanceInfo, DiscoveryError> {
+    let registry_id = registry_id.filter(|s| !s.is_empty());
+    let region = region.filter(|s| !s.is_empty());
+    let domain =
+        host_of(registry_url).ok_or_else(|| DiscoveryError::InvalidUrl(registry_url.into()))?;
+    if let (Some(id), Some(region)) = (registry_id, region) {
+        return Ok(InstanceInfo {
+            registry_id: id.to_string(),
+            region: region.to_string(),
+            public_domain: domain,
+            status: "Unchecked".into(),
+        });
+    }
+    let lookup = client.with_region(region.unwrap_or(DEFAULT_REGION));
+    let api_err =
+        |e: ApiError| DiscoveryError::Api(e.humanize_with("DescribeInstances", &keys.secret_id), e);
+    let describe = |req: DescribeInstancesRequest| {
+        let lookup = lookup.clone();
+        async move {
+            lookup
+                .call::<_, DescribeInstancesResponse>(keys, "DescribeInstances", &req)
+                .await
+                .map(|r| r.registries)
+        }
+    };
+    if let Some(id) = registry_id {
+        let found = describe(DescribeInstancesRequest {
+            registry_ids: Some(vec![id.to_string()]),
+            all_region: Some(true),
+            limit: Some(100),
+            ..Default::default()
+        })
+        .await
+        .map_err(api_err)?;
+        return match found.iter().find(|r| r.registry_id == id) {
+            Some(r) => running(info_of(r)),
+            None => Err(DiscoveryError::NotFound {
+                name: id.to_string(),
+                domain,
+                secret_id: crate::namespaces::secret_id_prefix(&keys.secret_id),
+            }),
+        };
+    }
+    let name = domain
+        .split(['.', ':'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let matches =
+        |r: &&Registry| r.public_domain.eq_ignore_ascii_case(&domain) || r.registry_name == name;
+    let by_name = lookup
+        .describe_instances(keys, Some(&name), true)
+        .await
+        .map_err(api_err)?;
+    // Prefer an exact public-domain match, then an exact name match.
+    let pick = |list: &[Registry]| {
+        list.iter()
+            .find(|r| r.public_domain.eq_ignore_ascii_case(&domain))
+            .or_else(|| list.iter().find(matches))
+            .map(info_of)
+    };
+    if let Some(info) = pick(&by_name) {
+        return running(info);
+    }
+    // IP addresses, ports and other hosts whose first label is not the instance name.
+    let all = lookup
+        .describe_instances(keys, None, true)
+        .await
+        .map_err(api_err)?;
+    match all
+        .iter()
+        .find(|r| r.public_domain.eq_ignore_ascii_case(&domain))
+    {
+        Some(r) => running(info_of(r)),
+        None => Err(DiscoveryError::NotFound {
+            name,
+            domain,
+            secret_id: crate::namespaces::secret_id_prefix(&keys.secret_id),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            host_of("https://MyReg.tencentcloudcr.com/").as_deref(),
+            Some("myreg.tencentcloudcr.com")
+        );
+        assert_eq!(
+            host_of("http://127.0.0.1:5001").as_deref(),
+            Some("127.0.0.1:5001")
+        );
+        assert_eq!(
+            host_of("myreg.tencentcloudcr.com").as_deref(),
+            Some("myreg.tencentcloudcr.com")
+        );
+        assert!(host_of("http://").is_none());
+    }
+}
