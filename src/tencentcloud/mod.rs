@@ -2,10 +2,10 @@
 //! typed requests and responses, error classification, rate limiting and retries.
 //! It knows nothing of registries or HTTP servers.
 //!
-//! - [`signer`]: TC3-HMAC-SHA256 (also used by the emulator to verify requests)
-//! - [`client`]: [`TcrApiClient`], typed calls with rate limit, retries and timeouts
-//! - [`models`]: requests and responses with TencentCloud's field names
-//! - [`errors`]: retry classification and plain-words explanations of error codes
+//! - [`signer`] — TC3-HMAC-SHA256 (also used by the emulator to verify requests)
+//! - [`client`] — [`TcrApiClient`], typed calls with rate limit, retries and timeouts
+//! - [`models`] — requests and responses with TencentCloud's field names
+//! - [`errors`] — retry classification and plain-words explanations of error codes
 
 pub mod client;
 pub mod errors;

@@ -1,0 +1,128 @@
+//! TC3-HMAC-SHA256 verification of a received cloud API request, in TencentCloud's order:
+//! malformed header, unknown SecretId, clock skew (> 5 minutes), signature, CAM permission.
+//! The canonical request is rebuilt from the received headers named in `SignedHeaders`.
+
+use actix_web::http::Method;
+use actix_web::HttpRequest;
+
+use super::params::Fault;
+use super::EmulatorState;
+use crate::config::EmulatorAccount;
+use crate::tencentcloud::signer::{self, SigningInput, UNSIGNED_PAYLOAD};
+
+/// Largest accepted distance between `X-TC-Timestamp` and the emulator's clock.
+pub const MAX_SKEW_SECS: i64 = 300;
+
+fn invalid_authorization(why: impl std::fmt::Display) -> Fault {
+    Fault::new(
+        "AuthFailure.InvalidAuthorization",
+        format!("The Authorization header is invalid: {why}."),
+    )
+}
+
+fn signature_failure() -> Fault {
+    Fault::new(
+        "AuthFailure.SignatureFailure",
+        "The provided credentials could not be validated. Please check your signature is correct.",
+    )
+}
+
+/// Verify the request's signature; the account that signed it, allowed to call `action`.
+pub fn verify<'s>(
+    state: &'s EmulatorState,
+    req: &HttpRequest,
+    body: &[u8],
+    action: &str,
+) -> Result<&'s EmulatorAccount, Fault> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let authorization =
+        header("authorization").ok_or_else(|| invalid_authorization("it is missing"))?;
+    let parsed =
+        signer::parse_authorization(authorization).map_err(|e| invalid_authorization(e.0))?;
+    if parsed.service != "tcr" {
+        return Err(invalid_authorization(format_args!(
+            "the credential scope names service `{}`, expected `tcr`",
+            parsed.service
+        )));
+    }
+    for required in ["content-type", "host"] {
+        if !parsed.signed_headers.iter().any(|h| h == required) {
+            return Err(invalid_authorization(format_args!(
+                "SignedHeaders must include {required}"
+            )));
+        }
+    }
+    let account = state
+        .cfg
+        .accounts
+        .iter()
+        .find(|a| a.secret_id == parsed.secret_id)
+        .ok_or_else(|| {
+            Fault::new(
+                "AuthFailure.SecretIdNotFound",
+                "The SecretId is not found, please ensure that your SecretId is correct.",
+            )
+        })?;
+    if header("x-tc-token").is_some_and(|t| !t.is_empty()) {
+        return Err(Fault::new(
+            "AuthFailure.TokenFailure",
+            "The X-TC-Token is invalid: the emulator accepts long-term API keys only.",
+        ));
+    }
+    let timestamp = match header("x-tc-timestamp") {
+        Some(t) => t
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| Fault::invalid_type("X-TC-Timestamp", "Integer"))?,
+        None => return Err(Fault::missing("X-TC-Timestamp")),
+    };
+    let now = state.clock.now_secs();
+    if (now - timestamp).abs() > MAX_SKEW_SECS {
+        return Err(Fault::new(
+            "AuthFailure.SignatureExpire",
+            format!(
+                "The signature is expired, please request again. (request timestamp {timestamp}, server time {now}, more than {MAX_SKEW_SECS} s apart)"
+            ),
+        ));
+    }
+    if parsed.date != signer::utc_date(timestamp) {
+        return Err(signature_failure());
+    }
+    let mut values = Vec::with_capacity(parsed.signed_headers.len());
+    for name in &parsed.signed_headers {
+        values.push((name.as_str(), header(name).ok_or_else(signature_failure)?));
+    }
+    let is_get = req.method() == Method::GET;
+    let payload: &[u8] = if header("x-tc-content-sha256") == Some(UNSIGNED_PAYLOAD) {
+        UNSIGNED_PAYLOAD.as_bytes()
+    } else if is_get {
+        b""
+    } else {
+        body
+    };
+    let method = req.method().as_str().to_string();
+    let computed = signer::sign(
+        account.secret_key.expose(),
+        &SigningInput {
+            method: &method,
+            canonical_uri: "/",
+            canonical_query: if is_get { req.query_string() } else { "" },
+            headers: &values,
+            payload,
+            service: "tcr",
+            timestamp,
+        },
+    );
+    if !signer::signatures_equal(&computed.signature, &parsed.signature) {
+        return Err(signature_failure());
+    }
+    if !account.may(action) {
+        return Err(Fault::new(
+            "AuthFailure.UnauthorizedOperation",
+            format!(
+                "You are not authorized to perform operation (tcr:{action}). Check your CAM policies, and ensure that you are using the correct SecretId and SecretKey."
+            ),
+        ));
+    }
+    Ok(account)
+}
