@@ -7,6 +7,8 @@
 //! to matching `PublicDomain` (IP addresses, custom ports, the emulator), and refuses an instance
 //! that is not `Running` with a message saying so.
 
+use crate::namespaces::errors::{classify, ApiErrorClass};
+use crate::oci::{ErrorCode, OciError};
 use crate::tencentcloud::client::DEFAULT_REGION;
 use crate::tencentcloud::models::{DescribeInstancesRequest, DescribeInstancesResponse, Registry};
 use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient};
@@ -49,6 +51,23 @@ pub enum DiscoveryError {
     /// `DescribeInstances` failed.
     #[error("looking up the TCR instance with DescribeInstances: {0}")]
     Api(String, #[source] ApiError),
+}
+
+impl DiscoveryError {
+    /// The OCI error a registry client gets: a key or permission problem is `403 DENIED`,
+    /// anything else `503 UNAVAILABLE` (the adapter cannot serve writes until it is fixed).
+    pub fn to_oci(&self) -> OciError {
+        let message = self.to_string();
+        match self {
+            DiscoveryError::Api(_, e) if classify(e) == ApiErrorClass::Denied => {
+                OciError::new(ErrorCode::Denied, message)
+            }
+            DiscoveryError::Api(..) => OciError::new(ErrorCode::Unavailable, message)
+                .with_header(actix_web::http::header::RETRY_AFTER, "5"),
+            _ => OciError::new(ErrorCode::Unavailable, message)
+                .with_header(actix_web::http::header::RETRY_AFTER, "30"),
+        }
+    }
 }
 
 /// Host (with the port when there is one) of a URL, lower-cased.

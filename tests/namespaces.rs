@@ -445,3 +445,34 @@ async fn tags_are_deleted_through_the_api() {
     assert_eq!(e.code.as_str(), "MANIFEST_UNKNOWN");
     em.handle.stop().await;
 }
+
+#[tokio::test]
+async fn instance_is_looked_up_on_first_use_when_no_registry_id_is_configured() {
+    let em = start_emulator().await;
+    let h = &em.handle;
+    let p = NamespaceProvisioner::new(&NamespacesConfig::default())
+        .with_cloud(client(h, 100), "", Some(demo_keys()))
+        .with_instance_lookup(&h.registry_url());
+    p.ensure("team-a", None).await.unwrap();
+    p.ensure("team-b", None).await.unwrap();
+    assert!(h.state.namespaces.get("team-b").is_some());
+    assert_eq!(
+        p.registry_id(&demo_keys()).await.unwrap(),
+        h.state.cfg.registry_id
+    );
+    // Looked up once (the name filter misses "127", then the PublicDomain match finds it).
+    assert_eq!(api_calls(h, &[r#"action="DescribeInstances""#]).await, 2);
+
+    let unknown = NamespaceProvisioner::new(&NamespacesConfig::default()).with_cloud(
+        client(h, 100),
+        "",
+        Some(demo_keys()),
+    );
+    let e = unknown.ensure("team-c", None).await.unwrap_err();
+    assert_eq!(e.status.as_u16(), 503);
+    assert!(
+        e.message.contains("set tcr.registry_id and tcr.region"),
+        "{e}"
+    );
+    em.handle.stop().await;
+}

@@ -175,7 +175,8 @@ impl NamespaceProvisioner {
         let all = match cached {
             Some(all) => all,
             None => {
-                let upstream = list_all_repositories(&cloud.client, keys, &cloud.registry_id)
+                let inst = self.instance(cloud, keys).await?;
+                let upstream = list_all_repositories(&inst.client, keys, &inst.registry_id)
                     .await
                     .map_err(|e| {
                         api_error_to_oci(
@@ -218,9 +219,10 @@ impl NamespaceProvisioner {
                 format!("{repo_upstream}: TCR repositories are <namespace>/<repository>"),
             ));
         }
-        match cloud
+        let inst = self.instance(cloud, keys).await?;
+        match inst
             .client
-            .delete_image(keys, &cloud.registry_id, ns, repo, tag)
+            .delete_image(keys, &inst.registry_id, ns, repo, tag)
             .await
         {
             Ok(()) => {

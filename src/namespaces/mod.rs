@@ -33,12 +33,19 @@ pub use policy::{is_valid_namespace, NamespacePolicy, NAMING_RULE};
 
 use metrics::NamespaceMetrics;
 
-/// The cloud side of the provisioner: client (in the instance's region), instance and the
-/// provisioner's own keys.
+/// The instance written into: its id and a client in its region.
+struct Instance {
+    registry_id: String,
+    client: TcrApiClient,
+}
+
+/// The cloud side of the provisioner: client, instance (configured, or looked up once from
+/// `registry_url` with the first keys at hand) and the provisioner's own keys.
 struct Cloud {
     client: TcrApiClient,
-    registry_id: String,
     keys: Option<ApiCredential>,
+    registry_url: String,
+    instance: tokio::sync::OnceCell<Instance>,
 }
 
 type CreateHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -82,19 +89,90 @@ impl NamespaceProvisioner {
     }
 
     /// Use `client` (already set to the instance's region) against instance `registry_id`;
-    /// `provisioner_keys` create namespaces for callers that presented no API keys.
+    /// `provisioner_keys` create namespaces for callers that presented no API keys. With an empty
+    /// `registry_id`, the instance is looked up (once) from the URL given to
+    /// [`Self::with_instance_lookup`].
     pub fn with_cloud(
         mut self,
         client: TcrApiClient,
         registry_id: impl Into<String>,
         provisioner_keys: Option<ApiCredential>,
     ) -> Self {
+        let registry_id = registry_id.into();
+        let instance = if registry_id.is_empty() {
+            tokio::sync::OnceCell::new()
+        } else {
+            tokio::sync::OnceCell::new_with(Some(Instance {
+                registry_id,
+                client: client.clone(),
+            }))
+        };
         self.cloud = Some(Cloud {
             client,
-            registry_id: registry_id.into(),
             keys: provisioner_keys,
+            registry_url: String::new(),
+            instance,
         });
         self
+    }
+
+    /// Find the instance from `registry_url` (`tcr.registry_url`) with
+    /// [`crate::discovery::find_instance`] on first use when no `registry_id` was configured.
+    /// Call after [`Self::with_cloud`].
+    pub fn with_instance_lookup(mut self, registry_url: &str) -> Self {
+        if let Some(c) = self.cloud.as_mut() {
+            c.registry_url = registry_url.to_string();
+        }
+        self
+    }
+
+    /// The instance's `RegistryId`, looked up with `keys` if needed (successes are kept).
+    pub async fn registry_id(&self, keys: &ApiCredential) -> Result<String, OciError> {
+        let cloud = self.cloud.as_ref().ok_or_else(|| {
+            OciError::new(
+                ErrorCode::Unavailable,
+                "the TencentCloud API is not configured",
+            )
+        })?;
+        Ok(self.instance(cloud, keys).await?.registry_id.clone())
+    }
+
+    async fn instance<'a>(
+        &self,
+        cloud: &'a Cloud,
+        keys: &ApiCredential,
+    ) -> Result<&'a Instance, OciError> {
+        cloud
+            .instance
+            .get_or_try_init(|| async {
+                if cloud.registry_url.is_empty() {
+                    return Err(OciError::new(
+                        ErrorCode::Unavailable,
+                        "the TCR instance is unknown: set tcr.registry_id and tcr.region, or \
+                         tcr.registry_url so that it can be looked up",
+                    ));
+                }
+                let info = crate::discovery::find_instance(
+                    &cloud.client,
+                    keys,
+                    &cloud.registry_url,
+                    None,
+                    Some(cloud.client.region()),
+                )
+                .await
+                .map_err(|e| e.to_oci())?;
+                tracing::info!(
+                    registry_id = %info.registry_id,
+                    region = %info.region,
+                    public_domain = %info.public_domain,
+                    "TCR instance found"
+                );
+                Ok(Instance {
+                    registry_id: info.registry_id,
+                    client: cloud.client.with_region(&info.region),
+                })
+            })
+            .await
     }
 
     /// Read time (cache expiry, audit timestamps) from `clock`.
@@ -265,9 +343,17 @@ impl NamespaceProvisioner {
             tracing::warn!(namespace = ns, action, error = %e, "namespace ensure failed");
             (outcome, oci)
         };
-        let exists = cloud
+        let inst = self.instance(cloud, keys).await.map_err(|e| {
+            let outcome = if e.code == ErrorCode::Denied {
+                Outcome::Denied
+            } else {
+                Outcome::Error
+            };
+            (outcome, e)
+        })?;
+        let exists = inst
             .client
-            .find_namespace(keys, &cloud.registry_id, ns)
+            .find_namespace(keys, &inst.registry_id, ns)
             .await
             .map_err(|e| {
                 failed(
@@ -323,9 +409,9 @@ impl NamespaceProvisioner {
             h(ns);
         }
         let context = format!("creating namespace {ns:?}");
-        match cloud
+        match inst
             .client
-            .create_namespace(keys, &cloud.registry_id, ns, self.cfg.public)
+            .create_namespace(keys, &inst.registry_id, ns, self.cfg.public)
             .await
         {
             Ok(()) => {
@@ -337,7 +423,7 @@ impl NamespaceProvisioner {
                     event = "namespace_created",
                     namespace = ns,
                     visibility,
-                    registry_id = %cloud.registry_id,
+                    registry_id = %inst.registry_id,
                     secret_id = %secret_id_prefix(&keys.secret_id),
                     at = %at,
                     "namespace created"
@@ -347,9 +433,9 @@ impl NamespaceProvisioner {
             }
             Err(e) if e.is_conflict() => {
                 // Someone else created it meanwhile: make sure it is really there.
-                match cloud
+                match inst
                     .client
-                    .find_namespace(keys, &cloud.registry_id, ns)
+                    .find_namespace(keys, &inst.registry_id, ns)
                     .await
                 {
                     Ok(Some(_)) | Err(_) => {
