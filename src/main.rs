@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use tcr_adapter::config::Config;
+use tcr_adapter::config::{Config, EmulatorAccount};
 
 #[derive(Parser)]
 #[command(
@@ -54,7 +54,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match command {
             Command::Emulator => run_emulator(cfg).await,
-            Command::Serve => run_emulator(cfg).await,
+            Command::Serve => run_serve(cfg).await,
             Command::Check => Ok(()),
         }
     });
@@ -78,4 +78,136 @@ async fn run_emulator(cfg: Config) -> std::io::Result<()> {
     tokio::signal::ctrl_c().await?;
     handle.stop().await;
     Ok(())
+}
+
+/// `serve`: the adapter; with no TCR configured, in front of the embedded emulator.
+async fn run_serve(mut cfg: Config) -> std::io::Result<()> {
+    let clock = tcr_adapter::clock::system();
+    let emulator = if cfg.tcr.registry_url.is_empty() {
+        let handle = tcr_adapter::emulator::start(cfg.emulator.clone(), clock.clone()).await?;
+        cfg.tcr.registry_url = handle.registry_url();
+        cfg.tcr.api_endpoint = handle.api_url();
+        cfg.tcr.registry_id = cfg.emulator.registry_id.clone();
+        cfg.tcr.region = cfg.emulator.region.clone();
+        Some(handle)
+    } else {
+        None
+    };
+    let adapter = tcr_adapter::app::start(cfg.clone(), clock).await?;
+    let base = adapter.url();
+    println!(
+        "tcr-adapter listening on {base} (upstream {})",
+        cfg.tcr.registry_url
+    );
+    if emulator.is_some() {
+        let host = base.split_once("://").map_or(base.as_str(), |(_, h)| h);
+        let layout = cfg.emulator.data_dir.join("demo-image");
+        let layout_note = match demo_layout::write(&layout) {
+            Ok(()) => format!("oci:{}:hello", layout.display()),
+            Err(e) => {
+                eprintln!("warning: cannot write the demo image layout: {e}");
+                "oci:<an OCI layout dir>:<tag>".to_string()
+            }
+        };
+        println!(
+            "No TCR configured: using the embedded TCR emulator (data plane {}, cloud API {}).",
+            cfg.tcr.registry_url, cfg.tcr.api_endpoint
+        );
+        println!("Demo credentials (Harbor \"Access ID\" / \"Access Secret\"):");
+        println!("  SecretId:  {}", EmulatorAccount::DEMO_SECRET_ID);
+        println!("  SecretKey: {}", EmulatorAccount::DEMO_SECRET_KEY);
+        println!("Push a demo image (written as an OCI layout, no network needed):");
+        println!(
+            "  skopeo copy --dest-tls-verify=false --dest-creds '{}:{}' {layout_note} docker://{host}/demo/hello:1",
+            EmulatorAccount::DEMO_SECRET_ID,
+            EmulatorAccount::DEMO_SECRET_KEY
+        );
+        println!(
+            "  skopeo inspect --tls-verify=false --creds '{}:{}' docker://{host}/demo/hello:1",
+            EmulatorAccount::DEMO_SECRET_ID,
+            EmulatorAccount::DEMO_SECRET_KEY
+        );
+    }
+    shutdown_signal().await?;
+    adapter.stop().await;
+    if let Some(e) = emulator {
+        e.stop().await;
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+/// A tiny single-layer OCI image layout for the copy-paste demo.
+mod demo_layout {
+    use std::path::Path;
+
+    fn put(blobs: &Path, data: &[u8]) -> std::io::Result<String> {
+        let hex = hex::encode(openssl::sha::sha256(data));
+        std::fs::write(blobs.join(&hex), data)?;
+        Ok(format!("sha256:{hex}"))
+    }
+
+    pub fn write(dir: &Path) -> std::io::Result<()> {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs)?;
+        // An uncompressed tar holding one file, hello.txt.
+        let content = b"hello from tcr-adapter\n";
+        let mut header = [0u8; 512];
+        header[..9].copy_from_slice(b"hello.txt");
+        header[100..107].copy_from_slice(b"0000644");
+        header[108..115].copy_from_slice(b"0000000");
+        header[116..123].copy_from_slice(b"0000000");
+        header[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
+        header[136..147].copy_from_slice(b"00000000000");
+        header[156] = b'0';
+        header[257..263].copy_from_slice(b"ustar\0");
+        header[263..265].copy_from_slice(b"00");
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u32 = header.iter().map(|b| *b as u32).sum();
+        header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut layer = header.to_vec();
+        layer.extend_from_slice(content);
+        layer.resize(1024 + 1024, 0);
+        let layer_digest = put(&blobs, &layer)?;
+        let config = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Cmd": ["cat", "/hello.txt"]},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        })
+        .to_string();
+        let config_digest = put(&blobs, config.as_bytes())?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": layer_digest, "size": layer.len()}],
+        })
+        .to_string();
+        let manifest_digest = put(&blobs, manifest.as_bytes())?;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": manifest_digest, "size": manifest.len(),
+                           "annotations": {"org.opencontainers.image.ref.name": "hello"}}],
+        });
+        std::fs::write(dir.join("index.json"), index.to_string())?;
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+    }
 }

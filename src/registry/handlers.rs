@@ -183,12 +183,17 @@ pub async fn dispatch(
         return Ok(out.body(bytes));
     }
 
-    let length = resp.content_length().or_else(|| {
-        resp.headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-    });
+    // The header, not `content_length()`: for HEAD the latter is the (empty) body's size.
+    let length = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or_else(|| {
+            (method != Method::HEAD)
+                .then(|| resp.content_length())
+                .flatten()
+        });
     if method == Method::HEAD {
         let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
         return Ok(match length {
