@@ -524,6 +524,7 @@ async fn official_python_sdk_against_the_emulator() {
             "tests/python/test_tcr_sdk.py",
         ])
         .current_dir(manifest_dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("TCR_EMULATOR_API", emu.handle.api_addr.to_string())
         .env("TCR_SECRET_ID", common::DEMO_SECRET_ID)
         .env("TCR_SECRET_KEY", common::DEMO_SECRET_KEY)
