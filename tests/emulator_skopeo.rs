@@ -23,8 +23,21 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> (Digest, usize) {
     (d, bytes.len())
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|_| rand::random::<u8>()).collect()
+/// Random bytes, gzip-compressed (skopeo would recompress an uncompressed layer, changing
+/// digests; it only looks at the gzip magic, so the payload need not be a tar).
+fn random_gzip_layer(n: usize) -> Vec<u8> {
+    use std::io::Write;
+    let raw: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+    let mut child = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip runs");
+    child.stdin.take().unwrap().write_all(&raw).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
 }
 
 /// An OCI image manifest (config + one random layer) for `arch`, stored in the layout.
@@ -36,7 +49,7 @@ fn image(layout: &Path, arch: &str) -> (Digest, usize) {
     })
     .to_string();
     let (cd, cs) = put_blob(layout, config.as_bytes());
-    let (ld, ls) = put_blob(layout, &random_bytes(50_000));
+    let (ld, ls) = put_blob(layout, &random_gzip_layer(50_000));
     let manifest = json!({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cs},
@@ -148,7 +161,11 @@ async fn skopeo_copies_images_and_indexes_in_and_out_with_identical_digests() {
         assert_eq!(
             &Digest::sha256_of(&out.stdout),
             want,
-            "{name}: manifest bytes kept exactly"
+            "{name}: manifest bytes kept exactly: {}\nsource: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(
+                &std::fs::read(src.join("blobs/sha256").join(want.encoded())).unwrap()
+            )
         );
         let dst = work.path().join(format!("out-{name}"));
         let to = format!("oci:{}:{name}", dst.display());

@@ -165,6 +165,15 @@ pub(crate) fn authorize(
     let scope = format!("repository:{}:{}", repo, action.challenge());
     let ns = repo.namespace();
     let Some(info) = state.namespaces.get(ns) else {
+        // A HEAD response cannot carry the message, and clients (containers/image) abort on a
+        // 401 existence check with a bare "authentication required". Answer "absent" instead, so
+        // the push goes on to the POST, whose 401 body shows `project <ns> not found`.
+        if req.method() == actix_web::http::Method::HEAD {
+            return Err(OciError::new(
+                ErrorCode::NameUnknown,
+                format!("project {ns} not found"),
+            ));
+        }
         return Err(unauthorized(
             state,
             &format!("project {ns} not found"),

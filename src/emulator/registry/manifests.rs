@@ -263,12 +263,11 @@ pub(crate) async fn delete(
     Ok(HttpResponse::Accepted().finish())
 }
 
-/// Apply `n`/`last` to a sorted list; returns the page and, when more remain, the `last` of the
-/// next request.
-fn paginate(
-    req: &HttpRequest,
-    items: Vec<String>,
-) -> Result<(Vec<String>, Option<(usize, String)>), OciError> {
+/// A page of names and, when more remain, the `(n, last)` of the next request.
+type Page = (Vec<String>, Option<(usize, String)>);
+
+/// Apply `n`/`last` to a sorted list.
+fn paginate(req: &HttpRequest, items: Vec<String>) -> Result<Page, OciError> {
     let n = match query_get(req, "n") {
         Some(v) => Some(v.parse::<usize>().map_err(|_| {
             OciError::new(ErrorCode::PaginationNumberInvalid, format!("invalid n={v}"))
