@@ -2,7 +2,8 @@
 //! Registry through Harbor's plain "Docker Registry" provider, plus an embedded TCR emulator.
 //!
 //! Dependencies point one way: `registry` → `auth`/`credentials`/`namespaces` →
-//! `tencentcloud`/`upstream`; `emulator` stands alone (it only shares `oci`, `config`, `clock`).
+//! `tencentcloud`/`upstream`; `emulator` stands alone (it shares only `oci`, `config`, `clock` and the TC3 signer in
+//! `tencentcloud::signer`, which it uses to verify requests).
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -127,7 +127,7 @@ impl Digest {
         let (alg, enc) = s.split_once(':').ok_or_else(err)?;
         let alg_ok = !alg.is_empty()
             && alg
-                .split(|c| matches!(c, '+' | '.' | '_' | '-'))
+                .split(['+', '.', '_', '-'])
                 .all(|p| !p.is_empty() && p.bytes().all(is_alnum));
         let enc_ok = !enc.is_empty()
             && enc

@@ -34,7 +34,9 @@ pub async fn start_emulator() -> TestEmulator {
 }
 
 pub async fn start_emulator_with(cfg: EmulatorConfig) -> EmulatorHandle {
-    emulator::start(cfg, clock::system()).await.expect("emulator starts")
+    emulator::start(cfg, clock::system())
+        .await
+        .expect("emulator starts")
 }
 
 /// Panic (never skip) when a tool the tests need is missing: `.ci/run` installs them.
@@ -44,5 +46,8 @@ pub fn require_tool(name: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "{name} is not installed: run .ci/run (or scripts/install-test-deps.sh) first");
+    assert!(
+        found,
+        "{name} is not installed: run .ci/run (or scripts/install-test-deps.sh) first"
+    );
 }
