@@ -1,0 +1,150 @@
+//! Build OCI image layouts on disk (no network): single images and multi-platform indexes, with
+//! real tar layers, for skopeo to copy through the adapter.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use serde_json::json;
+use tcr_adapter::oci::Digest;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// An uncompressed tar with one regular file.
+pub fn tar_with(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(content);
+    let padded = out.len().div_ceil(512) * 512 + 1024;
+    out.resize(padded, 0);
+    out
+}
+
+pub struct Layout<'a> {
+    dir: &'a Path,
+    refs: Vec<serde_json::Value>,
+}
+
+impl<'a> Layout<'a> {
+    pub fn new(dir: &'a Path) -> Self {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout {
+            dir,
+            refs: Vec::new(),
+        }
+    }
+
+    pub fn blob(&self, data: &[u8]) -> Digest {
+        let d = Digest::sha256_of(data);
+        std::fs::write(self.dir.join("blobs/sha256").join(d.encoded()), data).unwrap();
+        d
+    }
+
+    /// One image manifest with `layers` tar layers; returns (manifest digest, manifest bytes).
+    pub fn image(
+        &self,
+        seed: u64,
+        arch: &str,
+        layers: usize,
+        layer_size: usize,
+    ) -> (Digest, Vec<u8>) {
+        let mut descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        for i in 0..layers {
+            let tar = tar_with(
+                &format!("file-{seed}-{i}"),
+                &bytes(seed * 100 + i as u64, layer_size),
+            );
+            let d = self.blob(&tar);
+            diff_ids.push(d.to_string());
+            descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d.to_string(), "size": tar.len()}));
+        }
+        let config = json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}})
+            .to_string();
+        let cd = self.blob(config.as_bytes());
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+            "layers": descs,
+        })
+        .to_string()
+        .into_bytes();
+        (self.blob(&manifest), manifest)
+    }
+
+    pub fn tag_image(&mut self, tag: &str, seed: u64) -> Digest {
+        let (d, m) = self.image(seed, "amd64", 2, 200_000);
+        self.refs.push(
+            json!({"mediaType": OCI_MANIFEST, "digest": d.to_string(), "size": m.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag}}),
+        );
+        d
+    }
+
+    pub fn tag_index(&mut self, tag: &str, seed: u64) -> Digest {
+        let mut children = Vec::new();
+        for (i, arch) in ["amd64", "arm64", "s390x"].iter().enumerate() {
+            let (d, m) = self.image(seed * 10 + i as u64, arch, 1, 100_000);
+            children.push(
+                json!({"mediaType": OCI_MANIFEST, "digest": d.to_string(), "size": m.len(),
+                "platform": {"architecture": arch, "os": "linux"}}),
+            );
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children})
+            .to_string()
+            .into_bytes();
+        let d = self.blob(&index);
+        self.refs.push(
+            json!({"mediaType": OCI_INDEX, "digest": d.to_string(), "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag}}),
+        );
+        d
+    }
+
+    pub fn finish(&self) {
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.refs});
+        std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
+    }
+}
+
+/// Every blob file of a layout: name → bytes.
+pub fn blobs(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
