@@ -77,6 +77,11 @@ async fn concurrent_pushes_create_each_namespace_exactly_once() {
         t.await.unwrap().expect("ensure succeeds");
     }
     assert_eq!(api_calls(h, CREATE_OK).await, 8);
+    assert_eq!(
+        api_calls(h, &[r#"action="DescribeNamespaces""#]).await,
+        8,
+        "one check per namespace however many pushes race"
+    );
     let names: Vec<String> = h
         .state
         .namespaces
@@ -475,4 +480,42 @@ async fn instance_is_looked_up_on_first_use_when_no_registry_id_is_configured() 
         "{e}"
     );
     em.handle.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_cloud_api_is_a_503_with_retry_after_and_is_not_cached() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = TcrApiClient::new(
+        &format!("http://127.0.0.1:{port}"),
+        "ap-guangzhou",
+        100,
+        Duration::from_secs(2),
+        clock::system(),
+    )
+    .unwrap()
+    .with_retry_policy(RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(10),
+    });
+    let p = NamespaceProvisioner::new(&NamespacesConfig::default()).with_cloud(
+        c,
+        "tcr-x",
+        Some(demo_keys()),
+    );
+    for _ in 0..2 {
+        let e = p.ensure("team-a", None).await.unwrap_err();
+        assert_eq!(e.status.as_u16(), 503);
+        assert_eq!(e.code.as_str(), "UNAVAILABLE");
+        assert!(e.headers.iter().any(|(k, _)| k == "retry-after"));
+        assert!(e.message.contains("could not be reached"), "{e}");
+    }
+    assert_eq!(
+        p.outcome_count(Outcome::Error),
+        2,
+        "failures are not cached"
+    );
 }
