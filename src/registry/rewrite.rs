@@ -34,9 +34,17 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 pub fn request_headers(client: &ActixHeaders) -> HeaderMap {
     let mut out = HeaderMap::new();
     let mut accept: Vec<&str> = Vec::new();
+    // Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+    let listed: Vec<String> = client
+        .get_all("connection")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
     for (name, value) in client.iter() {
         let n = name.as_str();
         if is_hop_by_hop(n)
+            || listed.iter().any(|l| l == n)
             || matches!(
                 n,
                 "host" | "authorization" | "expect" | "accept-encoding" | "cookie"
