@@ -127,6 +127,7 @@ impl AdapterState {
 /// `web::Data<RegistryFront>` registered by the caller (see [`start`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
     crate::auth::configure_token_routes(cfg);
     crate::registry::configure(cfg);
@@ -134,6 +135,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+/// Ready when TCR's data plane answers `GET /v2/`; 503 with the reason otherwise.
+async fn readyz(state: web::Data<AdapterState>) -> HttpResponse {
+    match state.upstream.probe().await {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(format!("not ready: {e}")),
+    }
 }
 
 async fn metrics(state: web::Data<AdapterState>) -> HttpResponse {
@@ -262,6 +273,7 @@ fn route_of(path: &str) -> &'static str {
     match path {
         "/healthz" => "healthz",
         "/metrics" => "metrics",
+        "/readyz" => "readyz",
         "/service/token" => "token",
         p if p.starts_with("/v2") => "v2",
         _ => "other",

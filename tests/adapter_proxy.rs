@@ -273,6 +273,13 @@ async fn test_connection_like_harbor() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
+    let r = e
+        .http
+        .get(format!("{}/readyz", e.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     e.adapter.stop().await;
 }
 

@@ -213,6 +213,25 @@ impl UpstreamClient {
         Ok(c)
     }
 
+    /// Readiness: `GET /v2/` answers (any status but a 5xx) right now. Never cached.
+    pub async fn probe(&self) -> Result<(), UpstreamError> {
+        let url = format!("{}/v2/", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| unreachable(&url, &e))?;
+        if resp.status().is_server_error() {
+            return Err(UpstreamError::Unreachable {
+                url,
+                reason: format!("GET /v2/ answered {}", resp.status()),
+            });
+        }
+        Ok(())
+    }
+
     fn key(cred: &BasicAuth, scopes: &[String]) -> TokenKey {
         TokenKey {
             username: cred.username.clone(),
