@@ -522,8 +522,17 @@ async fn push_into_a_denied_namespace_is_refused_by_the_token_endpoint() {
         .as_str()
         .unwrap()
         .contains("forbidden-ns"));
-    // Pull only does not create anything, so it is granted.
-    get_token(&app, "scope=repository:forbidden-ns/app:pull", USER, PASS).await;
+    // Pull only creates nothing: the token is issued, but without access to the denied namespace.
+    let t = get_token(
+        &app,
+        "scope=repository:forbidden-ns/app:pull&scope=repository:team/app:pull",
+        USER,
+        PASS,
+    )
+    .await;
+    let claims = f.auth.verify_token(&t.token).unwrap();
+    assert!(claims.access[0].actions.is_empty());
+    assert_eq!(claims.access[1].actions, vec!["pull"]);
 }
 
 #[actix_web::test]

@@ -214,7 +214,9 @@ impl AuthService {
                     .resolve(&secret)
                     .await
                     .map_err(|e| self.credential_failure(needed, None, &e))?;
-                let access = scope::intersect(needed, true);
+                let mut access = scope::intersect(needed, true);
+                self.ensure_namespaces(&access, &identity).await?;
+                self.apply_namespace_policy(&mut access);
                 if let Some(missing) = needed.iter().find(|n| !covers(&access, n)) {
                     return Err(self.unauthorized(
                         needed,
@@ -222,7 +224,6 @@ impl AuthService {
                         format!("access to {} is not allowed", scope::render(missing)),
                     ));
                 }
-                self.ensure_namespaces(&access, &identity).await?;
                 Ok(Grant {
                     access,
                     subject: identity.subject().to_string(),
@@ -297,6 +298,24 @@ impl AuthService {
         Ok(())
     }
 
+    /// Drop every action on repositories whose upstream namespace the policy refuses
+    /// (allow/deny patterns, TCR's naming rule). Pushes were already refused with the
+    /// provisioner's message by [`Self::ensure_namespaces`]; this keeps reads out too.
+    fn apply_namespace_policy(&self, access: &mut [Access]) {
+        for a in access.iter_mut().filter(|a| a.kind == "repository") {
+            if a.actions.is_empty() {
+                continue;
+            }
+            let allowed = RepoName::parse(&a.name).is_ok_and(|repo| {
+                let upstream = self.namespaces.to_upstream(&repo);
+                self.namespaces.policy().check(upstream.namespace()).is_ok()
+            });
+            if !allowed {
+                a.actions.clear();
+            }
+        }
+    }
+
     /// Issue an access token (and a refresh token when `offline`) for `secret` (`None` =
     /// anonymous), granting the intersection of `requested` with the policy.
     pub async fn issue(
@@ -313,10 +332,11 @@ impl AuthService {
                 .map_err(IssueError::Credential)?,
             None => ClientIdentity::anonymous(),
         };
-        let access = scope::intersect(requested, !identity.is_anonymous());
+        let mut access = scope::intersect(requested, !identity.is_anonymous());
         self.ensure_namespaces(&access, &identity)
             .await
             .map_err(IssueError::Namespace)?;
+        self.apply_namespace_policy(&mut access);
         let sealed = secret.map(|s| self.sealer.seal(s));
         let now = self.clock.now_secs();
         let mut claims = Claims {
