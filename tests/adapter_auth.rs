@@ -24,7 +24,7 @@ use tcr_adapter::clock::{self, ManualClock, SharedClock};
 use tcr_adapter::config::{Config, Secret};
 use tcr_adapter::credentials::{
     ClientSecret, CredentialError, CredentialResolver, RegistryCredentialValidator,
-    UpstreamCredential,
+    UpstreamCredential, ValidationFailure,
 };
 use tcr_adapter::namespaces::NamespaceProvisioner;
 use tcr_adapter::oci::OciError;
@@ -798,4 +798,48 @@ async fn token_issuance_and_verification_are_cheap_with_cached_credentials() {
     // Debug builds are ~10x slower than release; the release target is >= 5,000/s on 2 cores.
     assert!(rate > 1000.0, "{rate:.0} tokens/s");
     assert_eq!(f.validator.calls.load(Ordering::SeqCst), 1);
+}
+
+/// A realm that cannot be reached.
+struct OutageValidator;
+
+impl RegistryCredentialValidator for OutageValidator {
+    fn validate<'a>(
+        &'a self,
+        _cred: &'a UpstreamCredential,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async { Err("connection refused".to_string()) })
+    }
+
+    fn validate_detailed<'a>(
+        &'a self,
+        _cred: &'a UpstreamCredential,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ValidationFailure>> + Send + 'a>> {
+        Box::pin(async { Err(ValidationFailure::Unavailable("connection refused".into())) })
+    }
+}
+
+#[actix_web::test]
+async fn unreachable_registry_realm_is_503_not_a_bad_password() {
+    let cfg = config(1, 2);
+    let resolver = Arc::new(CredentialResolver::new(
+        None,
+        "tcr-emulator".into(),
+        Arc::new(OutageValidator),
+        clock::system(),
+    ));
+    let namespaces = Arc::new(NamespaceProvisioner::new(&cfg.namespaces));
+    let auth = Arc::new(AuthService::new(&cfg, resolver, namespaces, clock::system()).unwrap());
+    let app = app!(auth);
+    let req = test::TestRequest::get()
+        .uri("/service/token?scope=repository:team/app:pull")
+        .insert_header(basic(USER, PASS));
+    let resp = app.send(req).await;
+    assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!resp.header("retry-after").is_empty());
+    let msg = resp.body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("TCR token realm"), "{msg}");
 }

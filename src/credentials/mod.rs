@@ -111,6 +111,15 @@ impl ClientIdentity {
     }
 }
 
+/// Why a registry credential could not be validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidationFailure {
+    /// TCR refused the credential (answer 401).
+    Rejected(String),
+    /// TCR could not be asked (answer 503): the credential may be fine.
+    Unavailable(String),
+}
+
 /// Checks Basic credentials against TCR's token realm. Implemented by the upstream module.
 pub trait RegistryCredentialValidator: Send + Sync {
     /// `Ok(())` when TCR accepts the credential; `Err(why)` otherwise (no secret in `why`).
@@ -118,6 +127,20 @@ pub trait RegistryCredentialValidator: Send + Sync {
         &'a self,
         cred: &'a UpstreamCredential,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+    /// Like [`Self::validate`], telling a refusal from an unreachable realm. The default treats
+    /// every failure of `validate` as a refusal; override it so that an outage becomes a 503
+    /// instead of a 401.
+    fn validate_detailed<'a>(
+        &'a self,
+        cred: &'a UpstreamCredential,
+    ) -> BoxFuture<'a, Result<(), ValidationFailure>> {
+        Box::pin(async move {
+            self.validate(cred)
+                .await
+                .map_err(ValidationFailure::Rejected)
+        })
+    }
 }
 
 /// Exchanges API keys for a temporary registry credential (`CreateInstanceToken`).
@@ -160,7 +183,8 @@ pub enum CredentialError {
     BadRegistryPassword { username: String, why: String },
     #[error("Tencent Cloud API throttled the request (RequestLimitExceeded); retry shortly")]
     Throttled,
-    #[error("Tencent Cloud API unavailable: {why}")]
+    /// The cloud API or TCR's realm could not be reached; `why` says which.
+    #[error("cannot check the credentials right now: {why}")]
     Unavailable { why: String },
 }
 
@@ -178,7 +202,11 @@ impl CredentialError {
     pub fn from_api(secret_id: &str, err: &ApiError) -> Self {
         let secret_id = mask_secret_id(secret_id);
         let code = match err {
-            ApiError::Transport(why) => return CredentialError::Unavailable { why: why.clone() },
+            ApiError::Transport(why) => {
+                return CredentialError::Unavailable {
+                    why: format!("Tencent Cloud API unreachable: {why}"),
+                }
+            }
             ApiError::Api { code, .. } => code.as_str(),
         };
         match code {
@@ -195,7 +223,7 @@ impl CredentialError {
             c if c.starts_with("RequestLimitExceeded") => CredentialError::Throttled,
             c if c.starts_with("InternalError") || c == "ResourceUnavailable" => {
                 CredentialError::Unavailable {
-                    why: err.to_string(),
+                    why: format!("Tencent Cloud API: {err}"),
                 }
             }
             _ => CredentialError::ApiRejected {
@@ -284,12 +312,22 @@ impl CredentialResolver {
                 };
                 self.validations
                     .check(&cred, self.clock.now_ms(), || async {
-                        self.validator.validate(&cred).await.map_err(|why| {
-                            CredentialError::BadRegistryPassword {
-                                username: username.clone(),
-                                why,
-                            }
-                        })
+                        self.validator
+                            .validate_detailed(&cred)
+                            .await
+                            .map_err(|f| match f {
+                                ValidationFailure::Rejected(why) => {
+                                    CredentialError::BadRegistryPassword {
+                                        username: username.clone(),
+                                        why,
+                                    }
+                                }
+                                ValidationFailure::Unavailable(why) => {
+                                    CredentialError::Unavailable {
+                                        why: format!("TCR token realm: {why}"),
+                                    }
+                                }
+                            })
                     })
                     .await?;
                 Ok(ClientIdentity {
