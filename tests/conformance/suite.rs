@@ -1,0 +1,117 @@
+//! `run_suite`: the four workflows of the v1.1.1 suite, in the Go suite's order, against one
+//! registry. Every spec records Pass/Warn/Skip/Fail; nothing here panics on a registry's answer.
+
+use crate::client::{Reggie, Resp};
+use crate::fixtures::Fixtures;
+use crate::report::{Category, Report, SpecResult, Status};
+use crate::{discovery, management, pull, push};
+
+pub type Outcome = Result<Status, String>;
+pub const PASS: Outcome = Ok(Status::Pass);
+
+/// Shared state of one run: the client, the data, and what earlier specs left behind.
+pub struct Ctx {
+    pub c: Reggie,
+    pub f: Fixtures,
+    pub crossmount: String,
+    pub report: Report,
+    category: Category,
+    context: &'static str,
+}
+
+impl Ctx {
+    pub fn section(&mut self, category: Category, context: &'static str) {
+        self.category = category;
+        self.context = context;
+    }
+    pub fn record(&mut self, name: &'static str, outcome: Outcome) {
+        let status = match outcome {
+            Ok(s) => s,
+            Err(m) => Status::Fail(m),
+        };
+        self.report.specs.push(SpecResult {
+            category: self.category,
+            context: self.context,
+            name,
+            status,
+        });
+    }
+}
+
+/// `Expect(resp.StatusCode()).To(SatisfyAny(Equal(a), Equal(b), ...))`.
+pub fn want(r: &Resp, codes: &[u16]) -> Result<(), String> {
+    if codes.contains(&r.code()) {
+        Ok(())
+    } else {
+        Err(format!("expected status {codes:?}, got {}", r.describe()))
+    }
+}
+
+/// `SatisfyAny(SatisfyAll(>=200, <300), Equal(extra)...)`.
+pub fn want_2xx(r: &Resp, extra: &[u16]) -> Result<(), String> {
+    if r.status.is_success() || extra.contains(&r.code()) {
+        Ok(())
+    } else {
+        Err(format!("expected 2xx or {extra:?}, got {}", r.describe()))
+    }
+}
+
+/// `Expect(resp.Header().Get(name)).ToNot(BeEmpty())`.
+pub fn want_header(r: &Resp, name: &str) -> Result<String, String> {
+    let v = r.header(name);
+    if v.is_empty() {
+        Err(format!("missing {name} header: {}", r.describe()))
+    } else {
+        Ok(v)
+    }
+}
+
+pub fn want_eq(what: &str, got: &str, expected: &str) -> Result<(), String> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(format!("{what}: expected {expected:?}, got {got:?}"))
+    }
+}
+
+/// The POST + monolithic PUT every setup spec uses.
+pub async fn post_put_blob(c: &Reggie, digest: &str, content: &[u8]) -> Result<Resp, String> {
+    use reqwest::Method;
+    let resp = c
+        .go(c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
+        .await?;
+    let req = c
+        .req(Method::PUT, &resp.relative_location())
+        .query("digest", digest)
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Length", &content.len().to_string())
+        .body(content);
+    c.go(req).await
+}
+
+/// Run every spec of the four categories against `base_url`, with `namespace` as the repository
+/// under test (OCI_NAMESPACE) and `crossmount_namespace` as the mount target.
+pub async fn run_suite(
+    base_url: &str,
+    username: &str,
+    password: &str,
+    namespace: &str,
+    crossmount_namespace: &str,
+) -> Report {
+    let mut ctx = Ctx {
+        c: Reggie::new(base_url, namespace, username, password),
+        f: Fixtures::new(),
+        crossmount: crossmount_namespace.to_string(),
+        report: Report {
+            target: format!("{base_url} (name {namespace}, crossmount {crossmount_namespace})"),
+            specs: Vec::new(),
+        },
+        category: Category::Pull,
+        context: "",
+    };
+    pull::run(&mut ctx).await;
+    push::run(&mut ctx).await;
+    discovery::run(&mut ctx).await;
+    management::run(&mut ctx).await;
+    ctx.report
+}
