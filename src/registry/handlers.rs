@@ -14,7 +14,7 @@ use super::body::{self, bridge, drive};
 use super::route::Endpoint;
 use super::{rewrite, RegistryFront, RouteInfo};
 use crate::auth::AuthService;
-use crate::oci::{media, Digest, ErrorCode, OciError, MAX_MANIFEST_BYTES};
+use crate::oci::{Digest, ErrorCode, OciError, MAX_MANIFEST_BYTES};
 use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody};
 
 /// Largest JSON list (tags, catalog) or error body the adapter reads to rewrite it.
@@ -428,15 +428,4 @@ fn code_of(code: Option<&str>, status: u16) -> ErrorCode {
         400..=499 => Denied,
         _ => Unknown,
     }
-}
-
-#[allow(dead_code)]
-fn is_manifest_type(ct: &str) -> bool {
-    [
-        media::DOCKER_MANIFEST,
-        media::DOCKER_LIST,
-        media::OCI_MANIFEST,
-        media::OCI_INDEX,
-    ]
-    .contains(&ct)
 }
