@@ -290,6 +290,13 @@ impl CredentialResolver {
                     .issuer
                     .as_ref()
                     .ok_or(CredentialError::ApiKeysUnsupported)?;
+                if self.registry_id.is_empty() {
+                    return Err(CredentialError::Unavailable {
+                        why: "the TCR instance id is unknown (set tcr.registry_id), so API keys \
+                              cannot be exchanged for a registry credential"
+                            .into(),
+                    });
+                }
                 let upstream = self
                     .tokens
                     .get_or_refresh(keys, self.clock.now_ms(), || async {
