@@ -746,7 +746,7 @@ async fn unreachable_upstream_is_a_502_with_the_url() {
     // API keys are exchanged at the (live) cloud API, so a token is issued; the data plane is dead.
     let r = Client::new()
         .get(format!(
-            "{base}/service/token?service=tcr-adapter&scope=repository:a/b:pull"
+            "{base}/service/token?service=tcr-adapter&scope=repository:deadns/app:pull"
         ))
         .header(
             "Authorization",
@@ -759,7 +759,7 @@ async fn unreachable_upstream_is_a_502_with_the_url() {
     let v: serde_json::Value = r.json().await.unwrap();
     let t = v["token"].as_str().unwrap();
     let r = Client::new()
-        .get(format!("{base}/v2/a/b/manifests/latest"))
+        .get(format!("{base}/v2/deadns/app/manifests/latest"))
         .bearer_auth(t)
         .send()
         .await
