@@ -162,7 +162,25 @@ pub(crate) fn authorize(
     repo: &RepoName,
     action: Action,
 ) -> Result<(), OciError> {
-    let scope = format!("repository:{}:{}", repo, action.challenge());
+    authorize_also(req, state, repo, action, None)
+}
+
+/// [`authorize`], with `extra` access advertised in the challenge next to the repository's own
+/// (space-separated, like distribution's access records): a mount's 401 asks for
+/// `repository:<from>:pull` too, so a client that requests exactly the challenged scope gets a
+/// token that lets the mount happen.
+pub(crate) fn authorize_also(
+    req: &HttpRequest,
+    state: &EmulatorState,
+    repo: &RepoName,
+    action: Action,
+    extra: Option<&str>,
+) -> Result<(), OciError> {
+    let mut scope = format!("repository:{}:{}", repo, action.challenge());
+    if let Some(e) = extra {
+        scope.push(' ');
+        scope.push_str(e);
+    }
     let ns = repo.namespace();
     let Some(info) = state.namespaces.get(ns) else {
         // A HEAD response cannot carry the message, and clients (containers/image) abort on a

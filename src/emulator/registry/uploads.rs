@@ -7,7 +7,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::auth::{authorize, can_pull, Action};
+use super::auth::{authorize, authorize_also, can_pull, Action};
 use super::blobs::parse_digest;
 use super::{
     content_length, query_get, range_value, storage_error, too_large, HandlerResult, State,
@@ -66,7 +66,12 @@ pub(crate) async fn start(
     state: &State,
     repo: &RepoName,
 ) -> HandlerResult {
-    authorize(req, state, repo, Action::Push)?;
+    let from_scope = query_get(req, "mount")
+        .and(query_get(req, "from"))
+        .and_then(|f| RepoName::parse(&f).ok())
+        .filter(|f| f != repo)
+        .map(|f| format!("repository:{f}:pull"));
+    authorize_also(req, state, repo, Action::Push, from_scope.as_deref())?;
     if let Some(mount) = query_get(req, "mount") {
         let d = parse_digest(&mount)?;
         if let Some(from) = query_get(req, "from").and_then(|f| RepoName::parse(&f).ok()) {
