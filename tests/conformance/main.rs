@@ -101,6 +101,20 @@ async fn emulator_data_plane_is_oci_conformant() {
     )
     .await;
     assert_conformant(&report);
+    // The mount challenge names `repository:<from>:pull` too, so reggie's token lets it mount.
+    let mounted = report
+        .specs
+        .iter()
+        .find(|s| {
+            s.name
+                .starts_with("GET request to test digest within cross-mount")
+        })
+        .unwrap();
+    assert!(
+        matches!(mounted.status, report::Status::Pass),
+        "mount with from answered 202: {:?}",
+        mounted.status
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
