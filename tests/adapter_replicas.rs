@@ -1,0 +1,395 @@
+//! Two adapter replicas started with the same signing and sealing keys serve one client
+//! interchangeably: a token from one opens the other, an upload started through one finishes
+//! through the other, and skopeo pushing through a real nginx load balancer (round robin over
+//! both) gets every image back intact. A third replica with other keys refuses those tokens.
+
+mod common;
+mod oci_layout;
+
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use reqwest::StatusCode;
+use tcr_adapter::app::{self, AdapterHandle};
+use tcr_adapter::clock;
+use tcr_adapter::config::{Config, Secret};
+use tcr_adapter::oci::Digest;
+
+const SIGNING_KEY: &str = "cmVwbGljYS10ZXN0LXNpZ25pbmcta2V5LTMyLWJ5dGVzISE=";
+const SEALING_KEY: &str = "cmVwbGljYS10ZXN0LXNlYWxpbmcta2V5LTMyYnl0ZXM=";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn replica_config(emu: &common::TestEmulator, public_url: &str, keys: (&str, &str)) -> Config {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.server.public_url = public_url.to_string();
+    cfg.auth.signing_key = Secret::new(keys.0);
+    cfg.auth.sealing_key = Secret::new(keys.1);
+    cfg.tcr.registry_url = emu.handle.registry_url();
+    cfg.tcr.api_endpoint = emu.handle.api_url();
+    cfg.tcr.registry_id = emu.handle.state.cfg.registry_id.clone();
+    cfg.tcr.region = emu.handle.state.cfg.region.clone();
+    cfg
+}
+
+/// nginx as a round-robin load balancer in front of the replicas; killed on drop.
+struct Nginx {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(port: u16, backends: &[&AdapterHandle]) -> Nginx {
+        common::require_tool("nginx");
+        let dir = tempfile::tempdir().unwrap();
+        let servers: String = backends
+            .iter()
+            .map(|b| format!("        server {};\n", b.addr))
+            .collect();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
+             upstream adapters {{\n{servers}    }}\n\
+             server {{\n        listen 127.0.0.1:{port};\n        client_max_body_size 0;\n\
+             location / {{\n            proxy_pass http://adapters;\n            proxy_http_version 1.1;\n\
+             proxy_set_header Host $http_host;\n            proxy_buffering off;\n            proxy_request_buffering off;\n        }}\n    }}\n}}\n",
+            d = dir.path().display()
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx starts");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Nginx { child, _dir: dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!("Basic {b}")
+}
+
+async fn token(http: &reqwest::Client, base: &str, scope: &str) -> String {
+    let r = http
+        .get(format!(
+            "{base}/service/token?service=tcr-adapter&scope={scope}"
+        ))
+        .header(
+            "Authorization",
+            basic(common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// Path and query of an absolute or relative URL.
+fn path_of(location: &str) -> String {
+    match location.find("://") {
+        Some(i) => {
+            let rest = &location[i + 3..];
+            rest[rest.find('/').unwrap_or(rest.len())..].to_string()
+        }
+        None => location.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_started_on_one_replica_finishes_on_the_other() {
+    let emu = common::start_emulator().await;
+    let lb = format!("http://127.0.0.1:{}", free_port());
+    let keys = (SIGNING_KEY, SEALING_KEY);
+    let a = app::start(replica_config(&emu, &lb, keys), clock::system())
+        .await
+        .unwrap();
+    let b = app::start(replica_config(&emu, &lb, keys), clock::system())
+        .await
+        .unwrap();
+    let other_keys = (
+        "b3RoZXItc2lnbmluZy1rZXktMzItYnl0ZXMtbG9uZyEhIQ==",
+        "b3RoZXItc2VhbGluZy1rZXktMzItYnl0ZXMtbG9uZyE=",
+    );
+    let c = app::start(replica_config(&emu, &lb, other_keys), clock::system())
+        .await
+        .unwrap();
+    let (base_a, base_b, base_c) = (
+        format!("http://{}", a.addr),
+        format!("http://{}", b.addr),
+        format!("http://{}", c.addr),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let tok = token(&http, &base_a, "repository:replicas/app:pull,push").await;
+    let bearer = format!("Bearer {tok}");
+
+    // The token from A opens B; C (other keys) calls it an invalid token.
+    let r = http
+        .get(format!("{base_b}/v2/"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http
+        .get(format!("{base_c}/v2/"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+
+    // POST on A, PATCH on B, PUT on A: one upload across replicas.
+    let layer = oci_layout::bytes(7, 300_000);
+    let digest = Digest::sha256_of(&layer);
+    let r = http
+        .post(format!("{base_a}/v2/replicas/app/blobs/uploads/"))
+        .header("Authorization", &bearer)
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.starts_with(&lb), "Location on the public URL: {loc}");
+    let r = http
+        .patch(format!("{base_b}{}", path_of(&loc)))
+        .header("Authorization", &bearer)
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", format!("0-{}", 99_999))
+        .body(layer[..100_000].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["range"], "0-99999");
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let put = format!("{base_a}{}", path_of(&loc));
+    let sep = if put.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!("{put}{sep}digest={digest}"))
+        .header("Authorization", &bearer)
+        .body(layer[100_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+
+    // A manifest through B, pulled back through A: exact bytes and digests.
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let cd = Digest::sha256_of(config);
+    let r = http
+        .post(format!(
+            "{base_b}/v2/replicas/app/blobs/uploads/?digest={cd}"
+        ))
+        .header("Authorization", &bearer)
+        .body(config.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::ACCEPTED);
+    if r.status() == StatusCode::ACCEPTED {
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let put = format!("{base_b}{}", path_of(&loc));
+        let sep = if put.contains('?') { '&' } else { '?' };
+        let r = http
+            .put(format!("{put}{sep}digest={cd}"))
+            .header("Authorization", &bearer)
+            .body(config.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest.to_string(), "size": layer.len()}],
+    })
+    .to_string();
+    let md = Digest::sha256_of(manifest.as_bytes());
+    let r = http
+        .put(format!("{base_b}/v2/replicas/app/manifests/v1"))
+        .header("Authorization", &bearer)
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = http
+        .get(format!("{base_a}/v2/replicas/app/manifests/v1"))
+        .header("Authorization", &bearer)
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["docker-content-digest"], md.as_str());
+    assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_bytes());
+    let r = http
+        .get(format!("{base_a}/v2/replicas/app/blobs/{digest}"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(Digest::sha256_of(&r.bytes().await.unwrap()), digest);
+
+    for h in [a, b, c] {
+        h.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
+    common::require_tool("skopeo");
+    let emu = common::start_emulator().await;
+    let port = free_port();
+    let lb = format!("http://127.0.0.1:{port}");
+    let keys = (SIGNING_KEY, SEALING_KEY);
+    let a = app::start(replica_config(&emu, &lb, keys), clock::system())
+        .await
+        .unwrap();
+    let b = app::start(replica_config(&emu, &lb, keys), clock::system())
+        .await
+        .unwrap();
+    let _nginx = Nginx::start(port, &[&a, &b]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let mut layout = oci_layout::Layout::new(&src);
+    let single = layout.tag_image("single", 11);
+    let multi = layout.tag_index("multi", 12);
+    layout.finish();
+    let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    let host = format!("127.0.0.1:{port}");
+    for (tag, digest) in [("single", &single), ("multi", &multi)] {
+        let out = tokio::process::Command::new("skopeo")
+            .env("HOME", tmp.path())
+            .args([
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &creds,
+                &format!("oci:{}:{tag}", src.display()),
+                &format!("docker://{host}/lb/app:{tag}"),
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let raw = tokio::process::Command::new("skopeo")
+            .env("HOME", tmp.path())
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+                &format!("docker://{host}/lb/app:{tag}"),
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            raw.status.success(),
+            "{}",
+            String::from_utf8_lossy(&raw.stderr)
+        );
+        assert_eq!(
+            &Digest::sha256_of(&raw.stdout),
+            digest,
+            "{tag} keeps its digest"
+        );
+    }
+    // Both replicas served part of the traffic.
+    for h in [&a, &b] {
+        let m = reqwest::get(format!("http://{}/metrics", h.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            m.contains("status=\"201\""),
+            "replica {} served no upload:\n{m}",
+            h.addr
+        );
+    }
+    // Pull everything back out through the balancer: identical blobs.
+    let out_dir = tmp.path().join("out");
+    let out = tokio::process::Command::new("skopeo")
+        .env("HOME", tmp.path())
+        .args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{host}/lb/app:multi"),
+            &format!("oci:{}:multi", out_dir.display()),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pulled = oci_layout::blobs(&out_dir);
+    let source = oci_layout::blobs(&src);
+    for (name, bytes) in &pulled {
+        assert_eq!(source.get(name), Some(bytes), "blob {name} differs");
+    }
+    a.stop().await;
+    b.stop().await;
+}
