@@ -15,10 +15,10 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::credentials::CredentialResolver;
-use crate::namespaces::NamespaceProvisioner;
+use crate::credentials::{BoxFuture, CredentialResolver, InstanceTokenIssuer};
+use crate::namespaces::{NamespacePolicy, NamespaceProvisioner};
 use crate::registry::{FrontMetrics, RegistryFront, RouteInfo};
-use crate::tencentcloud::TcrApiClient;
+use crate::tencentcloud::{ApiCredential, ApiError, InstanceToken, TcrApiClient, TokenType};
 use crate::upstream::{RealmValidator, UpstreamClient, UpstreamMetrics};
 
 /// The adapter's Prometheus registry and the families it holds.
@@ -27,14 +27,27 @@ pub struct AdapterMetrics {
     pub registry: prometheus::Registry,
     pub front: FrontMetrics,
     pub upstream: UpstreamMetrics,
+    /// `tcr_adapter_cloud_api_retries_total{action,cause}`: cloud API calls retried
+    /// (`throttled`, `internal`, `transport`).
+    pub cloud_retries: prometheus::IntCounterVec,
 }
 
 impl AdapterMetrics {
     pub fn new() -> Self {
         let registry = prometheus::Registry::new();
+        let cloud_retries = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tcr_adapter_cloud_api_retries_total",
+                "TencentCloud API calls retried, by action and cause",
+            ),
+            &["action", "cause"],
+        )
+        .expect("valid metric");
+        let _ = registry.register(Box::new(cloud_retries.clone()));
         AdapterMetrics {
             front: FrontMetrics::new(&registry),
             upstream: UpstreamMetrics::new(&registry),
+            cloud_retries,
             registry,
         }
     }
@@ -61,6 +74,8 @@ pub struct AdapterState {
 impl AdapterState {
     /// Build the state from a configuration whose `server.listen` is the bound address.
     pub fn new(cfg: Config, clock: SharedClock) -> io::Result<AdapterState> {
+        NamespacePolicy::validate(&cfg.namespaces)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let metrics = AdapterMetrics::new();
         let ca = match &cfg.tcr.ca_file {
             Some(p) => Some(std::fs::read(p)?),
@@ -84,21 +99,42 @@ impl AdapterState {
                     .map_err(|e| io::Error::other(format!("TCR API client: {e}")))?,
             )
         };
+        let provisioner_keys = NamespaceProvisioner::provisioner_keys(&cfg.tcr);
         let mut provisioner = NamespaceProvisioner::new(&cfg.namespaces).with_clock(clock.clone());
         if let Some(client) = &api {
-            provisioner = provisioner.with_cloud(
-                client.clone(),
-                cfg.tcr.registry_id.clone(),
-                NamespaceProvisioner::provisioner_keys(&cfg.tcr),
-            );
+            let retries = metrics.cloud_retries.clone();
+            client.set_retry_observer(move |action, cause| {
+                retries.with_label_values(&[action, cause.as_str()]).inc();
+            });
+            provisioner = provisioner
+                .with_cloud(
+                    client.clone(),
+                    cfg.tcr.registry_id.clone(),
+                    provisioner_keys.clone(),
+                )
+                .with_instance_lookup(&cfg.tcr.registry_url);
         }
         let _ = provisioner.register(&metrics.registry);
         let namespaces = Arc::new(provisioner);
+        let issuer = api.as_ref().map(|client| {
+            Arc::new(InstanceIssuer {
+                client: client.clone(),
+                registry_url: cfg.tcr.registry_url.clone(),
+                region: cfg.tcr.region.clone(),
+                found: tokio::sync::OnceCell::new(),
+            }) as Arc<dyn InstanceTokenIssuer>
+        });
+        // With no configured instance id, the issuer looks the instance up on first use.
+        let registry_id = if cfg.tcr.registry_id.is_empty() {
+            DISCOVER.to_string()
+        } else {
+            cfg.tcr.registry_id.clone()
+        };
         let api = api.map(Arc::new);
         let validator = Arc::new(RealmValidator::new(upstream.clone()));
-        let resolver = Arc::new(CredentialResolver::new(
-            api.clone(),
-            cfg.tcr.registry_id.clone(),
+        let resolver = Arc::new(CredentialResolver::with_issuer(
+            issuer,
+            registry_id,
             validator,
             clock.clone(),
         ));
@@ -108,6 +144,12 @@ impl AdapterState {
             upstream: upstream.clone(),
             namespaces: namespaces.clone(),
             public_base: cfg.server.public_base(),
+            trust_forwarded: cfg.server.trust_forwarded_headers,
+            provisioner_keys: if api.is_some() {
+                provisioner_keys
+            } else {
+                None
+            },
             metrics: metrics.front.clone(),
         };
         Ok(AdapterState {
@@ -291,4 +333,69 @@ fn tls_acceptor(
     b.set_certificate_chain_file(cert)
         .map_err(|e| io::Error::other(format!("server.tls.cert_file {}: {e}", cert.display())))?;
     Ok(b)
+}
+
+/// Stands for "no `tcr.registry_id` configured" in the credential resolver.
+const DISCOVER: &str = "(looked up from tcr.registry_url)";
+
+/// `CreateInstanceToken` against the configured instance, or, with no `tcr.registry_id`, against
+/// the instance found from `tcr.registry_url` (`DescribeInstances` with the first caller's keys,
+/// kept once found; the client then calls the instance's region).
+struct InstanceIssuer {
+    client: TcrApiClient,
+    registry_url: String,
+    region: String,
+    found: tokio::sync::OnceCell<(String, TcrApiClient)>,
+}
+
+impl InstanceTokenIssuer for InstanceIssuer {
+    fn issue<'a>(
+        &'a self,
+        cred: &'a ApiCredential,
+        registry_id: &'a str,
+    ) -> BoxFuture<'a, Result<InstanceToken, ApiError>> {
+        Box::pin(async move {
+            if registry_id != DISCOVER {
+                return self
+                    .client
+                    .create_instance_token(cred, registry_id, TokenType::Temp)
+                    .await;
+            }
+            let (id, client) = self
+                .found
+                .get_or_try_init(|| async {
+                    let info = crate::discovery::find_instance(
+                        &self.client,
+                        cred,
+                        &self.registry_url,
+                        None,
+                        Some(&self.region),
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        crate::discovery::DiscoveryError::Api(_, api) => api,
+                        crate::discovery::DiscoveryError::NotRunning { .. } => ApiError::Api {
+                            code: "ResourceUnavailable".into(),
+                            message: e.to_string(),
+                            request_id: String::new(),
+                        },
+                        other => ApiError::Api {
+                            code: "ResourceNotFound.Instance".into(),
+                            message: other.to_string(),
+                            request_id: String::new(),
+                        },
+                    })?;
+                    tracing::info!(
+                        registry_id = %info.registry_id,
+                        region = %info.region,
+                        "TCR instance found for CreateInstanceToken"
+                    );
+                    Ok::<_, ApiError>((info.registry_id, self.client.with_region(&info.region)))
+                })
+                .await?;
+            client
+                .create_instance_token(cred, id, TokenType::Temp)
+                .await
+        })
+    }
 }

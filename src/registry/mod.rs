@@ -14,6 +14,7 @@ use std::sync::Arc;
 use actix_web::web;
 
 use crate::namespaces::NamespaceProvisioner;
+use crate::tencentcloud::ApiCredential;
 use crate::upstream::UpstreamClient;
 
 pub use metrics::FrontMetrics;
@@ -25,6 +26,11 @@ pub struct RegistryFront {
     pub namespaces: Arc<NamespaceProvisioner>,
     /// `cfg.server.public_base()`: where rewritten `Location`s point.
     pub public_base: String,
+    /// `server.trust_forwarded_headers`: build public URLs from `X-Forwarded-Proto`/`-Host`.
+    pub trust_forwarded: bool,
+    /// The provisioner keys (`tcr.secret_id`/`secret_key`) when the cloud API is configured:
+    /// tag deletes for callers without API keys go through them.
+    pub provisioner_keys: Option<ApiCredential>,
     pub metrics: FrontMetrics,
 }
 
