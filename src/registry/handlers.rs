@@ -12,9 +12,9 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
 
 use super::body::{self, bridge, drive};
 use super::route::Endpoint;
-use super::{rewrite, RegistryFront, RouteInfo};
+use super::{cloud, rewrite, RegistryFront, RouteInfo};
 use crate::auth::AuthService;
-use crate::oci::{Digest, ErrorCode, OciError, MAX_MANIFEST_BYTES};
+use crate::oci::{Digest, ErrorCode, OciError, Reference, MAX_MANIFEST_BYTES};
 use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody};
 
 /// Largest JSON list (tags, catalog) or error body the adapter reads to rewrite it.
@@ -44,15 +44,31 @@ pub async fn dispatch(
         _ => None,
     };
     let needed = endpoint.needed(&method, mount_from.as_ref());
-    let grant = auth.authorize(&req, &needed).await?;
+    let base = cloud::request_base(req.headers(), &front.public_base, front.trust_forwarded);
+    let grant = auth
+        .authorize(&req, &needed)
+        .await
+        .map_err(|e| cloud::challenge_on(e, &front.public_base, &base))?;
     check_method(&endpoint, &method)?;
     if endpoint == Endpoint::Base {
         return Ok(HttpResponse::Ok()
             .content_type("application/json")
             .body("{}"));
     }
+    let caller_keys = grant.identity.api_keys.as_ref();
+    if let (Endpoint::Catalog, &Method::GET, Some(keys)) = (&endpoint, &method, caller_keys) {
+        return cloud::catalog(&front, keys, req.query_string()).await;
+    }
 
     let upstream_name = endpoint.name().map(|n| front.namespaces.to_upstream(n));
+    if let (Endpoint::Manifest { reference, .. }, &Method::DELETE, Some(up)) =
+        (&endpoint, &method, &upstream_name)
+    {
+        let keys = caller_keys.or(front.provisioner_keys.as_ref());
+        if let (Reference::Tag(tag), Some(keys)) = (reference, keys) {
+            return cloud::delete_tag(&front, keys, up, tag.as_str()).await;
+        }
+    }
     let writes = matches!(
         (&endpoint, &method),
         (Endpoint::UploadStart { .. }, &Method::POST) | (Endpoint::Manifest { .. }, &Method::PUT)
@@ -99,13 +115,11 @@ pub async fn dispatch(
         route: endpoint.label(),
     };
 
-    let resp = if matches!(method, Method::GET | Method::HEAD | Method::DELETE) {
+    let mut pump = None;
+    let body = if matches!(method, Method::GET | Method::HEAD | Method::DELETE) {
         headers.remove(CONTENT_LENGTH);
         headers.remove(reqwest::header::CONTENT_TYPE);
-        front
-            .upstream
-            .send(request(headers.clone(), ForwardBody::Empty, method.clone()))
-            .await?
+        ForwardBody::Empty
     } else if matches!(endpoint, Endpoint::Manifest { .. }) {
         let declared = content_length(&req);
         if declared.is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
@@ -114,34 +128,60 @@ pub async fn dispatch(
         let bytes =
             body::collect_limited(payload, MAX_MANIFEST_BYTES, &front.metrics.bytes_in).await?;
         headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        front
-            .upstream
-            .send(request(
-                headers.clone(),
-                ForwardBody::Bytes(bytes),
-                method.clone(),
-            ))
-            .await?
+        ForwardBody::Bytes(bytes)
     } else if has_body(&req) {
-        let (stream, pump) = bridge(payload, front.metrics.bytes_in.clone());
-        let fwd = request(headers.clone(), ForwardBody::Stream(stream), method.clone());
-        drive(front.upstream.send(fwd), pump).await?
+        let (stream, p) = bridge(payload, front.metrics.bytes_in.clone());
+        pump = Some(p);
+        ForwardBody::Stream(stream)
     } else {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
-        front
-            .upstream
-            .send(request(headers.clone(), ForwardBody::Empty, method.clone()))
-            .await?
+        ForwardBody::Empty
+    };
+    let replay = match &body {
+        ForwardBody::Empty => Some(ForwardBody::Empty),
+        ForwardBody::Bytes(b) => Some(ForwardBody::Bytes(b.clone())),
+        ForwardBody::Stream(_) => None,
+    };
+    let fwd = request(headers.clone(), body, method.clone());
+    let mut resp = match pump {
+        Some(pump) => drive(front.upstream.send(fwd), pump).await?,
+        None => front.upstream.send(fwd).await?,
     };
 
-    let status = resp.status();
+    let mut status = resp.status();
+    if (status.is_client_error() || status.is_server_error()) && !Endpoint::is_read(&method) {
+        // A write into a namespace TCR does not have: forget it, and create it (once) when
+        // there are keys to do so; without keys, say which keys are needed.
+        let failure = Failure::read(resp).await;
+        let (Some(up), true) = (&upstream_name, failure.missing_namespace()) else {
+            return Err(failure.into_oci(&endpoint, &method));
+        };
+        let ns = up.namespace();
+        front.namespaces.invalidate(ns);
+        if caller_keys.is_none() && front.provisioner_keys.is_none() {
+            return Err(front.namespaces.keys_needed_error(ns));
+        }
+        let Some(body) = replay else {
+            return Err(failure.into_oci(&endpoint, &method));
+        };
+        tracing::info!(
+            namespace = ns,
+            "namespace missing upstream: ensuring it again"
+        );
+        front.namespaces.ensure(ns, caller_keys).await?;
+        resp = front
+            .upstream
+            .send(request(headers.clone(), body, method.clone()))
+            .await?;
+        status = resp.status();
+    }
     if status.is_client_error() || status.is_server_error() {
-        return Err(upstream_error(&endpoint, &method, resp).await);
+        return Err(Failure::read(resp).await.into_oci(&endpoint, &method));
     }
     let mut out = HttpResponse::build(
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
     );
-    copy_headers(&front, resp.headers(), &mut out);
+    copy_headers(&front, &base, resp.headers(), &mut out);
 
     // Manifests must always carry their digest (Harbor compares it to skip identical images).
     let is_manifest_read = matches!(endpoint, Endpoint::Manifest { .. })
@@ -211,13 +251,17 @@ pub async fn dispatch(
 /// `ANY /v2` (no trailing slash): the base endpoint.
 pub async fn dispatch_base(
     req: HttpRequest,
+    front: web::Data<RegistryFront>,
     auth: web::Data<AuthService>,
 ) -> Result<HttpResponse, OciError> {
     req.extensions_mut().insert(RouteInfo {
         route: "base",
         repository: String::new(),
     });
-    auth.authorize(&req, &[]).await?;
+    let base = cloud::request_base(req.headers(), &front.public_base, front.trust_forwarded);
+    auth.authorize(&req, &[])
+        .await
+        .map_err(|e| cloud::challenge_on(e, &front.public_base, &base))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body("{}"))
@@ -276,6 +320,7 @@ fn has_body(req: &HttpRequest) -> bool {
 /// no upstream challenge, no length: the body sets it).
 fn copy_headers(
     front: &RegistryFront,
+    base: &str,
     upstream: &reqwest::header::HeaderMap,
     out: &mut actix_web::HttpResponseBuilder,
 ) {
@@ -296,12 +341,7 @@ fn copy_headers(
         }
         let Ok(v) = value.to_str() else { continue };
         let v = match n {
-            "location" => rewrite::location(
-                v,
-                front.upstream.base(),
-                &front.public_base,
-                &front.namespaces,
-            ),
+            "location" => rewrite::location(v, front.upstream.base(), base, &front.namespaces),
             "link" => rewrite::link(v, front.upstream.base(), &front.namespaces),
             _ => v.to_string(),
         };
@@ -333,64 +373,102 @@ fn rename_list(front: &RegistryFront, endpoint: &Endpoint, bytes: bytes::Bytes) 
     serde_json::to_vec(&v).map(Into::into).unwrap_or(bytes)
 }
 
-/// An upstream 4xx/5xx as the client's error. Reads of things in a namespace that does not
-/// exist upstream (401/403/404) become 404 with the OCI code of the endpoint; OCI error bodies
-/// are passed through verbatim; an upstream 401 on a write is a 403 (the client's own token was
-/// valid; TCR refused the translated credential).
-async fn upstream_error(endpoint: &Endpoint, method: &Method, resp: reqwest::Response) -> OciError {
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = body::read_limited(resp, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let message = error_message(&bytes);
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-    let upstream_code = parsed
-        .as_ref()
-        .and_then(|v| v["errors"][0]["code"].as_str().map(str::to_string));
-    let read = Endpoint::is_read(method);
-    if read && matches!(status.as_u16(), 401 | 403 | 404) {
-        let code = match endpoint {
-            Endpoint::Manifest { .. } => ErrorCode::ManifestUnknown,
-            Endpoint::Blob { .. } => ErrorCode::BlobUnknown,
-            Endpoint::Upload { .. } => ErrorCode::BlobUploadUnknown,
-            _ => ErrorCode::NameUnknown,
-        };
-        let code = match (status.as_u16(), upstream_code.as_deref()) {
-            (404, Some("NAME_UNKNOWN")) => ErrorCode::NameUnknown,
-            _ => code,
-        };
-        let message = if message.is_empty() {
-            format!("{} not found upstream", endpoint.label())
-        } else {
-            message
-        };
-        return OciError::new(code, message).with_status(StatusCode::NOT_FOUND);
+/// An upstream 4xx/5xx, read (its body is small or cut).
+struct Failure {
+    status: reqwest::StatusCode,
+    retry_after: Option<String>,
+    message: String,
+    parsed: Option<serde_json::Value>,
+    upstream_code: Option<String>,
+}
+
+impl Failure {
+    async fn read(resp: reqwest::Response) -> Failure {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = body::read_limited(resp, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        let upstream_code = parsed
+            .as_ref()
+            .and_then(|v| v["errors"][0]["code"].as_str().map(str::to_string));
+        Failure {
+            status,
+            retry_after,
+            message: error_message(&bytes),
+            parsed,
+            upstream_code,
+        }
     }
-    if status.as_u16() == 401 || (status.as_u16() == 403 && upstream_code.is_none()) {
-        return OciError::new(
-            ErrorCode::Denied,
-            format!("TCR refused this request for the translated credential: {message}"),
-        );
+
+    /// Whether a write was refused because its namespace does not exist upstream: TCR (like
+    /// Harbor) answers `401 "project <ns> not found"`; a registry may say `404 NAME_UNKNOWN`.
+    fn missing_namespace(&self) -> bool {
+        let m = self.message.to_ascii_lowercase();
+        let says = (m.contains("project") || m.contains("namespace")) && m.contains("not found");
+        match self.status.as_u16() {
+            404 => self.upstream_code.as_deref() == Some("NAME_UNKNOWN") || says,
+            401 | 403 => says,
+            _ => false,
+        }
     }
-    let http_status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let code = code_of(upstream_code.as_deref(), status.as_u16());
-    let mut err = OciError::new(code, message).with_status(http_status);
-    if let Some(v) = parsed
-        .as_ref()
-        .and_then(|v| v["errors"][0].get("detail"))
-        .cloned()
-    {
-        err = err.with_detail(v);
+
+    /// The client's error. Reads of things in a namespace that does not exist upstream
+    /// (401/403/404) become 404 with the OCI code of the endpoint; OCI error bodies are passed
+    /// through verbatim; an upstream 401 on a write is a 403 (the client's own token was valid;
+    /// TCR refused the translated credential).
+    fn into_oci(self, endpoint: &Endpoint, method: &Method) -> OciError {
+        let Failure {
+            status,
+            retry_after,
+            message,
+            parsed,
+            upstream_code,
+        } = self;
+        if Endpoint::is_read(method) && matches!(status.as_u16(), 401 | 403 | 404) {
+            let code = match endpoint {
+                Endpoint::Manifest { .. } => ErrorCode::ManifestUnknown,
+                Endpoint::Blob { .. } => ErrorCode::BlobUnknown,
+                Endpoint::Upload { .. } => ErrorCode::BlobUploadUnknown,
+                _ => ErrorCode::NameUnknown,
+            };
+            let code = match (status.as_u16(), upstream_code.as_deref()) {
+                (404, Some("NAME_UNKNOWN")) => ErrorCode::NameUnknown,
+                _ => code,
+            };
+            let message = if message.is_empty() {
+                format!("{} not found upstream", endpoint.label())
+            } else {
+                message
+            };
+            return OciError::new(code, message).with_status(StatusCode::NOT_FOUND);
+        }
+        if status.as_u16() == 401 || (status.as_u16() == 403 && upstream_code.is_none()) {
+            return OciError::new(
+                ErrorCode::Denied,
+                format!("TCR refused this request for the translated credential: {message}"),
+            );
+        }
+        let http_status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let code = code_of(upstream_code.as_deref(), status.as_u16());
+        let mut err = OciError::new(code, message).with_status(http_status);
+        if let Some(v) = parsed
+            .as_ref()
+            .and_then(|v| v["errors"][0].get("detail"))
+            .cloned()
+        {
+            err = err.with_detail(v);
+        }
+        if let Some(ra) = retry_after {
+            err = err.with_header(actix_web::http::header::RETRY_AFTER, &ra);
+        }
+        err
     }
-    if let Some(ra) = retry_after {
-        err = err.with_header(actix_web::http::header::RETRY_AFTER, &ra);
-    }
-    err
 }
 
 /// Map an upstream OCI code string back to ours (unknown codes by status).

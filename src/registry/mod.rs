@@ -4,6 +4,7 @@
 //! state travels in the rewritten `Location`.
 
 pub mod body;
+pub mod cloud;
 mod handlers;
 pub mod metrics;
 pub mod rewrite;
