@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use tcr_adapter::config::{Config, EmulatorAccount};
 
+mod check;
+
 #[derive(Parser)]
 #[command(
     name = "tcr-adapter",
@@ -32,14 +34,36 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    let is_check = matches!(command, Command::Check);
+    let source = match &cli.config {
+        Some(p) => format!("{} + environment", p.display()),
+        None => "defaults + environment".to_string(),
+    };
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
+        Err(e) if is_check => {
+            let mut r = check::Report::default();
+            r.fail(
+                "configuration",
+                format!("{source}: {e}"),
+                "a key is unknown, misspelt, of the wrong type, or a file it names is unreadable",
+                "compare with config.example.toml (every key is listed there with its default)",
+            );
+            print!("{}", r.render());
+            return std::process::ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    tcr_adapter::telemetry::init_logging(&cfg.log);
+    let mut log = cfg.log.clone();
+    if is_check && log.level == "info" {
+        // The checklist is the output (it reports what the components would warn about).
+        log.level = "error".into();
+    }
+    tcr_adapter::telemetry::init_logging(&log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,7 +74,21 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve);
+    if is_check {
+        let report = rt.block_on(async move {
+            let mut r = check::Report::default();
+            r.ok("configuration", format!("loaded from {source}"));
+            let rest = check::run(cfg, tcr_adapter::clock::system()).await;
+            r.items.extend(rest.items);
+            r
+        });
+        print!("{}", report.render());
+        return if report.failed() == 0 {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        };
+    }
     let result = rt.block_on(async move {
         match command {
             Command::Emulator => run_emulator(cfg).await,
