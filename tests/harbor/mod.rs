@@ -1,0 +1,405 @@
+//! What Harbor 1.8, 1.10 and 2.0 send to a "Docker Registry" endpoint when they replicate one
+//! image (harbor-adapters.md §1.2–1.4), as reusable steps against an adapter in front of an
+//! emulator, plus metric readers for both.
+#![allow(dead_code)]
+
+use base64::Engine;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::json;
+use tcr_adapter::app::{self, AdapterHandle};
+use tcr_adapter::clock;
+use tcr_adapter::config::{Config, EmulatorConfig, Secret};
+use tcr_adapter::emulator::{EmulatorHandle, TokenKind};
+use tcr_adapter::oci::Digest;
+
+use crate::common;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An adapter in front of a fresh emulator (no namespace in it).
+pub struct Env {
+    pub emu: EmulatorHandle,
+    pub _dir: tempfile::TempDir,
+    pub adapter: AdapterHandle,
+    pub http: Client,
+    pub base: String,
+    /// A long-term instance token of the demo account (UIN, token).
+    pub user: String,
+    pub pass: String,
+}
+
+/// Adapter configuration towards `emu`: instance id and region set, provisioner keys = demo keys.
+pub fn adapter_config(emu: &EmulatorHandle) -> Config {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.tcr.registry_url = emu.registry_url();
+    cfg.tcr.api_endpoint = emu.api_url();
+    cfg.tcr.registry_id = emu.state.cfg.registry_id.clone();
+    cfg.tcr.region = emu.state.cfg.region.clone();
+    cfg.tcr.secret_id = common::DEMO_SECRET_ID.into();
+    cfg.tcr.secret_key = Secret::new(common::DEMO_SECRET_KEY);
+    cfg
+}
+
+pub fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+pub fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl Env {
+    /// Emulator configured by `emu_cfg`, adapter by `cfg` (starting from [`adapter_config`]).
+    pub async fn start(
+        emu_cfg: impl FnOnce(&mut EmulatorConfig),
+        cfg: impl FnOnce(&mut Config),
+    ) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ec = common::emulator_config(dir.path());
+        emu_cfg(&mut ec);
+        let emu = common::start_emulator_with(ec).await;
+        let mut c = adapter_config(&emu);
+        cfg(&mut c);
+        let adapter = app::start(c, clock::system())
+            .await
+            .expect("adapter starts");
+        let tok = emu
+            .state
+            .tokens
+            .issue(common::DEMO_UIN, TokenKind::LongTerm);
+        Env {
+            base: format!("http://{}", adapter.addr),
+            adapter,
+            emu,
+            _dir: dir,
+            http: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            user: tok.username,
+            pass: tok.token,
+        }
+    }
+
+    pub async fn default() -> Env {
+        Env::start(|_| {}, |_| {}).await
+    }
+
+    /// `GET /service/token` as Harbor sends it; the token, or the status and body of a refusal.
+    pub async fn try_token(
+        &self,
+        user: &str,
+        pass: &str,
+        scopes: &[&str],
+    ) -> Result<String, (StatusCode, String)> {
+        let mut url = format!("{}/service/token?service=tcr-adapter", self.base);
+        for s in scopes {
+            url.push_str(&format!("&scope={}", urlencode(s)));
+        }
+        let resp = self
+            .http
+            .get(&url)
+            .header("Authorization", basic(user, pass))
+            .header("User-Agent", "Go-http-client/1.1")
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        if status != 200 {
+            return Err((status, text));
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Ok(v["token"].as_str().unwrap().to_string())
+    }
+
+    pub async fn token_as(&self, user: &str, pass: &str, scopes: &[&str]) -> String {
+        match self.try_token(user, pass, scopes).await {
+            Ok(t) => t,
+            Err((s, b)) => panic!("token for {scopes:?}: {s} {b}"),
+        }
+    }
+
+    /// A token with the demo API keys.
+    pub async fn keys_token(&self, scopes: &[&str]) -> String {
+        self.token_as(common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY, scopes)
+            .await
+    }
+
+    pub async fn req(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> reqwest::Response {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut r = self
+            .http
+            .request(method, url)
+            .header("User-Agent", "harbor-replication-service");
+        if let Some(t) = token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        r.headers(h).send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
+        self.req(Method::GET, path, Some(token), &[], None).await
+    }
+
+    /// `POST …/blobs/uploads/` (Harbor: empty body, `Content-Length: 0`): the response.
+    pub async fn start_upload(&self, repo: &str, token: &str) -> reqwest::Response {
+        self.req(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            Some(token),
+            &[("Content-Length", "0")],
+            None,
+        )
+        .await
+    }
+
+    /// POST + monolithic PUT of one blob; `chunked` = no length (Harbor 1.8.0–1.8.2),
+    /// `encoded` = `digest=sha256%3A…` (Harbor 2.x).
+    pub async fn push_blob(
+        &self,
+        repo: &str,
+        token: &str,
+        data: &[u8],
+        chunked: bool,
+        encoded: bool,
+    ) {
+        let d = Digest::sha256_of(data).to_string();
+        let r = self.start_upload(repo, token).await;
+        assert_eq!(r.status(), 202, "POST into {repo}: {:?}", r.text().await);
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            loc.starts_with(&format!("{}/v2/{repo}/blobs/uploads/", self.base)),
+            "{loc}"
+        );
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let dq = if encoded {
+            d.replace(':', "%3A")
+        } else {
+            d.clone()
+        };
+        let url = format!("{loc}{sep}digest={dq}");
+        let mut put = self
+            .http
+            .put(url)
+            .header("Authorization", format!("Bearer {token}"));
+        put = if chunked {
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                data.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+            put.body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+        } else {
+            put.body(data.to_vec())
+        };
+        let r = put.send().await.unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        assert_eq!(r.headers()["docker-content-digest"], d.as_str());
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        token: &str,
+        mt: &str,
+        body: &[u8],
+    ) {
+        let r = self
+            .req(
+                Method::PUT,
+                &format!("/v2/{repo}/manifests/{reference}"),
+                Some(token),
+                &[("Content-Type", mt)],
+                Some(body.to_vec()),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            Digest::sha256_of(body).as_str()
+        );
+    }
+
+    /// HEAD the manifest as Harbor does before pushing; the status.
+    pub async fn head_manifest(&self, repo: &str, reference: &str, token: &str) -> StatusCode {
+        self.req(
+            Method::HEAD,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            Some(token),
+            &[("Accept", DOCKER_MANIFEST), ("Accept", OCI_MANIFEST)],
+            None,
+        )
+        .await
+        .status()
+    }
+
+    /// Harbor 1.8.0: HEAD manifest and blobs (absent), chunked blob PUTs, schema2 manifest.
+    pub async fn replay_1_8(&self, repo: &str, user: &str, pass: &str) {
+        let t = self
+            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
+            .await;
+        let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
+        assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
+        let ld = Digest::sha256_of(&layer);
+        let r = self
+            .req(
+                Method::HEAD,
+                &format!("/v2/{repo}/blobs/{ld}"),
+                Some(&t),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 404);
+        self.push_blob(repo, &t, &layer, true, false).await;
+        self.push_blob(repo, &t, &config, true, false).await;
+        self.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
+            .await;
+        assert_eq!(self.head_manifest(repo, "v1", &t).await, 200);
+    }
+
+    /// Harbor 1.10: like 1.8 with `Content-Length` and a raw `digest=`.
+    pub async fn replay_1_10(&self, repo: &str, user: &str, pass: &str) {
+        let t = self
+            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
+            .await;
+        let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
+        assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
+        self.push_blob(repo, &t, &layer, false, false).await;
+        self.push_blob(repo, &t, &config, false, false).await;
+        self.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
+            .await;
+        assert_eq!(self.head_manifest(repo, "v1", &t).await, 200);
+    }
+
+    /// Harbor 2.0: an OCI index, children by digest then the index by tag, encoded digests.
+    pub async fn replay_2_0(&self, repo: &str, user: &str, pass: &str) {
+        let t = self
+            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
+            .await;
+        assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
+        let mut children = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let (layer, config, manifest) = image(&format!("{repo}-{arch}"), OCI_MANIFEST);
+            self.push_blob(repo, &t, &layer, false, true).await;
+            self.push_blob(repo, &t, &config, false, true).await;
+            let d = Digest::sha256_of(&manifest).to_string();
+            self.put_manifest(repo, &d, &t, OCI_MANIFEST, &manifest)
+                .await;
+            children.push(
+                json!({"mediaType": OCI_MANIFEST, "digest": d, "size": manifest.len(),
+                "platform": {"architecture": arch, "os": "linux"}}),
+            );
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children})
+            .to_string()
+            .into_bytes();
+        self.put_manifest(repo, "v1", &t, OCI_INDEX, &index).await;
+        assert_eq!(self.head_manifest(repo, "v1", &t).await, 200);
+    }
+
+    /// The adapter's `/metrics` text.
+    pub async fn adapter_metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Namespaces in the emulator, sorted.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .emu
+            .state
+            .namespaces
+            .list()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `tcr_emulator_api_calls_total` summed over the series carrying all `labels`.
+    pub async fn api_calls(&self, labels: &[&str]) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.emu.api_url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        sum_metric(&text, "tcr_emulator_api_calls_total{", labels)
+    }
+
+    pub async fn creates_ok(&self) -> u64 {
+        self.api_calls(&[r#"action="CreateNamespace""#, r#"result="ok""#])
+            .await
+    }
+}
+
+/// Sum of the samples of the lines starting with `prefix` that contain every `labels` entry.
+pub fn sum_metric(text: &str, prefix: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// (layer, config, manifest) of a small image unique to `seed`.
+pub fn image(seed: &str, mt: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let layer = format!("layer-{seed}").repeat(1000).into_bytes();
+    let config = json!({"architecture":"amd64","os":"linux","seed":seed})
+        .to_string()
+        .into_bytes();
+    let (cmt, lmt) = if mt == DOCKER_MANIFEST {
+        (
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+        )
+    };
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": mt,
+        "config": {"mediaType": cmt, "digest": Digest::sha256_of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": lmt, "digest": Digest::sha256_of(&layer).to_string(), "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes();
+    (layer, config, manifest)
+}
