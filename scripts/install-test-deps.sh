@@ -4,7 +4,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(skopeo docker-registry nginx-light wrk hyperfine)
-PIP_PACKAGES=(tencentcloud-sdk-python-tcr python-dxf oras pytest)
+PIP_PACKAGES=(tencentcloud-sdk-python-tcr python-dxf oras pytest schemathesis)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -25,14 +25,14 @@ echo "installing PyPI packages: ${PIP_PACKAGES[*]}"
 "$PYTHON" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
 fail=0
-for cmd in skopeo docker-registry nginx wrk hyperfine cargo "$PYTHON"; do
+for cmd in skopeo docker-registry nginx wrk hyperfine schemathesis cargo "$PYTHON"; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     echo "MISSING: command $cmd" >&2; fail=1
   fi
 done
 "$PYTHON" - <<'PY' || fail=1
 import importlib, sys
-for mod in ["tencentcloud.tcr.v20190924.tcr_client", "dxf", "oras.client", "pytest"]:
+for mod in ["tencentcloud.tcr.v20190924.tcr_client", "dxf", "oras.client", "pytest", "schemathesis"]:
     try:
         importlib.import_module(mod)
     except Exception as e:

@@ -1,0 +1,319 @@
+//! Operations: TLS on the listener, JSON access logs with `X-Request-Id`, graceful shutdown on
+//! SIGTERM (an in-flight upload finishes, new connections are refused, exit 0). The log and
+//! shutdown tests run the built binary in front of an in-process emulator.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tcr_adapter::app;
+use tcr_adapter::clock;
+use tcr_adapter::config::Config;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A self-signed certificate for 127.0.0.1 (PEM cert, PEM key).
+fn self_signed() -> (Vec<u8>, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509NameBuilder, X509};
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (
+        b.build().to_pem().unwrap(),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn tls_listener_serves_the_challenge_with_an_https_realm() {
+    let emu = common::start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &key).unwrap();
+    let port = free_port();
+    let mut cfg = Config::default();
+    cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.server.public_url = format!("https://127.0.0.1:{port}");
+    cfg.server.tls.cert_file = Some(dir.path().join("tls.crt"));
+    cfg.server.tls.key_file = Some(dir.path().join("tls.key"));
+    cfg.tcr.registry_url = emu.handle.registry_url();
+    cfg.tcr.api_endpoint = emu.handle.api_url();
+    cfg.tcr.registry_id = emu.handle.state.cfg.registry_id.clone();
+    cfg.tcr.region = emu.handle.state.cfg.region.clone();
+    let adapter = app::start(cfg, clock::system()).await.unwrap();
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .build()
+        .unwrap();
+    let resp = http
+        .get(format!("https://127.0.0.1:{port}/v2/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with(&format!(
+            "Bearer realm=\"https://127.0.0.1:{port}/service/token\""
+        )),
+        "{challenge}"
+    );
+    // Plain HTTP on the TLS port is not served.
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/v2/")).await;
+    assert!(plain.map(|r| r.status() != 401).unwrap_or(true));
+    adapter.stop().await;
+    emu.handle.stop().await;
+}
+
+/// The binary, configured against the emulator, with JSON logs; (child, base URL).
+async fn spawn_binary(
+    emu: &common::TestEmulator,
+    dir: &std::path::Path,
+) -> (tokio::process::Child, String) {
+    let config = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = 10
+workers = 2
+
+[tcr]
+registry_url = "{}"
+api_endpoint = "{}"
+registry_id = "{}"
+region = "{}"
+
+[log]
+format = "json"
+level = "info"
+"#,
+        emu.handle.registry_url(),
+        emu.handle.api_url(),
+        emu.handle.state.cfg.registry_id,
+        emu.handle.state.cfg.region
+    );
+    let path = dir.join("adapter.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(rest) = l.strip_prefix("tcr-adapter listening on ") {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("the adapter exited before listening")
+    })
+    .await
+    .expect("the adapter starts");
+    // Keep draining stdout so the child never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM {pid}");
+}
+
+async fn token(base: &str, scope: &str) -> String {
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{base}/service/token?service=tcr-adapter&scope={scope}"
+        ))
+        .basic_auth(common::DEMO_SECRET_ID, Some(common::DEMO_SECRET_KEY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn json_access_log_line_carries_the_request_id() {
+    let emu = common::start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn_binary(&emu, dir.path()).await;
+    let tok = token(&base, "repository:demo/app:pull").await;
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v2/demo/app/tags/list"))
+        .bearer_auth(&tok)
+        .header("X-Request-Id", "ops-test-request-1")
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["x-request-id"], "ops-test-request-1");
+    // Without one, the adapter makes one up and returns it.
+    let resp = reqwest::get(format!("{base}/v2/")).await.unwrap();
+    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(generated.len() >= 16, "{generated}");
+    sigterm(&child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let line = lines
+        .iter()
+        .find(|v| v["request_id"] == "ops-test-request-1")
+        .unwrap_or_else(|| panic!("no access line in:\n{stderr}"));
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["repository"], "demo/app", "{line}");
+    assert_eq!(line["status"], status, "{line}");
+    assert!(
+        line["route"].as_str().is_some_and(|r| !r.is_empty()),
+        "{line}"
+    );
+    assert!(line.get("bytes").is_some(), "{line}");
+    assert!(line["duration_ms"].is_u64(), "{line}");
+    assert!(
+        lines.iter().any(|v| v["request_id"] == generated.as_str()),
+        "{stderr}"
+    );
+    emu.handle.stop().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_inflight_upload_finish_and_refuses_new_connections() {
+    let emu = common::start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn_binary(&emu, dir.path()).await;
+    let tok = token(&base, "repository:demo/slow:pull,push").await;
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{base}/v2/demo/slow/blobs/uploads/"))
+        .bearer_auth(&tok)
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let location = if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location
+    };
+    let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let digest = format!("sha256:{}", hex::encode(openssl::sha::sha256(&data)));
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let body = reqwest::Body::wrap_stream(tokio_stream_of(rx));
+    let put = tokio::spawn({
+        let http = http.clone();
+        let tok = tok.clone();
+        let url = format!("{location}{sep}digest={digest}");
+        async move {
+            http.put(url)
+                .bearer_auth(tok)
+                .header("Content-Type", "application/octet-stream")
+                .body(body)
+                .send()
+                .await
+        }
+    });
+    let (first, rest) = data.split_at(1024);
+    tx.send(Ok(bytes::Bytes::copy_from_slice(first)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sigterm(&child);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The listener is closed: a new connection is refused.
+    let addr = base.trim_start_matches("http://").to_string();
+    let refused = tokio::net::TcpStream::connect(&addr).await;
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted after SIGTERM"
+    );
+    // The trickling upload finishes within the grace period.
+    for chunk in rest.chunks(8 * 1024) {
+        tx.send(Ok(bytes::Bytes::copy_from_slice(chunk)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(tx);
+    let resp = put.await.unwrap().expect("the upload gets an answer");
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("the adapter exits")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // The blob landed upstream.
+    assert!(emu
+        .handle
+        .state
+        .storage
+        .blob_file(&tcr_adapter::oci::Digest::parse(&digest).unwrap())
+        .exists());
+    emu.handle.stop().await;
+}
+
+/// An mpsc receiver as a `Stream` (no tokio-stream dependency).
+fn tokio_stream_of(
+    mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
