@@ -32,7 +32,14 @@ pub async fn dispatch(
     let tail = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| OciError::new(ErrorCode::NameInvalid, "path is not UTF-8"))?;
-    let endpoint = Endpoint::parse(&tail)?;
+    let endpoint = Endpoint::parse(&tail).map_err(|e| match e.code {
+        // A reference that cannot be a tag names no manifest: reads of it are 404 (like
+        // distribution, whose routes do not match it); only a PUT is told the tag is invalid.
+        ErrorCode::TagInvalid if req.method() != Method::PUT => {
+            OciError::new(ErrorCode::ManifestUnknown, e.message).with_status(StatusCode::NOT_FOUND)
+        }
+        _ => e,
+    })?;
     let method = req.method().clone();
     req.extensions_mut().insert(RouteInfo {
         route: endpoint.label(),
