@@ -450,3 +450,41 @@ async fn forwarded_headers_shape_locations_and_the_realm_only_when_trusted() {
         e.adapter.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_mount_into_a_new_namespace_creates_it() {
+    let e = Env::default().await;
+    let t = e.keys_token(&["repository:mnt-src/app:pull,push"]).await;
+    let blob = b"mounted blob".to_vec();
+    e.push_blob("mnt-src/app", &t, &blob, false, true).await;
+    // Basic straight on /v2/, no token endpoint first: the mount POST ensures its namespace.
+    let d = Digest::sha256_of(&blob);
+    let r = e
+        .http
+        .post(format!(
+            "{}/v2/mnt-dst/app/blobs/uploads/?mount={d}&from=mnt-src/app",
+            e.base
+        ))
+        .header("Authorization", harbor::basic(KEYS.0, KEYS.1))
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(e.namespaces(), ["mnt-dst", "mnt-src"]);
+    e.adapter.stop().await;
+}
+
+#[tokio::test]
+async fn a_namespace_deleted_behind_the_adapters_back_is_created_again() {
+    let e = Env::default().await;
+    let t = e.keys_token(&["repository:gone/app:pull,push"]).await;
+    assert_eq!(e.namespaces(), ["gone"]);
+    e.emu.state.namespaces.delete("gone").unwrap();
+    // The adapter still believes "gone" exists; TCR says "project gone not found".
+    let r = e.start_upload("gone/app", &t).await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    assert_eq!(e.namespaces(), ["gone"]);
+    assert_eq!(e.creates_ok().await, 2);
+    e.adapter.stop().await;
+}
