@@ -30,6 +30,9 @@ pub struct AdapterMetrics {
     /// `tcr_adapter_cloud_api_retries_total{action,cause}`: cloud API calls retried
     /// (`throttled`, `internal`, `transport`).
     pub cloud_retries: prometheus::IntCounterVec,
+    /// `tcr_adapter_cloud_api_calls_total{action,result}`: cloud API calls made (after their
+    /// retries), `result` = `ok`, the API error code or `transport`.
+    pub cloud_calls: prometheus::IntCounterVec,
 }
 
 impl AdapterMetrics {
@@ -44,7 +47,17 @@ impl AdapterMetrics {
         )
         .expect("valid metric");
         let _ = registry.register(Box::new(cloud_retries.clone()));
+        let cloud_calls = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tcr_adapter_cloud_api_calls_total",
+                "TencentCloud API calls made, by action and result (ok, error code, transport)",
+            ),
+            &["action", "result"],
+        )
+        .expect("valid metric");
+        let _ = registry.register(Box::new(cloud_calls.clone()));
         AdapterMetrics {
+            cloud_calls,
             front: FrontMetrics::new(&registry),
             upstream: UpstreamMetrics::new(&registry),
             cloud_retries,
@@ -105,6 +118,10 @@ impl AdapterState {
             let retries = metrics.cloud_retries.clone();
             client.set_retry_observer(move |action, cause| {
                 retries.with_label_values(&[action, cause.as_str()]).inc();
+            });
+            let calls = metrics.cloud_calls.clone();
+            client.set_call_observer(move |action, result| {
+                calls.with_label_values(&[action, result]).inc();
             });
             provisioner = provisioner
                 .with_cloud(

@@ -11,6 +11,7 @@
 //! credentials at all is always challenged (401, Bearer).
 
 mod challenge;
+pub mod forwarded;
 pub mod jwt;
 pub mod scope;
 pub mod seal;
@@ -30,6 +31,7 @@ use crate::namespaces::NamespaceProvisioner;
 use crate::oci::{OciError, RepoName};
 
 pub use challenge::{bearer_challenge, presented, Presented};
+pub use forwarded::{challenge_on, request_base};
 pub use jwt::{Claims, TokenCodec, TokenError};
 pub use seal::Sealer;
 pub use token_service::{configure_token_routes, TokenResponse};
@@ -126,6 +128,10 @@ pub struct AuthService {
     issuer: String,
     service: String,
     realm: String,
+    /// `server.public_url` (or the listen address), no trailing slash.
+    public_base: String,
+    /// `server.trust_forwarded_headers`.
+    trust_forwarded: bool,
     token_ttl_secs: u64,
     refresh_ttl_secs: u64,
     resolver: Arc<CredentialResolver>,
@@ -156,6 +162,8 @@ impl AuthService {
             issuer: auth.issuer.clone(),
             service: auth.service.clone(),
             realm: format!("{}/service/token", cfg.server.public_base()),
+            public_base: cfg.server.public_base(),
+            trust_forwarded: cfg.server.trust_forwarded_headers,
             token_ttl_secs: auth.token_ttl_secs.max(60),
             refresh_ttl_secs: auth.refresh_token_ttl_secs.max(60),
             resolver,
@@ -172,6 +180,13 @@ impl AuthService {
     /// The token realm, `<public_url>/service/token`.
     pub fn realm(&self) -> &str {
         &self.realm
+    }
+
+    /// Move the realm of `err`'s challenge onto the base URL `req` reached the adapter at
+    /// ([`request_base`]: `X-Forwarded-*` when trusted).
+    pub fn for_request(&self, req: &HttpRequest, err: OciError) -> OciError {
+        let base = request_base(req.headers(), &self.public_base, self.trust_forwarded);
+        challenge_on(err, &self.public_base, &base)
     }
 
     /// The `WWW-Authenticate` value for a request needing `needed`.

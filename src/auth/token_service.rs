@@ -128,8 +128,14 @@ async fn get_token(
     req: HttpRequest,
     svc: web::Data<AuthService>,
 ) -> Result<HttpResponse, OciError> {
+    get_token_inner(&req, &svc)
+        .await
+        .map_err(|e| svc.for_request(&req, e))
+}
+
+async fn get_token_inner(req: &HttpRequest, svc: &AuthService) -> Result<HttpResponse, OciError> {
     let q = TokenQuery::parse(req.query_string());
-    let secret = match presented(&req) {
+    let secret = match presented(req) {
         Presented::Basic(s) => Some(s),
         Presented::Nothing | Presented::Bearer(_) => None,
         Presented::Malformed(why) => return Err(svc.unauthorized(&q.scopes, None, why)),
@@ -143,10 +149,17 @@ async fn get_token(
 
 /// `POST /service/token` (oauth.md): password and refresh_token grants.
 async fn post_token(
+    req: HttpRequest,
     body: web::Bytes,
     svc: web::Data<AuthService>,
 ) -> Result<HttpResponse, OciError> {
-    let form = OAuthForm::parse(&body);
+    post_token_inner(&body, &svc)
+        .await
+        .map_err(|e| svc.for_request(&req, e))
+}
+
+async fn post_token_inner(body: &[u8], svc: &AuthService) -> Result<HttpResponse, OciError> {
+    let form = OAuthForm::parse(body);
     let requested = scope::parse_all(form.scope.iter().map(String::as_str));
     let bad = |e: &str, d: &str| Ok(oauth_error(StatusCode::BAD_REQUEST, e, d));
     let secret: Option<ClientSecret> = match form.grant_type.as_deref() {

@@ -51,11 +51,11 @@ pub async fn dispatch(
         _ => None,
     };
     let needed = endpoint.needed(&method, mount_from.as_ref());
-    let base = cloud::request_base(req.headers(), &front.public_base, front.trust_forwarded);
+    let base = crate::auth::request_base(req.headers(), &front.public_base, front.trust_forwarded);
     let grant = auth
         .authorize(&req, &needed)
         .await
-        .map_err(|e| cloud::challenge_on(e, &front.public_base, &base))?;
+        .map_err(|e| crate::auth::challenge_on(e, &front.public_base, &base))?;
     check_method(&endpoint, &method)?;
     if endpoint == Endpoint::Base {
         return Ok(HttpResponse::Ok()
@@ -265,10 +265,10 @@ pub async fn dispatch_base(
         route: "base",
         repository: String::new(),
     });
-    let base = cloud::request_base(req.headers(), &front.public_base, front.trust_forwarded);
+    let base = crate::auth::request_base(req.headers(), &front.public_base, front.trust_forwarded);
     auth.authorize(&req, &[])
         .await
-        .map_err(|e| cloud::challenge_on(e, &front.public_base, &base))?;
+        .map_err(|e| crate::auth::challenge_on(e, &front.public_base, &base))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body("{}"))

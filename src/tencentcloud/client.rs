@@ -1,7 +1,8 @@
 //! `TcrApiClient`: typed, signed calls to the TCR API 2019-09-24 over reqwest, with a shared
 //! token-bucket rate limit, bounded jittered retries (throttling, internal errors, transport) and a
-//! per-call timeout. Retry counts are exposed for metrics. It holds no secret: each call takes the
-//! caller's [`ApiCredential`], and nothing here logs or formats a SecretKey.
+//! per-call timeout. Retries and finished calls (by action and result) are exposed for metrics.
+//! It holds no secret: each call takes the caller's [`ApiCredential`], and nothing here logs or
+//! formats a SecretKey.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -58,12 +59,14 @@ impl RetryCounts {
 }
 
 type RetryObserver = Arc<dyn Fn(&str, RetryCause) + Send + Sync>;
+type CallObserver = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 struct Shared {
     http: reqwest::Client,
     limiter: RateLimiter,
     retries: [AtomicU64; 3],
     observer: RwLock<Option<RetryObserver>>,
+    calls: RwLock<Option<CallObserver>>,
 }
 
 /// Client of the TCR cloud API. Cheap to clone; clones share the HTTP pool, the rate limiter
@@ -170,6 +173,7 @@ impl TcrApiClient {
                 limiter: RateLimiter::new(qps),
                 retries: Default::default(),
                 observer: RwLock::new(None),
+                calls: RwLock::new(None),
             }),
         })
     }
@@ -199,6 +203,29 @@ impl TcrApiClient {
             .observer
             .write()
             .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(observer));
+    }
+
+    /// Call `observer(action, result)` once per call when it ends (after its retries), with
+    /// `result` = `ok`, the API error code (`AuthFailure.SignatureFailure`, …) or `transport`.
+    pub fn set_call_observer(&self, observer: impl Fn(&str, &str) + Send + Sync + 'static) {
+        *self.shared.calls.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(observer));
+    }
+
+    fn observe_call<T>(&self, action: &str, result: &Result<T, ApiError>) {
+        let observer = self
+            .shared
+            .calls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(f) = observer {
+            let label = match result {
+                Ok(_) => "ok",
+                Err(ApiError::Api { code, .. }) => code.as_str(),
+                Err(ApiError::Transport(_)) => "transport",
+            };
+            f(action, label);
+        }
     }
 
     pub fn region(&self) -> &str {
@@ -246,6 +273,17 @@ impl TcrApiClient {
 
     /// Call `action` with `request`, retrying what is worth retrying.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        cred: &ApiCredential,
+        action: &str,
+        request: &Req,
+    ) -> Result<Resp, ApiError> {
+        let result = self.call_with_retries(cred, action, request).await;
+        self.observe_call(action, &result);
+        result
+    }
+
+    async fn call_with_retries<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         cred: &ApiCredential,
         action: &str,

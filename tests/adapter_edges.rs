@@ -1,0 +1,106 @@
+//! Edges of the adapter a user observes from outside: cloud API calls counted on `/metrics`,
+//! the token endpoint's own challenges behind a TLS terminator, one instance lookup however many
+//! first requests race, one realm token per (credential, scope) under concurrency, and a TCR
+//! realm outage told apart from a bad password.
+
+mod common;
+mod harbor;
+
+use harbor::{basic, sum_metric, Env};
+use reqwest::Method;
+
+const KEYS: (&str, &str) = (common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+
+#[tokio::test]
+async fn cloud_api_calls_are_counted_by_action_and_result() {
+    let e = Env::default().await;
+    e.replay_1_10("calls/app", KEYS.0, KEYS.1).await;
+    let m = e.adapter_metrics().await;
+    let calls = |action: &str, result: &str| {
+        sum_metric(
+            &m,
+            "tcr_adapter_cloud_api_calls_total{",
+            &[
+                &format!("action=\"{action}\""),
+                &format!("result=\"{result}\""),
+            ],
+        )
+    };
+    assert_eq!(calls("CreateInstanceToken", "ok"), 1, "{m}");
+    assert_eq!(calls("CreateNamespace", "ok"), 1, "{m}");
+    // A wrong SecretKey is counted under the API's error code.
+    let refused = e
+        .try_token(KEYS.0, "wrong-key", &["repository:calls/app:pull"])
+        .await;
+    assert_eq!(refused.unwrap_err().0, 401);
+    let m = e.adapter_metrics().await;
+    assert_eq!(
+        sum_metric(
+            &m,
+            "tcr_adapter_cloud_api_calls_total{",
+            &[
+                r#"action="CreateInstanceToken""#,
+                r#"result="AuthFailure.SignatureFailure""#
+            ],
+        ),
+        1,
+        "{m}"
+    );
+    e.adapter.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_endpoints_own_challenges_follow_forwarded_headers_only_when_trusted() {
+    let fwd: &[(&str, &str)] = &[
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "reg.example.com"),
+    ];
+    for trust in [true, false] {
+        let e = Env::start(|_| {}, |c| c.server.trust_forwarded_headers = trust).await;
+        let base = if trust {
+            "https://reg.example.com".to_string()
+        } else {
+            e.base.clone()
+        };
+        // A bad password on GET /service/token: 401 with the challenge.
+        let bad = basic(&e.user, "wrong");
+        let r = e
+            .req(
+                Method::GET,
+                "/service/token?service=tcr-adapter&scope=repository:a/b:pull",
+                None,
+                &[fwd, &[("Authorization", bad.as_str())]].concat(),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+        let chal = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
+            "trust={trust}: {chal}"
+        );
+        // A malformed Authorization header: 401 with the challenge too.
+        let r = e
+            .req(
+                Method::GET,
+                "/service/token?service=tcr-adapter",
+                None,
+                &[fwd, &[("Authorization", "Digest x")]].concat(),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 401);
+        let chal = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
+            "trust={trust}: {chal}"
+        );
+        e.adapter.stop().await;
+    }
+}
