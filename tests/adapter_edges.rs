@@ -104,3 +104,38 @@ async fn the_token_endpoints_own_challenges_follow_forwarded_headers_only_when_t
         e.adapter.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_realm_outage_is_a_503_with_retry_after_and_a_wrong_password_a_401() {
+    // Reachable realm, wrong password: 401, "bad registry password".
+    let e = Env::default().await;
+    let (status, body) = e
+        .try_token(&e.user, "wrong", &["repository:a/b:pull"])
+        .await
+        .unwrap_err();
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("bad registry password"), "{body}");
+    e.adapter.stop().await;
+
+    // The data plane (and its realm) on a closed port: 503 + Retry-After, not a refusal.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let e = Env::start(|_| {}, |c| c.tcr.registry_url = format!("http://{closed}")).await;
+    let r = e
+        .req(
+            Method::GET,
+            "/service/token?service=tcr-adapter&scope=repository:a/b:pull",
+            None,
+            &[("Authorization", &basic(&e.user, &e.pass))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("UNAVAILABLE"), "{body}");
+    assert!(!body.contains("bad registry password"), "{body}");
+    e.adapter.stop().await;
+}
