@@ -139,3 +139,41 @@ async fn a_realm_outage_is_a_503_with_retry_after_and_a_wrong_password_a_401() {
     assert!(!body.contains("bad registry password"), "{body}");
     e.adapter.stop().await;
 }
+
+/// `tcr_emulator_registry_requests_total{route="token"}`: requests to the emulator's realm.
+async fn realm_requests(e: &Env) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", e.emu.registry_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sum_metric(
+        &text,
+        "tcr_emulator_registry_requests_total{",
+        &[r#"route="token""#],
+    )
+}
+
+#[tokio::test]
+async fn thirty_concurrent_heads_share_one_realm_token() {
+    let e = Env::default().await;
+    e.emu.state.namespaces.create("flight", false).unwrap();
+    e.replay_1_10("flight/app", &e.user.clone(), &e.pass.clone())
+        .await;
+    let t = e
+        .token_as(&e.user, &e.pass, &["repository:flight/other:pull"])
+        .await;
+    let before = realm_requests(&e).await;
+    let heads = (0..30).map(|_| e.head_manifest("flight/other", "v1", &t));
+    let statuses = futures_util::future::join_all(heads).await;
+    assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
+    // The credential was validated when the adapter's token was issued (cached since); the
+    // 30 HEADs need one realm token for (credential, repository:flight/other:pull,push).
+    assert_eq!(realm_requests(&e).await - before, 1);
+    // A second wave is served from the cache.
+    let heads = (0..30).map(|_| e.head_manifest("flight/other", "v1", &t));
+    futures_util::future::join_all(heads).await;
+    assert_eq!(realm_requests(&e).await - before, 1);
+    e.adapter.stop().await;
+}

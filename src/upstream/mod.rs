@@ -1,5 +1,6 @@
 //! Client of TCR's data plane (or any token-auth registry): learns the upstream's auth challenge,
-//! fetches and caches bearer tokens per (credential, scope) from its realm, sends requests with
+//! fetches and caches bearer tokens per (credential, scope) from its realm (concurrent misses of
+//! one key share ONE fetch), sends requests with
 //! bounded retries. It forwards what it is given and knows nothing of the adapter's own tokens,
 //! names or HTTP server; bodies pass through as streams and are never collected here.
 
@@ -132,6 +133,9 @@ pub struct UpstreamClient {
     pub(crate) http: reqwest::Client,
     challenge: RwLock<Option<Challenge>>,
     tokens: TokenCache,
+    /// One gate per (credential, scope) whose token is being fetched: late arrivals wait for
+    /// the fetch in flight and read its result from `tokens`.
+    fetching: dashmap::DashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>,
     pub metrics: UpstreamMetrics,
     retry: RetryPolicy,
 }
@@ -161,6 +165,7 @@ impl UpstreamClient {
             http,
             challenge: RwLock::new(None),
             tokens: TokenCache::new(clock),
+            fetching: dashmap::DashMap::new(),
             metrics,
             retry: RetryPolicy::default(),
         })
@@ -313,22 +318,15 @@ impl UpstreamClient {
             Challenge::Basic => Ok(Some(cred.header())),
             Challenge::Bearer { realm, service } => {
                 let key = Self::key(cred, scopes);
-                let cached = if fresh {
+                if fresh {
                     self.tokens.invalidate(&key);
-                    None
-                } else {
-                    self.tokens.get(&key)
-                };
-                let token = match cached {
+                }
+                let token = match self.tokens.get(&key) {
                     Some(t) => {
                         self.metrics.token_cache.with_label_values(&["hit"]).inc();
                         t
                     }
-                    None => {
-                        self.metrics.token_cache.with_label_values(&["miss"]).inc();
-                        let resp = self.fetch_token(&realm, &service, cred, scopes).await?;
-                        self.tokens.put(key, &resp).unwrap_or_default()
-                    }
+                    None => self.fetch_once(&realm, &service, cred, scopes, key).await?,
                 };
                 let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                     UpstreamError::Realm {
@@ -341,6 +339,43 @@ impl UpstreamClient {
                 Ok(Some(v))
             }
         }
+    }
+
+    /// The token for `key` after a cache miss: ONE realm request per key at a time; callers
+    /// that arrive while it runs wait and take its result from the cache (or fetch themselves
+    /// when it failed or was too short-lived to cache).
+    async fn fetch_once(
+        &self,
+        realm: &str,
+        service: &str,
+        cred: &BasicAuth,
+        scopes: &[String],
+        key: TokenKey,
+    ) -> Result<String, UpstreamError> {
+        let gate = self
+            .fetching
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone();
+        let turn = gate.lock().await;
+        let result = match self.tokens.get(&key) {
+            Some(t) => {
+                self.metrics.token_cache.with_label_values(&["hit"]).inc();
+                Ok(t)
+            }
+            None => {
+                self.metrics.token_cache.with_label_values(&["miss"]).inc();
+                self.fetch_token(realm, service, cred, scopes)
+                    .await
+                    .map(|resp| self.tokens.put(key.clone(), &resp).unwrap_or_default())
+            }
+        };
+        drop(turn);
+        // The map holds keys in flight only: the last one through drops the gate.
+        self.fetching.remove_if(&key, |_, g| {
+            Arc::ptr_eq(g, &gate) && Arc::strong_count(g) <= 2
+        });
+        result
     }
 
     /// Send a request: authorize it, retry bodyless idempotent requests on 429/502/503/504 and
