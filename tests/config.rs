@@ -211,3 +211,33 @@ fn every_key_is_documented_in_the_example() {
         );
     }
 }
+
+/// The README's configuration reference names every key too.
+#[test]
+fn every_key_is_named_in_the_readme() {
+    let cfg = Config::load_with_env(None, env(&[])).unwrap();
+    let value = toml::Value::try_from(&cfg).unwrap();
+    let mut keys = Vec::new();
+    fn walk(v: &toml::Value, out: &mut Vec<String>) {
+        let Some(t) = v.as_table() else { return };
+        for (k, v) in t {
+            match v {
+                toml::Value::Table(_) => walk(v, out),
+                toml::Value::Array(a) if a.first().is_some_and(|f| f.is_table()) => {
+                    walk(&a[0], out)
+                }
+                _ => out.push(k.clone()),
+            }
+        }
+    }
+    walk(&value, &mut keys);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for key in keys {
+        let named = readme.contains(&format!("`{key}`")) || readme.contains(&format!(".{key}`"));
+        assert!(
+            named,
+            "README's configuration reference does not name `{key}`"
+        );
+    }
+}
