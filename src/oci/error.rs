@@ -31,6 +31,37 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the distribution spec's table.
+    pub const ALL: [ErrorCode; 19] = {
+        use ErrorCode::*;
+        [
+            BlobUnknown,
+            BlobUploadInvalid,
+            BlobUploadUnknown,
+            DigestInvalid,
+            ManifestBlobUnknown,
+            ManifestInvalid,
+            ManifestUnknown,
+            NameInvalid,
+            NameUnknown,
+            SizeInvalid,
+            Unauthorized,
+            Denied,
+            Unsupported,
+            TooManyRequests,
+            RangeInvalid,
+            PaginationNumberInvalid,
+            TagInvalid,
+            Unavailable,
+            Unknown,
+        ]
+    };
+
+    /// The code named `code` on the wire (`"BLOB_UNKNOWN"` …), if it is one of ours.
+    pub fn from_wire(code: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
     pub fn as_str(self) -> &'static str {
         use ErrorCode::*;
         match self {
@@ -162,5 +193,31 @@ impl ResponseError for OciError {
         }
         resp.content_type("application/json")
             .body(self.body().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_round_trip() {
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_wire(c.as_str()), Some(c));
+        }
+        assert_eq!(ErrorCode::from_wire("NOPE"), None);
+        assert_eq!(ErrorCode::ManifestUnknown.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn the_envelope_carries_code_message_and_detail() {
+        let e = OciError::new(ErrorCode::Denied, "no").with_detail(json!({"a": 1}));
+        assert_eq!(
+            e.body(),
+            json!({"errors": [{"code": "DENIED", "message": "no", "detail": {"a": 1}}]})
+        );
+        let resp = OciError::new(ErrorCode::Unavailable, "later").error_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers().get("retry-after").unwrap(), "1");
     }
 }
