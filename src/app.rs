@@ -15,10 +15,11 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::credentials::{BoxFuture, CredentialResolver, InstanceTokenIssuer};
+use crate::credentials::CredentialResolver;
+use crate::discovery::InstanceLocator;
 use crate::namespaces::{NamespacePolicy, NamespaceProvisioner};
 use crate::registry::{FrontMetrics, RegistryFront, RouteInfo};
-use crate::tencentcloud::{ApiCredential, ApiError, InstanceToken, TcrApiClient, TokenType};
+use crate::tencentcloud::TcrApiClient;
 use crate::upstream::{RealmValidator, UpstreamClient, UpstreamMetrics};
 
 /// The adapter's Prometheus registry and the families it holds.
@@ -123,38 +124,28 @@ impl AdapterState {
             client.set_call_observer(move |action, result| {
                 calls.with_label_values(&[action, result]).inc();
             });
-            provisioner = provisioner
-                .with_cloud(
-                    client.clone(),
-                    cfg.tcr.registry_id.clone(),
-                    provisioner_keys.clone(),
-                )
-                .with_instance_lookup(&cfg.tcr.registry_url);
+        }
+        // One instance locator (configured, or looked up once) for namespaces and tokens alike.
+        let locator = api.as_ref().map(|client| {
+            Arc::new(InstanceLocator::new(
+                client.clone(),
+                &cfg.tcr.registry_url,
+                &cfg.tcr.registry_id,
+                &cfg.tcr.region,
+            ))
+        });
+        if let (Some(client), Some(locator)) = (&api, &locator) {
+            provisioner =
+                provisioner.with_locator(client.clone(), locator.clone(), provisioner_keys.clone());
         }
         let _ = provisioner.register(&metrics.registry);
         let namespaces = Arc::new(provisioner);
-        let issuer = api.as_ref().map(|client| {
-            Arc::new(InstanceIssuer {
-                client: client.clone(),
-                registry_url: cfg.tcr.registry_url.clone(),
-                region: cfg.tcr.region.clone(),
-                found: tokio::sync::OnceCell::new(),
-            }) as Arc<dyn InstanceTokenIssuer>
-        });
-        // With no configured instance id, the issuer looks the instance up on first use.
-        let registry_id = if cfg.tcr.registry_id.is_empty() {
-            DISCOVER.to_string()
-        } else {
-            cfg.tcr.registry_id.clone()
-        };
         let api = api.map(Arc::new);
         let validator = Arc::new(RealmValidator::new(upstream.clone()));
-        let resolver = Arc::new(CredentialResolver::with_issuer(
-            issuer,
-            registry_id,
-            validator,
-            clock.clone(),
-        ));
+        let resolver = Arc::new(match locator {
+            Some(locator) => CredentialResolver::with_locator(locator, validator, clock.clone()),
+            None => CredentialResolver::with_issuer(None, String::new(), validator, clock.clone()),
+        });
         let auth = AuthService::new(&cfg, resolver.clone(), namespaces.clone(), clock)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let front = RegistryFront {
@@ -350,69 +341,4 @@ fn tls_acceptor(
     b.set_certificate_chain_file(cert)
         .map_err(|e| io::Error::other(format!("server.tls.cert_file {}: {e}", cert.display())))?;
     Ok(b)
-}
-
-/// Stands for "no `tcr.registry_id` configured" in the credential resolver.
-const DISCOVER: &str = "(looked up from tcr.registry_url)";
-
-/// `CreateInstanceToken` against the configured instance, or, with no `tcr.registry_id`, against
-/// the instance found from `tcr.registry_url` (`DescribeInstances` with the first caller's keys,
-/// kept once found; the client then calls the instance's region).
-struct InstanceIssuer {
-    client: TcrApiClient,
-    registry_url: String,
-    region: String,
-    found: tokio::sync::OnceCell<(String, TcrApiClient)>,
-}
-
-impl InstanceTokenIssuer for InstanceIssuer {
-    fn issue<'a>(
-        &'a self,
-        cred: &'a ApiCredential,
-        registry_id: &'a str,
-    ) -> BoxFuture<'a, Result<InstanceToken, ApiError>> {
-        Box::pin(async move {
-            if registry_id != DISCOVER {
-                return self
-                    .client
-                    .create_instance_token(cred, registry_id, TokenType::Temp)
-                    .await;
-            }
-            let (id, client) = self
-                .found
-                .get_or_try_init(|| async {
-                    let info = crate::discovery::find_instance(
-                        &self.client,
-                        cred,
-                        &self.registry_url,
-                        None,
-                        Some(&self.region),
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        crate::discovery::DiscoveryError::Api(_, api) => api,
-                        crate::discovery::DiscoveryError::NotRunning { .. } => ApiError::Api {
-                            code: "ResourceUnavailable".into(),
-                            message: e.to_string(),
-                            request_id: String::new(),
-                        },
-                        other => ApiError::Api {
-                            code: "ResourceNotFound.Instance".into(),
-                            message: other.to_string(),
-                            request_id: String::new(),
-                        },
-                    })?;
-                    tracing::info!(
-                        registry_id = %info.registry_id,
-                        region = %info.region,
-                        "TCR instance found for CreateInstanceToken"
-                    );
-                    Ok::<_, ApiError>((info.registry_id, self.client.with_region(&info.region)))
-                })
-                .await?;
-            client
-                .create_instance_token(cred, id, TokenType::Temp)
-                .await
-        })
-    }
 }

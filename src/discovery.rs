@@ -4,14 +4,100 @@
 //! `tcr.registry_id` and `tcr.region` configured (custom domains) nothing is looked up.
 //!
 //! Unlike Harbor's provider it matches the instance exactly (the filter may be fuzzy), falls back
-//! to matching `PublicDomain` (IP addresses, custom ports, the emulator), and refuses an instance
-//! that is not `Running` with a message saying so.
+//! to matching `PublicDomain` (custom ports, the emulator; an IP address goes straight to it),
+//! and refuses an instance that is not `Running` with a message saying so.
+//!
+//! [`InstanceLocator`] is the adapter's one place that knows the instance: shared by the
+//! credential resolver (`CreateInstanceToken`) and the namespace provisioner, it looks the
+//! instance up at most once at a time, keeps a success and never a failure.
 
 use crate::namespaces::errors::{classify, ApiErrorClass};
 use crate::oci::{ErrorCode, OciError};
 use crate::tencentcloud::client::DEFAULT_REGION;
 use crate::tencentcloud::models::{DescribeInstancesRequest, DescribeInstancesResponse, Registry};
 use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient};
+
+/// The instance and a cloud API client set to its region.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub info: InstanceInfo,
+    /// The adapter's client, in the instance's region (shares pool, limiter and counters).
+    pub client: TcrApiClient,
+}
+
+/// The instance behind `tcr.registry_url`, found once and shared. With a configured
+/// `tcr.registry_id` nothing is looked up (region: `tcr.region`, else the client's own);
+/// otherwise the first caller's keys look it up with [`find_instance`] while later callers wait
+/// for that one lookup. A success is kept for the life of the process; a failure is not.
+pub struct InstanceLocator {
+    client: TcrApiClient,
+    registry_url: String,
+    found: std::sync::RwLock<Option<Located>>,
+    flight: tokio::sync::Mutex<()>,
+}
+
+impl InstanceLocator {
+    /// `registry_id`/`region` are the configured values (empty = unset).
+    pub fn new(client: TcrApiClient, registry_url: &str, registry_id: &str, region: &str) -> Self {
+        let found = (!registry_id.is_empty()).then(|| {
+            let client = if region.is_empty() {
+                client.clone()
+            } else {
+                client.with_region(region)
+            };
+            Located {
+                info: InstanceInfo {
+                    registry_id: registry_id.to_string(),
+                    region: client.region().to_string(),
+                    public_domain: host_of(registry_url).unwrap_or_default(),
+                    status: "Unchecked".into(),
+                },
+                client,
+            }
+        });
+        InstanceLocator {
+            client,
+            registry_url: registry_url.to_string(),
+            found: std::sync::RwLock::new(found),
+            flight: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self) -> Option<Located> {
+        self.found.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The instance, looked up with `keys` when not known yet (one lookup in flight).
+    pub async fn locate(&self, keys: &ApiCredential) -> Result<Located, DiscoveryError> {
+        if let Some(l) = self.cached() {
+            return Ok(l);
+        }
+        let _turn = self.flight.lock().await;
+        if let Some(l) = self.cached() {
+            return Ok(l);
+        }
+        let info = find_instance(
+            &self.client,
+            keys,
+            &self.registry_url,
+            None,
+            Some(self.client.region()),
+        )
+        .await?;
+        tracing::info!(
+            registry_id = %info.registry_id,
+            region = %info.region,
+            public_domain = %info.public_domain,
+            "TCR instance found"
+        );
+        let located = Located {
+            client: self.client.with_region(&info.region),
+            info,
+        };
+        *self.found.write().unwrap_or_else(|e| e.into_inner()) = Some(located.clone());
+        Ok(located)
+    }
+}
 
 /// The instance the adapter writes into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,10 +250,17 @@ pub async fn find_instance(
         .to_string();
     let matches =
         |r: &&Registry| r.public_domain.eq_ignore_ascii_case(&domain) || r.registry_name == name;
-    let by_name = lookup
-        .describe_instances(keys, Some(&name), true)
-        .await
-        .map_err(api_err)?;
+    // An IP address names no instance: go straight to the public-domain match.
+    let ip = url::Host::parse(domain.rsplit_once(':').map_or(domain.as_str(), |(h, _)| h))
+        .is_ok_and(|h| !matches!(h, url::Host::Domain(_)));
+    let by_name = if ip {
+        Vec::new()
+    } else {
+        lookup
+            .describe_instances(keys, Some(&name), true)
+            .await
+            .map_err(api_err)?
+    };
     // Prefer an exact public-domain match, then an exact name match.
     let pick = |list: &[Registry]| {
         list.iter()

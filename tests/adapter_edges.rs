@@ -177,3 +177,34 @@ async fn thirty_concurrent_heads_share_one_realm_token() {
     assert_eq!(realm_requests(&e).await - before, 1);
     e.adapter.stop().await;
 }
+
+#[tokio::test]
+async fn twenty_concurrent_first_requests_look_the_instance_up_once() {
+    let e = Env::start(
+        |_| {},
+        |c| {
+            c.tcr.registry_id.clear();
+            c.tcr.region.clear();
+        },
+    )
+    .await;
+    // 20 first token requests at once, each pushing into its own new namespace: the credential
+    // resolver (CreateInstanceToken) and the provisioner (CreateNamespace) both need the instance.
+    let scopes: Vec<String> = (0..20)
+        .map(|i| format!("repository:first{i}/app:pull,push"))
+        .collect();
+    let scopes: Vec<[&str; 1]> = scopes.iter().map(|s| [s.as_str()]).collect();
+    let tokens = scopes.iter().map(|s| e.try_token(KEYS.0, KEYS.1, s));
+    let tokens = futures_util::future::join_all(tokens).await;
+    assert!(tokens.iter().all(|t| t.is_ok()), "{tokens:?}");
+    e.replay_1_10("first0/app", KEYS.0, KEYS.1).await;
+    assert_eq!(e.api_calls(&[r#"action="DescribeInstances""#]).await, 1);
+    assert_eq!(
+        e.api_calls(&[r#"action="CreateInstanceToken""#, r#"result="ok""#])
+            .await,
+        1
+    );
+    assert_eq!(e.creates_ok().await, 20);
+    assert_eq!(e.namespaces().len(), 20);
+    e.adapter.stop().await;
+}

@@ -465,8 +465,9 @@ async fn instance_is_looked_up_on_first_use_when_no_registry_id_is_configured() 
         p.registry_id(&demo_keys()).await.unwrap(),
         h.state.cfg.registry_id
     );
-    // Looked up once (the name filter misses "127", then the PublicDomain match finds it).
-    assert_eq!(api_calls(h, &[r#"action="DescribeInstances""#]).await, 2);
+    // Looked up once, in one call: an IP address names no instance, so the PublicDomain match
+    // is tried straight away.
+    assert_eq!(api_calls(h, &[r#"action="DescribeInstances""#]).await, 1);
 
     let unknown = NamespaceProvisioner::new(&NamespacesConfig::default()).with_cloud(
         client(h, 100),

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::config::Secret;
+use crate::discovery::{DiscoveryError, InstanceLocator};
 use crate::tencentcloud::{ApiCredential, ApiError, InstanceToken, TcrApiClient, TokenType};
 
 pub use cache::{InstanceTokenCache, ValidationCache};
@@ -198,6 +199,28 @@ impl CredentialError {
         )
     }
 
+    /// Classify a failure to find the instance the keys are exchanged against.
+    pub fn from_discovery(secret_id: &str, err: &DiscoveryError) -> Self {
+        match err {
+            DiscoveryError::Api(_, api) => match Self::from_api(secret_id, api) {
+                CredentialError::NotPermitted { secret_id, .. } => CredentialError::NotPermitted {
+                    secret_id,
+                    action: "DescribeInstances".into(),
+                },
+                other => other,
+            },
+            DiscoveryError::NotFound { .. } => CredentialError::ApiRejected {
+                secret_id: mask_secret_id(secret_id),
+                why: err.to_string(),
+            },
+            DiscoveryError::NotRunning { .. } | DiscoveryError::InvalidUrl(_) => {
+                CredentialError::Unavailable {
+                    why: err.to_string(),
+                }
+            }
+        }
+    }
+
     /// Classify a `CreateInstanceToken` failure.
     pub fn from_api(secret_id: &str, err: &ApiError) -> Self {
         let secret_id = mask_secret_id(secret_id);
@@ -244,10 +267,22 @@ fn mask_secret_id(id: &str) -> String {
     }
 }
 
+/// How API keys become a registry credential.
+enum Exchange {
+    /// No cloud API: API keys are refused.
+    Unsupported,
+    /// `CreateInstanceToken` through `issuer` against a known instance id ("" = unknown).
+    Fixed {
+        issuer: Arc<dyn InstanceTokenIssuer>,
+        registry_id: String,
+    },
+    /// `CreateInstanceToken` against the instance the shared locator finds (in its region).
+    Located(Arc<InstanceLocator>),
+}
+
 /// Translates [`ClientSecret`]s into [`ClientIdentity`]s, with caches and single flight.
 pub struct CredentialResolver {
-    issuer: Option<Arc<dyn InstanceTokenIssuer>>,
-    registry_id: String,
+    exchange: Exchange,
     tokens: InstanceTokenCache,
     validations: ValidationCache,
     validator: Arc<dyn RegistryCredentialValidator>,
@@ -272,9 +307,33 @@ impl CredentialResolver {
         validator: Arc<dyn RegistryCredentialValidator>,
         clock: SharedClock,
     ) -> Self {
+        let exchange = match issuer {
+            Some(issuer) => Exchange::Fixed {
+                issuer,
+                registry_id,
+            },
+            None => Exchange::Unsupported,
+        };
+        Self::with_exchange(exchange, validator, clock)
+    }
+
+    /// API keys are exchanged against the instance `locator` finds (configured, or looked up
+    /// once and shared with the namespace provisioner).
+    pub fn with_locator(
+        locator: Arc<InstanceLocator>,
+        validator: Arc<dyn RegistryCredentialValidator>,
+        clock: SharedClock,
+    ) -> Self {
+        Self::with_exchange(Exchange::Located(locator), validator, clock)
+    }
+
+    fn with_exchange(
+        exchange: Exchange,
+        validator: Arc<dyn RegistryCredentialValidator>,
+        clock: SharedClock,
+    ) -> Self {
         CredentialResolver {
-            issuer,
-            registry_id,
+            exchange,
             tokens: InstanceTokenCache::new(),
             validations: ValidationCache::new(cache::VALIDATION_TTL_MS),
             validator,
@@ -282,29 +341,45 @@ impl CredentialResolver {
         }
     }
 
+    /// `CreateInstanceToken` (temp) for `keys`, against the instance.
+    async fn exchange(&self, keys: &ApiCredential) -> Result<InstanceToken, CredentialError> {
+        let from_api = |e: ApiError| CredentialError::from_api(&keys.secret_id, &e);
+        match &self.exchange {
+            Exchange::Unsupported => Err(CredentialError::ApiKeysUnsupported),
+            Exchange::Fixed { registry_id, .. } if registry_id.is_empty() => {
+                Err(CredentialError::Unavailable {
+                    why: "the TCR instance id is unknown (set tcr.registry_id), so API keys \
+                          cannot be exchanged for a registry credential"
+                        .into(),
+                })
+            }
+            Exchange::Fixed {
+                issuer,
+                registry_id,
+            } => issuer.issue(keys, registry_id).await.map_err(from_api),
+            Exchange::Located(locator) => {
+                let at = locator
+                    .locate(keys)
+                    .await
+                    .map_err(|e| CredentialError::from_discovery(&keys.secret_id, &e))?;
+                at.client
+                    .create_instance_token(keys, &at.info.registry_id, TokenType::Temp)
+                    .await
+                    .map_err(from_api)
+            }
+        }
+    }
+
     /// Translate what the client presented. Cheap when cached (one map lookup and a hash).
     pub async fn resolve(&self, secret: &ClientSecret) -> Result<ClientIdentity, CredentialError> {
         match secret {
             ClientSecret::ApiKeys(keys) => {
-                let issuer = self
-                    .issuer
-                    .as_ref()
-                    .ok_or(CredentialError::ApiKeysUnsupported)?;
-                if self.registry_id.is_empty() {
-                    return Err(CredentialError::Unavailable {
-                        why: "the TCR instance id is unknown (set tcr.registry_id), so API keys \
-                              cannot be exchanged for a registry credential"
-                            .into(),
-                    });
+                if matches!(self.exchange, Exchange::Unsupported) {
+                    return Err(CredentialError::ApiKeysUnsupported);
                 }
                 let upstream = self
                     .tokens
-                    .get_or_refresh(keys, self.clock.now_ms(), || async {
-                        issuer
-                            .issue(keys, &self.registry_id)
-                            .await
-                            .map_err(|e| CredentialError::from_api(&keys.secret_id, &e))
-                    })
+                    .get_or_refresh(keys, self.clock.now_ms(), || self.exchange(keys))
                     .await?;
                 Ok(ClientIdentity {
                     upstream: Some(upstream),

@@ -23,6 +23,7 @@ use dashmap::DashMap;
 
 use crate::clock::{self, SharedClock};
 use crate::config::{NamespacesConfig, TcrConfig};
+use crate::discovery::{DiscoveryError, InstanceLocator};
 use crate::oci::{ErrorCode, OciError, RepoName};
 use crate::tencentcloud::{ApiCredential, TcrApiClient};
 
@@ -39,13 +40,14 @@ struct Instance {
     client: TcrApiClient,
 }
 
-/// The cloud side of the provisioner: client, instance (configured, or looked up once from
-/// `registry_url` with the first keys at hand) and the provisioner's own keys.
+/// The cloud side of the provisioner: client, the (shared) instance locator and the
+/// provisioner's own keys.
 struct Cloud {
     client: TcrApiClient,
+    /// The configured `RegistryId` ("" = look it up), kept to rebuild the locator.
+    registry_id: String,
     keys: Option<ApiCredential>,
-    registry_url: String,
-    instance: tokio::sync::OnceCell<Instance>,
+    locator: Arc<InstanceLocator>,
 }
 
 type CreateHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -91,7 +93,8 @@ impl NamespaceProvisioner {
     /// Use `client` (already set to the instance's region) against instance `registry_id`;
     /// `provisioner_keys` create namespaces for callers that presented no API keys. With an empty
     /// `registry_id`, the instance is looked up (once) from the URL given to
-    /// [`Self::with_instance_lookup`].
+    /// [`Self::with_instance_lookup`]. The adapter shares one locator instead
+    /// ([`Self::with_locator`]).
     pub fn with_cloud(
         mut self,
         client: TcrApiClient,
@@ -99,19 +102,28 @@ impl NamespaceProvisioner {
         provisioner_keys: Option<ApiCredential>,
     ) -> Self {
         let registry_id = registry_id.into();
-        let instance = if registry_id.is_empty() {
-            tokio::sync::OnceCell::new()
-        } else {
-            tokio::sync::OnceCell::new_with(Some(Instance {
-                registry_id,
-                client: client.clone(),
-            }))
-        };
+        let locator = Arc::new(InstanceLocator::new(client.clone(), "", &registry_id, ""));
         self.cloud = Some(Cloud {
             client,
+            registry_id,
             keys: provisioner_keys,
-            registry_url: String::new(),
-            instance,
+            locator,
+        });
+        self
+    }
+
+    /// Use `client` and the shared `locator` (the instance the credential resolver uses too).
+    pub fn with_locator(
+        mut self,
+        client: TcrApiClient,
+        locator: Arc<InstanceLocator>,
+        provisioner_keys: Option<ApiCredential>,
+    ) -> Self {
+        self.cloud = Some(Cloud {
+            client,
+            registry_id: String::new(),
+            keys: provisioner_keys,
+            locator,
         });
         self
     }
@@ -121,7 +133,12 @@ impl NamespaceProvisioner {
     /// Call after [`Self::with_cloud`].
     pub fn with_instance_lookup(mut self, registry_url: &str) -> Self {
         if let Some(c) = self.cloud.as_mut() {
-            c.registry_url = registry_url.to_string();
+            c.locator = Arc::new(InstanceLocator::new(
+                c.client.clone(),
+                registry_url,
+                &c.registry_id,
+                "",
+            ));
         }
         self
     }
@@ -134,45 +151,22 @@ impl NamespaceProvisioner {
                 "the TencentCloud API is not configured",
             )
         })?;
-        Ok(self.instance(cloud, keys).await?.registry_id.clone())
+        Ok(self.instance(cloud, keys).await?.registry_id)
     }
 
-    async fn instance<'a>(
-        &self,
-        cloud: &'a Cloud,
-        keys: &ApiCredential,
-    ) -> Result<&'a Instance, OciError> {
-        cloud
-            .instance
-            .get_or_try_init(|| async {
-                if cloud.registry_url.is_empty() {
-                    return Err(OciError::new(
-                        ErrorCode::Unavailable,
-                        "the TCR instance is unknown: set tcr.registry_id and tcr.region, or \
-                         tcr.registry_url so that it can be looked up",
-                    ));
-                }
-                let info = crate::discovery::find_instance(
-                    &cloud.client,
-                    keys,
-                    &cloud.registry_url,
-                    None,
-                    Some(cloud.client.region()),
-                )
-                .await
-                .map_err(|e| e.to_oci())?;
-                tracing::info!(
-                    registry_id = %info.registry_id,
-                    region = %info.region,
-                    public_domain = %info.public_domain,
-                    "TCR instance found"
-                );
-                Ok(Instance {
-                    registry_id: info.registry_id,
-                    client: cloud.client.with_region(&info.region),
-                })
-            })
-            .await
+    async fn instance(&self, cloud: &Cloud, keys: &ApiCredential) -> Result<Instance, OciError> {
+        match cloud.locator.locate(keys).await {
+            Ok(l) => Ok(Instance {
+                registry_id: l.info.registry_id,
+                client: l.client,
+            }),
+            Err(DiscoveryError::InvalidUrl(u)) if u.is_empty() => Err(OciError::new(
+                ErrorCode::Unavailable,
+                "the TCR instance is unknown: set tcr.registry_id and tcr.region, or \
+                 tcr.registry_url so that it can be looked up",
+            )),
+            Err(e) => Err(e.to_oci()),
+        }
     }
 
     /// Read time (cache expiry, audit timestamps) from `clock`.
