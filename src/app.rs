@@ -1,7 +1,8 @@
 //! The adapter as a running thing: its shared state (upstream client, credential resolver, auth
 //! service, namespace provisioner, metrics), the routes (`/v2/`, `/service/token`, `/healthz`,
-//! `/metrics`), the per-request access log with `X-Request-Id`, and [`start`], used alike by
-//! `main` and the tests. It wires; it does not implement protocol logic.
+//! `/metrics`), the per-request access log with `X-Request-Id` (written by `access_log` once the
+//! body has been sent), and [`start`], used alike by `main` and the tests. It wires; it does
+//! not implement protocol logic.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -12,6 +13,7 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer};
 
+use crate::access_log::{AccessLine, LoggedBody};
 use crate::auth::AuthService;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -251,8 +253,8 @@ pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHan
                 let fut = srv.call(req);
                 async move {
                     let mut res: ServiceResponse = fut.await?;
-                    finish(&mut res, &request_id, &method, &path, started);
-                    Ok(res)
+                    let line = finish(&mut res, request_id, method, &path, started);
+                    Ok(res.map_body(|_, body| LoggedBody::new(body, line)))
                 }
             })
             .configure(configure)
@@ -276,10 +278,17 @@ pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHan
     })
 }
 
-/// Response headers every answer carries, the request metric and the access log line.
-fn finish(res: &mut ServiceResponse, request_id: &str, method: &str, path: &str, started: Instant) {
+/// Response headers every answer carries, the request metric, and the access log line to write
+/// once the body has been sent.
+fn finish(
+    res: &mut ServiceResponse,
+    request_id: String,
+    method: String,
+    path: &str,
+    started: Instant,
+) -> AccessLine {
     let headers = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(request_id) {
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
     headers.insert(
@@ -287,13 +296,6 @@ fn finish(res: &mut ServiceResponse, request_id: &str, method: &str, path: &str,
         HeaderValue::from_static(crate::oci::API_VERSION_HEADER.1),
     );
     let status = res.status().as_u16();
-    let bytes = res
-        .response()
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
     let info = res.request().extensions().get::<RouteInfo>().cloned();
     let (route, repository) = match &info {
         Some(i) => (i.route, i.repository.as_str()),
@@ -304,19 +306,17 @@ fn finish(res: &mut ServiceResponse, request_id: &str, method: &str, path: &str,
             .metrics
             .front
             .requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, &method, &status.to_string()])
             .inc();
     }
-    tracing::info!(
+    AccessLine {
         request_id,
         method,
         route,
-        repository,
+        repository: repository.to_string(),
         status,
-        bytes = %bytes,
-        duration_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+        started,
+    }
 }
 
 fn route_of(path: &str) -> &'static str {

@@ -6,6 +6,7 @@
 //! `tencentcloud::signer`, which it uses to verify requests).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod clock;

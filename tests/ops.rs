@@ -195,6 +195,8 @@ async fn json_access_log_line_carries_the_request_id() {
         .unwrap();
     let status = resp.status().as_u16();
     assert_eq!(resp.headers()["x-request-id"], "ops-test-request-1");
+    let sent = resp.bytes().await.unwrap().len();
+    assert!(sent > 0);
     // Without one, the adapter makes one up and returns it.
     let resp = reqwest::get(format!("{base}/v2/")).await.unwrap();
     let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
@@ -224,7 +226,8 @@ async fn json_access_log_line_carries_the_request_id() {
         line["route"].as_str().is_some_and(|r| !r.is_empty()),
         "{line}"
     );
-    assert!(line.get("bytes").is_some(), "{line}");
+    // The bytes actually sent, counted when the body ended (not "-").
+    assert_eq!(line["bytes"], sent, "{line}");
     assert!(line["duration_ms"].is_u64(), "{line}");
     assert!(
         lines.iter().any(|v| v["request_id"] == generated.as_str()),
