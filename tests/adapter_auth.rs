@@ -113,22 +113,33 @@ async fn v2_without_credentials_is_a_bearer_challenge_without_error() {
 }
 
 #[actix_web::test]
-async fn anonymous_token_requests_get_an_empty_grant() {
+async fn anonymous_token_requests_get_pull_only() {
     let f = fixture();
     let app = app!(f.auth.clone());
-    let req = test::TestRequest::get()
-        .uri("/service/token?service=tcr-adapter&scope=repository:a/b:pull");
+    let req = test::TestRequest::get().uri(
+        "/service/token?service=tcr-adapter&scope=repository:team/app:pull,push&scope=registry:catalog:*",
+    );
     let (status, _, body) = call(&app, req).await;
     assert_eq!(status, StatusCode::OK);
     let token = body["token"].as_str().unwrap();
     let claims = f.auth.verify_token(token).unwrap();
     assert_eq!(claims.sub, "");
-    assert!(claims.access.iter().all(|a| a.actions.is_empty()));
+    // The namespace may be public: pull is granted, push and the catalog are not.
+    assert_eq!(claims.access[0].actions, ["pull"]);
+    assert!(claims.access[1].actions.is_empty());
     assert!(claims.cred.is_none());
+    let (status, _, _) = call(
+        &app,
+        test::TestRequest::get()
+            .uri(&check_uri(&["repository:team/app:pull"]))
+            .insert_header(bearer(token)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, www, _) = call(
         &app,
         test::TestRequest::get()
-            .uri(&check_uri(&["repository:a/b:pull"]))
+            .uri(&check_uri(&["repository:team/app:push"]))
             .insert_header(bearer(token)),
     )
     .await;

@@ -208,3 +208,74 @@ async fn twenty_concurrent_first_requests_look_the_instance_up_once() {
     assert_eq!(e.namespaces().len(), 20);
     e.adapter.stop().await;
 }
+
+/// A token from the adapter's realm without any credentials.
+async fn anonymous_token(e: &Env, scope: &str) -> String {
+    let url = format!(
+        "{}/service/token?service=tcr-adapter&scope={}",
+        e.base,
+        harbor::urlencode(scope)
+    );
+    let v: serde_json::Value = e.http.get(url).send().await.unwrap().json().await.unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn anonymous_pulls_work_in_public_namespaces_and_are_challenged_elsewhere() {
+    let e = Env::default().await;
+    e.emu.state.namespaces.create("pub", true).unwrap();
+    e.emu.state.namespaces.create("priv", false).unwrap();
+    let (u, p) = (e.user.clone(), e.pass.clone());
+    e.replay_1_10("pub/app", &u, &p).await;
+    e.replay_1_10("priv/app", &u, &p).await;
+    let (layer, _, manifest) = harbor::image("pub/app", harbor::DOCKER_MANIFEST);
+
+    // Public: manifest and blob, with no credentials at all.
+    let t = anonymous_token(&e, "repository:pub/app:pull,push").await;
+    let r = e.get("/v2/pub/app/manifests/v1", &t).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), manifest);
+    assert_eq!(e.head_manifest("pub/app", "v1", &t).await, 200);
+    let ld = tcr_adapter::oci::Digest::sha256_of(&layer);
+    let r = e.get(&format!("/v2/pub/app/blobs/{ld}"), &t).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), layer);
+    // A missing tag in a public namespace is absent, as for anyone.
+    assert_eq!(e.head_manifest("pub/app", "nope", &t).await, 404);
+    // The anonymous token grants pull only: no upload.
+    let r = e.start_upload("pub/app", &t).await;
+    assert_eq!(r.status(), 401);
+
+    // Private and missing namespaces: a challenge, so that the client logs in.
+    for repo in ["priv/app", "nope/app"] {
+        let t = anonymous_token(&e, &format!("repository:{repo}:pull")).await;
+        let r = e.get(&format!("/v2/{repo}/manifests/v1"), &t).await;
+        assert_eq!(r.status(), 401, "{repo}");
+        let chal = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            chal.starts_with(&format!("Bearer realm=\"{}/service/token\"", e.base)),
+            "{chal}"
+        );
+        assert!(
+            chal.contains(&format!("scope=\"repository:{repo}:pull\"")),
+            "{chal}"
+        );
+    }
+    let t = anonymous_token(&e, "repository:priv/app:pull").await;
+    assert_eq!(e.head_manifest("priv/app", "v1", &t).await, 401);
+
+    // Logged in, the private image is there, and a missing namespace is absent (404).
+    let t = e
+        .token_as(
+            &u,
+            &p,
+            &["repository:priv/app:pull", "repository:nope/app:pull"],
+        )
+        .await;
+    assert_eq!(e.head_manifest("priv/app", "v1", &t).await, 200);
+    assert_eq!(e.get("/v2/nope/app/manifests/v1", &t).await.status(), 404);
+    e.adapter.stop().await;
+}

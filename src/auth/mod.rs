@@ -6,9 +6,11 @@
 //! replica's tokens. It never forwards anything upstream itself (that is `upstream`'s job) and
 //! never logs a secret.
 //!
-//! Anonymous callers (no `Authorization` on `/service/token`) get a token with an EMPTY access
-//! list (status 200): enough for Harbor's ping, nothing else. On `/v2/` a request with no
-//! credentials at all is always challenged (401, Bearer).
+//! Anonymous callers (no `Authorization` on `/service/token`) get a token granting at most
+//! `pull` on the repositories they ask for (status 200): the namespace may be public, and only
+//! TCR knows. Such tokens carry no credential, their requests go upstream anonymously, and an
+//! upstream refusal becomes a 401 challenge so that the client logs in. On `/v2/` a request with
+//! no credentials at all is always challenged (401, Bearer).
 
 mod challenge;
 pub mod forwarded;

@@ -79,12 +79,15 @@ pub fn render_all(access: &[Access]) -> String {
 }
 
 /// What of `requested` an authenticated (or anonymous) caller may get: the intersection of the
-/// request with the adapter's policy. Partial grants are normal; an access with no action left
-/// is kept with an empty action list, as distribution does.
+/// request with the adapter's policy (anonymous callers: `pull` on repositories, nothing else).
+/// Partial grants are normal; an access with no action left is kept with an empty action list,
+/// as distribution does.
 pub fn intersect(requested: &[Access], authenticated: bool) -> Vec<Access> {
     let mut out = Vec::with_capacity(requested.len());
     for a in requested {
         let allowed: &[&str] = match a.kind.as_str() {
+            // Anonymous callers may try to pull (the namespace may be public; TCR decides).
+            "repository" if !authenticated && RepoName::parse(&a.name).is_ok() => &["pull"],
             _ if !authenticated => &[],
             "repository" if RepoName::parse(&a.name).is_ok() => &REPOSITORY_ACTIONS,
             "registry" if a.name == "catalog" => &["*"],
@@ -167,7 +170,10 @@ mod tests {
         assert_eq!(got[1], acc("repository", "Bad/Name", &[]));
         assert_eq!(got[2], acc("registry", "catalog", &["*"]));
         assert_eq!(got[3], acc("registry", "other", &[]));
-        assert!(intersect(&req, false).iter().all(|a| a.actions.is_empty()));
+        // Anonymous: pull on valid repositories only, nothing else.
+        let anon = intersect(&req, false);
+        assert_eq!(anon[0], acc("repository", "a/b", &["pull"]));
+        assert!(anon[1..].iter().all(|a| a.actions.is_empty()));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! GET: Basic credentials; `service`, repeated `scope` (each may hold several space-separated
 //! scopes), `offline_token=true` (→ `refresh_token`), `account`, `client_id`. No credentials →
-//! a token with an empty access list.
+//! an anonymous token (at most `pull` on repositories).
 //! POST: `grant_type=password|refresh_token`, `username`, `password`, `refresh_token`, `scope`
 //! (space-separated), `service`, `client_id`, `access_type=offline`. OAuth errors are
 //! `400 {"error": …}`.

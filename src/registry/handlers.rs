@@ -1,8 +1,9 @@
 //! The `/v2/` handler: parse the path into an [`Endpoint`], authorize the access it needs, make
 //! sure the namespace exists on writes, forward to the upstream with streamed bodies, and turn
 //! the upstream's answer into the client's (rewritten headers, streamed body, reads of absent
-//! things as 404). Thin by design: parsing lives in `route`, header work in `rewrite`, body
-//! plumbing in `body`, the upstream protocol in `crate::upstream`.
+//! things as 404; anonymous reads TCR refuses as a 401 challenge). Thin by design: parsing lives
+//! in `route`, header work in `rewrite`, body plumbing in `body`, the upstream protocol in
+//! `crate::upstream`.
 
 use actix_web::body::SizedStream;
 use actix_web::http::{Method, StatusCode};
@@ -183,7 +184,21 @@ pub async fn dispatch(
         status = resp.status();
     }
     if status.is_client_error() || status.is_server_error() {
-        return Err(Failure::read(resp).await.into_oci(&endpoint, &method));
+        let failure = Failure::read(resp).await;
+        // An anonymous read TCR refuses (a private or missing namespace): challenge the client
+        // so that it logs in, instead of calling the thing absent.
+        if grant.identity.is_anonymous()
+            && Endpoint::is_read(&method)
+            && matches!(status.as_u16(), 401 | 403)
+        {
+            let err = auth.unauthorized(
+                &needed,
+                None,
+                format!("authentication required: {}", failure.message),
+            );
+            return Err(crate::auth::challenge_on(err, &front.public_base, &base));
+        }
+        return Err(failure.into_oci(&endpoint, &method));
     }
     let mut out = HttpResponse::build(
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),

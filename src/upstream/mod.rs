@@ -104,7 +104,7 @@ pub struct Forward {
     pub body: ForwardBody,
     /// Token scopes the request needs upstream (empty for `/v2/`).
     pub scopes: Vec<String>,
-    /// `None`: anonymous, no `Authorization` at all.
+    /// `None`: anonymous (no credential; a Bearer upstream gets an anonymous realm token).
     pub credential: Option<BasicAuth>,
     /// Metrics label.
     pub route: &'static str,
@@ -237,10 +237,13 @@ impl UpstreamClient {
         Ok(())
     }
 
-    fn key(cred: &BasicAuth, scopes: &[String]) -> TokenKey {
+    /// Cache key; anonymous tokens are keyed by an empty username and an all-zero hash.
+    fn key(cred: Option<&BasicAuth>, scopes: &[String]) -> TokenKey {
         TokenKey {
-            username: cred.username.clone(),
-            password_hash: openssl::sha::sha256(cred.password.expose().as_bytes()),
+            username: cred.map_or_else(String::new, |c| c.username.clone()),
+            password_hash: cred.map_or([0; 32], |c| {
+                openssl::sha::sha256(c.password.expose().as_bytes())
+            }),
             scope: scopes.join(" "),
         }
     }
@@ -251,6 +254,18 @@ impl UpstreamClient {
         realm: &str,
         service: &str,
         cred: &BasicAuth,
+        scopes: &[String],
+    ) -> Result<TokenResponse, UpstreamError> {
+        self.fetch_token_as(realm, service, Some(cred), scopes)
+            .await
+    }
+
+    /// Ask the realm for a token as `cred`, or anonymously (no `Authorization`) when `None`.
+    async fn fetch_token_as(
+        &self,
+        realm: &str,
+        service: &str,
+        cred: Option<&BasicAuth>,
         scopes: &[String],
     ) -> Result<TokenResponse, UpstreamError> {
         let mut url = url::Url::parse(realm).map_err(|e| UpstreamError::Realm {
@@ -267,19 +282,17 @@ impl UpstreamClient {
                 q.append_pair("scope", s);
             }
         }
-        let resp = self
-            .http
-            .get(url.clone())
-            .header(AUTHORIZATION, cred.header())
-            .send()
-            .await
-            .map_err(|e| unreachable(realm, &e))?;
+        let mut get = self.http.get(url.clone());
+        if let Some(c) = cred {
+            get = get.header(AUTHORIZATION, c.header());
+        }
+        let resp = get.send().await.map_err(|e| unreachable(realm, &e))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| unreachable(realm, &e))?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(UpstreamError::CredentialRejected {
                 realm: realm.to_string(),
-                username: cred.username.clone(),
+                username: cred.map_or_else(|| "(anonymous)".into(), |c| c.username.clone()),
                 message: error_message(&body),
             });
         }
@@ -306,16 +319,17 @@ impl UpstreamClient {
         Ok(parsed)
     }
 
-    /// The `Authorization` value for a credential and scope; `fresh` bypasses the cache.
+    /// The `Authorization` value for a credential (`None`: anonymous, which still gets an
+    /// anonymous realm token from a Bearer upstream) and scope; `fresh` bypasses the cache.
     async fn authorization(
         &self,
-        cred: &BasicAuth,
+        cred: Option<&BasicAuth>,
         scopes: &[String],
         fresh: bool,
     ) -> Result<Option<HeaderValue>, UpstreamError> {
         match self.challenge().await? {
             Challenge::None => Ok(None),
-            Challenge::Basic => Ok(Some(cred.header())),
+            Challenge::Basic => Ok(cred.map(BasicAuth::header)),
             Challenge::Bearer { realm, service } => {
                 let key = Self::key(cred, scopes);
                 if fresh {
@@ -348,7 +362,7 @@ impl UpstreamClient {
         &self,
         realm: &str,
         service: &str,
-        cred: &BasicAuth,
+        cred: Option<&BasicAuth>,
         scopes: &[String],
         key: TokenKey,
     ) -> Result<String, UpstreamError> {
@@ -365,7 +379,7 @@ impl UpstreamClient {
             }
             None => {
                 self.metrics.token_cache.with_label_values(&["miss"]).inc();
-                self.fetch_token(realm, service, cred, scopes)
+                self.fetch_token_as(realm, service, cred, scopes)
                     .await
                     .map(|resp| self.tokens.put(key.clone(), &resp).unwrap_or_default())
             }
@@ -391,10 +405,9 @@ impl UpstreamClient {
             ForwardBody::Bytes(b) => (None, b),
             ForwardBody::Empty => (None, Bytes::new()),
         };
-        let mut auth = match &f.credential {
-            Some(c) => self.authorization(c, &f.scopes, false).await?,
-            None => None,
-        };
+        let mut auth = self
+            .authorization(f.credential.as_ref(), &f.scopes, false)
+            .await?;
         let mut refreshed = false;
         let mut attempt = 0u32;
         loop {
@@ -438,16 +451,18 @@ impl UpstreamClient {
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && replayable && !refreshed && auth.is_some() {
-                if let Some(c) = &f.credential {
-                    refreshed = true;
-                    self.metrics
-                        .retries
-                        .with_label_values(&["unauthorized"])
-                        .inc();
-                    auth = self.authorization(c, &f.scopes, true).await?;
-                    continue;
-                }
+            // An anonymous 401 means "not public": a new anonymous token would not help.
+            let credentialed = f.credential.is_some() && auth.is_some();
+            if status == StatusCode::UNAUTHORIZED && replayable && !refreshed && credentialed {
+                refreshed = true;
+                self.metrics
+                    .retries
+                    .with_label_values(&["unauthorized"])
+                    .inc();
+                auth = self
+                    .authorization(f.credential.as_ref(), &f.scopes, true)
+                    .await?;
+                continue;
             }
             let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
             if retryable && idempotent && attempt < self.retry.attempts {
