@@ -259,7 +259,9 @@ pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHan
             })
             .configure(configure)
     })
-    .shutdown_timeout(grace);
+    .shutdown_timeout(grace)
+    // Nagle would hold small streamed responses back for the client's delayed ACK (20-40 ms).
+    .tcp_nodelay(true);
     if workers > 0 {
         server = server.workers(workers);
     }

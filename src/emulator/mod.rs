@@ -128,6 +128,7 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
             .configure(registry::configure)
     })
     .workers(2)
+    .tcp_nodelay(true)
     .listen(reg_listener)?
     .run();
     let s = state.clone();
@@ -137,6 +138,7 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
             .configure(cloudapi::configure)
     })
     .workers(1)
+    .tcp_nodelay(true)
     .listen(api_listener)?
     .run();
     let servers = vec![registry_server.handle(), api_server.handle()];
