@@ -117,6 +117,7 @@ impl Env {
             return Err((status, text));
         }
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["expires_in"].as_i64().unwrap() >= 60, "{v}");
         Ok(v["token"].as_str().unwrap().to_string())
     }
 
@@ -125,6 +126,11 @@ impl Env {
             Ok(t) => t,
             Err((s, b)) => panic!("token for {scopes:?}: {s} {b}"),
         }
+    }
+
+    /// A token with the long-term instance token of the demo account.
+    pub async fn token(&self, scopes: &[&str]) -> String {
+        self.token_as(&self.user, &self.pass, scopes).await
     }
 
     /// A token with the demo API keys.
