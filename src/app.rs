@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::credentials::CredentialResolver;
 use crate::discovery::InstanceLocator;
 use crate::namespaces::{NamespacePolicy, NamespaceProvisioner};
+use crate::readiness::Readiness;
 use crate::registry::{FrontMetrics, RegistryFront, RouteInfo};
 use crate::tencentcloud::TcrApiClient;
 use crate::upstream::{RealmValidator, UpstreamClient, UpstreamMetrics};
@@ -85,6 +86,7 @@ pub struct AdapterState {
     pub auth: web::Data<AuthService>,
     pub front: web::Data<RegistryFront>,
     pub metrics: AdapterMetrics,
+    pub readiness: Readiness,
 }
 
 impl AdapterState {
@@ -171,6 +173,7 @@ impl AdapterState {
             auth: web::Data::new(auth),
             front: web::Data::new(front),
             metrics,
+            readiness: Readiness::default(),
         })
     }
 }
@@ -189,14 +192,20 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Ready when TCR's data plane answers `GET /v2/`; 503 with the reason otherwise.
+/// Ready when TCR's data plane and the cloud API answer (cached, see [`Readiness`]); 503 with
+/// the reason otherwise.
 async fn readyz(state: web::Data<AdapterState>) -> HttpResponse {
-    match state.upstream.probe().await {
-        Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body(format!("not ready: {e}")),
-    }
+    let verdict = state
+        .readiness
+        .check(&state.upstream, state.api.as_deref())
+        .await;
+    let mut resp = if verdict.ready() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    resp.insert_header(("Cache-Control", "no-store"))
+        .json(verdict.body())
 }
 
 async fn metrics(state: web::Data<AdapterState>) -> HttpResponse {

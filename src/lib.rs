@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod emulator;
 pub mod namespaces;
 pub mod oci;
+pub mod readiness;
 pub mod registry;
 pub mod telemetry;
 pub mod tencentcloud;

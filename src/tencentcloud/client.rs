@@ -236,6 +236,11 @@ impl TcrApiClient {
         self.endpoint.as_str()
     }
 
+    /// The shared HTTP client (its pool and TLS settings), for reachability probes.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.shared.http
+    }
+
     /// Retries made so far by this client and its clones.
     pub fn retries_total(&self) -> RetryCounts {
         let r = &self.shared.retries;

@@ -1,0 +1,89 @@
+//! `/readyz` as a load balancer or Kubernetes sees it: ready only when TCR's data plane and the
+//! cloud API both answer, the reason named when not, and the verdict cached so probes cost the
+//! upstream one request per few seconds however often they come.
+
+mod common;
+mod harbor;
+
+use harbor::{sum_metric, Env};
+use serde_json::Value;
+
+async fn readyz(env: &Env) -> (u16, Value) {
+    let r = env
+        .http
+        .get(format!("{}/readyz", env.base))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    (status, r.json().await.unwrap())
+}
+
+async fn base_probes(env: &Env) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", env.emu.registry_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sum_metric(
+        &text,
+        "tcr_emulator_registry_requests_total{",
+        &[r#"route="base""#],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_when_both_planes_answer_and_probes_are_cached() {
+    let env = Env::default().await;
+    let before = base_probes(&env).await;
+    let (status, body) = readyz(&env).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["data_plane"], "ok");
+    assert_eq!(body["checks"]["cloud_api"], "ok");
+    for _ in 0..20 {
+        assert_eq!(readyz(&env).await.0, 200);
+    }
+    assert_eq!(
+        base_probes(&env).await - before,
+        1,
+        "21 readiness probes within the cache lifetime reach TCR once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = Env::start(|_| {}, |c| c.tcr.api_endpoint = dead.clone()).await;
+    let (status, body) = readyz(&env).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["checks"]["data_plane"], "ok");
+    let why = body["checks"]["cloud_api"].as_str().unwrap();
+    assert!(why.contains(&dead) && why.contains("unreachable"), "{why}");
+    // Liveness is unaffected.
+    let r = env
+        .http
+        .get(format!("{}/healthz", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_when_the_data_plane_is_unreachable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = Env::start(|_| {}, |c| c.tcr.registry_url = dead.clone()).await;
+    let (status, body) = readyz(&env).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["cloud_api"], "ok");
+    let why = body["checks"]["data_plane"].as_str().unwrap();
+    assert!(why.contains(&dead), "{why}");
+}
