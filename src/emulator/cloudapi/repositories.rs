@@ -89,7 +89,7 @@ pub async fn describe(state: &EmulatorState, call: &Call<'_>) -> Result<Map<Stri
         .into_iter()
         .filter_map(|r| {
             let (ns, name) = r.name.split_once('/')?;
-            let keep = ns_filter.map_or(true, |f| f == ns) && name.contains(repo_filter);
+            let keep = ns_filter.is_none_or(|f| f == ns) && name.contains(repo_filter);
             let ns = ns.to_string();
             keep.then_some((ns, r))
         })
@@ -137,7 +137,7 @@ pub async fn describe_images(
         .list_tag_summaries(&full)
         .await
         .map_err(|e| storage_fault(e, &format!("The repository `{full}`")))?;
-    tags.retain(|t| t.tag.contains(version) && digest.map_or(true, |d| d == t.digest));
+    tags.retain(|t| t.tag.contains(version) && digest.is_none_or(|d| d == t.digest));
     tags.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
     let total = tags.len();
     let list: Vec<Value> = paginate(tags, page)
