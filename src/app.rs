@@ -150,6 +150,7 @@ impl AdapterState {
             Some(locator) => CredentialResolver::with_locator(locator, validator, clock.clone()),
             None => CredentialResolver::with_issuer(None, String::new(), validator, clock.clone()),
         });
+        let _ = resolver.register(&metrics.registry);
         let auth = AuthService::new(&cfg, resolver.clone(), namespaces.clone(), clock)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let front = RegistryFront {

@@ -28,6 +28,15 @@ async fn cloud_api_calls_are_counted_by_action_and_result() {
     };
     assert_eq!(calls("CreateInstanceToken", "ok"), 1, "{m}");
     assert_eq!(calls("CreateNamespace", "ok"), 1, "{m}");
+    assert_eq!(
+        sum_metric(
+            &m,
+            "tcr_adapter_instance_tokens_total{",
+            &[r#"result="issued""#]
+        ),
+        1,
+        "{m}"
+    );
     // A wrong SecretKey is counted under the API's error code.
     let refused = e
         .try_token(KEYS.0, "wrong-key", &["repository:calls/app:pull"])

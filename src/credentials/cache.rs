@@ -113,14 +113,41 @@ struct CachedToken {
 }
 
 /// Temporary registry credentials obtained with `CreateInstanceToken`, per SecretId.
-#[derive(Default)]
 pub struct InstanceTokenCache {
     slots: DashMap<String, Arc<Slot<CachedToken>>>,
+    /// `tcr_adapter_instance_tokens_total{result}`: `issued` (first for a key), `refreshed`,
+    /// `stale` (refresh failed, cached one used), `failed`.
+    outcomes: prometheus::IntCounterVec,
+}
+
+impl Default for InstanceTokenCache {
+    fn default() -> Self {
+        InstanceTokenCache {
+            slots: DashMap::new(),
+            outcomes: prometheus::IntCounterVec::new(
+                prometheus::Opts::new(
+                    "tcr_adapter_instance_tokens_total",
+                    "Temporary instance tokens obtained with CreateInstanceToken, by result",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+        }
+    }
 }
 
 impl InstanceTokenCache {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The outcome counter, to register on the adapter's `/metrics`.
+    pub fn outcomes(&self) -> &prometheus::IntCounterVec {
+        &self.outcomes
+    }
+
+    fn count(&self, result: &str) {
+        self.outcomes.with_label_values(&[result]).inc();
     }
 
     /// The cached credential for `keys`, or the result of `fetch` (one in flight per SecretId).
@@ -155,8 +182,10 @@ impl InstanceTokenCache {
         if let Some(err) = slot.failure_since(seen, &hash) {
             return Err(err);
         }
+        let had = slot.read(|c| Some(c.key_hash == hash)).unwrap_or(false);
         match fetch().await {
             Ok(tok) => {
+                self.count(if had { "refreshed" } else { "issued" });
                 let life = (tok.exp_ms - now_ms).max(0);
                 let margin = REFRESH_MARGIN_MS.min(life / 10);
                 let cred = UpstreamCredential {
@@ -177,9 +206,11 @@ impl InstanceTokenCache {
                         .then(|| c.cred.clone())
                 });
                 if let (false, Some(cred)) = (err.is_rejection(), stale) {
+                    self.count("stale");
                     tracing::warn!(error = %err, "refreshing a temporary instance token failed; using the cached one");
                     return Ok(cred);
                 }
+                self.count("failed");
                 slot.fail(hash, err.clone());
                 if slot.read(|_| Some(())).is_none() {
                     self.slots
@@ -323,6 +354,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(new.password.expose(), "tok2");
+        let count = |r: &str| cache.outcomes().with_label_values(&[r]).get();
+        assert_eq!(
+            (
+                count("issued"),
+                count("stale"),
+                count("refreshed"),
+                count("failed")
+            ),
+            (1, 1, 1, 0)
+        );
     }
 
     #[tokio::test]

@@ -290,6 +290,11 @@ pub struct CredentialResolver {
 }
 
 impl CredentialResolver {
+    /// Register the resolver's metrics (instance-token outcomes) on `registry`.
+    pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.tokens.outcomes().clone()))
+    }
+
     pub fn new(
         api: Option<Arc<TcrApiClient>>,
         registry_id: String,
