@@ -496,28 +496,7 @@ impl Failure {
 /// Map an upstream OCI code string back to ours (unknown codes by status).
 fn code_of(code: Option<&str>, status: u16) -> ErrorCode {
     use ErrorCode::*;
-    let all = [
-        BlobUnknown,
-        BlobUploadInvalid,
-        BlobUploadUnknown,
-        DigestInvalid,
-        ManifestBlobUnknown,
-        ManifestInvalid,
-        ManifestUnknown,
-        NameInvalid,
-        NameUnknown,
-        SizeInvalid,
-        Unauthorized,
-        Denied,
-        Unsupported,
-        TooManyRequests,
-        RangeInvalid,
-        PaginationNumberInvalid,
-        TagInvalid,
-        Unavailable,
-        Unknown,
-    ];
-    if let Some(c) = code.and_then(|c| all.into_iter().find(|x| x.as_str() == c)) {
+    if let Some(c) = code.and_then(ErrorCode::from_wire) {
         return c;
     }
     match status {
