@@ -50,21 +50,6 @@ fn certificate_for(key_pem: &[u8]) -> Vec<u8> {
     b.build().to_pem().unwrap()
 }
 
-async fn skopeo(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("skopeo")
-        .args(args)
-        .env("HOME", std::env::temp_dir())
-        .output()
-        .await
-        .expect("skopeo runs");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distribution_2_8_behind_the_adapter_keeps_digests() {
     common::require_tool("docker-registry");
@@ -139,7 +124,7 @@ async fn distribution_2_8_behind_the_adapter_keeps_digests() {
     let multi = layout.tag_index("multi", 8);
     layout.finish();
     for (tag, digest) in [("v1", &single), ("multi", &multi)] {
-        skopeo(&[
+        common::skopeo(&[
             "copy",
             "--all",
             "--preserve-digests",
@@ -150,7 +135,7 @@ async fn distribution_2_8_behind_the_adapter_keeps_digests() {
             &format!("docker://{host}/dist/app:{tag}"),
         ])
         .await;
-        let via = skopeo(&[
+        let via = common::skopeo(&[
             "inspect",
             "--raw",
             "--tls-verify=false",
@@ -159,7 +144,7 @@ async fn distribution_2_8_behind_the_adapter_keeps_digests() {
             &format!("docker://{host}/dist/app:{tag}"),
         ])
         .await;
-        let direct = skopeo(&[
+        let direct = common::skopeo(&[
             "inspect",
             "--raw",
             "--tls-verify=false",
@@ -175,7 +160,7 @@ async fn distribution_2_8_behind_the_adapter_keeps_digests() {
         );
     }
     let out = tmp.path().join("pulled");
-    skopeo(&[
+    common::skopeo(&[
         "copy",
         "--all",
         "--preserve-digests",

@@ -73,20 +73,6 @@ async fn registry_credentials_without_provisioner_keys_are_told_which_keys_are_n
     e.adapter.stop().await;
 }
 
-async fn skopeo(args: &[&str]) {
-    let out = tokio::process::Command::new("skopeo")
-        .args(args)
-        .env("HOME", std::env::temp_dir())
-        .output()
-        .await
-        .expect("skopeo runs");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_copies_20_images_into_5_namespaces_creating_each_once() {
     common::require_tool("skopeo");
@@ -103,7 +89,7 @@ async fn skopeo_copies_20_images_into_5_namespaces_creating_each_once() {
     for i in 0..20 {
         let from = format!("oci:{}:t{i}", src.display());
         let to = format!("docker://{host}/sk{}/app{i}:v1", i % 5);
-        skopeo(&[
+        common::skopeo(&[
             "copy",
             "--preserve-digests",
             "--dest-tls-verify=false",

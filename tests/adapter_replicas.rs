@@ -27,15 +27,10 @@ fn free_port() -> u16 {
 }
 
 fn replica_config(emu: &common::TestEmulator, public_url: &str, keys: (&str, &str)) -> Config {
-    let mut cfg = Config::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    let mut cfg = common::adapter_config(&emu.handle);
     cfg.server.public_url = public_url.to_string();
     cfg.auth.signing_key = Secret::new(keys.0);
     cfg.auth.sealing_key = Secret::new(keys.1);
-    cfg.tcr.registry_url = emu.handle.registry_url();
-    cfg.tcr.api_endpoint = emu.handle.api_url();
-    cfg.tcr.registry_id = emu.handle.state.cfg.registry_id.clone();
-    cfg.tcr.region = emu.handle.state.cfg.region.clone();
     cfg
 }
 

@@ -7,24 +7,7 @@ mod oci_layout;
 
 use tcr_adapter::app;
 use tcr_adapter::clock;
-use tcr_adapter::config::{Config, Secret};
 use tcr_adapter::emulator::TokenKind;
-
-async fn skopeo(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("skopeo")
-        .args(args)
-        .env("HOME", std::env::temp_dir())
-        .output()
-        .await
-        .expect("skopeo runs");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn manifest_digest(raw: &str) -> String {
     tcr_adapter::oci::Digest::sha256_of(raw.as_bytes()).to_string()
@@ -34,14 +17,7 @@ fn manifest_digest(raw: &str) -> String {
 async fn skopeo_copy_and_sync_keep_every_digest() {
     common::require_tool("skopeo");
     let emu = common::start_emulator().await;
-    let mut cfg = Config::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.tcr.registry_url = emu.handle.registry_url();
-    cfg.tcr.api_endpoint = emu.handle.api_url();
-    cfg.tcr.registry_id = emu.handle.state.cfg.registry_id.clone();
-    cfg.tcr.region = emu.handle.state.cfg.region.clone();
-    cfg.tcr.secret_id = common::DEMO_SECRET_ID.into();
-    cfg.tcr.secret_key = Secret::new(common::DEMO_SECRET_KEY);
+    let cfg = common::adapter_config(&emu.handle);
     let adapter = app::start(cfg, clock::system()).await.unwrap();
     let host = adapter.addr.to_string();
     let emu_host = emu.handle.registry_addr.to_string();
@@ -75,8 +51,8 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
             args.push("--all");
         }
         args.extend([from.as_str(), to.as_str()]);
-        skopeo(&args).await;
-        let raw = skopeo(&[
+        common::skopeo(&args).await;
+        let raw = common::skopeo(&[
             "inspect",
             "--raw",
             "--tls-verify=false",
@@ -90,7 +66,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
             digest.to_string(),
             "{tag} digest through the adapter"
         );
-        let direct = skopeo(&[
+        let direct = common::skopeo(&[
             "inspect",
             "--raw",
             "--tls-verify=false",
@@ -103,7 +79,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
     }
 
     // sync: every tag of a repository, from the emulator through the adapter into a new namespace.
-    skopeo(&[
+    common::skopeo(&[
         "sync",
         "--all",
         "--preserve-digests",
@@ -122,7 +98,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
     ])
     .await;
     for (tag, digest) in [("single", &single), ("multi", &multi)] {
-        let raw = skopeo(&[
+        let raw = common::skopeo(&[
             "inspect",
             "--raw",
             "--tls-verify=false",
@@ -140,7 +116,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
         ("direct", &emu_host, &emu_creds),
     ] {
         let dest = tmp.path().join(name);
-        skopeo(&[
+        common::skopeo(&[
             "copy",
             "--all",
             "--preserve-digests",

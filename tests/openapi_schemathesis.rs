@@ -6,20 +6,12 @@ mod common;
 
 use tcr_adapter::app;
 use tcr_adapter::clock;
-use tcr_adapter::config::{Config, Secret};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_the_live_adapter() {
     common::require_tool("schemathesis");
     let emu = common::start_emulator().await;
-    let mut cfg = Config::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.tcr.registry_url = emu.handle.registry_url();
-    cfg.tcr.api_endpoint = emu.handle.api_url();
-    cfg.tcr.registry_id = emu.handle.state.cfg.registry_id.clone();
-    cfg.tcr.region = emu.handle.state.cfg.region.clone();
-    cfg.tcr.secret_id = common::DEMO_SECRET_ID.into();
-    cfg.tcr.secret_key = Secret::new(common::DEMO_SECRET_KEY);
+    let cfg = common::adapter_config(&emu.handle);
     let adapter = app::start(cfg, clock::system()).await.unwrap();
     let base = format!("http://{}", adapter.addr);
 

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use tcr_adapter::clock;
-use tcr_adapter::config::{EmulatorAccount, EmulatorConfig};
+use tcr_adapter::config::{Config, EmulatorAccount, EmulatorConfig, Secret};
 use tcr_adapter::emulator::{self, EmulatorHandle};
 
 pub const DEMO_SECRET_ID: &str = EmulatorAccount::DEMO_SECRET_ID;
@@ -50,4 +50,37 @@ pub fn require_tool(name: &str) {
         found,
         "{name} is not installed: run .ci/run (or scripts/install-test-deps.sh) first"
     );
+}
+
+/// An adapter configuration towards `emu` on a free loopback port: instance id and region set,
+/// provisioner keys = the demo API keys.
+pub fn adapter_config(emu: &EmulatorHandle) -> Config {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.tcr.registry_url = emu.registry_url();
+    cfg.tcr.api_endpoint = emu.api_url();
+    cfg.tcr.registry_id = emu.state.cfg.registry_id.clone();
+    cfg.tcr.region = emu.state.cfg.region.clone();
+    cfg.tcr.secret_id = DEMO_SECRET_ID.into();
+    cfg.tcr.secret_key = Secret::new(DEMO_SECRET_KEY);
+    cfg
+}
+
+/// Run skopeo (with a throw-away HOME) and return its stdout; a failure fails the test with
+/// skopeo's stderr.
+pub async fn skopeo(args: &[&str]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("skopeo")
+        .args(args)
+        .env("HOME", home.path())
+        .output()
+        .await
+        .expect("skopeo runs");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -9,11 +9,12 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::json;
 use tcr_adapter::app::{self, AdapterHandle};
 use tcr_adapter::clock;
-use tcr_adapter::config::{Config, EmulatorConfig, Secret};
+use tcr_adapter::config::{Config, EmulatorConfig};
 use tcr_adapter::emulator::{EmulatorHandle, TokenKind};
 use tcr_adapter::oci::Digest;
 
 use crate::common;
+pub use crate::common::adapter_config;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -29,19 +30,6 @@ pub struct Env {
     /// A long-term instance token of the demo account (UIN, token).
     pub user: String,
     pub pass: String,
-}
-
-/// Adapter configuration towards `emu`: instance id and region set, provisioner keys = demo keys.
-pub fn adapter_config(emu: &EmulatorHandle) -> Config {
-    let mut cfg = Config::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.tcr.registry_url = emu.registry_url();
-    cfg.tcr.api_endpoint = emu.api_url();
-    cfg.tcr.registry_id = emu.state.cfg.registry_id.clone();
-    cfg.tcr.region = emu.state.cfg.region.clone();
-    cfg.tcr.secret_id = common::DEMO_SECRET_ID.into();
-    cfg.tcr.secret_key = Secret::new(common::DEMO_SECRET_KEY);
-    cfg
 }
 
 pub fn basic(user: &str, pass: &str) -> String {
