@@ -4,7 +4,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(skopeo docker-registry nginx-light wrk hyperfine)
-PIP_PACKAGES=(tencentcloud-sdk-python-tcr python-dxf oras pytest schemathesis)
+PIP_PACKAGES=(tencentcloud-sdk-python-tcr python-dxf oras pytest schemathesis helm-python-sdk pyyaml)
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -32,7 +32,7 @@ for cmd in skopeo docker-registry nginx wrk hyperfine schemathesis cargo "$PYTHO
 done
 "$PYTHON" - <<'PY' || fail=1
 import importlib, sys
-for mod in ["tencentcloud.tcr.v20190924.tcr_client", "dxf", "oras.client", "pytest", "schemathesis"]:
+for mod in ["tencentcloud.tcr.v20190924.tcr_client", "dxf", "oras.client", "pytest", "schemathesis", "helm_python", "yaml"]:
     try:
         importlib.import_module(mod)
     except Exception as e:

@@ -1,0 +1,142 @@
+//! The Helm chart in deploy/helm/tcr-adapter, rendered offline by the real Helm library
+//! (PyPI `helm-python-sdk`, installed by scripts/install-test-deps.sh): it lints clean, its
+//! Deployment's environment is a configuration the adapter accepts (every variable names a real
+//! key, secrets come from the chart's Secret), replicas share keys, probes hit the adapter's health
+//! routes, and missing keys are refused at render time with a clear message.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+use tcr_adapter::config::Config;
+
+fn render(values: Value) -> Value {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/tcr-adapter");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/render_chart.py");
+    let out = std::process::Command::new("python3")
+        .args([script, chart, &values.to_string()])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "rendering failed (is helm-python-sdk installed? run scripts/install-test-deps.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = v["lint"]["errors"].as_array().unwrap();
+    assert!(errors.is_empty(), "helm lint --strict: {errors:?}");
+    for m in v["lint"]["messages"].as_array().unwrap() {
+        assert!(m["severity"].as_i64().unwrap() < 2, "helm lint: {m}");
+    }
+    v
+}
+
+fn kind<'a>(docs: &'a Value, kind: &str) -> &'a Value {
+    docs["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+fn values() -> Value {
+    json!({
+        "replicaCount": 3,
+        "publicUrl": "https://tcr-adapter.example.com",
+        "tcr": {"registryUrl": "https://myreg.tencentcloudcr.com"},
+        "namespaces": {"allow": "team-*,ops", "dryRun": true},
+        "secret": {"values": {
+            "signingKey": "c2lnbmluZy1rZXktZm9yLXRoZS1jaGFydC10ZXN0IQ==",
+            "sealingKey": "c2VhbGluZy1rZXktMzItYnl0ZXMtY2hhcnQtdGVzdCE=",
+            "tcrSecretId": "AKIDchart", "tcrSecretKey": "chart-key"
+        }}
+    })
+}
+
+#[test]
+fn the_deployment_environment_is_a_valid_adapter_configuration() {
+    let docs = render(values());
+    let deploy = kind(&docs, "Deployment");
+    let secret = kind(&docs, "Secret");
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    let mut env = HashMap::new();
+    for e in container["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap().to_string();
+        let value = if let Some(v) = e["value"].as_str() {
+            v.to_string()
+        } else {
+            let r = &e["valueFrom"]["secretKeyRef"];
+            assert_eq!(
+                r["name"], secret["metadata"]["name"],
+                "{name} reads the chart's Secret"
+            );
+            secret["stringData"][r["key"].as_str().unwrap()]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: key {} missing from the Secret", r["key"]))
+                .to_string()
+        };
+        env.insert(name, value);
+    }
+    let cfg = Config::load_with_env(None, env).expect("the chart's environment loads");
+    assert_eq!(cfg.server.listen.to_string(), "0.0.0.0:5000");
+    assert_eq!(cfg.server.public_base(), "https://tcr-adapter.example.com");
+    assert!(cfg.server.trust_forwarded_headers);
+    assert_eq!(cfg.server.shutdown_grace_secs, 290);
+    assert_eq!(cfg.tcr.registry_url, "https://myreg.tencentcloudcr.com");
+    assert_eq!(cfg.tcr.secret_id, "AKIDchart");
+    assert_eq!(cfg.tcr.secret_key.expose(), "chart-key");
+    assert_eq!(cfg.namespaces.allow, vec!["team-*", "ops"]);
+    assert!(cfg.namespaces.dry_run);
+    assert!(!cfg.auth.signing_key.is_empty() && !cfg.auth.sealing_key.is_empty());
+
+    // Probes hit the adapter's own health routes on the named port the Service targets.
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["ports"][0]["name"], "http");
+    assert_eq!(container["ports"][0]["containerPort"], 5000);
+    let service = kind(&docs, "Service");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        service["spec"]["selector"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    let pdb = kind(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
+    // Runs as the Dockerfile's non-root user.
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["securityContext"]["runAsUser"],
+        10001
+    );
+}
+
+#[test]
+fn missing_shared_keys_are_refused_when_rendering() {
+    let mut v = values();
+    v["secret"]["values"]["signingKey"] = json!("");
+    let out = render(v);
+    let err = out["error"].as_str().expect("rendering must fail");
+    assert!(err.contains("signingKey is required"), "{err}");
+}
+
+#[test]
+fn an_existing_secret_can_be_used_instead() {
+    let mut v = values();
+    v["secret"] = json!({"create": false, "existingSecret": "my-keys", "values": {}});
+    let docs = render(v);
+    assert!(docs["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["kind"] != "Secret"));
+    let deploy = kind(&docs, "Deployment");
+    let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let refs: Vec<&Value> = env
+        .iter()
+        .filter_map(|e| e.get("valueFrom"))
+        .map(|f| &f["secretKeyRef"]["name"])
+        .collect();
+    assert!(!refs.is_empty() && refs.iter().all(|n| *n == "my-keys"));
+}
