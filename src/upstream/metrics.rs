@@ -1,7 +1,7 @@
 //! Metrics of the upstream client: latency per route, token cache hits and misses, retries by
 //! cause. Registered into the adapter's registry by `app`.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct UpstreamMetrics {
@@ -9,6 +9,9 @@ pub struct UpstreamMetrics {
     pub latency: HistogramVec,
     /// `tcr_adapter_upstream_token_cache_total{result}`: `hit` or `miss`.
     pub token_cache: IntCounterVec,
+    /// `token_cache{result="hit"}` and `{result="miss"}`, resolved once (hot path).
+    pub token_hit: IntCounter,
+    pub token_miss: IntCounter,
     /// `tcr_adapter_upstream_retries_total{cause}`: `unauthorized`, `429`, `503`, `network`, ...
     pub retries: IntCounterVec,
 }
@@ -51,6 +54,8 @@ impl UpstreamMetrics {
         }
         UpstreamMetrics {
             latency,
+            token_hit: token_cache.with_label_values(&["hit"]),
+            token_miss: token_cache.with_label_values(&["miss"]),
             token_cache,
             retries,
         }

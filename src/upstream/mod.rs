@@ -335,22 +335,16 @@ impl UpstreamClient {
                 if fresh {
                     self.tokens.invalidate(&key);
                 }
-                let token = match self.tokens.get(&key) {
-                    Some(t) => {
-                        self.metrics.token_cache.with_label_values(&["hit"]).inc();
-                        t
+                match self.tokens.get(&key) {
+                    Some(v) => {
+                        self.metrics.token_hit.inc();
+                        Ok(Some(v))
                     }
-                    None => self.fetch_once(&realm, &service, cred, scopes, key).await?,
-                };
-                let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                    UpstreamError::Realm {
-                        url: realm.clone(),
-                        status: 200,
-                        message: "token is not a valid header value".into(),
-                    }
-                })?;
-                v.set_sensitive(true);
-                Ok(Some(v))
+                    None => self
+                        .fetch_once(&realm, &service, cred, scopes, key)
+                        .await
+                        .map(Some),
+                }
             }
         }
     }
@@ -365,7 +359,7 @@ impl UpstreamClient {
         cred: Option<&BasicAuth>,
         scopes: &[String],
         key: TokenKey,
-    ) -> Result<String, UpstreamError> {
+    ) -> Result<HeaderValue, UpstreamError> {
         let gate = self
             .fetching
             .entry(key.clone())
@@ -373,15 +367,23 @@ impl UpstreamClient {
             .clone();
         let turn = gate.lock().await;
         let result = match self.tokens.get(&key) {
-            Some(t) => {
-                self.metrics.token_cache.with_label_values(&["hit"]).inc();
-                Ok(t)
+            Some(v) => {
+                self.metrics.token_hit.inc();
+                Ok(v)
             }
             None => {
-                self.metrics.token_cache.with_label_values(&["miss"]).inc();
+                self.metrics.token_miss.inc();
                 self.fetch_token_as(realm, service, cred, scopes)
                     .await
-                    .map(|resp| self.tokens.put(key.clone(), &resp).unwrap_or_default())
+                    .and_then(|resp| {
+                        self.tokens
+                            .put(key.clone(), &resp)
+                            .ok_or_else(|| UpstreamError::Realm {
+                                url: realm.to_string(),
+                                status: 200,
+                                message: "token is not a valid header value".into(),
+                            })
+                    })
             }
         };
         drop(turn);

@@ -1,7 +1,10 @@
 //! Cache of the upstream realm's bearer tokens, keyed by (credential, scope). A token is reused
-//! until `issued_at + expires_in − margin`; the clock is injected so tests can move time.
+//! until `issued_at + expires_in − margin`; the clock is injected so tests can move time. The
+//! cache holds the ready `Authorization: Bearer …` value, so a hit costs no formatting, parsing
+//! or allocation beyond the `HeaderValue` clone (a reference-count bump).
 
 use dashmap::DashMap;
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use crate::clock::SharedClock;
@@ -20,7 +23,8 @@ pub struct TokenKey {
 
 #[derive(Clone)]
 struct Cached {
-    token: String,
+    /// `Bearer <token>`, marked sensitive.
+    header: HeaderValue,
     valid_until_secs: i64,
 }
 
@@ -62,11 +66,12 @@ impl TokenCache {
         }
     }
 
-    pub fn get(&self, key: &TokenKey) -> Option<String> {
+    /// The cached `Authorization` value for `key`, if still valid.
+    pub fn get(&self, key: &TokenKey) -> Option<HeaderValue> {
         let now = self.clock.now_secs();
         let hit = self.entries.get(key).and_then(|c| {
             if c.valid_until_secs > now {
-                Some(c.token.clone())
+                Some(c.header.clone())
             } else {
                 None
             }
@@ -82,10 +87,10 @@ impl TokenCache {
         self.entries.remove(key);
     }
 
-    /// Store a realm answer; returns the token. Tokens too short-lived to cache are returned but
-    /// not stored.
-    pub fn put(&self, key: TokenKey, resp: &TokenResponse) -> Option<String> {
-        let token = resp.bearer()?.to_string();
+    /// Store a realm answer; returns its `Authorization` value (`None`: no token, or one that
+    /// cannot be a header value). Tokens too short-lived to cache are returned but not stored.
+    pub fn put(&self, key: TokenKey, resp: &TokenResponse) -> Option<HeaderValue> {
+        let header = bearer_header(resp.bearer()?)?;
         let now = self.clock.now_secs();
         let issued = resp
             .issued_at
@@ -104,13 +109,20 @@ impl TokenCache {
             self.entries.insert(
                 key,
                 Cached {
-                    token: token.clone(),
+                    header: header.clone(),
                     valid_until_secs,
                 },
             );
         }
-        Some(token)
+        Some(header)
     }
+}
+
+/// `Bearer <token>` as a sensitive header value.
+fn bearer_header(token: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
 }
 
 #[cfg(test)]
@@ -133,10 +145,12 @@ mod tests {
             expires_in: Some(300),
             issued_at: Some("2023-11-14T22:13:20Z".into()),
         };
-        assert_eq!(cache.put(key.clone(), &resp).as_deref(), Some("t"));
-        assert_eq!(cache.get(&key).as_deref(), Some("t"));
+        let bearer = HeaderValue::from_static("Bearer t");
+        assert_eq!(cache.put(key.clone(), &resp), Some(bearer.clone()));
+        assert_eq!(cache.get(&key), Some(bearer.clone()));
+        assert!(cache.get(&key).unwrap().is_sensitive());
         clock.advance_secs(269);
-        assert_eq!(cache.get(&key).as_deref(), Some("t"));
+        assert_eq!(cache.get(&key), Some(bearer));
         clock.advance_secs(2);
         assert_eq!(cache.get(&key), None);
     }
