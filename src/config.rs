@@ -82,10 +82,19 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// The public base URL without a trailing slash.
+    /// The public base URL without a trailing slash. With no `public_url`, the listen address;
+    /// a wildcard listen address (`0.0.0.0`, `::`) becomes loopback, which at least works for
+    /// clients on the same host (set `public_url` for everyone else).
     pub fn public_base(&self) -> String {
         if self.public_url.is_empty() {
-            format!("http://{}", self.listen)
+            let mut addr = self.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
         } else {
             self.public_url.trim_end_matches('/').to_string()
         }
