@@ -17,7 +17,7 @@ use super::ratelimit::RateLimiter;
 use super::signer::{sign, SigningInput};
 use super::{ApiCredential, ApiError, InstanceToken, TokenType};
 use crate::clock::SharedClock;
-use crate::config::{Secret, TcrConfig};
+use crate::config::TcrConfig;
 
 /// API version of TCR enterprise.
 pub const API_VERSION: &str = "2019-09-24";
@@ -413,7 +413,7 @@ impl TcrApiClient {
         let r: CreateInstanceTokenResponse = self.call(cred, "CreateInstanceToken", &req).await?;
         Ok(InstanceToken {
             username: r.username,
-            token: Secret::new(r.token),
+            token: r.token,
             exp_ms: r.exp_time,
         })
     }

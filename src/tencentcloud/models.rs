@@ -71,7 +71,8 @@ pub struct CreateInstanceTokenResponse {
     /// A string in the API; one doc example has a bare number, so both are accepted.
     #[serde(deserialize_with = "string_or_number")]
     pub username: String,
-    pub token: String,
+    /// The registry password: never printed (`Debug` shows `<redacted>`).
+    pub token: crate::config::Secret,
     /// Milliseconds since the epoch.
     pub exp_time: i64,
     pub token_id: String,
