@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import io
 import time
 
@@ -93,6 +94,8 @@ def cmd_blobs(a):
     work = list(zip(tags, digests))
     shards = [work[i::a.parallel] for i in range(a.parallel)]
     fn = push if a.op == "push" else pull
+    cpu_pids = parse_cpu(a.cpu)
+    cpu0 = {name: proc_cpu(pids) for name, pids in cpu_pids.items()}
     t0 = time.monotonic()
     if a.parallel == 1:
         fn(work)
@@ -101,8 +104,38 @@ def cmd_blobs(a):
             for f in [ex.submit(fn, s) for s in shards]:
                 f.result()
     dt = time.monotonic() - t0
+    gib = total / float(1 << 30)
+    cpu = {name: round((proc_cpu(pids) - cpu0[name]) / gib, 3) for name, pids in cpu_pids.items()}
     if a.test:
-        record(a, a.test, total / (1 << 20) / dt, "MiB/s", seconds=dt)
+        record(a, a.test, total / (1 << 20) / dt, "MiB/s", seconds=dt, cpu_s_per_gib=cpu)
+
+
+def parse_cpu(specs):
+    """`name=pid[+pid…]` → {name: [pid, …]}: processes whose CPU time a figure reports."""
+    out = {}
+    for spec in specs or []:
+        name, _, pids = spec.partition("=")
+        out[name] = [int(x) for x in pids.split("+") if x]
+    return out
+
+
+def proc_cpu(pids):
+    """User + system CPU seconds of `pids` and of their direct children (nginx workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    want = set(pids)
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state ppid ... utime(14th field overall) stime(15th)
+        if int(entry) in want or int(fields[1]) in want:
+            total += int(fields[11]) + int(fields[12])
+    return total / float(tick)
 
 
 # ------------------------------------------------------------------ small image (HEADs) --
@@ -206,16 +239,32 @@ def cmd_layouts(a):
 
 
 def cmd_skopeo(a):
-    """Copy every image of the layout to <dest>/<prefix>img<i>:v1, one `skopeo copy` each."""
+    """Copy every image of the layout to <dest>/<prefix>img<i>:v1, one `skopeo copy` each.
+
+    Every call of this command gets a fresh, empty HOME/XDG tree, and skopeo is told to keep its
+    blob-info cache there: as root, containers/image otherwise keeps it in
+    /var/lib/containers/cache, shared by all runs, and runs 2..N would mount the layers that run 1
+    uploaded (cross-repository) instead of uploading them. `_CONTAINERS_ROOTLESS_UID` makes it
+    choose $XDG_DATA_HOME/containers/cache; the command checks that the cache really landed there.
+    """
+    home = tempfile.mkdtemp(prefix="skopeo-home-", dir=a.workdir)
+    env = dict(os.environ, HOME=home, XDG_DATA_HOME=os.path.join(home, "data"),
+               XDG_CONFIG_HOME=os.path.join(home, "config"), XDG_CACHE_HOME=os.path.join(home, "cache"),
+               XDG_RUNTIME_DIR=os.path.join(home, "run"), _CONTAINERS_ROOTLESS_UID="1000")
+    for d in ("data", "config", "cache", "run"):
+        os.makedirs(os.path.join(home, d), mode=0o700)
     t0 = time.monotonic()
     for i in range(a.count):
         cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
                "%s:%s" % (a.user, a.password), "oci:%s:img%d" % (a.dir, i),
                "docker://%s/%simg%d:v1" % (a.dest, a.prefix, i)]
-        p = subprocess.run(cmd, capture_output=True, text=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if p.returncode != 0:
             raise RuntimeError("skopeo copy failed: %s\n%s" % (" ".join(cmd[:3]), p.stderr))
     dt = time.monotonic() - t0
+    cache = os.path.join(home, "data", "containers", "cache")
+    if not os.path.isdir(cache) or not os.listdir(cache):
+        raise RuntimeError("skopeo did not keep its blob-info cache in the fresh %s" % cache)
     record(a, a.test, dt, "s")
 
 
@@ -298,6 +347,8 @@ def main():
         s.add_argument("--tag", required=True)
         s.add_argument("--workdir", required=True)
         s.add_argument("--pid", type=int, default=0)
+        s.add_argument("--cpu", action="append", default=[],
+                       help="name=pid[+pid]: report these processes' CPU seconds per GiB")
         s.set_defaults(fn=fn)
 
     s = sub.add_parser("image")
@@ -333,6 +384,7 @@ def main():
     s.add_argument("--count", type=int, default=50)
     s.add_argument("--dest", required=True)
     s.add_argument("--prefix", required=True)
+    s.add_argument("--workdir", default=None)
     s.add_argument("--user", required=True)
     s.add_argument("--password", required=True)
     s.set_defaults(fn=cmd_skopeo)

@@ -139,6 +139,29 @@ def main():
             % (r["run"], r["value"], r.get("rss_before_mib", 0), r.get("sampled_peak_mib", 0))
             for _, r in extra) + ".\n")
 
+    # --- CPU per GiB -----------------------------------------------------------------
+    cpu_rows = []
+    for (test, up, path), rs in g.items():
+        per = [r["cpu_s_per_gib"] for r in rs if r.get("cpu_s_per_gib")]
+        if not per:
+            continue
+        px = [c["proxy"] for c in per if "proxy" in c]
+        us = [c["upstream"] for c in per if "upstream" in c]
+        cpu_rows.append("| %s | %s | %s | %s | %s |" % (
+            test, up, path, "%.2f" % statistics.median(px) if px else "—",
+            "%.2f" % statistics.median(us) if us else "—"))
+    if cpu_rows:
+        w("## CPU seconds per GiB moved (medians)\n")
+        w("User + system CPU of the proxy (the adapter, or nginx's master and workers) and of the "
+          "upstream process during each blob figure, from `/proc/<pid>/stat`, divided by the GiB "
+          "moved. The client (python) is not counted. On 2 cores, what the proxy spends is taken "
+          "from the client and the upstream.\n")
+        w("| figure | upstream | path | proxy s/GiB | upstream s/GiB |")
+        w("|---|---|---|---:|---:|")
+        for row in cpu_rows:
+            w(row)
+        w("")
+
     # --- method ------------------------------------------------------------------------
     w("## What is measured, and how\n")
     w("""All processes run on 127.0.0.1 on this one machine and share its cores with the client

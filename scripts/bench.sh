@@ -61,6 +61,10 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   done
 fi
 [[ -x $BIN ]] || die "$BIN missing"
+# The commit the binary was built from (recorded now: the shared tree may move during the run).
+git_sha=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || git_sha="$git_sha (+ uncommitted changes in src/)"
+[[ ${BENCH_SKIP_BUILD:-0} == 1 ]] && git_sha="$git_sha (BENCH_SKIP_BUILD=1: binary not rebuilt, may be older)"
 cp "$BIN" "$TMPBASE/tcr-adapter.bench.$$"   # a private copy: concurrent builds cannot swap it
 BIN=$TMPBASE/tcr-adapter.bench.$$
 
@@ -120,9 +124,12 @@ wait_http "http://127.0.0.1:$EREG/v2/" emulator
 wait_http "http://127.0.0.1:$EAPI/metrics" "emulator API"
 
 log "setup: long-term instance token (CreateInstanceToken) and namespaces (official SDK)"
+# skopeo: one fresh namespace per (path, upstream, run), so no run finds the blobs of another
+sk_ns() { echo "sk-$1-${2:0:3}-r$3"; }  # path upstream run
+SK_NS=$(for p in direct adapter; do for up in emulator distribution; do
+  for r in $(seq 1 "$RUNS"); do printf ',%s' "$(sk_ns "$p" "$up" "$r")"; done; done; done)
 read -r DUSER DTOKEN < <($M setup --api "127.0.0.1:$EAPI" --secret-id $SID --secret-key $SKEY \
-  --region $REGION --registry-id $REGID \
-  --namespaces bench-direct,bench-adapter,bench-nginx,lat,sync-direct,sync-adapter)
+  --region $REGION --registry-id $REGID --namespaces "bench-direct,bench-adapter,bench-nginx,lat$SK_NS")
 
 log "starting CNCF distribution (:$DREG), token auth against the emulator's realm"
 mkdir -p "$WORK/distribution"
@@ -230,23 +237,35 @@ path_args() {
 }
 PATHS=(direct adapter nginx)
 
+# cpu_args <upstream> <path> → whose CPU seconds per GiB a blob figure reports
+cpu_args() {
+  local up=$1 p=$2 upid
+  if [[ $up == emulator ]]; then upid=$EMU_PID; else upid=$DIST_PID; fi
+  case $p in
+    direct)  echo "--cpu upstream=$upid" ;;
+    adapter) local a=$A1_PID; [[ $up == emulator ]] || a=$A2_PID
+             echo "--cpu upstream=$upid --cpu proxy=$a" ;;
+    nginx)   echo "--cpu upstream=$upid --cpu proxy=$NGINX_PID" ;;  # + its worker processes
+  esac
+}
+
 blob_round() { # upstream run
   local up=$1 r=$2 p
   for p in "${PATHS[@]}"; do
     # shellcheck disable=SC2046
-    $M blobs $(path_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
+    $M blobs $(path_args "$up" "$p") $(cpu_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
       --repo "bench-$p/big" --tag "$up-$p-big" --size $BIG --op push --test "push ${BIG_MIB} MiB"
     # shellcheck disable=SC2046
-    $M blobs $(path_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
+    $M blobs $(path_args "$up" "$p") $(cpu_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
       --repo "bench-$p/big" --tag "$up-$p-big" --size $BIG --op pull --test "pull ${BIG_MIB} MiB"
   done
   for p in "${PATHS[@]}"; do
     # shellcheck disable=SC2046
-    $M blobs $(path_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
+    $M blobs $(path_args "$up" "$p") $(cpu_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
       --repo "bench-$p/small" --tag "$up-$p-small" --size $SMALL --count $SMALL_COUNT --op push \
       --test "push ${SMALL_COUNT}x1 MiB"
     # shellcheck disable=SC2046
-    $M blobs $(path_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
+    $M blobs $(path_args "$up" "$p") $(cpu_args "$up" "$p") --upstream "$up" --path "$p" --run "$r" --workdir "$WORK" \
       --repo "bench-$p/small" --tag "$up-$p-small" --size $SMALL --count $SMALL_COUNT --op pull \
       --test "pull ${SMALL_COUNT}x1 MiB"
   done
@@ -318,17 +337,16 @@ for up in emulator distribution; do
         if [[ $up == emulator ]]; then dest=127.0.0.1:$A1; else dest=127.0.0.1:$A2; fi
         user=$SID; pass=$SKEY
       fi
+      # fresh namespace and a fresh, empty skopeo HOME (blob-info cache) per run: see measure.py
       $M skopeo --upstream "$up" --path "$p" --run "$r" --test "skopeo copy ${SYNC_IMAGES} images" \
-        --dir "$WORK/layout" --count $SYNC_IMAGES --dest "$dest" --prefix "sync-$p/r$r-" \
-        --user "$user" --password "$pass"
+        --dir "$WORK/layout" --count $SYNC_IMAGES --dest "$dest" --prefix "$(sk_ns "$p" "$up" "$r")/" \
+        --user "$user" --password "$pass" --workdir "$WORK"
     done
   done
 done
 
 # -------------------------------------------------------------------------- report --
 T_END=$(date +%s)
-git_sha=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || git_sha="$git_sha (+ uncommitted changes in src/)"
 cat >"$WORK/meta.json" <<EOF
 {
   "mode": "$([[ $QUICK == 1 ]] && echo quick || echo full)",
