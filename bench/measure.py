@@ -96,6 +96,7 @@ def cmd_blobs(a):
     fn = push if a.op == "push" else pull
     cpu_pids = parse_cpu(a.cpu)
     cpu0 = {name: proc_cpu(pids) for name, pids in cpu_pids.items()}
+    client0 = self_cpu()
     t0 = time.monotonic()
     if a.parallel == 1:
         fn(work)
@@ -106,6 +107,8 @@ def cmd_blobs(a):
     dt = time.monotonic() - t0
     gib = total / float(1 << 30)
     cpu = {name: round((proc_cpu(pids) - cpu0[name]) / gib, 3) for name, pids in cpu_pids.items()}
+    if cpu_pids:
+        cpu["client"] = round((self_cpu() - client0) / gib, 3)
     if a.test:
         record(a, a.test, total / (1 << 20) / dt, "MiB/s", seconds=dt, cpu_s_per_gib=cpu)
 
@@ -117,6 +120,13 @@ def parse_cpu(specs):
         name, _, pids = spec.partition("=")
         out[name] = [int(x) for x in pids.split("+") if x]
     return out
+
+
+def self_cpu():
+    """User + system CPU seconds of this client process (all its threads)."""
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def proc_cpu(pids):
@@ -239,33 +249,44 @@ def cmd_layouts(a):
 
 
 def cmd_skopeo(a):
-    """Copy every image of the layout to <dest>/<prefix>img<i>:v1, one `skopeo copy` each.
+    """Copy every image of the layout to <dest>/<prefix>img<i>:v1, one `skopeo copy` each, for
+    every target given as `--target path,dest,prefix,user,password`; the targets take turns image
+    by image (direct img0, adapter img0, direct img1, ...), so that a burst of background load
+    hits all paths alike, and each path's figure is the sum of its own copies' wall times.
 
-    Every call of this command gets a fresh, empty HOME/XDG tree, and skopeo is told to keep its
-    blob-info cache there: as root, containers/image otherwise keeps it in
+    Every call of this command gets a fresh, empty HOME/XDG tree per target, and skopeo is told to
+    keep its blob-info cache there: as root, containers/image otherwise keeps it in
     /var/lib/containers/cache, shared by all runs, and runs 2..N would mount the layers that run 1
     uploaded (cross-repository) instead of uploading them. `_CONTAINERS_ROOTLESS_UID` makes it
     choose $XDG_DATA_HOME/containers/cache; the command checks that the cache really landed there.
     """
-    home = tempfile.mkdtemp(prefix="skopeo-home-", dir=a.workdir)
-    env = dict(os.environ, HOME=home, XDG_DATA_HOME=os.path.join(home, "data"),
-               XDG_CONFIG_HOME=os.path.join(home, "config"), XDG_CACHE_HOME=os.path.join(home, "cache"),
-               XDG_RUNTIME_DIR=os.path.join(home, "run"), _CONTAINERS_ROOTLESS_UID="1000")
-    for d in ("data", "config", "cache", "run"):
-        os.makedirs(os.path.join(home, d), mode=0o700)
-    t0 = time.monotonic()
+    targets = []
+    for spec in a.target:
+        path, dest, prefix, user, password = spec.split(",", 4)
+        home = tempfile.mkdtemp(prefix="skopeo-home-%s-" % path, dir=a.workdir)
+        env = dict(os.environ, HOME=home, XDG_DATA_HOME=os.path.join(home, "data"),
+                   XDG_CONFIG_HOME=os.path.join(home, "config"),
+                   XDG_CACHE_HOME=os.path.join(home, "cache"),
+                   XDG_RUNTIME_DIR=os.path.join(home, "run"), _CONTAINERS_ROOTLESS_UID="1000")
+        for d in ("data", "config", "cache", "run"):
+            os.makedirs(os.path.join(home, d), mode=0o700)
+        targets.append({"path": path, "dest": dest, "prefix": prefix, "creds": "%s:%s" % (user, password),
+                        "home": home, "env": env, "seconds": 0.0})
     for i in range(a.count):
-        cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
-               "%s:%s" % (a.user, a.password), "oci:%s:img%d" % (a.dir, i),
-               "docker://%s/%simg%d:v1" % (a.dest, a.prefix, i)]
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if p.returncode != 0:
-            raise RuntimeError("skopeo copy failed: %s\n%s" % (" ".join(cmd[:3]), p.stderr))
-    dt = time.monotonic() - t0
-    cache = os.path.join(home, "data", "containers", "cache")
-    if not os.path.isdir(cache) or not os.listdir(cache):
-        raise RuntimeError("skopeo did not keep its blob-info cache in the fresh %s" % cache)
-    record(a, a.test, dt, "s")
+        for t in targets:
+            cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", t["creds"],
+                   "oci:%s:img%d" % (a.dir, i), "docker://%s/%simg%d:v1" % (t["dest"], t["prefix"], i)]
+            t0 = time.monotonic()
+            p = subprocess.run(cmd, capture_output=True, text=True, env=t["env"])
+            t["seconds"] += time.monotonic() - t0
+            if p.returncode != 0:
+                raise RuntimeError("skopeo copy failed: %s\n%s" % (" ".join(cmd[:3]), p.stderr))
+    for t in targets:
+        cache = os.path.join(t["home"], "data", "containers", "cache")
+        if not os.path.isdir(cache) or not os.listdir(cache):
+            raise RuntimeError("skopeo did not keep its blob-info cache in the fresh %s" % cache)
+        a.path = t["path"]
+        record(a, a.test, t["seconds"], "s")
 
 
 # ------------------------------------------------------------------------------ RSS --
@@ -382,11 +403,9 @@ def main():
     common(s)
     s.add_argument("--dir", required=True)
     s.add_argument("--count", type=int, default=50)
-    s.add_argument("--dest", required=True)
-    s.add_argument("--prefix", required=True)
+    s.add_argument("--target", action="append", required=True,
+                   help="path,dest,prefix,user,password (repeat: the targets take turns)")
     s.add_argument("--workdir", default=None)
-    s.add_argument("--user", required=True)
-    s.add_argument("--password", required=True)
     s.set_defaults(fn=cmd_skopeo)
 
     a = p.parse_args()

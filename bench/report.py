@@ -147,17 +147,21 @@ def main():
             continue
         px = [c["proxy"] for c in per if "proxy" in c]
         us = [c["upstream"] for c in per if "upstream" in c]
-        cpu_rows.append("| %s | %s | %s | %s | %s |" % (
+        cl = [c["client"] for c in per if "client" in c]
+        tot = [sum(c.get(k, 0) for k in ("proxy", "upstream", "client")) for c in per]
+        cpu_rows.append("| %s | %s | %s | %s | %s | %s | %s |" % (
             test, up, path, "%.2f" % statistics.median(px) if px else "—",
-            "%.2f" % statistics.median(us) if us else "—"))
+            "%.2f" % statistics.median(us) if us else "—",
+            "%.2f" % statistics.median(cl) if cl else "—", "%.2f" % statistics.median(tot)))
     if cpu_rows:
         w("## CPU seconds per GiB moved (medians)\n")
         w("User + system CPU of the proxy (the adapter, or nginx's master and workers) and of the "
-          "upstream process during each blob figure, from `/proc/<pid>/stat`, divided by the GiB "
-          "moved. The client (python) is not counted. On 2 cores, what the proxy spends is taken "
-          "from the client and the upstream.\n")
-        w("| figure | upstream | path | proxy s/GiB | upstream s/GiB |")
-        w("|---|---|---|---:|---:|")
+          "upstream process during each blob figure, from `/proc/<pid>/stat`, and of the python "
+          "client (`getrusage`), divided by the GiB moved (100 Hz ticks: ±0.01 s per figure). "
+          "When the sum of a path reaches the 2 cores × its wall time, the path is CPU-bound, and "
+          "whatever the proxy spends is taken from the client and the upstream.\n")
+        w("| figure | upstream | path | proxy s/GiB | upstream s/GiB | client s/GiB | total s/GiB |")
+        w("|---|---|---|---:|---:|---:|---:|")
         for row in cpu_rows:
             w(row)
         w("")

@@ -328,20 +328,14 @@ log "building $SYNC_IMAGES OCI images (3 layers each)"
 $M layouts --dir "$WORK/layout" --count $SYNC_IMAGES
 for up in emulator distribution; do
   for r in $(seq 1 "$RUNS"); do
-    log "skopeo copy x$SYNC_IMAGES, upstream $up, run $r/$RUNS"
-    for p in direct adapter; do
-      if [[ $p == direct ]]; then
-        if [[ $up == emulator ]]; then dest=127.0.0.1:$EREG; else dest=127.0.0.1:$DREG; fi
-        user=$DUSER; pass=$DTOKEN
-      else
-        if [[ $up == emulator ]]; then dest=127.0.0.1:$A1; else dest=127.0.0.1:$A2; fi
-        user=$SID; pass=$SKEY
-      fi
-      # fresh namespace and a fresh, empty skopeo HOME (blob-info cache) per run: see measure.py
-      $M skopeo --upstream "$up" --path "$p" --run "$r" --test "skopeo copy ${SYNC_IMAGES} images" \
-        --dir "$WORK/layout" --count $SYNC_IMAGES --dest "$dest" --prefix "$(sk_ns "$p" "$up" "$r")/" \
-        --user "$user" --password "$pass" --workdir "$WORK"
-    done
+    log "skopeo copy x$SYNC_IMAGES, upstream $up, run $r/$RUNS (direct and adapter take turns)"
+    if [[ $up == emulator ]]; then ddest=127.0.0.1:$EREG; adest=127.0.0.1:$A1
+    else ddest=127.0.0.1:$DREG; adest=127.0.0.1:$A2; fi
+    # fresh namespace and a fresh, empty skopeo HOME (blob-info cache) per path and run
+    $M skopeo --upstream "$up" --run "$r" --test "skopeo copy ${SYNC_IMAGES} images" \
+      --dir "$WORK/layout" --count $SYNC_IMAGES --workdir "$WORK" \
+      --target "direct,$ddest,$(sk_ns direct "$up" "$r")/,$DUSER,$DTOKEN" \
+      --target "adapter,$adest,$(sk_ns adapter "$up" "$r")/,$SID,$SKEY"
   done
 done
 
@@ -368,6 +362,7 @@ cat >"$WORK/meta.json" <<EOF
 }
 EOF
 cp "$BENCH_RESULTS" "$ROOT/bench/last-results.jsonl"
+cp "$WORK/meta.json" "$ROOT/bench/last-meta.json"  # re-render: bench/report.py --meta … --results …
 python3 "$ROOT/bench/report.py" --meta "$WORK/meta.json" --results "$BENCH_RESULTS" --out "$OUT" \
   --notes "$ROOT/bench/NOTES.md"
 log "done in $((T_END - T_START)) s; report in $OUT"
