@@ -202,7 +202,12 @@ def main():
   each) through the adapter; VmRSS sampled every 50 ms as a cross-check.
 - **skopeo.** %d OCI images (one OCI layout, 3 uncompressed tar layers of 1 MiB, 256 KiB and
   32 KiB each) copied with one `skopeo copy oci:…:imgN docker://…` per image, sequentially, to new
-  repositories in an existing namespace; wall time of the whole loop.
+  repositories in a namespace of their own (one per path, upstream and run, created at setup).
+  Each run starts with a fresh, empty skopeo HOME and blob-info cache, so no run mounts the layers
+  of an earlier one. Direct and adapter take turns image by image (so that background load hits
+  both alike); a path's figure is the sum of the wall times of its `skopeo copy` processes.
+- **CPU per GiB.** utime + stime from `/proc/<pid>/stat` of the upstream and of the proxy (nginx:
+  master + workers) and `getrusage` of the python client, before and after each blob figure.
 """ % (meta.get("nginx", ""), meta["big_mib"], meta["small_count"], meta["wrk_secs"],
        meta["big_mib"], meta["sync_images"]))
     if a.notes and os.path.exists(a.notes):
