@@ -11,4 +11,8 @@ cargo fmt --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --no-fail-fast 2>&1 | tee target/test-output.log
+mkdir -p target
+cargo test --no-fail-fast --all-targets 2>&1 | tee target/test-output.log
+# One closing line with the totals over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
+  target/test-output.log
