@@ -300,46 +300,28 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
     let host = format!("127.0.0.1:{port}");
     for (tag, digest) in [("single", &single), ("multi", &multi)] {
-        let out = tokio::process::Command::new("skopeo")
-            .env("HOME", tmp.path())
-            .args([
-                "copy",
-                "--all",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &creds,
-                &format!("oci:{}:{tag}", src.display()),
-                &format!("docker://{host}/lb/app:{tag}"),
-            ])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let raw = tokio::process::Command::new("skopeo")
-            .env("HOME", tmp.path())
-            .args([
-                "inspect",
-                "--raw",
-                "--tls-verify=false",
-                "--creds",
-                &creds,
-                &format!("docker://{host}/lb/app:{tag}"),
-            ])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            raw.status.success(),
-            "{}",
-            String::from_utf8_lossy(&raw.stderr)
-        );
+        common::skopeo(&[
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:{tag}", src.display()),
+            &format!("docker://{host}/lb/app:{tag}"),
+        ])
+        .await;
+        let raw = common::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            &format!("docker://{host}/lb/app:{tag}"),
+        ])
+        .await;
         assert_eq!(
-            &Digest::sha256_of(&raw.stdout),
+            &Digest::sha256_of(raw.as_bytes()),
             digest,
             "{tag} keeps its digest"
         );
@@ -360,26 +342,17 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     }
     // Pull everything back out through the balancer: identical blobs.
     let out_dir = tmp.path().join("out");
-    let out = tokio::process::Command::new("skopeo")
-        .env("HOME", tmp.path())
-        .args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &creds,
-            &format!("docker://{host}/lb/app:multi"),
-            &format!("oci:{}:multi", out_dir.display()),
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{host}/lb/app:multi"),
+        &format!("oci:{}:multi", out_dir.display()),
+    ])
+    .await;
     let pulled = oci_layout::blobs(&out_dir);
     let source = oci_layout::blobs(&src);
     for (name, bytes) in &pulled {
