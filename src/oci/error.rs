@@ -6,85 +6,56 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-/// OCI / distribution error codes with their HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    BlobUnknown,
-    BlobUploadInvalid,
-    BlobUploadUnknown,
-    DigestInvalid,
-    ManifestBlobUnknown,
-    ManifestInvalid,
-    ManifestUnknown,
-    NameInvalid,
-    NameUnknown,
-    SizeInvalid,
-    Unauthorized,
-    Denied,
-    Unsupported,
-    TooManyRequests,
-    RangeInvalid,
-    PaginationNumberInvalid,
-    TagInvalid,
-    Unavailable,
-    Unknown,
+/// Declares [`ErrorCode`], its wire names and [`ErrorCode::ALL`] from one list, so the three
+/// cannot drift apart.
+macro_rules! error_codes {
+    ($($variant:ident => $wire:literal,)*) => {
+        /// OCI / distribution error codes with their HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of the distribution spec's table.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The name on the wire, e.g. `"BLOB_UNKNOWN"`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    BlobUnknown => "BLOB_UNKNOWN",
+    BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+    BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+    DigestInvalid => "DIGEST_INVALID",
+    ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+    ManifestInvalid => "MANIFEST_INVALID",
+    ManifestUnknown => "MANIFEST_UNKNOWN",
+    NameInvalid => "NAME_INVALID",
+    NameUnknown => "NAME_UNKNOWN",
+    SizeInvalid => "SIZE_INVALID",
+    Unauthorized => "UNAUTHORIZED",
+    Denied => "DENIED",
+    Unsupported => "UNSUPPORTED",
+    TooManyRequests => "TOOMANYREQUESTS",
+    RangeInvalid => "RANGE_INVALID",
+    PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
+    TagInvalid => "TAG_INVALID",
+    Unavailable => "UNAVAILABLE",
+    Unknown => "UNKNOWN",
 }
 
 impl ErrorCode {
-    /// Every code, in the order of the distribution spec's table.
-    pub const ALL: [ErrorCode; 19] = {
-        use ErrorCode::*;
-        [
-            BlobUnknown,
-            BlobUploadInvalid,
-            BlobUploadUnknown,
-            DigestInvalid,
-            ManifestBlobUnknown,
-            ManifestInvalid,
-            ManifestUnknown,
-            NameInvalid,
-            NameUnknown,
-            SizeInvalid,
-            Unauthorized,
-            Denied,
-            Unsupported,
-            TooManyRequests,
-            RangeInvalid,
-            PaginationNumberInvalid,
-            TagInvalid,
-            Unavailable,
-            Unknown,
-        ]
-    };
-
     /// The code named `code` on the wire (`"BLOB_UNKNOWN"` …), if it is one of ours.
     pub fn from_wire(code: &str) -> Option<ErrorCode> {
-        Self::ALL.into_iter().find(|c| c.as_str() == code)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            BlobUnknown => "BLOB_UNKNOWN",
-            BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
-            BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
-            DigestInvalid => "DIGEST_INVALID",
-            ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
-            ManifestInvalid => "MANIFEST_INVALID",
-            ManifestUnknown => "MANIFEST_UNKNOWN",
-            NameInvalid => "NAME_INVALID",
-            NameUnknown => "NAME_UNKNOWN",
-            SizeInvalid => "SIZE_INVALID",
-            Unauthorized => "UNAUTHORIZED",
-            Denied => "DENIED",
-            Unsupported => "UNSUPPORTED",
-            TooManyRequests => "TOOMANYREQUESTS",
-            RangeInvalid => "RANGE_INVALID",
-            PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
-            TagInvalid => "TAG_INVALID",
-            Unavailable => "UNAVAILABLE",
-            Unknown => "UNKNOWN",
-        }
+        Self::ALL.iter().copied().find(|c| c.as_str() == code)
     }
 
     pub fn status(self) -> StatusCode {
@@ -202,7 +173,8 @@ mod tests {
 
     #[test]
     fn wire_names_round_trip() {
-        for c in ErrorCode::ALL {
+        assert_eq!(ErrorCode::ALL.len(), 19);
+        for &c in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_wire(c.as_str()), Some(c));
         }
         assert_eq!(ErrorCode::from_wire("NOPE"), None);
