@@ -124,35 +124,10 @@ async fn distribution_2_8_behind_the_adapter_keeps_digests() {
     let multi = layout.tag_index("multi", 8);
     layout.finish();
     for (tag, digest) in [("v1", &single), ("multi", &multi)] {
-        common::skopeo(&[
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &format!("oci:{}:{tag}", src.display()),
-            &format!("docker://{host}/dist/app:{tag}"),
-        ])
-        .await;
-        let via = common::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &creds,
-            &format!("docker://{host}/dist/app:{tag}"),
-        ])
-        .await;
-        let direct = common::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &creds,
-            &format!("docker://127.0.0.1:{port}/dist/app:{tag}"),
-        ])
-        .await;
+        common::skopeo_push(&src, tag, &format!("{host}/dist/app:{tag}"), &creds).await;
+        let via = common::skopeo_raw_manifest(&format!("{host}/dist/app:{tag}"), &creds).await;
+        let direct =
+            common::skopeo_raw_manifest(&format!("127.0.0.1:{port}/dist/app:{tag}"), &creds).await;
         assert_eq!(via, direct);
         assert_eq!(
             tcr_adapter::oci::Digest::sha256_of(via.as_bytes()).to_string(),

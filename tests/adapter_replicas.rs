@@ -300,26 +300,8 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
     let host = format!("127.0.0.1:{port}");
     for (tag, digest) in [("single", &single), ("multi", &multi)] {
-        common::skopeo(&[
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &format!("oci:{}:{tag}", src.display()),
-            &format!("docker://{host}/lb/app:{tag}"),
-        ])
-        .await;
-        let raw = common::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &creds,
-            &format!("docker://{host}/lb/app:{tag}"),
-        ])
-        .await;
+        common::skopeo_push(&src, tag, &format!("{host}/lb/app:{tag}"), &creds).await;
+        let raw = common::skopeo_raw_manifest(&format!("{host}/lb/app:{tag}"), &creds).await;
         assert_eq!(
             &Digest::sha256_of(raw.as_bytes()),
             digest,

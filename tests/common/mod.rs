@@ -84,3 +84,32 @@ pub async fn skopeo(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `skopeo copy --all --preserve-digests` of `oci:<layout>:<tag>` to `docker://<dest>` (plain
+/// HTTP, `creds` as `user:password`).
+pub async fn skopeo_push(layout: &std::path::Path, tag: &str, dest: &str, creds: &str) {
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        creds,
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker://{dest}"),
+    ])
+    .await;
+}
+
+/// The raw manifest of `docker://<reference>` as skopeo fetches it (plain HTTP).
+pub async fn skopeo_raw_manifest(reference: &str, creds: &str) -> String {
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+        &format!("docker://{reference}"),
+    ])
+    .await
+}
