@@ -1,6 +1,8 @@
 //! Shared test fixtures: real servers on loopback ports, stopped at the end of each test.
 #![allow(dead_code)]
 
+pub mod charts;
+
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, EmulatorAccount, EmulatorConfig, Secret};
 use tcr_adapter::emulator::{self, EmulatorHandle};
