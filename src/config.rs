@@ -243,7 +243,20 @@ pub struct EmulatorConfig {
     pub region: String,
     /// Accounts allowed to call the cloud API.
     pub accounts: Vec<EmulatorAccount>,
+    /// What the chart repository does with an upload of a chart version it already holds:
+    /// `conflict` (409, like ChartMuseum without overwrite) or `overwrite` (TCR's behaviour is
+    /// undocumented; the adapter is correct under both).
+    pub chart_duplicates: ChartDuplicates,
     pub faults: FaultConfig,
+}
+
+/// The emulator's answer to a duplicate chart upload.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartDuplicates {
+    #[default]
+    Conflict,
+    Overwrite,
 }
 
 impl Default for EmulatorConfig {
@@ -257,6 +270,7 @@ impl Default for EmulatorConfig {
             registry_name: "emulator".into(),
             region: "ap-guangzhou".into(),
             accounts: vec![EmulatorAccount::demo()],
+            chart_duplicates: ChartDuplicates::Conflict,
             faults: FaultConfig::default(),
         }
     }

@@ -4,6 +4,7 @@
 //! depend on the adapter's modules (`registry`, `auth`, `credentials`, ...): it is the thing the
 //! adapter is tested against.
 
+pub mod charts;
 pub mod cloudapi;
 pub mod faults;
 pub mod instance_tokens;
@@ -36,6 +37,8 @@ pub struct EmulatorState {
     pub tokens: InstanceTokens,
     pub namespaces: NamespaceStore,
     pub storage: Storage,
+    /// TCR's Helm chart repository (per namespace).
+    pub charts: charts::ChartStore,
     pub metrics: EmulatorMetrics,
     pub faults: Faults,
     /// Base URL of the data plane, e.g. `http://127.0.0.1:5001` (no trailing slash).
@@ -56,6 +59,7 @@ impl EmulatorState {
         let tokens = InstanceTokens::new(keys.clone(), clock.clone(), cfg.faults.token_ttl_secs);
         let namespaces = NamespaceStore::open(&cfg.data_dir, clock.clone())?;
         let storage = Storage::open(&cfg.data_dir, clock.clone())?;
+        let charts = charts::ChartStore::open(&cfg.data_dir, clock.clone())?;
         let faults = Faults::new(cfg.faults.clone(), clock.clone());
         Ok(EmulatorState {
             cfg,
@@ -64,6 +68,7 @@ impl EmulatorState {
             tokens,
             namespaces,
             storage,
+            charts,
             metrics: EmulatorMetrics::new(),
             faults,
             registry_url,

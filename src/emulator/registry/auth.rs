@@ -100,7 +100,7 @@ fn unauthorized(
     )
 }
 
-fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     let v = req.headers().get("authorization")?.to_str().ok()?;
     let (scheme, rest) = v.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -9,6 +9,8 @@ mod blobs;
 mod manifests;
 mod uploads;
 
+pub(crate) use auth::basic_credentials;
+
 use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -45,7 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/metrics", web::get().to(metrics))
             .route("/service/token", web::get().to(auth::token))
             .route("/v2", web::route().to(dispatch))
-            .route("/v2/{tail:.*}", web::route().to(dispatch)),
+            .route("/v2/{tail:.*}", web::route().to(dispatch))
+            .configure(super::charts::configure),
     );
 }
 
@@ -57,6 +60,10 @@ async fn metrics(state: State) -> HttpResponse {
 fn route_label(path: &str) -> &'static str {
     if path == "/metrics" {
         "metrics"
+    } else if path.starts_with("/api/chartrepo/") {
+        "chart_api"
+    } else if path.starts_with("/chartrepo/") {
+        "chart_repo"
     } else if path.starts_with("/service/token") {
         "token"
     } else if path == "/v2" || path == "/v2/" {

@@ -8,7 +8,7 @@
 //! Blobs are shared by digest but visible per repository through links: a blob DELETE unlinks
 //! it from one repository. Nothing is garbage-collected. It owns no HTTP concerns.
 
-mod files;
+pub(crate) mod files;
 mod uploads;
 
 use std::collections::{BTreeMap, BTreeSet};
