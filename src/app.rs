@@ -19,6 +19,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::credentials::CredentialResolver;
 use crate::discovery::InstanceLocator;
+use crate::harbor_api::HarborFront;
 use crate::namespaces::{NamespacePolicy, NamespaceProvisioner};
 use crate::readiness::Readiness;
 use crate::registry::{FrontMetrics, RegistryFront, RouteInfo};
@@ -85,6 +86,8 @@ pub struct AdapterState {
     pub resolver: Arc<CredentialResolver>,
     pub auth: web::Data<AuthService>,
     pub front: web::Data<RegistryFront>,
+    /// The Harbor API persona (`/api/...`, `/chartrepo/...`).
+    pub harbor: web::Data<HarborFront>,
     pub metrics: AdapterMetrics,
     pub readiness: Readiness,
 }
@@ -165,7 +168,14 @@ impl AdapterState {
             },
             metrics: metrics.front.clone(),
         };
+        let harbor = HarborFront {
+            upstream: upstream.clone(),
+            namespaces: namespaces.clone(),
+            resolver: resolver.clone(),
+            metrics: metrics.front.clone(),
+        };
         Ok(AdapterState {
+            harbor: web::Data::new(harbor),
             cfg,
             upstream,
             namespaces,
@@ -187,6 +197,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
     crate::auth::configure_token_routes(cfg);
     crate::registry::configure(cfg);
+    crate::harbor_api::configure(cfg);
 }
 
 async fn healthz() -> HttpResponse {
@@ -249,6 +260,7 @@ pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHan
             .app_data(s.clone())
             .app_data(s.auth.clone())
             .app_data(s.front.clone())
+            .app_data(s.harbor.clone())
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
                 let request_id = req
@@ -338,6 +350,9 @@ fn route_of(path: &str) -> &'static str {
         "/readyz" => "readyz",
         "/service/token" => "token",
         p if p.starts_with("/v2") => "v2",
+        p if p.starts_with("/api/chartrepo/") => "chart_api",
+        p if p.starts_with("/api/") => "harbor_api",
+        p if p.starts_with("/chartrepo/") => "chart_repo",
         _ => "other",
     }
 }

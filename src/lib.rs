@@ -1,7 +1,7 @@
 //! tcr-adapter: a registry proxy that lets any Harbor (v1.8+) replicate into Tencent Container
 //! Registry through Harbor's plain "Docker Registry" provider, plus an embedded TCR emulator.
 //!
-//! Dependencies point one way: `registry` → `auth`/`credentials`/`namespaces` →
+//! Dependencies point one way: `registry`, `harbor_api` → `auth`/`credentials`/`namespaces` →
 //! `tencentcloud`/`upstream`; `emulator` stands alone (it shares only `oci`, `config`, `clock` and the TC3 signer in
 //! `tencentcloud::signer`, which it uses to verify requests).
 #![forbid(unsafe_code)]
@@ -14,6 +14,7 @@ pub mod config;
 pub mod credentials;
 pub mod discovery;
 pub mod emulator;
+pub mod harbor_api;
 pub mod namespaces;
 pub mod oci;
 pub mod readiness;

@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod errors;
+mod listing;
 mod metrics;
 pub mod policy;
 
@@ -279,6 +280,19 @@ impl NamespaceProvisioner {
         upstream_namespace: &str,
         keys: Option<&ApiCredential>,
     ) -> Result<(), OciError> {
+        self.ensure_outcome(upstream_namespace, keys)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Self::ensure`], telling what happened: [`Outcome::Created`] only for the one call that
+    /// created the namespace; `Exists*`/`Conflict` when it was already there; `Unchecked` when
+    /// there were no keys (or no cloud API) to check it with.
+    pub async fn ensure_outcome(
+        &self,
+        upstream_namespace: &str,
+        keys: Option<&ApiCredential>,
+    ) -> Result<Outcome, OciError> {
         let ns = upstream_namespace;
         if let Err(e) = self.policy.check(ns) {
             self.metrics.inc(Outcome::Denied);
@@ -287,11 +301,11 @@ impl NamespaceProvisioner {
         }
         if self.is_known(ns) {
             self.metrics.inc(Outcome::ExistsCached);
-            return Ok(());
+            return Ok(Outcome::ExistsCached);
         }
         let Some(cloud) = &self.cloud else {
             self.metrics.inc(Outcome::Unchecked);
-            return Ok(());
+            return Ok(Outcome::Unchecked);
         };
         let Some(keys) = keys.or(cloud.keys.as_ref()) else {
             self.metrics.inc(Outcome::Unchecked);
@@ -299,13 +313,13 @@ impl NamespaceProvisioner {
                 namespace = ns,
                 "no API keys: namespace existence not checked (TCR refuses the push if it is missing)"
             );
-            return Ok(());
+            return Ok(Outcome::Unchecked);
         };
         let lock = self.inflight.entry(ns.to_string()).or_default().clone();
         let guard = lock.lock().await;
         let result = if self.is_known(ns) {
             self.metrics.inc(Outcome::ExistsCached);
-            Ok(())
+            Ok(Outcome::ExistsCached)
         } else {
             let r = self.ensure_locked(cloud, ns, keys).await;
             let outcome = match &r {
@@ -313,7 +327,7 @@ impl NamespaceProvisioner {
                 Err((o, _)) => *o,
             };
             self.metrics.inc(outcome);
-            r.map(|_| ()).map_err(|(_, e)| e)
+            r.map_err(|(_, e)| e)
         };
         drop(guard);
         self.inflight

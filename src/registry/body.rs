@@ -23,12 +23,25 @@ pub const CHANNEL_DEPTH: usize = 16;
 
 /// A `Send` request body for reqwest and the (`!Send`) future that feeds it from the payload.
 pub fn bridge(
+    payload: web::Payload,
+    bytes_in: IntCounter,
+) -> (reqwest::Body, impl Future<Output = ()>) {
+    bridge_after(Bytes::new(), payload, bytes_in)
+}
+
+/// [`bridge`] for a body whose first bytes (`prefix`, already read and counted) were looked at
+/// before forwarding: they go out first, then the rest of the payload.
+pub fn bridge_after(
+    prefix: Bytes,
     mut payload: web::Payload,
     bytes_in: IntCounter,
 ) -> (reqwest::Body, impl Future<Output = ()>) {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_DEPTH);
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let pump = async move {
+        if !prefix.is_empty() && tx.send(Ok(prefix)).await.is_err() {
+            return;
+        }
         while let Some(chunk) = payload.next().await {
             let item = match chunk {
                 Ok(b) => {

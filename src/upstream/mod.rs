@@ -4,6 +4,7 @@
 //! bounded retries. It forwards what it is given and knows nothing of the adapter's own tokens,
 //! names or HTTP server; bodies pass through as streams and are never collected here.
 
+mod basic;
 mod challenge;
 mod metrics;
 mod tokens;

@@ -1,0 +1,248 @@
+//! `/api/repositories`: Harbor's v1 repository API over TCR. Listing (`?project_id=`, the pull
+//! direction) and tags come from the cloud API (`DescribeRepositories`, `DescribeImages`); a tag
+//! deletion (Harbor's deletion replication, `DELETE /api/repositories/<repo>/tags/<ref>`) goes
+//! through `DeleteImage`, or — for a digest, or without API keys — through the data plane by
+//! digest. `<repo>` keeps its slashes; names go through the rename map both ways.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::caller::{self, Anonymous};
+use super::HarborFront;
+use crate::credentials::ClientIdentity;
+use crate::oci::{Digest, ErrorCode, OciError, Reference, RepoName};
+use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody};
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    project_id: Option<String>,
+}
+
+/// `GET /api/repositories?project_id=<id>`.
+pub async fn list(
+    req: HttpRequest,
+    query: web::Query<ListQuery>,
+    front: web::Data<HarborFront>,
+) -> Result<HttpResponse, OciError> {
+    let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
+    let keys = caller::api_keys(&identity, &front)
+        .ok_or_else(|| caller::keys_needed("listing repositories"))?;
+    let id: i64 = query
+        .project_id
+        .as_deref()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| bad_request("project_id=<number> is required"))?;
+    let namespaces = front.namespaces.list_namespaces(keys, None).await?;
+    let ns = namespaces
+        .iter()
+        .find(|n| n.namespace_id == id)
+        .ok_or_else(|| not_found(ErrorCode::NameUnknown, format!("project {id} not found")))?;
+    let repos = front
+        .namespaces
+        .list_repositories_in(keys, &ns.name)
+        .await?;
+    let items: Vec<Value> = repos
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "id": i + 1,
+                "name": front.namespaces.name_to_client(&r.name),
+                "project_id": id,
+                "description": r.brief_description,
+                "creation_time": r.creation_time,
+                "update_time": r.update_time,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Total-Count", items.len().to_string()))
+        .json(items))
+}
+
+/// `GET /api/repositories/<repo>/tags`.
+pub async fn tags(
+    req: HttpRequest,
+    path: web::Path<String>,
+    front: web::Data<HarborFront>,
+) -> Result<HttpResponse, OciError> {
+    let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
+    let repo = path.strip_suffix("/tags").ok_or_else(|| {
+        not_found(
+            ErrorCode::NameUnknown,
+            format!("no such endpoint: /api/repositories/{path}"),
+        )
+    })?;
+    let upstream = front.namespaces.to_upstream(&repo_name(repo)?);
+    let keys =
+        caller::api_keys(&identity, &front).ok_or_else(|| caller::keys_needed("listing tags"))?;
+    let images = front.namespaces.list_images(keys, &upstream).await?;
+    let items: Vec<Value> = images
+        .iter()
+        .map(|i| {
+            json!({
+                "name": i.image_version,
+                "digest": i.digest,
+                "size": i.size,
+                "created": i.update_time,
+                "labels": [],
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+/// `DELETE /api/repositories/<repo>/tags/<ref>` (`<ref>` a tag, or a digest for an untagged
+/// artifact from Harbor 2.x).
+pub async fn delete_tag(
+    req: HttpRequest,
+    path: web::Path<String>,
+    front: web::Data<HarborFront>,
+) -> Result<HttpResponse, OciError> {
+    let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
+    let (repo, reference) = path.rsplit_once("/tags/").ok_or_else(|| {
+        not_found(
+            ErrorCode::NameUnknown,
+            format!("no such endpoint: /api/repositories/{path}"),
+        )
+    })?;
+    let upstream = front.namespaces.to_upstream(&repo_name(repo)?);
+    let reference = Reference::parse(reference)
+        .map_err(|e| bad_request(format!("{reference:?} is neither a tag nor a digest: {e}")))?;
+    match (&reference, caller::api_keys(&identity, &front)) {
+        (Reference::Tag(tag), Some(keys)) => {
+            front
+                .namespaces
+                .delete_tag(keys, &upstream, tag.as_str())
+                .await?
+        }
+        (Reference::Tag(tag), None) => {
+            let digest = resolve_digest(&front, &identity, &upstream, tag.as_str()).await?;
+            delete_manifest(&front, &identity, &upstream, &digest).await?
+        }
+        (Reference::Digest(d), _) => delete_manifest(&front, &identity, &upstream, d).await?,
+    }
+    Ok(HttpResponse::Ok().finish())
+}
+
+fn repo_name(s: &str) -> Result<RepoName, OciError> {
+    RepoName::parse(s).map_err(|e| {
+        OciError::new(ErrorCode::NameInvalid, format!("{s:?}: {e}"))
+            .with_status(StatusCode::BAD_REQUEST)
+    })
+}
+
+fn bad_request(message: impl Into<String>) -> OciError {
+    OciError::new(ErrorCode::NameInvalid, message).with_status(StatusCode::BAD_REQUEST)
+}
+
+fn not_found(code: ErrorCode, message: impl Into<String>) -> OciError {
+    OciError::new(code, message).with_status(StatusCode::NOT_FOUND)
+}
+
+/// A `/v2/` request on the data plane with the caller's credential (bearer negotiated upstream).
+fn data_plane(
+    identity: &ClientIdentity,
+    method: reqwest::Method,
+    repo: &RepoName,
+    reference: &str,
+) -> Forward {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::ACCEPT,
+        reqwest::header::HeaderValue::from_static(
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+             application/vnd.docker.distribution.manifest.list.v2+json, \
+             application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    );
+    Forward {
+        method,
+        path_and_query: format!("/v2/{repo}/manifests/{reference}"),
+        headers,
+        body: ForwardBody::Empty,
+        scopes: vec![format!("repository:{repo}:*")],
+        credential: identity.upstream.as_ref().map(|c| BasicAuth {
+            username: c.username.clone(),
+            password: c.password.clone(),
+        }),
+        route: "manifest",
+    }
+}
+
+async fn resolve_digest(
+    front: &HarborFront,
+    identity: &ClientIdentity,
+    repo: &RepoName,
+    tag: &str,
+) -> Result<Digest, OciError> {
+    let resp = front
+        .upstream
+        .send(data_plane(identity, reqwest::Method::HEAD, repo, tag))
+        .await?;
+    if !resp.status().is_success() {
+        return Err(not_found(
+            ErrorCode::ManifestUnknown,
+            format!(
+                "tag {tag:?} of {} not found",
+                front.namespaces.to_client(repo)
+            ),
+        ));
+    }
+    resp.headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v).ok())
+        .ok_or_else(|| {
+            OciError::new(
+                ErrorCode::Unavailable,
+                "TCR did not say the manifest's digest",
+            )
+            .with_status(StatusCode::BAD_GATEWAY)
+        })
+}
+
+async fn delete_manifest(
+    front: &HarborFront,
+    identity: &ClientIdentity,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<(), OciError> {
+    let resp = front
+        .upstream
+        .send(data_plane(
+            identity,
+            reqwest::Method::DELETE,
+            repo,
+            digest.as_str(),
+        ))
+        .await?;
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = crate::registry::body::read_limited(resp, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = error_message(&body);
+    Err(match status {
+        404 => not_found(
+            ErrorCode::ManifestUnknown,
+            format!(
+                "{}@{digest} not found: {message}",
+                front.namespaces.to_client(repo)
+            ),
+        ),
+        401 | 403 => OciError::new(
+            ErrorCode::Denied,
+            format!("TCR refused the deletion: {message}"),
+        ),
+        s => OciError::new(
+            ErrorCode::Unavailable,
+            format!("TCR answered {s}: {message}"),
+        )
+        .with_status(StatusCode::BAD_GATEWAY),
+    })
+}
