@@ -9,6 +9,7 @@ mod common;
 #[path = "../harbor/mod.rs"]
 mod harbor;
 
+mod big_chart;
 mod charts;
 mod projects;
 mod replays;
