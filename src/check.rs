@@ -19,6 +19,7 @@ use tcr_adapter::clock::SharedClock;
 use tcr_adapter::config::Config;
 use tcr_adapter::tencentcloud::ApiError;
 
+mod harbor;
 mod remote;
 
 /// The namespace name used to probe the `CreateNamespace` permission; TCR refuses it.

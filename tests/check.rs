@@ -96,6 +96,8 @@ async fn all_ok_against_the_emulator() {
         "[ ok ] data plane",
         "[ ok ] token realm",
         "[ ok ] adapter (Harbor \"Test connection\")",
+        "[ ok ] chart repository: GET ",
+        "[ ok ] adapter (Harbor provider API): GET /api/version → 404",
     ] {
         assert!(out.contains(item), "{item} missing:\n{out}");
     }
@@ -182,4 +184,32 @@ async fn bad_configuration_is_a_failed_item() {
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "[FAIL] configuration");
     assert!(l.contains("listen_typo"), "{l}");
+}
+
+#[tokio::test]
+async fn a_chart_repository_that_refuses_the_credential_is_explained() {
+    // The data plane of another instance: its token realm and chart repository refuse the
+    // instance token issued for this one.
+    let dir = tempfile::tempdir().unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let emu = emulator(dir.path()).await;
+    let other = emulator(other_dir.path()).await;
+    let mut cfg = config(
+        &emu,
+        &other.registry_url(),
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+    );
+    cfg.push_str(&format!(
+        "registry_id = \"{}\"\nregion = \"{}\"\n",
+        emu.state.cfg.registry_id, emu.state.cfg.region
+    ));
+    let (code, out) = check(dir.path(), &cfg).await;
+    assert_eq!(code, 1, "{out}");
+    let l = line(&out, "[FAIL] chart repository");
+    assert!(l.contains("→ 401"), "{l}");
+    assert!(l.contains("refused the registry credential"), "{l}");
+    assert!(l.contains("fix:"), "{l}");
+    emu.stop().await;
+    other.stop().await;
 }

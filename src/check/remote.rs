@@ -10,7 +10,7 @@ use tcr_adapter::tencentcloud::{ApiCredential, ApiError, InstanceToken, TcrApiCl
 
 use super::{api_advice, http_client, Report, PROBE_NAMESPACE};
 
-fn basic(user: &str, pass: &str) -> String {
+pub(super) fn basic(user: &str, pass: &str) -> String {
     format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
@@ -109,6 +109,7 @@ pub(super) async fn run(cfg: &Config, clock: SharedClock, r: &mut Report) {
         }
     }
     check_data_plane(cfg, &http, token.as_ref(), r).await;
+    super::harbor::check_chart_repository(&cfg.tcr.registry_url, &http, token.as_ref(), r).await;
     check_adapter(cfg, clock, keys.as_ref(), instance.as_ref(), r).await;
 }
 
@@ -425,10 +426,16 @@ async fn check_adapter(
     };
     let base = format!("http://{}", adapter.addr);
     let result = harbor_test_connection(&base, &cfg.server.public_base(), keys).await;
+    let provider = super::harbor::harbor_provider_calls(&base, keys).await;
     adapter.stop().await;
     match result {
         Ok(()) => r.ok(name, "GET /v2/ → 401 Bearer, GET /service/token with the API keys → 200, GET /v2/ with the token → 200"),
         Err(e) => r.fail(name, e, "see the failures above", "fix the failures above; the adapter's log says more"),
+    }
+    let name = "adapter (Harbor provider API)";
+    match provider {
+        Ok(()) => r.ok(name, "GET /api/version → 404 (v1 persona), /api/systeminfo with_chartmuseum, /api/labels and /api/projects → 200"),
+        Err(e) => r.fail(name, e, "Harbor's \"Harbor\" provider would fail its first run", "fix the failures above; the adapter's log says more"),
     }
 }
 
@@ -487,7 +494,7 @@ async fn harbor_test_connection(
     }
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {

@@ -46,10 +46,8 @@ pub async fn identify(
 
 /// A 401 with a Basic challenge.
 pub fn unauthorized(message: impl Into<String>) -> OciError {
-    OciError::new(ErrorCode::Unauthorized, message).with_header(
-        WWW_AUTHENTICATE,
-        "Basic realm=\"tcr-adapter\"",
-    )
+    OciError::new(ErrorCode::Unauthorized, message)
+        .with_header(WWW_AUTHENTICATE, "Basic realm=\"tcr-adapter\"")
 }
 
 fn credential_error(e: CredentialError) -> OciError {
