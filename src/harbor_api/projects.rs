@@ -21,7 +21,8 @@ use crate::upstream::ForwardBody;
 /// Largest `page_size` honoured (Harbor's own maximum).
 const MAX_PAGE_SIZE: usize = 100;
 
-#[derive(Debug, Deserialize, Default)]
+/// The listing's query, parsed leniently (the first value of a repeated key wins).
+#[derive(Debug, Default)]
 pub struct ListQuery {
     name: Option<String>,
     q: Option<String>,
@@ -30,6 +31,21 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    fn parse(query: &str) -> ListQuery {
+        let mut out = ListQuery::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
+                "name" => &mut out.name,
+                "q" => &mut out.q,
+                "page" => &mut out.page,
+                "page_size" => &mut out.page_size,
+                _ => continue,
+            };
+            slot.get_or_insert_with(|| v.into_owned());
+        }
+        out
+    }
+
     /// The exact names asked for, in client names: `name=<n>` or `q=name={a b}` / `q=name=a`.
     fn names(&self) -> Option<Vec<String>> {
         if let Some(n) = self.name.as_deref().filter(|n| !n.is_empty()) {
@@ -74,9 +90,9 @@ impl ListQuery {
 /// `GET /api/projects`.
 pub async fn list(
     req: HttpRequest,
-    query: web::Query<ListQuery>,
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
+    let query = ListQuery::parse(req.query_string());
     let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
     let (page, size) = query.paging()?;
     let wanted = query.names();

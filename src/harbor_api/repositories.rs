@@ -6,7 +6,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::caller::{self, Anonymous};
@@ -15,22 +14,18 @@ use crate::credentials::ClientIdentity;
 use crate::oci::{Digest, ErrorCode, OciError, Reference, RepoName};
 use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody};
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    project_id: Option<String>,
-}
-
 /// `GET /api/repositories?project_id=<id>`.
 pub async fn list(
     req: HttpRequest,
-    query: web::Query<ListQuery>,
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
+    let project_id = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "project_id")
+        .map(|(_, v)| v.into_owned());
     let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
     let keys = caller::api_keys(&identity, &front)
         .ok_or_else(|| caller::keys_needed("listing repositories"))?;
-    let id: i64 = query
-        .project_id
+    let id: i64 = project_id
         .as_deref()
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| bad_request("project_id=<number> is required"))?;
