@@ -61,6 +61,7 @@ impl AdapterMetrics {
         )
         .expect("valid metric");
         let _ = registry.register(Box::new(cloud_calls.clone()));
+        let _ = registry.register(Box::new(crate::telemetry::client_protocol_errors().clone()));
         AdapterMetrics {
             cloud_calls,
             front: FrontMetrics::new(&registry),

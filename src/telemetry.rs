@@ -1,19 +1,78 @@
 //! Logging setup (`tracing`, text or JSON) and the Prometheus text rendering shared by every
 //! `/metrics` endpoint. Metric families themselves live with the component that owns them.
+//!
+//! Client protocol errors (a malformed request line or header, TLS spoken to a plain-HTTP port —
+//! skopeo tries TLS first on every connection) are the client's fault, yet actix's HTTP/1
+//! dispatcher logs them at ERROR. Operators alert on ERROR: such events are counted
+//! (`tcr_adapter_client_protocol_errors_total`) and logged again at debug, never at ERROR.
+
+use std::sync::OnceLock;
+
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
-use tracing_subscriber::EnvFilter;
+
+/// The target of actix's HTTP/1 connection errors.
+const ACTIX_H1: &str = "actix_http::h1";
+
+/// `tcr_adapter_client_protocol_errors_total` (one per process; registered by the adapter).
+pub fn client_protocol_errors() -> &'static prometheus::IntCounter {
+    static C: OnceLock<prometheus::IntCounter> = OnceLock::new();
+    C.get_or_init(|| {
+        prometheus::IntCounter::new(
+            "tcr_adapter_client_protocol_errors_total",
+            "Connections closed for a client protocol error (malformed request, TLS on a plain port)",
+        )
+        .expect("valid metric")
+    })
+}
+
+/// Counts actix's HTTP/1 connection errors and logs them at debug under our own target.
+struct ClientProtocolErrors;
+
+impl<S: Subscriber> Layer<S> for ClientProtocolErrors {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if !meta.target().starts_with(ACTIX_H1) || *meta.level() > tracing::Level::WARN {
+            return;
+        }
+        client_protocol_errors().inc();
+        let mut message = String::new();
+        event.record(&mut MessageOf(&mut message));
+        tracing::debug!(target: "tcr_adapter::client_protocol", error = %message, "client protocol error");
+    }
+}
+
+struct MessageOf<'a>(&'a mut String);
+
+impl tracing::field::Visit for MessageOf<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            *self.0 = format!("{value:?}");
+        }
+    }
+}
 
 /// Install the global subscriber once; later calls (tests) are no-ops.
 pub fn init_logging(cfg: &LogConfig) {
-    let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let filter = EnvFilter::try_new(&cfg.level)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(format!("{ACTIX_H1}=off").parse().expect("static directive"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn Layer<_> + Send + Sync> = match cfg.format {
+        LogFormat::Json => Box::new(fmt.json().flatten_event(true).with_filter(filter)),
+        LogFormat::Text => Box::new(fmt.with_filter(filter)),
     };
+    let counting = ClientProtocolErrors.with_filter(
+        tracing_subscriber::filter::Targets::new().with_target(ACTIX_H1, tracing::Level::WARN),
+    );
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(counting)
+        .try_init();
 }
 
 /// Render a registry in the Prometheus text exposition format.

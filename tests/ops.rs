@@ -3,6 +3,7 @@
 //! shutdown tests run the built binary in front of an in-process emulator.
 
 mod common;
+mod oci_layout;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -319,4 +320,53 @@ fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// skopeo speaks TLS first to a plain-HTTP registry: actix's parse errors are the client's, so
+/// they are counted and never logged at ERROR (operators alert on ERROR).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skopeo_push_over_plain_http_logs_no_error() {
+    common::require_tool("skopeo");
+    let emu = common::start_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("layout");
+    let mut layout = oci_layout::Layout::new(&src);
+    layout.tag_image("v1", 7);
+    layout.finish();
+    let (mut child, base) = spawn_binary(&emu, dir.path()).await;
+    let host = base.trim_start_matches("http://");
+    let keys = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    common::skopeo_push(&src, "v1", &format!("{host}/plainhttp/app:v1"), &keys).await;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tcr_adapter_client_protocol_errors_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no client protocol error counter in:\n{metrics}"));
+    sigterm(&child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    assert!(count >= 1, "skopeo's TLS attempt was not seen: {count}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "ERROR lines for a client's mistake:\n{}",
+        errors.join("\n")
+    );
+    emu.handle.stop().await;
 }
