@@ -111,7 +111,12 @@ impl AdapterState {
                 clock.clone(),
                 metrics.upstream.clone(),
             )
-            .map_err(|e| io::Error::other(format!("upstream client: {e}")))?,
+            .map_err(|e| io::Error::other(format!("upstream client: {e}")))?
+            .with_retry(crate::upstream::RetryPolicy {
+                attempts: cfg.tcr.retry_attempts.max(1),
+                ..Default::default()
+            })
+            .with_budget(cfg.tcr.retry_budget_ratio, cfg.tcr.retry_budget_min_per_sec),
         );
         let api = if cfg.tcr.api_endpoint.is_empty() {
             None
@@ -168,6 +173,7 @@ impl AdapterState {
                 None
             },
             metrics: metrics.front.clone(),
+            replay_cap: cfg.tcr.replay_buffer_bytes,
         };
         let harbor = HarborFront {
             upstream: upstream.clone(),

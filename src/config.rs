@@ -170,6 +170,16 @@ pub struct TcrConfig {
     pub ca_file: Option<PathBuf>,
     /// Timeout for connecting to the data plane, seconds.
     pub connect_timeout_secs: u64,
+    /// Attempts per data-plane request (1 = no retry) when TCR answers 429/502/503/504 or the
+    /// connection fails, for every request whose body can be sent again.
+    pub retry_attempts: u32,
+    /// Retry budget: retries allowed as this share of the requests of the last 10 seconds...
+    pub retry_budget_ratio: f64,
+    /// ...plus this many per second, so an outage never multiplies the load on TCR.
+    pub retry_budget_min_per_sec: u32,
+    /// Bytes of a streamed request body kept to send it again when TCR refuses it before reading
+    /// more than this (per request in flight; 0: streamed bodies are never retried).
+    pub replay_buffer_bytes: usize,
 }
 
 impl Default for TcrConfig {
@@ -186,6 +196,10 @@ impl Default for TcrConfig {
             api_timeout_secs: 15,
             ca_file: None,
             connect_timeout_secs: 10,
+            retry_attempts: 4,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_sec: 10,
+            replay_buffer_bytes: 4 << 20,
         }
     }
 }

@@ -33,9 +33,22 @@ pub fn bridge(
 /// before forwarding: they go out first, then the rest of the payload.
 pub fn bridge_after(
     prefix: Bytes,
-    mut payload: web::Payload,
+    payload: web::Payload,
     bytes_in: IntCounter,
 ) -> (reqwest::Body, impl Future<Output = ()>) {
+    let (stream, pump) = bridge_stream(prefix, payload, bytes_in);
+    (reqwest::Body::wrap_stream(stream), pump)
+}
+
+/// The `Send` stream side of the bridge (e.g. for a [`crate::upstream::ReplayBody`]).
+pub fn bridge_stream(
+    prefix: Bytes,
+    mut payload: web::Payload,
+    bytes_in: IntCounter,
+) -> (
+    impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    impl Future<Output = ()>,
+) {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHANNEL_DEPTH);
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let pump = async move {
@@ -56,7 +69,7 @@ pub fn bridge_after(
             }
         }
     };
-    (reqwest::Body::wrap_stream(stream), pump)
+    (stream, pump)
 }
 
 /// Drive the upstream request and the payload pump together; stop reading the client as soon

@@ -11,12 +11,12 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use percent_encoding::percent_decode_str;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
 
-use super::body::{self, bridge, drive};
+use super::body::{self, bridge_stream, drive};
 use super::route::Endpoint;
 use super::{cloud, rewrite, RegistryFront, RouteInfo};
 use crate::auth::AuthService;
 use crate::oci::{Digest, ErrorCode, OciError, Reference, MAX_MANIFEST_BYTES};
-use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody};
+use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody, ReplayBody};
 
 /// Largest JSON list (tags, catalog) or error body the adapter reads to rewrite it.
 const SMALL_BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -138,9 +138,13 @@ pub async fn dispatch(
         headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
         ForwardBody::Bytes(bytes)
     } else if has_body(&req) {
-        let (stream, p) = bridge(payload, front.metrics.bytes_in.clone());
+        let (stream, p) =
+            bridge_stream(bytes::Bytes::new(), payload, front.metrics.bytes_in.clone());
         pump = Some(p);
-        ForwardBody::Stream(stream)
+        match front.replay_cap {
+            0 => ForwardBody::Stream(reqwest::Body::wrap_stream(stream)),
+            cap => ForwardBody::Replayable(ReplayBody::new(stream, cap)),
+        }
     } else {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
         ForwardBody::Empty
@@ -148,6 +152,7 @@ pub async fn dispatch(
     let replay = match &body {
         ForwardBody::Empty => Some(ForwardBody::Empty),
         ForwardBody::Bytes(b) => Some(ForwardBody::Bytes(b.clone())),
+        ForwardBody::Replayable(r) => Some(ForwardBody::Replayable(r.clone())),
         ForwardBody::Stream(_) => None,
     };
     let fwd = request(headers.clone(), body, method.clone());
@@ -169,7 +174,11 @@ pub async fn dispatch(
         if caller_keys.is_none() && front.provisioner_keys.is_none() {
             return Err(front.namespaces.keys_needed_error(ns));
         }
-        let Some(body) = replay else {
+        let still_replayable = |b: &ForwardBody| match b {
+            ForwardBody::Replayable(r) => r.can_replay(),
+            _ => true,
+        };
+        let Some(body) = replay.filter(still_replayable) else {
             return Err(failure.into_oci(&endpoint, &method));
         };
         tracing::info!(

@@ -33,6 +33,8 @@ pub struct RegistryFront {
     /// tag deletes for callers without API keys go through them.
     pub provisioner_keys: Option<ApiCredential>,
     pub metrics: FrontMetrics,
+    /// `tcr.replay_buffer_bytes`: how much of a streamed body is kept to send it again.
+    pub replay_cap: usize,
 }
 
 /// Route and repository of a request, left in its extensions for the access log.

@@ -25,6 +25,7 @@ impl UpstreamClient {
         let url = format!("{}{}", self.base, path_and_query);
         let (mut stream, fixed) = match body {
             ForwardBody::Stream(b) => (Some(b), None),
+            ForwardBody::Replayable(r) => (Some(r.attempt()), None),
             ForwardBody::Bytes(b) => (None, Some(b)),
             ForwardBody::Empty => (None, None),
         };

@@ -14,6 +14,10 @@ pub struct UpstreamMetrics {
     pub token_miss: IntCounter,
     /// `tcr_adapter_upstream_retries_total{cause}`: `unauthorized`, `429`, `503`, `network`, ...
     pub retries: IntCounterVec,
+    /// `tcr_adapter_upstream_retry_giveups_total{cause}`: retryable failures passed on, because
+    /// the body could not be sent again (`streamed`, `replay_overflow`), the attempts were used
+    /// up (`attempts`) or the retry budget was spent (`budget`).
+    pub giveups: IntCounterVec,
 }
 
 impl UpstreamMetrics {
@@ -45,10 +49,19 @@ impl UpstreamMetrics {
             &["cause"],
         )
         .expect("valid metric");
+        let giveups = IntCounterVec::new(
+            Opts::new(
+                "tcr_adapter_upstream_retry_giveups_total",
+                "Retryable upstream failures passed on to the client, by reason",
+            ),
+            &["cause"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(latency.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(token_cache.clone()),
             Box::new(retries.clone()),
+            Box::new(giveups.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -58,6 +71,7 @@ impl UpstreamMetrics {
             token_miss: token_cache.with_label_values(&["miss"]),
             token_cache,
             retries,
+            giveups,
         }
     }
 }

@@ -7,6 +7,8 @@
 mod basic;
 mod challenge;
 mod metrics;
+mod replay;
+mod retry;
 mod tokens;
 mod validator;
 
@@ -23,6 +25,8 @@ use crate::oci::{ErrorCode, OciError};
 
 pub use challenge::Challenge;
 pub use metrics::UpstreamMetrics;
+pub use replay::ReplayBody;
+pub use retry::{retryable_status, RetryBudget};
 pub use tokens::{TokenCache, TokenKey, TokenResponse};
 pub use validator::RealmValidator;
 
@@ -93,6 +97,8 @@ pub enum ForwardBody {
     Bytes(Bytes),
     /// A streamed body, sent once; `Content-Length` is set by the caller's headers when known.
     Stream(reqwest::Body),
+    /// A streamed body that can be sent again while TCR has read no more than its replay cap.
+    Replayable(ReplayBody),
 }
 
 /// One request to forward.
@@ -139,6 +145,7 @@ pub struct UpstreamClient {
     fetching: dashmap::DashMap<TokenKey, Arc<tokio::sync::Mutex<()>>>,
     pub metrics: UpstreamMetrics,
     retry: RetryPolicy,
+    budget: RetryBudget,
 }
 
 impl UpstreamClient {
@@ -169,12 +176,45 @@ impl UpstreamClient {
             fetching: dashmap::DashMap::new(),
             metrics,
             retry: RetryPolicy::default(),
+            budget: RetryBudget::new(0.2, 10, Duration::from_secs(10)),
         })
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Retries allowed as `ratio` of the requests of a 10 s window plus `min_per_sec`.
+    pub fn with_budget(mut self, ratio: f64, min_per_sec: u32) -> Self {
+        self.budget = RetryBudget::new(ratio, min_per_sec, Duration::from_secs(10));
+        self
+    }
+
+    /// Whether a failed attempt may be retried (counts the retry, or the give-up and its cause).
+    fn may_retry(
+        &self,
+        cause: &str,
+        body_replayable: Result<(), &'static str>,
+        attempt: u32,
+    ) -> bool {
+        let verdict = match body_replayable {
+            Err(why) => Err(why),
+            Ok(()) if attempt >= self.retry.attempts => Err("attempts"),
+            Ok(()) if !self.budget.withdraw() => Err("budget"),
+            Ok(()) => Ok(()),
+        };
+        match verdict {
+            Ok(()) => {
+                self.metrics.retries.with_label_values(&[cause]).inc();
+                true
+            }
+            Err(why) => {
+                self.metrics.giveups.with_label_values(&[why]).inc();
+                tracing::debug!(cause, why, attempt, "upstream failure not retried");
+                false
+            }
+        }
     }
 
     /// The upstream base URL, no trailing slash.
@@ -193,12 +233,25 @@ impl UpstreamClient {
             return Ok(c);
         }
         let url = format!("{}/v2/", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| unreachable(&url, &e))?;
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let (cause, wait) = match self.http.get(&url).send().await {
+                Ok(r) if retryable_status(r.status().as_u16()) => {
+                    (r.status().as_str().to_string(), retry_after(r.headers()))
+                }
+                Ok(r) => break r,
+                Err(e) if attempt >= self.retry.attempts => return Err(unreachable(&url, &e)),
+                Err(_) => ("network".to_string(), None),
+            };
+            if !self.may_retry(&format!("challenge_{cause}"), Ok(()), attempt) {
+                return Err(UpstreamError::Unreachable {
+                    url,
+                    reason: format!("GET /v2/ answered {cause}"),
+                });
+            }
+            tokio::time::sleep(self.backoff(attempt, wait)).await;
+        };
         let c = if resp.status() == StatusCode::UNAUTHORIZED {
             resp.headers()
                 .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -283,13 +336,7 @@ impl UpstreamClient {
                 q.append_pair("scope", s);
             }
         }
-        let mut get = self.http.get(url.clone());
-        if let Some(c) = cred {
-            get = get.header(AUTHORIZATION, c.header());
-        }
-        let resp = get.send().await.map_err(|e| unreachable(realm, &e))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| unreachable(realm, &e))?;
+        let (status, body) = self.realm_request(&url, cred).await?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(UpstreamError::CredentialRejected {
                 realm: realm.to_string(),
@@ -318,6 +365,47 @@ impl UpstreamClient {
             });
         }
         Ok(parsed)
+    }
+
+    /// `GET` the realm, retrying a realm that is throttled, failing or unreachable: a realm 503
+    /// must not become the client's 502 on an unrelated blob request.
+    async fn realm_request(
+        &self,
+        url: &url::Url,
+        cred: Option<&BasicAuth>,
+    ) -> Result<(StatusCode, Bytes), UpstreamError> {
+        let realm = url.as_str();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut get = self.http.get(url.clone());
+            if let Some(c) = cred {
+                get = get.header(AUTHORIZATION, c.header());
+            }
+            let result = match get.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let wait = retry_after(resp.headers());
+                    resp.bytes().await.map(|b| (status, b, wait))
+                }
+                Err(e) => Err(e),
+            };
+            let cause = match &result {
+                Ok((status, body, _)) if !retryable_status(status.as_u16()) => {
+                    return Ok((*status, body.clone()))
+                }
+                Ok((status, _, _)) => format!("realm_{}", status.as_u16()),
+                Err(_) => "realm_network".to_string(),
+            };
+            let wait = result.as_ref().ok().and_then(|r| r.2);
+            if !self.may_retry(&cause, Ok(()), attempt) {
+                return match result {
+                    Ok((status, body, _)) => Ok((status, body)),
+                    Err(e) => Err(unreachable(strip_query(realm).as_str(), &e)),
+                };
+            }
+            tokio::time::sleep(self.backoff(attempt, wait)).await;
+        }
     }
 
     /// The `Authorization` value for a credential (`None`: anonymous, which still gets an
@@ -395,18 +483,23 @@ impl UpstreamClient {
         result
     }
 
-    /// Send a request: authorize it, retry bodyless idempotent requests on 429/502/503/504 and
-    /// network errors, refresh the token once on a 401 when the body can be replayed.
+    /// Send a request: authorize it; retry on 429/502/503/504 and connection failures whenever
+    /// the body can be sent again (none, buffered, or streamed within its replay cap), within
+    /// the attempts and the retry budget; refresh the token once on a 401.
     pub async fn send(&self, f: Forward) -> Result<reqwest::Response, UpstreamError> {
         let url = format!("{}{}", self.base, f.path_and_query);
-        let replayable = !matches!(f.body, ForwardBody::Stream(_));
-        let idempotent = replayable
-            && matches!(f.method, Method::GET | Method::HEAD | Method::DELETE)
-            && matches!(f.body, ForwardBody::Empty);
-        let (mut stream_body, fixed_body) = match f.body {
-            ForwardBody::Stream(b) => (Some(b), Bytes::new()),
-            ForwardBody::Bytes(b) => (None, b),
-            ForwardBody::Empty => (None, Bytes::new()),
+        self.budget.deposit();
+        let single_shot = matches!(f.body, ForwardBody::Stream(_));
+        let (mut once, fixed, replay) = match f.body {
+            ForwardBody::Stream(b) => (Some(b), None, None),
+            ForwardBody::Bytes(b) => (None, Some(b), None),
+            ForwardBody::Empty => (None, None, None),
+            ForwardBody::Replayable(r) => (None, None, Some(r)),
+        };
+        let replayable = |replay: &Option<ReplayBody>| match replay {
+            _ if single_shot => Err("streamed"),
+            Some(r) if !r.can_replay() => Err("replay_overflow"),
+            _ => Ok(()),
         };
         let mut auth = self
             .authorization(f.credential.as_ref(), &f.scopes, false)
@@ -422,14 +515,17 @@ impl UpstreamClient {
             if let Some(a) = &auth {
                 req = req.header(AUTHORIZATION, a.clone());
             }
-            req = match stream_body.take() {
-                Some(b) => req.body(b),
-                None if f.method == Method::GET || f.method == Method::HEAD => req,
-                None => {
+            let bodyless = f.method == Method::GET || f.method == Method::HEAD;
+            req = match (&replay, once.take(), &fixed) {
+                (Some(r), _, _) => req.body(r.attempt()),
+                (None, Some(b), _) => req.body(b),
+                (None, None, _) if bodyless => req,
+                (None, None, b) => {
+                    let b = b.clone().unwrap_or_default();
                     if !f.headers.contains_key(CONTENT_LENGTH) {
-                        req = req.header(CONTENT_LENGTH, fixed_body.len());
+                        req = req.header(CONTENT_LENGTH, b.len());
                     }
-                    req.body(fixed_body.clone())
+                    req.body(b)
                 }
             };
             let started = Instant::now();
@@ -445,8 +541,7 @@ impl UpstreamClient {
             let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    if idempotent && attempt < self.retry.attempts {
-                        self.metrics.retries.with_label_values(&["network"]).inc();
+                    if self.may_retry("network", replayable(&replay), attempt) {
                         tokio::time::sleep(self.backoff(attempt, None)).await;
                         continue;
                     }
@@ -456,7 +551,11 @@ impl UpstreamClient {
             let status = resp.status();
             // An anonymous 401 means "not public": a new anonymous token would not help.
             let credentialed = f.credential.is_some() && auth.is_some();
-            if status == StatusCode::UNAUTHORIZED && replayable && !refreshed && credentialed {
+            if status == StatusCode::UNAUTHORIZED
+                && replayable(&replay).is_ok()
+                && !refreshed
+                && credentialed
+            {
                 refreshed = true;
                 self.metrics
                     .retries
@@ -467,12 +566,9 @@ impl UpstreamClient {
                     .await?;
                 continue;
             }
-            let retryable = matches!(status.as_u16(), 429 | 502 | 503 | 504);
-            if retryable && idempotent && attempt < self.retry.attempts {
-                self.metrics
-                    .retries
-                    .with_label_values(&[status.as_str()])
-                    .inc();
+            if retryable_status(status.as_u16())
+                && self.may_retry(status.as_str(), replayable(&replay), attempt)
+            {
                 let wait = self.backoff(attempt, retry_after(resp.headers()));
                 drop(resp);
                 tokio::time::sleep(wait).await;

@@ -1,0 +1,108 @@
+//! Faults the adapter must absorb rather than pass on (issue: reliability): the emulator answers
+//! a share of data-plane requests (token realm included) with 503 and throttles the cloud API,
+//! while clients that never retry — skopeo with `--retry-times 0`, Harbor 1.8.0 — push into new
+//! namespaces. Everything pushed must pull back with identical digests, and `/metrics` must show
+//! the retries that made it so.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../harbor/mod.rs"]
+mod harbor;
+#[path = "../oci_layout/mod.rs"]
+mod oci_layout;
+
+use harbor::Env;
+
+/// The share of 503s: 0.1 as the issue's target, `TCR_FAULT_5XX_RATIO` to measure others.
+fn faulty(default_ratio: f64) -> impl FnOnce(&mut tcr_adapter::config::EmulatorConfig) {
+    let ratio = std::env::var("TCR_FAULT_5XX_RATIO")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_ratio);
+    move |c| {
+        c.faults.registry_5xx_ratio = ratio;
+        c.faults.api_qps_limit = 2;
+    }
+}
+
+/// Sum of `tcr_adapter_upstream_retries_total` over every cause.
+async fn retries(e: &Env) -> u64 {
+    harbor::sum_metric(
+        &e.adapter_metrics().await,
+        "tcr_adapter_upstream_retries_total{",
+        &[],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_without_retries_pushes_through_5xx_and_throttling() {
+    common::require_tool("skopeo");
+    let e = Env::start(faulty(0.1), |_| {}).await;
+    let ratio = e.emu.state.cfg.faults.registry_5xx_ratio;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("layout");
+    let mut layout = oci_layout::Layout::new(&src);
+    let mut digests = Vec::new();
+    for i in 0..10u64 {
+        digests.push(layout.tag_image(&format!("img{i}"), 100 + i));
+    }
+    layout.finish();
+    let host = e.base.trim_start_matches("http://").to_string();
+    let keys = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    for (i, digest) in digests.iter().enumerate() {
+        let dest = format!("{host}/faulty-{i}/app:v1");
+        common::skopeo(&[
+            "copy",
+            "--retry-times",
+            "0",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &keys,
+            &format!("oci:{}:img{i}", src.display()),
+            &format!("docker://{dest}"),
+        ])
+        .await;
+        let raw = common::skopeo(&[
+            "inspect",
+            "--raw",
+            "--retry-times",
+            "0",
+            "--tls-verify=false",
+            "--creds",
+            &keys,
+            &format!("docker://{dest}"),
+        ])
+        .await;
+        let got = tcr_adapter::oci::Digest::sha256_of(raw.as_bytes());
+        assert_eq!(&got, digest, "{dest} pulls back with the pushed digest");
+    }
+    assert_eq!(e.namespaces().len(), 10);
+    let n = retries(&e).await;
+    println!(
+        "10 skopeo pushes with {ratio} of requests answered 503 and 2 QPS: {n} upstream retries"
+    );
+    assert!(
+        n > 0,
+        "the faults were absorbed by retries, which /metrics shows"
+    );
+    e.adapter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harbor_1_8_0_replays_push_through_5xx_and_throttling() {
+    let e = Env::start(faulty(0.1), |_| {}).await;
+    let ratio = e.emu.state.cfg.faults.registry_5xx_ratio;
+    let (user, pass) = (common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    for i in 0..4 {
+        // Harbor 1.8.0 never retries a request: every step of the replay asserts its success.
+        e.replay_1_8(&format!("h18-{i}/single"), user, pass).await;
+        e.replay_2_0(&format!("h18-{i}/multi"), user, pass).await;
+    }
+    let n = retries(&e).await;
+    println!(
+        "8 Harbor replays with {ratio} of requests answered 503 and 2 QPS: {n} upstream retries"
+    );
+    assert!(n > 0);
+    e.adapter.stop().await;
+}
