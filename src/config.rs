@@ -261,6 +261,9 @@ pub struct EmulatorConfig {
     /// `conflict` (409, like ChartMuseum without overwrite) or `overwrite` (TCR's behaviour is
     /// undocumented; the adapter is correct under both).
     pub chart_duplicates: ChartDuplicates,
+    /// Upload sessions idle for longer than this are removed (their bytes too), seconds; 0: kept
+    /// forever. Keeps the emulator's disk bounded when clients abandon uploads.
+    pub upload_purge_after_secs: u64,
     pub faults: FaultConfig,
 }
 
@@ -285,6 +288,7 @@ impl Default for EmulatorConfig {
             region: "ap-guangzhou".into(),
             accounts: vec![EmulatorAccount::demo()],
             chart_duplicates: ChartDuplicates::Conflict,
+            upload_purge_after_secs: 24 * 3600,
             faults: FaultConfig::default(),
         }
     }

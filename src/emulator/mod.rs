@@ -108,6 +108,27 @@ impl EmulatorHandle {
     }
 }
 
+/// Sweep abandoned upload sessions every quarter of `upload_purge_after_secs` (at most a minute).
+fn spawn_upload_purge(state: web::Data<EmulatorState>) {
+    let max_age = state.cfg.upload_purge_after_secs;
+    if max_age == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs((max_age / 4).clamp(1, 60));
+    let weak = std::sync::Arc::downgrade(&state.into_inner());
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(state) = weak.upgrade() else { return };
+            let max_age_ms = i64::try_from(max_age.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let purged = state.storage.purge_uploads(max_age_ms);
+            if purged > 0 {
+                tracing::info!(purged, "abandoned upload sessions removed");
+            }
+        }
+    });
+}
+
 /// Bind both listeners (port 0 picks a free port) and serve. Must run inside a Tokio runtime.
 pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<EmulatorHandle> {
     let reg_listener = TcpListener::bind(cfg.registry_listen)?;
@@ -146,6 +167,7 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
     .tcp_nodelay(true)
     .listen(api_listener)?
     .run();
+    spawn_upload_purge(state.clone());
     let servers = vec![registry_server.handle(), api_server.handle()];
     tokio::spawn(registry_server);
     tokio::spawn(api_server);

@@ -11,7 +11,43 @@ mod harbor;
 #[path = "../oci_layout/mod.rs"]
 mod oci_layout;
 
+mod lifecycle;
+mod tokens;
+
 use harbor::Env;
+
+/// One row of RELIABILITY.md: appended as a JSON line to `$TCR_RELIABILITY_LOG` when it is set
+/// (scripts/reliability.sh sets it and renders the file).
+pub fn record(fault: &str, injected: &str, client_saw: &str, verified: &str) {
+    let Ok(path) = std::env::var("TCR_RELIABILITY_LOG") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "fault": fault, "injected": injected, "client_saw": client_saw, "verified": verified,
+    });
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("reliability log opens");
+    writeln!(f, "{line}").expect("reliability log written");
+}
+
+/// 503s the emulator answered so far (its own count).
+pub async fn injected_503s(e: &Env) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", e.emu.registry_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    harbor::sum_metric(
+        &text,
+        "tcr_emulator_registry_requests_total{",
+        &[r#"status="503""#],
+    )
+}
 
 /// The share of 503s: 0.1 as the issue's target, `TCR_FAULT_5XX_RATIO` to measure others.
 fn faulty(default_ratio: f64) -> impl FnOnce(&mut tcr_adapter::config::EmulatorConfig) {

@@ -47,6 +47,34 @@ impl Storage {
         self.hashers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Remove the upload sessions with no activity (no new bytes, no start) for `max_age_ms`, as
+    /// registries purge abandoned uploads; returns how many were removed.
+    pub fn purge_uploads(&self, max_age_ms: i64) -> usize {
+        let now = self.clock.now_ms();
+        let Ok(dir) = std::fs::read_dir(self.root.join("uploads")) else {
+            return 0;
+        };
+        let mut purged = 0;
+        for entry in dir.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let started = std::fs::read(path.join("info.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<SessionFile>(&b).ok())
+                .map_or(0, |s| s.started_ms);
+            let touched = std::fs::metadata(path.join("data"))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64);
+            if now - started.max(touched) > max_age_ms && std::fs::remove_dir_all(&path).is_ok() {
+                self.hashers().remove(&id);
+                purged += 1;
+            }
+        }
+        purged
+    }
+
     /// Open a new upload session in `repo`; returns its id.
     pub fn new_upload(&self, repo: &str) -> Result<String, StorageError> {
         let id = uuid::Uuid::new_v4().to_string();
