@@ -12,7 +12,7 @@ use tcr_adapter::oci::Digest;
 use crate::harbor::basic;
 use crate::{common, record};
 
-struct Proc(Child);
+pub struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -22,13 +22,13 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn kill9(mut self) {
+    pub fn kill9(mut self) {
         let _ = self.0.kill(); // SIGKILL
         let _ = self.0.wait();
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -36,7 +36,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(cmd: &str, config: &std::path::Path) -> Proc {
+pub fn spawn(cmd: &str, config: &std::path::Path) -> Proc {
     Proc(
         Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
             .args([cmd, "--config"])
@@ -49,7 +49,7 @@ fn spawn(cmd: &str, config: &std::path::Path) -> Proc {
     )
 }
 
-async fn wait_up(url: &str) {
+pub async fn wait_up(url: &str) {
     for _ in 0..100 {
         if reqwest::get(url).await.is_ok() {
             return;
@@ -59,9 +59,9 @@ async fn wait_up(url: &str) {
     panic!("{url} never answered");
 }
 
-const KEYS: &str = "signing_key = \"c2lnbmluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDAwMDAwMDA=\"\nsealing_key = \"c2VhbGluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDA=\"\n";
+pub const KEYS: &str = "signing_key = \"c2lnbmluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDAwMDAwMDA=\"\nsealing_key = \"c2VhbGluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDA=\"\n";
 
-async fn token(base: &str, scope: &str) -> String {
+pub async fn token(base: &str, scope: &str) -> String {
     let r = reqwest::Client::new()
         .get(format!(
             "{base}/service/token?service=tcr-adapter&scope={scope}"
@@ -184,7 +184,7 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     emu.handle.stop().await;
 }
 
-fn tokio_stream_of(
+pub fn tokio_stream_of(
     mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))

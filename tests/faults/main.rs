@@ -11,6 +11,7 @@ mod harbor;
 #[path = "../oci_layout/mod.rs"]
 mod oci_layout;
 
+mod balanced;
 mod lifecycle;
 mod tokens;
 
