@@ -12,6 +12,7 @@ mod harbor;
 mod oci_layout;
 
 mod balanced;
+mod clients;
 mod lifecycle;
 mod tokens;
 
