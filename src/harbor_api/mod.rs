@@ -23,7 +23,7 @@ use crate::namespaces::NamespaceProvisioner;
 use crate::registry::FrontMetrics;
 use crate::upstream::UpstreamClient;
 
-pub use chart_upload::ChartRef;
+pub use chart_upload::{peek, ChartRef, Peeked};
 
 /// What the Harbor API handlers share.
 pub struct HarborFront {

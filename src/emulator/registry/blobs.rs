@@ -138,4 +138,15 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
         assert_eq!(parse_range(Some("bytes=5-2"), 10), Err(()));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+        /// Any `Range` header: no panic, and a usable range lies inside the blob.
+        #[test]
+        fn any_range_header_is_parsed_or_refused(h in "(bytes=)?[0-9 ,-]{0,40}|.{0,40}", size in 0u64..1_000_000) {
+            if let Ok(Some((start, end))) = parse_range(Some(&h), size) {
+                proptest::prop_assert!(start <= end && end < size, "{h} over {size}: {start}-{end}");
+            }
+        }
+    }
 }
