@@ -111,6 +111,8 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     drop(tx);
     let cut = cut.await.unwrap();
     assert!(cut.as_ref().map_or(true, |s| !s.is_success()), "{cut:?}");
+    // Connections to the dead process are gone: start afresh, as a client reconnecting does.
+    let http = reqwest::Client::new();
     // The client asks where the upload stands: the other process answers.
     let r = http.get(&loc).bearer_auth(&tok).send().await.unwrap();
     assert_eq!(r.status(), 204, "{:?}", r.text().await);

@@ -146,6 +146,8 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     // Restart on the same port: the client resumes from the upload's status with its token.
     let adapter = spawn("serve", &cfg);
     wait_up(&format!("{base}/healthz")).await;
+    // Connections to the dead process are gone: start afresh, as a client reconnecting does.
+    let http = reqwest::Client::new();
     let r = http.get(&loc).bearer_auth(&tok).send().await.unwrap();
     assert_eq!(
         r.status(),

@@ -124,6 +124,15 @@ async fn skopeo_without_retries_pushes_through_5xx_and_throttling() {
         n > 0,
         "the faults were absorbed by retries, which /metrics shows"
     );
+    let injected = injected_503s(&e).await;
+    record(
+        &format!(
+            "data plane 503 on {ratio} of requests (token realm included) + cloud API at 2 QPS"
+        ),
+        &format!("{injected} × 503"),
+        "10 of 10 `skopeo copy --retry-times 0` into 10 new namespaces succeeded",
+        &format!("every image pulled back with its digest; 10 namespaces; {n} retries on /metrics"),
+    );
     e.adapter.stop().await;
 }
 
@@ -142,5 +151,12 @@ async fn harbor_1_8_0_replays_push_through_5xx_and_throttling() {
         "8 Harbor replays with {ratio} of requests answered 503 and 2 QPS: {n} upstream retries"
     );
     assert!(n > 0);
+    let injected = injected_503s(&e).await;
+    record(
+        &format!("data plane 503 on {ratio} of requests + cloud API at 2 QPS, Harbor 1.8.0 and 2.0 replays (no retries)"),
+        &format!("{injected} × 503"),
+        "8 of 8 replays (4 single images with chunked blobs, 4 multi-arch indexes) succeeded",
+        &format!("every step's status as Harbor checks it; HEAD of each manifest 200; {n} retries"),
+    );
     e.adapter.stop().await;
 }
