@@ -158,6 +158,49 @@ async fn json_from(resp: reqwest::Response) -> Result<Value, OciError> {
     })
 }
 
+/// Which `ChartVersion`s of a chart-repository answer carry `urls` to make relative.
+#[derive(Clone, Copy)]
+enum Urls {
+    None,
+    /// A list of ChartVersions.
+    EachItem,
+    /// `metadata` of a ChartVersionDetails.
+    Metadata,
+}
+
+/// GET a JSON document of TCR's chart repository for `ns` (client name) at `rest` (after
+/// `/api/chartrepo/<upstream ns>/charts`), with relative `urls`; `what` names it in errors.
+async fn read_json(
+    req: &HttpRequest,
+    front: &HarborFront,
+    ns: &str,
+    rest: &str,
+    what: String,
+    urls: Urls,
+) -> Result<HttpResponse, OciError> {
+    let t = target(req, front, ns, Anonymous::Allowed).await?;
+    let path = format!("/api/chartrepo/{}/charts{rest}", t.ns);
+    let resp = get(front, &t, &path, "chart_api").await?;
+    if !resp.status().is_success() {
+        return Err(failure(resp, &t, true, &what).await);
+    }
+    let mut v = json_from(resp).await?;
+    match urls {
+        Urls::None => {}
+        Urls::EachItem => v
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+            .for_each(|cv| relative_urls(cv, front, &t.ns)),
+        Urls::Metadata => {
+            if let Some(meta) = v.get_mut("metadata") {
+                relative_urls(meta, front, &t.ns);
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(v))
+}
+
 /// `GET /api/chartrepo/{ns}/charts`.
 pub async fn list(
     req: HttpRequest,
@@ -165,18 +208,8 @@ pub async fn list(
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
     let ns = path.into_inner();
-    let t = target(&req, &front, &ns, Anonymous::Allowed).await?;
-    let resp = get(
-        &front,
-        &t,
-        &format!("/api/chartrepo/{}/charts", t.ns),
-        "chart_api",
-    )
-    .await?;
-    if !resp.status().is_success() {
-        return Err(failure(resp, &t, true, &format!("chart repository of {ns}")).await);
-    }
-    Ok(HttpResponse::Ok().json(json_from(resp).await?))
+    let what = format!("chart repository of {ns}");
+    read_json(&req, &front, &ns, "", what, Urls::None).await
 }
 
 /// `GET /api/chartrepo/{ns}/charts/{name}`.
@@ -186,23 +219,8 @@ pub async fn versions(
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
     let (ns, name) = path.into_inner();
-    let t = target(&req, &front, &ns, Anonymous::Allowed).await?;
-    let resp = get(
-        &front,
-        &t,
-        &format!("/api/chartrepo/{}/charts/{name}", t.ns),
-        "chart_api",
-    )
-    .await?;
-    if !resp.status().is_success() {
-        return Err(failure(resp, &t, true, &format!("chart {ns}/{name}")).await);
-    }
-    let mut v = json_from(resp).await?;
-    if let Some(list) = v.as_array_mut() {
-        list.iter_mut()
-            .for_each(|cv| relative_urls(cv, &front, &t.ns));
-    }
-    Ok(HttpResponse::Ok().json(v))
+    let what = format!("chart {ns}/{name}");
+    read_json(&req, &front, &ns, &format!("/{name}"), what, Urls::EachItem).await
 }
 
 /// `GET /api/chartrepo/{ns}/charts/{name}/{version}` (Harbor's `ChartExist` and download lookup).
@@ -212,17 +230,9 @@ pub async fn detail(
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
     let (ns, name, version) = path.into_inner();
-    let t = target(&req, &front, &ns, Anonymous::Allowed).await?;
-    let p = format!("/api/chartrepo/{}/charts/{name}/{version}", t.ns);
-    let resp = get(&front, &t, &p, "chart_api").await?;
-    if !resp.status().is_success() {
-        return Err(failure(resp, &t, true, &format!("chart {ns}/{name}:{version}")).await);
-    }
-    let mut v = json_from(resp).await?;
-    if let Some(meta) = v.get_mut("metadata") {
-        relative_urls(meta, &front, &t.ns);
-    }
-    Ok(HttpResponse::Ok().json(v))
+    let what = format!("chart {ns}/{name}:{version}");
+    let rest = format!("/{name}/{version}");
+    read_json(&req, &front, &ns, &rest, what, Urls::Metadata).await
 }
 
 /// `DELETE /api/chartrepo/{ns}/charts/{name}/{version}` (chart deletion replication).

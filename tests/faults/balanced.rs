@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tcr_adapter::oci::Digest;
 
-use crate::lifecycle::{free_port, spawn, token, tokio_stream_of, wait_up, Proc, KEYS};
+use crate::lifecycle::{adapter_toml, free_port, spawn, token, tokio_stream_of, wait_up, Proc};
 use crate::{common, record};
 
 fn nginx(dir: &std::path::Path, port: u16, primary: u16, backup: u16) -> Proc {
@@ -47,12 +47,10 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
         let path = dir.path().join(format!("adapter-{port}.toml"));
         std::fs::write(
             &path,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n[auth]\n{KEYS}[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\n",
-                emu.handle.registry_url(),
-                emu.handle.api_url(),
-                emu.handle.state.cfg.registry_id,
-                emu.handle.state.cfg.region
+            adapter_toml(
+                &emu,
+                &format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n"),
+                "",
             ),
         )
         .unwrap();

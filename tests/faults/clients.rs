@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::lifecycle::{free_port, token, tokio_stream_of, wait_up, KEYS};
+use crate::lifecycle::{adapter_toml, free_port, token, tokio_stream_of, wait_up};
 use crate::{common, record};
 
 fn fds(pid: u32) -> usize {
@@ -32,12 +32,10 @@ async fn slow_and_vanishing_clients_leave_no_trace() {
     let cfg = dir.path().join("adapter.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\n[auth]\n{KEYS}[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\n[log]\nlevel = \"warn\"\n",
-            emu.handle.registry_url(),
-            emu.handle.api_url(),
-            emu.handle.state.cfg.registry_id,
-            emu.handle.state.cfg.region
+        adapter_toml(
+            &emu,
+            &format!("listen = \"127.0.0.1:{port}\"\nworkers = 2\n"),
+            "[log]\nlevel = \"warn\"\n",
         ),
     )
     .unwrap();

@@ -59,6 +59,18 @@ pub async fn wait_up(url: &str) {
     panic!("{url} never answered");
 }
 
+/// The adapter binary's configuration towards `emu`: `[server]` lines, fixed keys (so that
+/// processes and restarts accept each other's tokens), TCR, then `tail`.
+pub fn adapter_toml(emu: &common::TestEmulator, server: &str, tail: &str) -> String {
+    format!(
+        "[server]\n{server}[auth]\n{KEYS}[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\n{tail}",
+        emu.handle.registry_url(),
+        emu.handle.api_url(),
+        emu.handle.state.cfg.registry_id,
+        emu.handle.state.cfg.region
+    )
+}
+
 pub const KEYS: &str = "signing_key = \"c2lnbmluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDAwMDAwMDA=\"\nsealing_key = \"c2VhbGluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDA=\"\n";
 
 pub async fn token(base: &str, scope: &str) -> String {
@@ -88,13 +100,7 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     let cfg = dir.path().join("adapter.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[auth]\n{KEYS}[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\n",
-            emu.handle.registry_url(),
-            emu.handle.api_url(),
-            emu.handle.state.cfg.registry_id,
-            emu.handle.state.cfg.region
-        ),
+        adapter_toml(&emu, &format!("listen = \"127.0.0.1:{port}\"\n"), ""),
     )
     .unwrap();
     let base = format!("http://127.0.0.1:{port}");
