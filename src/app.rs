@@ -38,6 +38,8 @@ pub struct AdapterMetrics {
     /// `tcr_adapter_cloud_api_calls_total{action,result}`: cloud API calls made (after their
     /// retries), `result` = `ok`, the API error code or `transport`.
     pub cloud_calls: prometheus::IntCounterVec,
+    /// `tcr_adapter_ready`: 1 when the last `/readyz` verdict was ready, 0 when not.
+    pub ready: prometheus::IntGauge,
 }
 
 impl AdapterMetrics {
@@ -62,7 +64,14 @@ impl AdapterMetrics {
         .expect("valid metric");
         let _ = registry.register(Box::new(cloud_calls.clone()));
         let _ = registry.register(Box::new(crate::telemetry::client_protocol_errors().clone()));
+        let ready = prometheus::IntGauge::new(
+            "tcr_adapter_ready",
+            "1 when the last /readyz verdict was ready (TCR's data plane and cloud API answer), 0 when not",
+        )
+        .expect("valid metric");
+        let _ = registry.register(Box::new(ready.clone()));
         AdapterMetrics {
+            ready,
             cloud_calls,
             front: FrontMetrics::new(&registry),
             upstream: UpstreamMetrics::new(&registry),
@@ -218,6 +227,7 @@ async fn readyz(state: web::Data<AdapterState>) -> HttpResponse {
         .readiness
         .check(&state.upstream, state.api.as_deref())
         .await;
+    state.metrics.ready.set(i64::from(verdict.ready()));
     let mut resp = if verdict.ready() {
         HttpResponse::Ok()
     } else {

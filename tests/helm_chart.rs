@@ -140,3 +140,31 @@ fn an_existing_secret_can_be_used_instead() {
         .collect();
     assert!(!refs.is_empty() && refs.iter().all(|n| *n == "my-keys"));
 }
+
+#[test]
+fn the_dashboard_and_the_alert_rules_ship_in_the_chart() {
+    let mut v = values();
+    v["grafana"] = json!({"dashboard": {"enabled": true}});
+    v["prometheus"] = json!({"rules": {"enabled": true}});
+    let docs = render(v);
+    let cm = docs["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("the dashboard ConfigMap");
+    let dash: Value =
+        serde_json::from_str(cm["data"]["tcr-adapter-dashboard.json"].as_str().unwrap()).unwrap();
+    assert_eq!(dash["uid"], "tcr-adapter");
+    assert!(dash["panels"].as_array().unwrap().len() >= 10);
+    let rule = kind(&docs, "PrometheusRule");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 6, "{rule}");
+    // Off by default.
+    let plain = render(values());
+    assert!(!plain["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["kind"] == "PrometheusRule"));
+}

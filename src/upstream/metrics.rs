@@ -65,6 +65,13 @@ impl UpstreamMetrics {
         ] {
             let _ = registry.register(c);
         }
+        // Known causes start at 0, so that rate() and alerts work before the first failure.
+        for cause in ["network", "unauthorized", "429", "502", "503", "504"] {
+            retries.with_label_values(&[cause]);
+        }
+        for cause in ["streamed", "replay_overflow", "attempts", "budget"] {
+            giveups.with_label_values(&[cause]);
+        }
         UpstreamMetrics {
             latency,
             token_hit: token_cache.with_label_values(&["hit"]),
