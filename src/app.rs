@@ -54,6 +54,16 @@ impl AdapterMetrics {
         )
         .expect("valid metric");
         let _ = registry.register(Box::new(cloud_retries.clone()));
+        // Throttling starts at 0 for the calls every migration makes, so alerts and dashboards
+        // see a series before the first RequestLimitExceeded.
+        for action in [
+            "DescribeInstances",
+            "CreateInstanceToken",
+            "DescribeNamespaces",
+            "CreateNamespace",
+        ] {
+            cloud_retries.with_label_values(&[action, "throttled"]);
+        }
         let cloud_calls = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "tcr_adapter_cloud_api_calls_total",
