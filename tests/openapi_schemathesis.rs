@@ -81,8 +81,10 @@ async fn schemathesis(base: &str, header: &str, filter: [&str; 2]) -> bool {
             "90",
             "--seed",
             "1",
+            // One worker: schemathesis 4 parses lambda sources with Python's `ast` from several
+            // threads, which intermittently fails as an internal "Runtime Error" (seen once).
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "10",
             "--suppress-health-check",
