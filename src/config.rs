@@ -265,6 +265,31 @@ pub struct EmulatorConfig {
     /// forever. Keeps the emulator's disk bounded when clients abandon uploads.
     pub upload_purge_after_secs: u64,
     pub faults: FaultConfig,
+    /// TLS on the emulator's listeners (registry and cloud API), like TCR's HTTPS-only endpoints.
+    pub tls: EmulatorTlsConfig,
+}
+
+/// How the emulator's listeners speak TLS.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmulatorTlsMode {
+    /// Plain HTTP (unless `cert_file`/`key_file` are set).
+    #[default]
+    Off,
+    /// Generate once a CA and a server certificate under `<data_dir>/tls/` (`ca.pem`,
+    /// `cert.pem`, `key.pem`) and reuse them on restart.
+    SelfSigned,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulatorTlsConfig {
+    /// `off` or `self-signed`.
+    pub mode: EmulatorTlsMode,
+    /// Your own PEM certificate chain (with `mode = "off"`); TLS is on when both files are set.
+    pub cert_file: Option<PathBuf>,
+    /// Its PEM private key.
+    pub key_file: Option<PathBuf>,
 }
 
 /// The emulator's answer to a duplicate chart upload.
@@ -290,6 +315,7 @@ impl Default for EmulatorConfig {
             chart_duplicates: ChartDuplicates::Conflict,
             upload_purge_after_secs: 24 * 3600,
             faults: FaultConfig::default(),
+            tls: EmulatorTlsConfig::default(),
         }
     }
 }
@@ -480,6 +506,13 @@ impl Config {
         }
         if self.server.tls.cert_file.is_some() != self.server.tls.key_file.is_some() {
             return bad("server.tls.cert_file and server.tls.key_file go together".into());
+        }
+        let etls = &self.emulator.tls;
+        if etls.cert_file.is_some() != etls.key_file.is_some() {
+            return bad("emulator.tls.cert_file and emulator.tls.key_file go together".into());
+        }
+        if etls.mode == EmulatorTlsMode::SelfSigned && etls.cert_file.is_some() {
+            return bad("emulator.tls: mode = \"self-signed\" generates its certificate; set cert_file/key_file only with mode = \"off\"".into());
         }
         if self.tcr.secret_id.is_empty() != self.tcr.secret_key.is_empty() {
             return bad("tcr.secret_id and tcr.secret_key go together".into());

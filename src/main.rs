@@ -127,6 +127,10 @@ async fn run_serve(mut cfg: Config) -> std::io::Result<()> {
         cfg.tcr.api_endpoint = handle.api_url();
         cfg.tcr.registry_id = cfg.emulator.registry_id.clone();
         cfg.tcr.region = cfg.emulator.region.clone();
+        if cfg.tcr.ca_file.is_none() {
+            // The embedded emulator's own CA (self-signed mode): trusted without configuration.
+            cfg.tcr.ca_file = handle.ca_file().map(std::path::Path::to_path_buf);
+        }
         Some(handle)
     } else {
         None

@@ -53,6 +53,7 @@ fn every_documented_environment_override_lands() {
             ("TCR_ADAPTER__NAMESPACES__ALLOW", "team-*,ops"),
             ("TCR_ADAPTER__EMULATOR__DATA_DIR", "/tmp/emu"),
             ("TCR_ADAPTER__EMULATOR__FAULTS__API_QPS_LIMIT", "3"),
+            ("TCR_ADAPTER__EMULATOR__TLS__MODE", "self-signed"),
             ("TCR_ADAPTER__LOG__FORMAT", "json"),
             ("TCR_ADAPTER__LOG__LEVEL", "debug"),
             ("UNRELATED", "ignored"),
@@ -73,6 +74,10 @@ fn every_documented_environment_override_lands() {
     assert_eq!(cfg.namespaces.allow, vec!["team-*", "ops"]);
     assert_eq!(cfg.emulator.data_dir.to_str(), Some("/tmp/emu"));
     assert_eq!(cfg.emulator.faults.api_qps_limit, 3);
+    assert_eq!(
+        cfg.emulator.tls.mode,
+        tcr_adapter::config::EmulatorTlsMode::SelfSigned
+    );
     assert_eq!(cfg.log.format, LogFormat::Json);
     assert_eq!(cfg.log.level, "debug");
 }

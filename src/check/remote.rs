@@ -298,10 +298,37 @@ async fn check_data_plane(
     let resp = match http.get(&url).send().await {
         Ok(resp) => resp,
         Err(e) => {
-            let tls = e.to_string().to_ascii_lowercase().contains("certificate");
+            let chain = error_chain(&e);
+            let tls = tcr_adapter::upstream::tls_diag::looks_like_tls(&chain);
+            let ca = cfg.tcr.ca_file.as_ref().and_then(|p| std::fs::read(p).ok());
+            let diag_url = url.clone();
+            let explained = if tls {
+                tokio::task::spawn_blocking(move || {
+                    tcr_adapter::upstream::tls_diag::diagnose(&diag_url, ca.as_deref())
+                })
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+            } else {
+                None
+            };
+            if let Some(words) = explained {
+                r.fail(
+                    name,
+                    format!("GET {url}: {words}"),
+                    "the data plane's TLS certificate does not verify",
+                    "do what the message above says (the adapter refuses to send credentials over an unverified connection)",
+                );
+                r.skip(
+                    "token realm",
+                    "the data plane's certificate does not verify",
+                );
+                return;
+            }
             r.fail(
                 name,
-                format!("GET {url}: no answer ({})", error_chain(&e)),
+                format!("GET {url}: no answer ({chain})"),
                 if tls {
                     "the data plane's TLS certificate is not trusted"
                 } else {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod registry;
 pub mod storage;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -90,15 +91,25 @@ pub struct EmulatorHandle {
     pub registry_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub state: web::Data<EmulatorState>,
+    /// The certificate the listeners serve (`None`: plain HTTP).
+    pub tls: Option<tls::TlsFiles>,
     servers: Vec<actix_web::dev::ServerHandle>,
 }
 
 impl EmulatorHandle {
+    /// `https` when the listeners speak TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        scheme(&self.tls)
+    }
     pub fn registry_url(&self) -> String {
-        format!("http://{}", self.registry_addr)
+        format!("{}://{}", self.scheme(), self.registry_addr)
     }
     pub fn api_url(&self) -> String {
-        format!("http://{}", self.api_addr)
+        format!("{}://{}", self.scheme(), self.api_addr)
+    }
+    /// The CA a client must trust (self-signed mode).
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().and_then(|t| t.ca.as_deref())
     }
     /// Stop both listeners, waiting for in-flight requests.
     pub async fn stop(self) {
@@ -135,8 +146,10 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
     let api_listener = TcpListener::bind(cfg.api_listen)?;
     let registry_addr = reg_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
+    let tls = tls::prepare(&cfg)?;
+    let scheme = scheme(&tls);
     let registry_url = if cfg.public_url.is_empty() {
-        format!("http://{registry_addr}")
+        format!("{scheme}://{registry_addr}")
     } else {
         cfg.public_url.trim_end_matches('/').to_string()
     };
@@ -144,7 +157,7 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
         cfg,
         clock,
         registry_url,
-        format!("http://{api_addr}"),
+        format!("{scheme}://{api_addr}"),
     )?);
 
     let s = state.clone();
@@ -154,8 +167,11 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
             .configure(registry::configure)
     })
     .workers(2)
-    .tcp_nodelay(true)
-    .listen(reg_listener)?
+    .tcp_nodelay(true);
+    let registry_server = match &tls {
+        Some(files) => registry_server.listen_openssl(reg_listener, files.acceptor()?)?,
+        None => registry_server.listen(reg_listener)?,
+    }
     .run();
     let s = state.clone();
     let api_server = HttpServer::new(move || {
@@ -164,8 +180,11 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
             .configure(cloudapi::configure)
     })
     .workers(1)
-    .tcp_nodelay(true)
-    .listen(api_listener)?
+    .tcp_nodelay(true);
+    let api_server = match &tls {
+        Some(files) => api_server.listen_openssl(api_listener, files.acceptor()?)?,
+        None => api_server.listen(api_listener)?,
+    }
     .run();
     spawn_upload_purge(state.clone());
     let servers = vec![registry_server.handle(), api_server.handle()];
@@ -176,6 +195,15 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
         registry_addr,
         api_addr,
         state,
+        tls,
         servers,
     })
+}
+
+fn scheme(tls: &Option<tls::TlsFiles>) -> &'static str {
+    if tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
 }

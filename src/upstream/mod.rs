@@ -10,6 +10,7 @@ mod metrics;
 mod realm;
 mod replay;
 mod retry;
+pub mod tls_diag;
 mod tokens;
 mod validator;
 
@@ -169,6 +170,7 @@ impl UpstreamClient {
             b = b.add_root_certificate(cert);
         }
         let http = b.build().map_err(|e| e.to_string())?;
+        tls_diag::remember_trust(base, ca_pem);
         Ok(UpstreamClient {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -496,6 +498,8 @@ pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> UpstreamError {
         reason.push_str(&s.to_string());
         src = s.source();
     }
+    // A TLS failure gets its cause in plain words (untrusted CA, expired, wrong name).
+    let reason = tls_diag::explain(url, &reason).unwrap_or(reason);
     UpstreamError::Unreachable {
         url: strip_query(url),
         reason,

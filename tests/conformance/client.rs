@@ -160,12 +160,13 @@ fn challenge_params(h: &str) -> (String, Vec<(String, String)>) {
 }
 
 impl Reggie {
-    pub fn new(base: &str, name: &str, user: &str, pass: &str) -> Reggie {
+    pub fn new(base: &str, ca_pem: Option<&[u8]>, name: &str, user: &str, pass: &str) -> Reggie {
+        let mut b = reqwest::Client::builder().user_agent("distribution-spec-conformance-tests");
+        if let Some(pem) = ca_pem {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+        }
         Reggie {
-            http: reqwest::Client::builder()
-                .user_agent("distribution-spec-conformance-tests")
-                .build()
-                .unwrap(),
+            http: b.build().unwrap(),
             base: base.trim_end_matches('/').to_string(),
             name: name.to_string(),
             user: user.to_string(),

@@ -164,3 +164,40 @@ async fn adapter_with_long_term_token_is_oci_conformant() {
     .await;
     assert_conformant(&report);
 }
+
+/// The production path: the suite →(HTTPS)→ adapter →(HTTPS, the emulator's own CA)→ emulator
+/// in self-signed mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapter_over_tls_on_both_sides_is_oci_conformant() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ecfg = common::emulator_config(dir.path());
+    ecfg.tls.mode = tcr_adapter::config::EmulatorTlsMode::SelfSigned;
+    let handle = common::start_emulator_with(ecfg).await;
+    let emu = common::TestEmulator { handle, dir };
+    let tls = emu.dir.path().join("tls");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = adapter_config(&emu, false);
+    cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.server.public_url = format!("https://127.0.0.1:{port}");
+    cfg.server.tls.cert_file = Some(tls.join("cert.pem"));
+    cfg.server.tls.key_file = Some(tls.join("key.pem"));
+    cfg.tcr.ca_file = Some(tls.join("ca.pem"));
+    assert!(cfg.tcr.registry_url.starts_with("https://"));
+    let adapter = start_adapter(cfg).await;
+    let ca = std::fs::read(tls.join("ca.pem")).unwrap();
+    let report = suite::run_suite_trusting(
+        &format!("https://127.0.0.1:{port}"),
+        Some(&ca),
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+        NAME,
+        CROSSMOUNT,
+    )
+    .await;
+    assert_conformant(&report);
+    adapter.stop().await;
+}

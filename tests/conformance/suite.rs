@@ -98,8 +98,28 @@ pub async fn run_suite(
     namespace: &str,
     crossmount_namespace: &str,
 ) -> Report {
+    run_suite_trusting(
+        base_url,
+        None,
+        username,
+        password,
+        namespace,
+        crossmount_namespace,
+    )
+    .await
+}
+
+/// [`run_suite`] over HTTPS, trusting `ca_pem` (PEM) besides the system roots.
+pub async fn run_suite_trusting(
+    base_url: &str,
+    ca_pem: Option<&[u8]>,
+    username: &str,
+    password: &str,
+    namespace: &str,
+    crossmount_namespace: &str,
+) -> Report {
     let mut ctx = Ctx {
-        c: Reggie::new(base_url, namespace, username, password),
+        c: Reggie::new(base_url, ca_pem, namespace, username, password),
         f: Fixtures::new(),
         crossmount: crossmount_namespace.to_string(),
         report: Report {

@@ -76,6 +76,48 @@ impl Env {
         }
     }
 
+    /// The production path: the emulator in self-signed TLS mode, the adapter on HTTPS (serving
+    /// the emulator's certificate, which covers 127.0.0.1) trusting the emulator's CA with
+    /// `tcr.ca_file`, and a client that trusts that CA only.
+    pub async fn start_tls() -> Env {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut tls_dir = None;
+        let mut e = Env::start(
+            |ec| {
+                ec.tls.mode = tcr_adapter::config::EmulatorTlsMode::SelfSigned;
+                tls_dir = Some(ec.data_dir.join("tls"));
+            },
+            |_| {},
+        )
+        .await;
+        // Restart the adapter over HTTPS now that the emulator wrote its files.
+        e.adapter.stop().await;
+        let tls = tls_dir.expect("emulator config seen");
+        let mut c = adapter_config(&e.emu);
+        c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.server.public_url = format!("https://127.0.0.1:{port}");
+        c.server.tls.cert_file = Some(tls.join("cert.pem"));
+        c.server.tls.key_file = Some(tls.join("key.pem"));
+        c.tcr.ca_file = Some(tls.join("ca.pem"));
+        assert!(c.tcr.registry_url.starts_with("https://"));
+        e.adapter = app::start(c, clock::system())
+            .await
+            .expect("adapter starts");
+        let ca = std::fs::read(tls.join("ca.pem")).unwrap();
+        e.base = format!("https://127.0.0.1:{port}");
+        e.http = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        e
+    }
+
     pub async fn default() -> Env {
         Env::start(|_| {}, |_| {}).await
     }
@@ -323,7 +365,9 @@ impl Env {
 
     /// The adapter's `/metrics` text.
     pub async fn adapter_metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.base))
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
             .await
             .unwrap()
             .text()
