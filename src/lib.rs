@@ -22,3 +22,4 @@ pub mod registry;
 pub mod telemetry;
 pub mod tencentcloud;
 pub mod upstream;
+pub mod verify;

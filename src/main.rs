@@ -1,4 +1,4 @@
-//! Command line: parse, load the configuration, run one of `serve`, `emulator`, `check`.
+//! Command line: parse, load the configuration, run one of `serve`, `emulator`, `check`, `verify`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Run the adapter (the default); with no TCR configured it also starts the emulator.
     Serve,
@@ -30,12 +30,16 @@ enum Command {
     Emulator,
     /// Check the configuration and reachability of TCR; explain every failure.
     Check,
+    /// Compare a source registry (or Harbor) with TCR by digest: exit 0 complete, 1 missing or
+    /// different, 2 error.
+    Verify(Box<tcr_adapter::verify::VerifyArgs>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve);
     let is_check = matches!(command, Command::Check);
+    let is_verify = matches!(command, Command::Verify(_));
     let source = match &cli.config {
         Some(p) => format!("{} + environment", p.display()),
         None => "defaults + environment".to_string(),
@@ -59,7 +63,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let mut log = cfg.log.clone();
-    if is_check && log.level == "info" {
+    if (is_check || is_verify) && log.level == "info" {
         // The checklist is the output (it reports what the components would warn about).
         log.level = "error".into();
     }
@@ -74,6 +78,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Command::Verify(args) = &command {
+        return run_verify(&rt, args, cfg);
+    }
     if is_check {
         let report = rt.block_on(async move {
             let mut r = check::Report::default();
@@ -93,7 +100,7 @@ fn main() -> std::process::ExitCode {
         match command {
             Command::Emulator => run_emulator(cfg).await,
             Command::Serve => run_serve(cfg).await,
-            Command::Check => Ok(()),
+            Command::Check | Command::Verify(_) => Ok(()),
         }
     });
     match result {
@@ -101,6 +108,28 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `verify`: the report on stdout; exit 0 complete, 1 missing or different, 2 error.
+fn run_verify(
+    rt: &tokio::runtime::Runtime,
+    args: &tcr_adapter::verify::VerifyArgs,
+    cfg: Config,
+) -> std::process::ExitCode {
+    match rt.block_on(tcr_adapter::verify::run(
+        args,
+        cfg,
+        tcr_adapter::clock::system(),
+    )) {
+        Ok(outcome) => {
+            print!("{}", outcome.stdout);
+            std::process::ExitCode::from(if outcome.complete { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
         }
     }
 }

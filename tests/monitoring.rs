@@ -1,15 +1,18 @@
 //! The dashboard and the alert rules, checked with the real tools: `promtool check rules` and
-//! `promtool test rules` (a unit test of every alert, firing and not), and every metric family
-//! the dashboard and the rules query is exported by a running adapter that has seen traffic,
-//! throttling included.
+//! `promtool test rules` (a unit test of every alert, firing and not), every metric family the
+//! dashboard and the rules query is exported by a running adapter that has seen traffic, and a
+//! real Prometheus server scraping the adapter binary sees them all and fires alerts when TCR
+//! goes away (`monitoring_scrape/`).
 
 mod common;
 #[path = "harbor/mod.rs"]
 mod harbor;
+mod monitoring_scrape;
+mod oci_layout;
 
 use std::collections::BTreeSet;
 
-const RULES: &str = concat!(
+pub(crate) const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/prometheus/tcr-adapter-rules.yml"
 );
@@ -17,7 +20,7 @@ const RULE_TESTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/prometheus/tests/tcr-adapter-rules-test.yml"
 );
-const DASHBOARD: &str = concat!(
+pub(crate) const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/deploy/grafana/tcr-adapter-dashboard.json"
 );
@@ -46,7 +49,7 @@ fn the_rules_are_valid_and_every_alert_fires_when_it_should() {
 }
 
 /// `tcr_adapter_*` metric families named in a text (histogram suffixes folded).
-fn families(text: &str) -> BTreeSet<String> {
+pub(crate) fn families(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut rest = text;
     while let Some(i) = rest.find("tcr_adapter_") {

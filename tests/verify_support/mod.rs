@@ -1,0 +1,190 @@
+//! Fixtures of the `verify` suite: a CNCF distribution (no auth) on a loopback port, images
+//! pushed into it over the registry API (single-platform manifests and two-platform indexes),
+//! and a helper that runs the `tcr-adapter verify` binary.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::common;
+
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A CNCF distribution 2.8 without auth on a loopback port; its base URL.
+pub async fn start_distribution(dir: &Path) -> (KillOnDrop, String) {
+    common::require_tool("docker-registry");
+    let port = free_port();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: verify-test-secret\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("/usr/bin/docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry starts");
+    let guard = KillOnDrop(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{base}/v2/")).send().await {
+            if r.status().is_success() {
+                return (guard, base);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("docker-registry did not come up on {base}");
+}
+
+pub fn sha(b: &[u8]) -> String {
+    format!("sha256:{}", common::charts::sha256_hex(b))
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+async fn put_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
+    let digest = sha(data);
+    let head = http
+        .head(format!("{base}/v2/{repo}/blobs/{digest}"))
+        .send()
+        .await
+        .unwrap();
+    if head.status().is_success() {
+        return digest;
+    }
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "upload start in {repo}");
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = if loc.starts_with('/') {
+        format!("{base}{loc}")
+    } else {
+        loc
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!("{loc}{sep}digest={digest}"))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "blob upload in {repo}");
+    digest
+}
+
+async fn put_manifest(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    media_type: &str,
+    body: &[u8],
+) -> String {
+    let r = http
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "manifest {repo}:{tag}");
+    sha(body)
+}
+
+/// A single-platform image whose content is derived from `seed`; its manifest digest.
+pub async fn push_image(base: &str, repo: &str, tag: &str, seed: &str, arch: &str) -> String {
+    let http = reqwest::Client::new();
+    let (media_type, body) = image_manifest(&http, base, repo, seed, arch).await;
+    put_manifest(&http, base, repo, tag, media_type, &body).await
+}
+
+async fn image_manifest(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    seed: &str,
+    arch: &str,
+) -> (&'static str, Vec<u8>) {
+    let layer = common::charts::chart_archive(&format!("layer-{seed}-{arch}"), "1.0.0", 64);
+    let layer_digest = put_blob(http, base, repo, &layer).await;
+    let config = serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Labels": {"seed": seed}},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string();
+    let config_digest = put_blob(http, base, repo, config.as_bytes()).await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest, "size": layer.len()}],
+    })
+    .to_string();
+    (OCI_MANIFEST, manifest.into_bytes())
+}
+
+/// A two-platform (amd64, arm64) index from `seed`; (index digest, [child digests]).
+pub async fn push_index(base: &str, repo: &str, tag: &str, seed: &str) -> (String, Vec<String>) {
+    let http = reqwest::Client::new();
+    let mut children = Vec::new();
+    let mut entries = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let (mt, body) = image_manifest(&http, base, repo, seed, arch).await;
+        let digest = put_manifest(&http, base, repo, &sha(&body), mt, &body).await;
+        entries.push(serde_json::json!({
+            "mediaType": mt, "digest": digest, "size": body.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        }));
+        children.push(digest);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
+    })
+    .to_string();
+    let d = put_manifest(&http, base, repo, tag, OCI_INDEX, index.as_bytes()).await;
+    (d, children)
+}
+
+/// Run `tcr-adapter verify` with `args`; (exit code, stdout, stderr).
+pub fn run_verify(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
+        .arg("verify")
+        .args(args)
+        .env_remove("TCR_ADAPTER_CONFIG")
+        .output()
+        .expect("tcr-adapter runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
