@@ -193,6 +193,7 @@ impl AdapterState {
             },
             metrics: metrics.front.clone(),
             replay_cap: cfg.tcr.replay_buffer_bytes,
+            redirects: cfg.tcr.redirects,
         };
         let harbor = HarborFront {
             upstream: upstream.clone(),

@@ -180,6 +180,23 @@ pub struct TcrConfig {
     /// Bytes of a streamed request body kept to send it again when TCR refuses it before reading
     /// more than this (per request in flight; 0: streamed bodies are never retried).
     pub replay_buffer_bytes: usize,
+    /// What the adapter does when TCR answers a blob GET/HEAD with a redirect to object storage
+    /// (COS): `relay` it to the client, or `follow` it and stream the bytes itself.
+    pub redirects: RedirectMode,
+}
+
+/// `tcr.redirects`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedirectMode {
+    /// The client gets the 307 and fetches from storage itself (fastest: the bytes bypass the
+    /// adapter). The `Location` carries the storage URL's own signature, never a credential of
+    /// the adapter's.
+    #[default]
+    Relay,
+    /// The adapter fetches from storage, without `Authorization`, and streams the body (for
+    /// clients that cannot reach the storage host).
+    Follow,
 }
 
 impl Default for TcrConfig {
@@ -200,6 +217,7 @@ impl Default for TcrConfig {
             retry_budget_ratio: 0.2,
             retry_budget_min_per_sec: 10,
             replay_buffer_bytes: 4 << 20,
+            redirects: RedirectMode::Relay,
         }
     }
 }
@@ -264,6 +282,11 @@ pub struct EmulatorConfig {
     /// Upload sessions idle for longer than this are removed (their bytes too), seconds; 0: kept
     /// forever. Keeps the emulator's disk bounded when clients abandon uploads.
     pub upload_purge_after_secs: u64,
+    /// Object-storage listener (TCR's COS): serves blobs at short-lived signed URLs. `None`: none,
+    /// unless `blob_redirects` is on (then a free loopback port).
+    pub storage_listen: Option<SocketAddr>,
+    /// Blob GET/HEAD answer 307 to a signed URL on the storage listener, as TCR does with COS.
+    pub blob_redirects: bool,
     pub faults: FaultConfig,
     /// TLS on the emulator's listeners (registry and cloud API), like TCR's HTTPS-only endpoints.
     pub tls: EmulatorTlsConfig,
@@ -314,6 +337,8 @@ impl Default for EmulatorConfig {
             accounts: vec![EmulatorAccount::demo()],
             chart_duplicates: ChartDuplicates::Conflict,
             upload_purge_after_secs: 24 * 3600,
+            storage_listen: None,
+            blob_redirects: false,
             faults: FaultConfig::default(),
             tls: EmulatorTlsConfig::default(),
         }

@@ -11,6 +11,7 @@ pub mod instance_tokens;
 pub mod keys;
 pub mod metrics;
 pub mod namespaces;
+pub mod object_storage;
 pub mod registry;
 pub mod storage;
 pub mod tls;
@@ -46,6 +47,8 @@ pub struct EmulatorState {
     pub registry_url: String,
     /// Base URL of the control plane.
     pub api_url: String,
+    /// Signs blob URLs on the object-storage listener (`None`: no such listener).
+    pub presigner: Option<object_storage::Presigner>,
 }
 
 impl EmulatorState {
@@ -55,6 +58,7 @@ impl EmulatorState {
         clock: SharedClock,
         registry_url: String,
         api_url: String,
+        storage_url: Option<String>,
     ) -> std::io::Result<EmulatorState> {
         let keys = Arc::new(RsaKeys::load_or_create(&cfg.data_dir.join("keys"))?);
         let tokens = InstanceTokens::new(keys.clone(), clock.clone(), cfg.faults.token_ttl_secs);
@@ -74,6 +78,7 @@ impl EmulatorState {
             faults,
             registry_url,
             api_url,
+            presigner: storage_url.map(object_storage::Presigner::new),
         })
     }
 
@@ -90,6 +95,8 @@ impl EmulatorState {
 pub struct EmulatorHandle {
     pub registry_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The object-storage listener, when there is one.
+    pub storage_addr: Option<SocketAddr>,
     pub state: web::Data<EmulatorState>,
     /// The certificate the listeners serve (`None`: plain HTTP).
     pub tls: Option<tls::TlsFiles>,
@@ -107,11 +114,16 @@ impl EmulatorHandle {
     pub fn api_url(&self) -> String {
         format!("{}://{}", self.scheme(), self.api_addr)
     }
+    /// Base URL of the object-storage listener, when there is one.
+    pub fn storage_url(&self) -> Option<String> {
+        self.storage_addr
+            .map(|a| format!("{}://{a}", self.scheme()))
+    }
     /// The CA a client must trust (self-signed mode).
     pub fn ca_file(&self) -> Option<&std::path::Path> {
         self.tls.as_ref().and_then(|t| t.ca.as_deref())
     }
-    /// Stop both listeners, waiting for in-flight requests.
+    /// Stop the listeners, waiting for in-flight requests.
     pub async fn stop(self) {
         for s in self.servers {
             s.stop(true).await;
@@ -146,6 +158,15 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
     let api_listener = TcpListener::bind(cfg.api_listen)?;
     let registry_addr = reg_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
+    let storage_listener = match (cfg.storage_listen, cfg.blob_redirects) {
+        (Some(addr), _) => Some(TcpListener::bind(addr)?),
+        (None, true) => Some(TcpListener::bind("127.0.0.1:0")?),
+        (None, false) => None,
+    };
+    let storage_addr = storage_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
     let tls = tls::prepare(&cfg)?;
     let scheme = scheme(&tls);
     let registry_url = if cfg.public_url.is_empty() {
@@ -158,6 +179,7 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
         clock,
         registry_url,
         format!("{scheme}://{api_addr}"),
+        storage_addr.map(|a| format!("{scheme}://{a}")),
     )?);
 
     let s = state.clone();
@@ -187,13 +209,31 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
     }
     .run();
     spawn_upload_purge(state.clone());
-    let servers = vec![registry_server.handle(), api_server.handle()];
+    let mut servers = vec![registry_server.handle(), api_server.handle()];
     tokio::spawn(registry_server);
     tokio::spawn(api_server);
-    tracing::info!(%registry_addr, %api_addr, "TCR emulator listening");
+    if let Some(listener) = storage_listener {
+        let s = state.clone();
+        let storage_server = HttpServer::new(move || {
+            App::new()
+                .app_data(s.clone())
+                .configure(object_storage::configure)
+        })
+        .workers(2)
+        .tcp_nodelay(true);
+        let storage_server = match &tls {
+            Some(files) => storage_server.listen_openssl(listener, files.acceptor()?)?,
+            None => storage_server.listen(listener)?,
+        }
+        .run();
+        servers.push(storage_server.handle());
+        tokio::spawn(storage_server);
+    }
+    tracing::info!(%registry_addr, %api_addr, storage_addr = ?storage_addr, "TCR emulator listening");
     Ok(EmulatorHandle {
         registry_addr,
         api_addr,
+        storage_addr,
         state,
         tls,
         servers,

@@ -93,7 +93,15 @@ pub fn prepare(cfg: &EmulatorConfig) -> io::Result<Option<TlsFiles>> {
 /// `127.0.0.1`, `::1`, `localhost`, the listeners' specific addresses and the public URL's host.
 fn server_names(cfg: &EmulatorConfig) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    for ip in [cfg.registry_listen.ip(), cfg.api_listen.ip()] {
+    let storage = cfg.storage_listen.map(|a| a.ip());
+    for ip in [
+        Some(cfg.registry_listen.ip()),
+        Some(cfg.api_listen.ip()),
+        storage,
+    ]
+    .into_iter()
+    .flatten()
+    {
         if !ip.is_unspecified() {
             names.push(ip.to_string());
         }

@@ -161,7 +161,7 @@ pub async fn dispatch(
         None => front.upstream.send(fwd).await?,
     };
 
-    let mut status = resp.status();
+    let status = resp.status();
     if (status.is_client_error() || status.is_server_error()) && !Endpoint::is_read(&method) {
         // A write into a namespace TCR does not have: forget it, and create it (once) when
         // there are keys to do so; without keys, say which keys are needed.
@@ -190,8 +190,9 @@ pub async fn dispatch(
             .upstream
             .send(request(headers.clone(), body, method.clone()))
             .await?;
-        status = resp.status();
     }
+    let resp = super::redirect::resolve(&front, &endpoint, &method, &headers, resp).await?;
+    let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         let failure = Failure::read(resp).await;
         // An anonymous read TCR refuses (a private or missing namespace): challenge the client

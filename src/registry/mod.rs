@@ -7,6 +7,7 @@ pub mod body;
 pub mod cloud;
 mod handlers;
 pub mod metrics;
+mod redirect;
 pub mod rewrite;
 pub mod route;
 
@@ -35,6 +36,8 @@ pub struct RegistryFront {
     pub metrics: FrontMetrics,
     /// `tcr.replay_buffer_bytes`: how much of a streamed body is kept to send it again.
     pub replay_cap: usize,
+    /// `tcr.redirects`: relay TCR's redirects to object storage, or follow them.
+    pub redirects: crate::config::RedirectMode,
 }
 
 /// Route and repository of a request, left in its extensions for the access log.

@@ -169,7 +169,8 @@ pub fn location(
     let (origin, path, query) = split_url(value);
     if let Some(o) = origin {
         if !o.eq_ignore_ascii_case(upstream_base) {
-            return value.to_string();
+            // Elsewhere (object storage): as signed, but never with a user:password in it.
+            return without_userinfo(value);
         }
     }
     let Some(path) = client_path(path, namespaces) else {
@@ -178,6 +179,18 @@ pub fn location(
     match query {
         Some(q) => format!("{public_base}{path}?{q}"),
         None => format!("{public_base}{path}"),
+    }
+}
+
+/// `scheme://user:pass@host/...` → `scheme://host/...`.
+fn without_userinfo(url: &str) -> String {
+    let Some(i) = url.find("://") else {
+        return url.to_string();
+    };
+    let authority_end = url[i + 3..].find('/').map_or(url.len(), |p| i + 3 + p);
+    match url[i + 3..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..i + 3], &url[i + 3 + at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -286,6 +299,10 @@ mod tests {
         assert_eq!(
             location("https://s3.example/bucket/x?sig=1", up, "http://a", &ns()),
             "https://s3.example/bucket/x?sig=1"
+        );
+        assert_eq!(
+            location("https://u:p@cos.example/b/x?q=a@b", up, "http://a", &ns()),
+            "https://cos.example/b/x?q=a@b"
         );
         assert_eq!(
             link(

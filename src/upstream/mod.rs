@@ -10,6 +10,7 @@ mod metrics;
 mod realm;
 mod replay;
 mod retry;
+mod storage;
 pub mod tls_diag;
 mod tokens;
 mod validator;

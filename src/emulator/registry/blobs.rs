@@ -67,6 +67,26 @@ pub(crate) async fn get(
         .blob_in_repo(repo.as_str(), &d)
         .await
         .ok_or_else(|| blob_unknown(digest))?;
+    if let Some(presigner) = &state.presigner {
+        if state.cfg.blob_redirects {
+            let url = presigner.url(req.method().as_str(), &d, state.clock.now_secs());
+            return Ok(HttpResponse::TemporaryRedirect()
+                .insert_header(("Location", url))
+                .finish());
+        }
+    }
+    serve_blob_file(req, state, &d, size).await
+}
+
+/// The bytes of blob `d` (`size` bytes on disk), honouring `Range`: shared by the registry and
+/// the object-storage listener.
+pub(crate) async fn serve_blob_file(
+    req: &HttpRequest,
+    state: &State,
+    d: &Digest,
+    size: u64,
+) -> HandlerResult {
+    let digest = d.as_str();
     let range = req.headers().get("range").and_then(|v| v.to_str().ok());
     let (status, start, end) = match parse_range(range, size) {
         Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
@@ -83,7 +103,7 @@ pub(crate) async fn get(
         }
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
-    let mut file = tokio::fs::File::open(state.storage.blob_file(&d))
+    let mut file = tokio::fs::File::open(state.storage.blob_file(d))
         .await
         .map_err(|_| blob_unknown(digest))?;
     if start > 0 {

@@ -10,6 +10,7 @@ mod manifests;
 mod uploads;
 
 pub(crate) use auth::basic_credentials;
+pub(crate) use blobs::serve_blob_file;
 
 use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
