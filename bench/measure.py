@@ -39,7 +39,11 @@ def sdk_client(api, secret_id, secret_key, region):
     from tencentcloud.common.profile.client_profile import ClientProfile
     from tencentcloud.common.profile.http_profile import HttpProfile
     from tencentcloud.tcr.v20190924 import tcr_client
-    http = HttpProfile(protocol="http", endpoint=api, reqMethod="POST", reqTimeout=30)
+    # `api` is host:port (plain HTTP) or https://host:port (trusting $BENCH_CA_FILE).
+    https = api.startswith("https://")
+    http = HttpProfile(protocol="https" if https else "http", endpoint=api.split("://")[-1],
+                       reqMethod="POST", reqTimeout=30,
+                       certification=os.environ.get("BENCH_CA_FILE") if https else None)
     return tcr_client.TcrClient(credential.Credential(secret_id, secret_key), region,
                                 ClientProfile(httpProfile=http))
 
@@ -225,11 +229,17 @@ def cmd_layouts(a):
         return {"digest": "sha256:" + h, "size": len(data)}
 
     sizes = [int(x) for x in a.layer_sizes.split(",")]
+    a.shared_content = {}
     refs = []
     for i in range(a.count):
         layers, diff_ids = [], []
         for j, sz in enumerate(sizes):
-            content = hashlib.sha256(b"%d-%d" % (i, j)).digest() + os.urandom(max(0, sz - 32))
+            # The first `shared` layers are the same in every image (a common base), the rest
+            # unique to the image.
+            if j < a.shared:
+                content = a.shared_content.setdefault(j, os.urandom(sz))
+            else:
+                content = hashlib.sha256(b"%d-%d" % (i, j)).digest() + os.urandom(max(0, sz - 32))
             tarb = tar_layer("layer%d/data.bin" % j, content)
             desc = put(tarb)
             desc["mediaType"] = "application/vnd.oci.image.layer.v1.tar"
@@ -274,8 +284,10 @@ def cmd_skopeo(a):
                         "home": home, "env": env, "seconds": 0.0})
     for i in range(a.count):
         for t in targets:
-            cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", t["creds"],
-                   "oci:%s:img%d" % (a.dir, i), "docker://%s/%simg%d:v1" % (t["dest"], t["prefix"], i)]
+            tls = ["--dest-cert-dir", a.cert_dir] if a.cert_dir else ["--dest-tls-verify=false"]
+            prefix = t["prefix"].replace("{i}", str(i))
+            cmd = ["skopeo", "copy", "--quiet", *tls, "--dest-creds", t["creds"],
+                   "oci:%s:img%d" % (a.dir, i), "docker://%s/%simg%d:v1" % (t["dest"], prefix, i)]
             t0 = time.monotonic()
             p = subprocess.run(cmd, capture_output=True, text=True, env=t["env"])
             t["seconds"] += time.monotonic() - t0
@@ -397,6 +409,7 @@ def main():
     s.add_argument("--dir", required=True)
     s.add_argument("--count", type=int, default=50)
     s.add_argument("--layer-sizes", default="1048576,262144,32768")
+    s.add_argument("--shared", type=int, default=0, help="the first N layers are in every image")
     s.set_defaults(fn=cmd_layouts)
 
     s = sub.add_parser("skopeo")
@@ -404,8 +417,10 @@ def main():
     s.add_argument("--dir", required=True)
     s.add_argument("--count", type=int, default=50)
     s.add_argument("--target", action="append", required=True,
-                   help="path,dest,prefix,user,password (repeat: the targets take turns)")
+                   help="path,dest,prefix,user,password (repeat: the targets take turns); "
+                        "{i} in prefix is the image number (a namespace per image)")
     s.add_argument("--workdir", default=None)
+    s.add_argument("--cert-dir", default=None, help="skopeo --dest-cert-dir (HTTPS with this CA)")
     s.set_defaults(fn=cmd_skopeo)
 
     a = p.parse_args()

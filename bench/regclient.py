@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import ssl
 import urllib.parse
 
 BLOCK = 1 << 20
@@ -49,19 +50,33 @@ def basic(user, password):
     return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
+def tls_context():
+    """Trust the CA in $BENCH_CA_FILE (the emulator's self-signed CA) besides the system roots."""
+    ctx = ssl.create_default_context()
+    ca = os.environ.get("BENCH_CA_FILE")
+    if ca:
+        ctx.load_verify_locations(ca)
+    return ctx
+
+
 class Conn:
-    """One keep-alive HTTP/1.1 connection to `base` (http://host:port)."""
+    """One keep-alive HTTP/1.1 connection to `base` (http(s)://host:port)."""
 
     def __init__(self, base, timeout=1800):
         u = urllib.parse.urlsplit(base)
         self.host, self.port = u.hostname, u.port
+        self.https = u.scheme == "https"
         self.timeout = timeout
         self.c = None
 
     def _conn(self):
         if self.c is None:
-            self.c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
-                                                blocksize=BLOCK)
+            if self.https:
+                self.c = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                     blocksize=BLOCK, context=tls_context())
+            else:
+                self.c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
+                                                    blocksize=BLOCK)
         return self.c
 
     def request(self, method, path, headers=None, body=None, read=True):

@@ -6,7 +6,8 @@
 #
 # Knobs: BENCH_RUNS (runs per figure), BENCH_BIG_MIB (size of the big blob), BENCH_WRK_SECS,
 # BENCH_OUT (report file, default BENCHMARKS.md), BENCH_TMPDIR (where data dirs go, default /tmp),
-# BENCH_SKIP_BUILD=1 (use the existing target/release/tcr-adapter).
+# BENCH_SKIP_BUILD=1 (use the existing target/release/tcr-adapter), BENCH_TLS_ONLY=1 (only the TLS
+# section 6, e.g. while working on it; the report then holds only its figures).
 #
 # Everything runs on 127.0.0.1 on free ports: the TCR emulator (`tcr-adapter emulator`), CNCF
 # distribution 2.8 (token auth against the emulator's realm), two adapters (`tcr-adapter serve`,
@@ -46,8 +47,9 @@ done
 
 # ------------------------------------------------------------------------------ disk --
 TMPBASE=${BENCH_TMPDIR:-/tmp}
-# big blob: 3 paths x 2 upstreams stored once each + 8 for the RSS test, +2 GiB headroom
-need_mib=$(( BIG_MIB * 14 + 2048 ))
+# big blob: 3 paths x 3 upstreams (plain emulator, distribution, TLS emulator) stored once each +
+# 8 for the RSS test, +2 GiB headroom
+need_mib=$(( BIG_MIB * 17 + 2048 ))
 avail_mib=$(df -Pm "$TMPBASE" | awk 'NR==2 {print $4}')
 log "disk: $(df -h "$TMPBASE" | awk 'NR==2 {print $4" free on "$6}'), need ~${need_mib} MiB"
 (( avail_mib > need_mib )) || die "not enough space in $TMPBASE (${avail_mib} MiB free, need ${need_mib})"
@@ -271,6 +273,8 @@ blob_round() { # upstream run
   done
 }
 
+TLS_ONLY=${BENCH_TLS_ONLY:-0}
+if [[ $TLS_ONLY != 1 ]]; then
 # ------------------------------------------------------------------ 1. throughput --
 for up in emulator distribution; do
   for r in $(seq 1 "$RUNS"); do
@@ -338,6 +342,12 @@ for up in emulator distribution; do
       --target "adapter,$adest,$(sk_ns adapter "$up" "$r")/,$SID,$SKEY"
   done
 done
+
+fi  # TLS_ONLY
+
+# ------------------------------------------------------------ 6. production path: TLS --
+# shellcheck source=scripts/bench-tls.sh
+source "$ROOT/scripts/bench-tls.sh"
 
 # -------------------------------------------------------------------------- report --
 T_END=$(date +%s)

@@ -26,12 +26,34 @@ async fn env(mode: RedirectMode) -> Env {
 }
 
 /// Requests the emulator's storage listener answered, by method.
-fn storage_requests(e: &Env, method: &str) -> u64 {
-    let m = &e.emu.state.metrics.registry_requests;
+fn storage_requests(e: &impl HasEmulator, method: &str) -> u64 {
+    let m = &e.emulator().state.metrics.registry_requests;
     ["200", "206"]
         .iter()
         .map(|s| m.with_label_values(&["storage", method, s]).get())
         .sum()
+}
+
+trait HasEmulator {
+    fn emulator(&self) -> &tcr_adapter::emulator::EmulatorHandle;
+}
+
+impl HasEmulator for Env {
+    fn emulator(&self) -> &tcr_adapter::emulator::EmulatorHandle {
+        &self.emu
+    }
+}
+
+/// An emulator (and its data) without the adapter `Env` started.
+struct Tls {
+    emu: tcr_adapter::emulator::EmulatorHandle,
+    _dir: tempfile::TempDir,
+}
+
+impl HasEmulator for Tls {
+    fn emulator(&self) -> &tcr_adapter::emulator::EmulatorHandle {
+        &self.emu
+    }
 }
 
 /// A client like Go's `net/http` (Harbor, skopeo): follows redirects and drops
@@ -259,4 +281,71 @@ async fn storage_urls_refuse_a_second_credential_and_tampering() {
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("SignatureDoesNotMatch"));
     e.adapter.stop().await;
+}
+
+/// The production shape: TCR and COS both HTTPS under a corporate CA. The adapter trusts it with
+/// `tcr.ca_file`, in both modes (following, it checks COS's certificate against that CA too); in
+/// relay mode skopeo reads from storage over HTTPS itself (without verifying: the adapter's own
+/// front is plain HTTP here, which skopeo only accepts with TLS verification off).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_over_https_with_a_custom_ca() {
+    common::require_tool("skopeo");
+    for mode in [RedirectMode::Relay, RedirectMode::Follow] {
+        let mut tls_dir = None;
+        let e = Env::start(
+            |ec| {
+                ec.blob_redirects = true;
+                ec.storage_listen = Some("127.0.0.2:0".parse().unwrap());
+                ec.tls.mode = tcr_adapter::config::EmulatorTlsMode::SelfSigned;
+                tls_dir = Some(ec.data_dir.join("tls"));
+            },
+            |c| c.tcr.redirects = mode,
+        )
+        .await;
+        let tls = tls_dir.unwrap();
+        assert!(e
+            .emu
+            .storage_url()
+            .unwrap()
+            .starts_with("https://127.0.0.2:"));
+        // The adapter started before the emulator wrote its CA: start one that trusts it.
+        let Env {
+            emu, adapter, _dir, ..
+        } = e;
+        adapter.stop().await;
+        let e = Tls { emu, _dir };
+        let mut c = common::adapter_config(&e.emu);
+        c.tcr.redirects = mode;
+        c.tcr.ca_file = Some(tls.join("ca.pem"));
+        let adapter = tcr_adapter::app::start(c, tcr_adapter::clock::system())
+            .await
+            .unwrap();
+        let host = adapter.url().trim_start_matches("http://").to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let mut layout = oci_layout::Layout::new(&src);
+        layout.tag_image("v1", 21);
+        layout.finish();
+        let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+        common::skopeo_push(&src, "v1", &format!("{host}/redir-tls/app:v1"), &creds).await;
+        let before = storage_requests(&e, "GET");
+        let out = dir.path().join("out");
+        common::skopeo(&[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{host}/redir-tls/app:v1"),
+            &format!("oci:{}:v1", out.display()),
+        ])
+        .await;
+        let (source, pulled) = (oci_layout::blobs(&src), oci_layout::blobs(&out));
+        for (k, v) in &pulled {
+            assert_eq!(Some(v), source.get(k), "{mode:?}: blob {k}");
+        }
+        // Layers and config came from storage, by the client (relay) or the adapter (follow).
+        assert!(storage_requests(&e, "GET") >= before + 2, "{mode:?}");
+        adapter.stop().await;
+    }
 }
