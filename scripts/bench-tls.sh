@@ -93,7 +93,7 @@ http {
       proxy_pass https://emulator_tls;
       proxy_ssl_trusted_certificate $CA;
       proxy_ssl_verify on;
-      proxy_ssl_name 127.0.0.1;
+      proxy_ssl_name localhost;  # nginx checks DNS names only; the certificate also names localhost
       proxy_ssl_session_reuse on;
       proxy_http_version 1.1;
       proxy_set_header Connection "";

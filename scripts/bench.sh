@@ -5,6 +5,7 @@
 #   BENCH_QUICK=1 scripts/bench.sh   # quick run: 256 MiB blobs, 1 run
 #
 # Knobs: BENCH_RUNS (runs per figure), BENCH_BIG_MIB (size of the big blob), BENCH_WRK_SECS,
+# BENCH_SYNC_IMAGES (images of the skopeo figures, default 50),
 # BENCH_OUT (report file, default BENCHMARKS.md), BENCH_TMPDIR (where data dirs go, default /tmp),
 # BENCH_SKIP_BUILD=1 (use the existing target/release/tcr-adapter), BENCH_TLS_ONLY=1 (only the TLS
 # section 6, e.g. while working on it; the report then holds only its figures).
@@ -26,7 +27,7 @@ else
 fi
 BIG=$((BIG_MIB << 20))
 SMALL=$((1 << 20)); SMALL_COUNT=200
-SYNC_IMAGES=50
+SYNC_IMAGES=${BENCH_SYNC_IMAGES:-50}
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/tcr-adapter
@@ -371,8 +372,10 @@ cat >"$WORK/meta.json" <<EOF
   "python": "$(python3 -V)"
 }
 EOF
-cp "$BENCH_RESULTS" "$ROOT/bench/last-results.jsonl"
-cp "$WORK/meta.json" "$ROOT/bench/last-meta.json"  # re-render: bench/report.py --meta … --results …
+if [[ $TLS_ONLY != 1 ]]; then  # a partial run does not replace the last full results
+  cp "$BENCH_RESULTS" "$ROOT/bench/last-results.jsonl"
+  cp "$WORK/meta.json" "$ROOT/bench/last-meta.json"  # re-render: bench/report.py --meta … --results …
+fi
 python3 "$ROOT/bench/report.py" --meta "$WORK/meta.json" --results "$BENCH_RESULTS" --out "$OUT" \
   --notes "$ROOT/bench/NOTES.md"
 log "done in $((T_END - T_START)) s; report in $OUT"
