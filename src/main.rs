@@ -152,14 +152,8 @@ async fn run_serve(mut cfg: Config) -> std::io::Result<()> {
     let clock = tcr_adapter::clock::system();
     let emulator = if cfg.tcr.registry_url.is_empty() {
         let handle = tcr_adapter::emulator::start(cfg.emulator.clone(), clock.clone()).await?;
-        cfg.tcr.registry_url = handle.registry_url();
-        cfg.tcr.api_endpoint = handle.api_url();
-        cfg.tcr.registry_id = cfg.emulator.registry_id.clone();
-        cfg.tcr.region = cfg.emulator.region.clone();
-        if cfg.tcr.ca_file.is_none() {
-            // The embedded emulator's own CA (self-signed mode): trusted without configuration.
-            cfg.tcr.ca_file = handle.ca_file().map(std::path::Path::to_path_buf);
-        }
+        // Its own CA (self-signed mode) is trusted without configuration.
+        handle.point_config_at_self(&mut cfg);
         Some(handle)
     } else {
         None

@@ -135,17 +135,7 @@ async fn distribution_2_8_behind_the_adapter_keeps_digests() {
         );
     }
     let out = tmp.path().join("pulled");
-    common::skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &creds,
-        &format!("docker://{host}/dist/app:multi"),
-        &format!("oci:{}:multi", out.display()),
-    ])
-    .await;
+    common::skopeo_pull(&format!("{host}/dist/app:multi"), &out, "multi", &creds).await;
     let pulled = oci_layout::blobs(&out);
     let source = oci_layout::blobs(&src);
     for (k, v) in &pulled {

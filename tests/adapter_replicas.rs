@@ -324,17 +324,7 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     }
     // Pull everything back out through the balancer: identical blobs.
     let out_dir = tmp.path().join("out");
-    common::skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &creds,
-        &format!("docker://{host}/lb/app:multi"),
-        &format!("oci:{}:multi", out_dir.display()),
-    ])
-    .await;
+    common::skopeo_pull(&format!("{host}/lb/app:multi"), &out_dir, "multi", &creds).await;
     let pulled = oci_layout::blobs(&out_dir);
     let source = oci_layout::blobs(&src);
     for (name, bytes) in &pulled {

@@ -213,3 +213,33 @@ async fn a_chart_repository_that_refuses_the_credential_is_explained() {
     emu.stop().await;
     other.stop().await;
 }
+
+/// No TCR configured and the emulator in self-signed TLS mode: `check` starts the embedded
+/// emulator and trusts its own CA, as `serve` does (without it every remote item failed with
+/// "not signed by a CA the adapter trusts").
+#[tokio::test]
+async fn the_embedded_emulator_over_tls_is_trusted_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check(
+        dir.path(),
+        r#"
+[server]
+listen = "127.0.0.1:0"
+
+[emulator]
+registry_listen = "127.0.0.1:0"
+api_listen = "127.0.0.1:0"
+
+[emulator.tls]
+mode = "self-signed"
+"#,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("[FAIL]"), "{out}");
+    assert!(
+        line(&out, "[ ok ] emulator").contains("https://127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("[ ok ] data plane"), "{out}");
+}

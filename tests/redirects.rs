@@ -172,17 +172,7 @@ async fn skopeo_round_trip(e: &Env) {
     for tag in ["single", "multi"] {
         common::skopeo_push(&src, tag, &format!("{host}/redir-skopeo/app:{tag}"), &creds).await;
         let out = dir.path().join(format!("out-{tag}"));
-        common::skopeo(&[
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &creds,
-            &format!("docker://{host}/redir-skopeo/app:{tag}"),
-            &format!("oci:{}:{tag}", out.display()),
-        ])
-        .await;
+        common::skopeo_pull(&format!("{host}/redir-skopeo/app:{tag}"), &out, tag, &creds).await;
         let source = oci_layout::blobs(&src);
         let pulled = oci_layout::blobs(&out);
         assert!(pulled.len() >= 3, "{tag}: {}", pulled.len());
@@ -330,16 +320,7 @@ async fn redirects_over_https_with_a_custom_ca() {
         common::skopeo_push(&src, "v1", &format!("{host}/redir-tls/app:v1"), &creds).await;
         let before = storage_requests(&e, "GET");
         let out = dir.path().join("out");
-        common::skopeo(&[
-            "copy",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &creds,
-            &format!("docker://{host}/redir-tls/app:v1"),
-            &format!("oci:{}:v1", out.display()),
-        ])
-        .await;
+        common::skopeo_pull(&format!("{host}/redir-tls/app:v1"), &out, "v1", &creds).await;
         let (source, pulled) = (oci_layout::blobs(&src), oci_layout::blobs(&out));
         for (k, v) in &pulled {
             assert_eq!(Some(v), source.get(k), "{mode:?}: blob {k}");

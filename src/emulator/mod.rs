@@ -123,6 +123,27 @@ impl EmulatorHandle {
     pub fn ca_file(&self) -> Option<&std::path::Path> {
         self.tls.as_ref().and_then(|t| t.ca.as_deref())
     }
+    /// Point an adapter configuration at this emulator: data plane, cloud API, instance id,
+    /// region, and (self-signed mode, unless a CA is configured) trust in its CA.
+    pub fn point_config_at_self(&self, cfg: &mut crate::config::Config) {
+        cfg.tcr.registry_url = self.registry_url();
+        cfg.tcr.api_endpoint = self.api_url();
+        cfg.tcr.registry_id = self.state.cfg.registry_id.clone();
+        cfg.tcr.region = self.state.cfg.region.clone();
+        if cfg.tcr.ca_file.is_none() {
+            cfg.tcr.ca_file = self.ca_file().map(std::path::Path::to_path_buf);
+        }
+    }
+    /// With no API keys configured, use the emulator's first account (for commands that read
+    /// the cloud API, like `check` and `verify`).
+    pub fn default_api_keys(&self, cfg: &mut crate::config::Config) {
+        if cfg.tcr.secret_id.is_empty() {
+            if let Some(a) = self.state.cfg.accounts.first() {
+                cfg.tcr.secret_id = a.secret_id.clone();
+                cfg.tcr.secret_key = a.secret_key.clone();
+            }
+        }
+    }
     /// Stop the listeners, waiting for in-flight requests.
     pub async fn stop(self) {
         for s in self.servers {

@@ -72,16 +72,8 @@ pub async fn run(
     let mut emulator = None;
     if cfg.tcr.registry_url.is_empty() {
         let h = crate::emulator::start(cfg.emulator.clone(), clock.clone()).await?;
-        cfg.tcr.registry_url = h.registry_url();
-        cfg.tcr.api_endpoint = h.api_url();
-        cfg.tcr.registry_id = cfg.emulator.registry_id.clone();
-        cfg.tcr.region = cfg.emulator.region.clone();
-        if cfg.tcr.secret_id.is_empty() {
-            if let Some(a) = cfg.emulator.accounts.first() {
-                cfg.tcr.secret_id = a.secret_id.clone();
-                cfg.tcr.secret_key = a.secret_key.clone();
-            }
-        }
+        h.point_config_at_self(&mut cfg);
+        h.default_api_keys(&mut cfg);
         emulator = Some(h);
     }
     let result = async {

@@ -103,6 +103,22 @@ pub async fn skopeo_push(layout: &std::path::Path, tag: &str, dest: &str, creds:
     .await;
 }
 
+/// `skopeo copy --all --preserve-digests` of `docker://<reference>` (plain HTTP) to
+/// `oci:<out>:<tag>`: an image or index back out of a registry, byte for byte.
+pub async fn skopeo_pull(reference: &str, out: &std::path::Path, tag: &str, creds: &str) {
+    skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--src-creds",
+        creds,
+        &format!("docker://{reference}"),
+        &format!("oci:{}:{tag}", out.display()),
+    ])
+    .await;
+}
+
 /// The raw manifest of `docker://<reference>` as skopeo fetches it (plain HTTP).
 pub async fn skopeo_raw_manifest(reference: &str, creds: &str) -> String {
     skopeo(&[
