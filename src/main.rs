@@ -142,7 +142,9 @@ async fn run_emulator(cfg: Config) -> std::io::Result<()> {
         handle.registry_url(),
         handle.api_url()
     );
-    tokio::signal::ctrl_c().await?;
+    // SIGTERM too (`docker stop`, systemd, a test harness): ctrl-c alone left the process running
+    // with its listeners stopped by actix's own SIGTERM handling.
+    shutdown_signal().await?;
     handle.stop().await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Operations: TLS on the listener, JSON access logs with `X-Request-Id`, graceful shutdown on
-//! SIGTERM (an in-flight upload finishes, new connections are refused, exit 0). The log and
-//! shutdown tests run the built binary in front of an in-process emulator.
+//! SIGTERM (an in-flight upload finishes, new connections are refused, exit 0; the emulator command
+//! exits too). The log and shutdown tests run the built binary in front of an in-process emulator.
 
 mod common;
 mod oci_layout;
@@ -369,4 +369,48 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
         errors.join("\n")
     );
     emu.handle.stop().await;
+}
+
+/// `tcr-adapter emulator` stops on SIGTERM (`docker stop`, systemd) and exits 0; it used to wait
+/// for ctrl-c only and hang with its listeners already closed.
+#[tokio::test]
+async fn the_emulator_command_exits_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("emulator.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[emulator]\nregistry_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
+        .args(["emulator", "--config"])
+        .arg(&path)
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let registry = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(rest) = l.strip_prefix("TCR emulator: data plane ") {
+                return rest.split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("the emulator exited before listening")
+    })
+    .await
+    .expect("the emulator starts");
+    let r = reqwest::get(format!("{registry}/v2/")).await.unwrap();
+    assert_eq!(r.status(), 401);
+    sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the emulator exits within 10 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }
