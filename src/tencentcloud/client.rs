@@ -276,6 +276,20 @@ impl TcrApiClient {
         full.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 
+    /// The wait before retrying after `cause`. TencentCloud limits calls per second: a
+    /// throttled call retried within the same second is throttled again, so throttling waits
+    /// at least a second (plus up to half a second of jitter, so that callers throttled
+    /// together do not come back together).
+    fn backoff_for(&self, cause: RetryCause, attempt: u32) -> Duration {
+        let wait = self.backoff(attempt);
+        match cause {
+            RetryCause::Throttled => wait.max(
+                Duration::from_secs(1) + Duration::from_millis(500).mul_f64(rand::random::<f64>()),
+            ),
+            _ => wait,
+        }
+    }
+
     /// Call `action` with `request`, retrying what is worth retrying.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -314,7 +328,7 @@ impl TcrApiClient {
                     Some(cause) if attempt < self.policy.max_attempts.max(1) => {
                         tracing::debug!(action, attempt, cause = cause.as_str(), error = %e, "retrying cloud API call");
                         self.count_retry(action, cause);
-                        tokio::time::sleep(self.backoff(attempt)).await;
+                        tokio::time::sleep(self.backoff_for(cause, attempt)).await;
                         attempt += 1;
                     }
                     _ => return Err(e),
