@@ -23,3 +23,4 @@ pub mod telemetry;
 pub mod tencentcloud;
 pub mod upstream;
 pub mod verify;
+pub mod x509;

@@ -130,22 +130,7 @@ fn current(path: &Path, ca: &X509, names: &[String]) -> bool {
         .and_then(|k| cert.verify(&k))
         .unwrap_or(false);
     let fresh = days(30).map(|t| cert.not_after() > t).unwrap_or(false);
-    let sans: Vec<String> = cert
-        .subject_alt_names()
-        .map(|s| {
-            s.iter()
-                .filter_map(|n| {
-                    n.dnsname().map(str::to_string).or_else(|| {
-                        n.ipaddress().and_then(|b| match b.len() {
-                            4 => Some(IpAddr::from(<[u8; 4]>::try_from(b).ok()?).to_string()),
-                            16 => Some(IpAddr::from(<[u8; 16]>::try_from(b).ok()?).to_string()),
-                            _ => None,
-                        })
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let sans = crate::x509::subject_alt_names(&cert);
     signed && fresh && names.iter().all(|n| sans.contains(n))
 }
 

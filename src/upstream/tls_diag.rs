@@ -204,24 +204,7 @@ fn name_of(n: &openssl::x509::X509NameRef) -> String {
 
 /// The subject alternative names of `cert` (DNS names and IP addresses), else its CN.
 fn names_of(cert: &X509Ref) -> String {
-    let sans: Vec<String> = cert
-        .subject_alt_names()
-        .map(|s| {
-            s.iter()
-                .filter_map(|n| {
-                    n.dnsname().map(str::to_string).or_else(|| {
-                        n.ipaddress()
-                            .and_then(|b| match b.len() {
-                                4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(b).ok()?)),
-                                16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(b).ok()?)),
-                                _ => None,
-                            })
-                            .map(|ip| ip.to_string())
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let sans = crate::x509::subject_alt_names(cert);
     if sans.is_empty() {
         name_of(cert.subject_name())
     } else {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tcr_adapter::oci::Digest;
 
-use crate::lifecycle::{adapter_toml, free_port, spawn, token, tokio_stream_of, wait_up, Proc};
+use crate::lifecycle::{
+    adapter_toml, free_port, spawn, start_upload, token, tokio_stream_of, wait_up, Proc,
+};
 use crate::{common, record};
 
 fn nginx(dir: &std::path::Path, port: u16, primary: u16, backup: u16) -> Proc {
@@ -68,15 +70,7 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     let tok = token(&base, &format!("repository:{repo}:pull,push")).await;
     let blob: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
     let digest = Digest::sha256_of(&blob);
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .bearer_auth(&tok)
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = start_upload(&http, &base, repo, &tok).await;
     assert!(loc.starts_with(&base), "{loc}");
     let r = http
         .patch(&loc)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::lifecycle::{adapter_toml, free_port, token, tokio_stream_of, wait_up};
+use crate::lifecycle::{serve_binary, token, tokio_stream_of};
 use crate::{common, record};
 
 fn fds(pid: u32) -> usize {
@@ -28,21 +28,15 @@ fn rss_kib(pid: u32) -> u64 {
 async fn slow_and_vanishing_clients_leave_no_trace() {
     let emu = common::start_emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = dir.path().join("adapter.toml");
-    std::fs::write(
-        &cfg,
-        adapter_toml(
-            &emu,
-            &format!("listen = \"127.0.0.1:{port}\"\nworkers = 2\n"),
-            "[log]\nlevel = \"warn\"\n",
-        ),
+    let (adapter, base, _) = serve_binary(
+        &emu,
+        dir.path(),
+        "workers = 2\n",
+        "[log]\nlevel = \"warn\"\n",
     )
-    .unwrap();
-    let adapter = crate::lifecycle::spawn("serve", &cfg);
+    .await;
     let pid = adapter.0.id();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_up(&format!("{base}/healthz")).await;
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
     let repo = "clients/app";
     let tok = token(&base, &format!("repository:{repo}:pull,push")).await;
     let http = reqwest::Client::new();

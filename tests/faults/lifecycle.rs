@@ -73,6 +73,37 @@ pub fn adapter_toml(emu: &common::TestEmulator, server: &str, tail: &str) -> Str
 
 pub const KEYS: &str = "signing_key = \"c2lnbmluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDAwMDAwMDA=\"\nsealing_key = \"c2VhbGluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDA=\"\n";
 
+/// The adapter binary (`serve`) on a free port with `adapter_toml(emu, listen + server, tail)`,
+/// up: (process, base URL, config path for restarts).
+pub async fn serve_binary(
+    emu: &common::TestEmulator,
+    dir: &std::path::Path,
+    server: &str,
+    tail: &str,
+) -> (Proc, String, std::path::PathBuf) {
+    let port = free_port();
+    let cfg = dir.join("adapter.toml");
+    let listen = format!("listen = \"127.0.0.1:{port}\"\n{server}");
+    std::fs::write(&cfg, adapter_toml(emu, &listen, tail)).unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let adapter = spawn("serve", &cfg);
+    wait_up(&format!("{base}/healthz")).await;
+    (adapter, base, cfg)
+}
+
+/// `POST /v2/<repo>/blobs/uploads/` as Harbor sends it (empty body): 202, the session's URL.
+pub async fn start_upload(http: &reqwest::Client, base: &str, repo: &str, tok: &str) -> String {
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .bearer_auth(tok)
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
 pub async fn token(base: &str, scope: &str) -> String {
     let r = reqwest::Client::new()
         .get(format!(
@@ -96,30 +127,13 @@ pub async fn token(base: &str, scope: &str) -> String {
 async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     let emu = common::start_emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = dir.path().join("adapter.toml");
-    std::fs::write(
-        &cfg,
-        adapter_toml(&emu, &format!("listen = \"127.0.0.1:{port}\"\n"), ""),
-    )
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let adapter = spawn("serve", &cfg);
-    wait_up(&format!("{base}/healthz")).await;
+    let (adapter, base, cfg) = serve_binary(&emu, dir.path(), "", "").await;
     let http = reqwest::Client::new();
     let repo = "killed/app";
     let tok = token(&base, &format!("repository:{repo}:pull,push")).await;
     let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let digest = Digest::sha256_of(&blob);
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .bearer_auth(&tok)
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = start_upload(&http, &base, repo, &tok).await;
     let r = http
         .patch(&loc)
         .bearer_auth(&tok)
