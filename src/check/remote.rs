@@ -521,13 +521,4 @@ async fn harbor_test_connection(
     }
 }
 
-pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
+pub(super) use tcr_adapter::upstream::error_chain;

@@ -36,7 +36,7 @@ pub fn parse(header: &str) -> Option<Challenge> {
 }
 
 /// `k="v",k2=v2` pairs; quoted values may contain commas and `\"`.
-fn params(s: &str) -> Vec<(String, String)> {
+pub fn params(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     loop {

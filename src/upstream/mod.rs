@@ -5,7 +5,7 @@
 //! names or HTTP server; bodies pass through as streams and are never collected here.
 
 mod basic;
-mod challenge;
+pub mod challenge;
 mod metrics;
 mod realm;
 mod replay;
@@ -490,15 +490,20 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> UpstreamError {
-    use std::error::Error;
-    let mut reason = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        src = s.source();
+/// An error with its sources (`a: b: c`), for messages a person can act on.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
     }
+    s
+}
+
+pub(crate) fn unreachable(url: &str, e: &reqwest::Error) -> UpstreamError {
+    let reason = error_chain(e);
     // A TLS failure gets its cause in plain words (untrusted CA, expired, wrong name).
     let reason = tls_diag::explain(url, &reason).unwrap_or(reason);
     UpstreamError::Unreachable {

@@ -12,6 +12,7 @@ use reqwest::{Method, StatusCode};
 
 use super::options::Creds;
 use super::VerifyError;
+use crate::upstream::error_chain;
 
 /// Every manifest kind a registry may hold; asked for so nothing is converted on the way.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.v1+prettyjws";
@@ -148,7 +149,10 @@ impl RegistryClient {
         if !lower.starts_with("bearer") {
             return Ok(None);
         }
-        let params = parse_params(&challenge[6..]);
+        let params: HashMap<String, String> = crate::upstream::challenge::params(&challenge[6..])
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
         let Some(realm) = params.get("realm") else {
             return Ok(None);
         };
@@ -344,51 +348,17 @@ pub fn next_link(h: &HeaderMap) -> Option<String> {
     })
 }
 
-/// `key="value", ...` parameters of a challenge.
-fn parse_params(s: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let mut rest = s.trim();
-    while let Some((k, v)) = rest.split_once('=') {
-        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
-        let v = v.trim_start();
-        let (val, tail) = if let Some(q) = v.strip_prefix('"') {
-            match q.find('"') {
-                Some(end) => (&q[..end], &q[end + 1..]),
-                None => (q, ""),
-            }
-        } else {
-            match v.find(',') {
-                Some(end) => (&v[..end], &v[end..]),
-                None => (v, ""),
-            }
-        };
-        out.insert(k, val.to_string());
-        rest = tail.trim_start_matches(',').trim();
-    }
-    out
-}
-
-/// An error with its sources, for messages a person can act on.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn challenge_parameters_and_next_links_parse() {
-        let p = parse_params(
+        let p: HashMap<String, String> = crate::upstream::challenge::params(
             r#"realm="http://h/service/token",service="harbor-registry",scope="repository:a/b:pull""#,
-        );
+        )
+        .into_iter()
+        .collect();
         assert_eq!(p["realm"], "http://h/service/token");
         assert_eq!(p["scope"], "repository:a/b:pull");
         let mut h = HeaderMap::new();
