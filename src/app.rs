@@ -200,6 +200,12 @@ impl AdapterState {
             namespaces: namespaces.clone(),
             resolver: resolver.clone(),
             metrics: metrics.front.clone(),
+            public_base: cfg.server.public_base(),
+            trust_forwarded: cfg.server.trust_forwarded_headers,
+            chart_limits: crate::harbor_api::SpoolLimits {
+                dir: std::env::temp_dir(),
+                max_bytes: cfg.server.max_chart_bytes,
+            },
         };
         Ok(AdapterState {
             harbor: web::Data::new(harbor),

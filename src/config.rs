@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Worker threads (0 = number of cores).
     pub workers: usize,
+    /// Largest chart upload accepted on the Harbor API (the whole request), bytes. Uploads are
+    /// received whole into the system's temporary directory and checked before TCR sees them.
+    pub max_chart_bytes: u64,
     pub tls: TlsConfig,
 }
 
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             trust_forwarded_headers: false,
             shutdown_grace_secs: 30,
             workers: 0,
+            max_chart_bytes: 1 << 30,
             tls: TlsConfig::default(),
         }
     }

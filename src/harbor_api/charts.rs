@@ -11,11 +11,12 @@ use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use serde_json::Value;
 
 use super::caller::{self, Anonymous};
+use super::names::{ChartFile, ChartName, ChartVersion, Project};
 use super::HarborFront;
 use crate::credentials::ClientIdentity;
 use crate::oci::{ErrorCode, OciError};
 use crate::registry::body;
-use crate::upstream::{BasicAuth, ForwardBody};
+use crate::upstream::{BasicAuth, ForwardBody, UpstreamPath};
 
 /// Largest chart listing, detail or index read to rewrite it.
 const JSON_LIMIT: usize = 32 * 1024 * 1024;
@@ -24,38 +25,70 @@ const JSON_LIMIT: usize = 32 * 1024 * 1024;
 pub(super) struct Target {
     identity: ClientIdentity,
     credential: Option<BasicAuth>,
-    /// Upstream namespace.
+    /// Upstream namespace (admitted by the policy gate).
     ns: String,
 }
 
 impl Target {
-    pub(super) fn for_identity(front: &HarborFront, identity: &ClientIdentity, ns: &str) -> Target {
+    /// The upstream namespace.
+    pub(super) fn upstream_ns(&self) -> &str {
+        &self.ns
+    }
+
+    pub(super) fn for_identity(identity: &ClientIdentity, upstream_ns: &str) -> Target {
         Target {
             credential: caller::upstream_basic(identity),
-            ns: front.namespaces.name_to_upstream(ns),
+            ns: upstream_ns.to_string(),
             identity: identity.clone(),
         }
     }
 }
 
+/// Identify the caller, then pass the project through the policy gate (rename map, naming
+/// rule, allow/deny): the same steps as `/v2/`, in the same order.
 async fn target(
     req: &HttpRequest,
     front: &HarborFront,
-    ns: &str,
+    project: &Project,
     anonymous: Anonymous,
 ) -> Result<Target, OciError> {
     let identity = caller::identify(req, front, anonymous).await?;
-    Ok(Target {
-        credential: caller::upstream_basic(&identity),
-        ns: front.namespaces.name_to_upstream(ns),
-        identity,
-    })
+    let ns = front.namespaces.admit(project.as_str())?;
+    Ok(Target::for_identity(&identity, &ns))
+}
+
+/// `/api/chartrepo/<ns>/charts[/<segment>…]` upstream, built segment by segment.
+pub(super) fn chart_api(ns: &str, rest: &[&str]) -> Result<UpstreamPath, OciError> {
+    let base = UpstreamPath::root().lit("api").lit("chartrepo");
+    segments(base, ns, "charts", rest)
+}
+
+/// `/chartrepo/<ns>/<segment>…` upstream (the Helm repository: index and files).
+pub(super) fn chart_repo(ns: &str, rest: &[&str]) -> Result<UpstreamPath, OciError> {
+    let (first, rest) = rest.split_first().map_or(("", &[][..]), |(f, r)| (*f, r));
+    segments(UpstreamPath::root().lit("chartrepo"), ns, first, rest)
+}
+
+fn segments(
+    base: UpstreamPath,
+    ns: &str,
+    first: &str,
+    rest: &[&str],
+) -> Result<UpstreamPath, OciError> {
+    std::iter::once(ns)
+        .chain(std::iter::once(first))
+        .chain(rest.iter().copied())
+        .try_fold(base, UpstreamPath::push)
+        .map_err(|e| {
+            OciError::new(ErrorCode::NameInvalid, e.to_string())
+                .with_status(StatusCode::BAD_REQUEST)
+        })
 }
 
 async fn get(
     front: &HarborFront,
     t: &Target,
-    path: &str,
+    path: &UpstreamPath,
     route: &'static str,
 ) -> Result<reqwest::Response, OciError> {
     Ok(front
@@ -173,13 +206,13 @@ enum Urls {
 async fn read_json(
     req: &HttpRequest,
     front: &HarborFront,
-    ns: &str,
-    rest: &str,
+    project: &Project,
+    rest: &[&str],
     what: String,
     urls: Urls,
 ) -> Result<HttpResponse, OciError> {
-    let t = target(req, front, ns, Anonymous::Allowed).await?;
-    let path = format!("/api/chartrepo/{}/charts{rest}", t.ns);
+    let t = target(req, front, project, Anonymous::Allowed).await?;
+    let path = chart_api(&t.ns, rest)?;
     let resp = get(front, &t, &path, "chart_api").await?;
     if !resp.status().is_success() {
         return Err(failure(resp, &t, true, &what).await);
@@ -207,9 +240,9 @@ pub async fn list(
     path: web::Path<String>,
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
-    let ns = path.into_inner();
+    let ns = Project::parse(&path.into_inner())?;
     let what = format!("chart repository of {ns}");
-    read_json(&req, &front, &ns, "", what, Urls::None).await
+    read_json(&req, &front, &ns, &[], what, Urls::None).await
 }
 
 /// `GET /api/chartrepo/{ns}/charts/{name}`.
@@ -219,8 +252,9 @@ pub async fn versions(
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
     let (ns, name) = path.into_inner();
+    let (ns, name) = (Project::parse(&ns)?, ChartName::parse(&name)?);
     let what = format!("chart {ns}/{name}");
-    read_json(&req, &front, &ns, &format!("/{name}"), what, Urls::EachItem).await
+    read_json(&req, &front, &ns, &[name.as_str()], what, Urls::EachItem).await
 }
 
 /// `GET /api/chartrepo/{ns}/charts/{name}/{version}` (Harbor's `ChartExist` and download lookup).
@@ -229,9 +263,9 @@ pub async fn detail(
     path: web::Path<(String, String, String)>,
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
-    let (ns, name, version) = path.into_inner();
+    let (ns, name, version) = chart_version(path.into_inner())?;
     let what = format!("chart {ns}/{name}:{version}");
-    let rest = format!("/{name}/{version}");
+    let rest = [name.as_str(), version.as_str()];
     read_json(&req, &front, &ns, &rest, what, Urls::Metadata).await
 }
 
@@ -241,9 +275,9 @@ pub async fn delete(
     path: web::Path<(String, String, String)>,
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
-    let (ns, name, version) = path.into_inner();
+    let (ns, name, version) = chart_version(path.into_inner())?;
     let t = target(&req, &front, &ns, Anonymous::Refused).await?;
-    let p = format!("/api/chartrepo/{}/charts/{name}/{version}", t.ns);
+    let p = chart_api(&t.ns, &[name.as_str(), version.as_str()])?;
     let resp = front
         .upstream
         .send_basic(
@@ -258,7 +292,7 @@ pub async fn delete(
     if !resp.status().is_success() {
         return Err(failure(resp, &t, false, &format!("chart {ns}/{name}:{version}")).await);
     }
-    tracing::info!(target: "audit", event = "chart_deleted", namespace = %t.ns, chart = %name, %version, "chart deleted");
+    tracing::info!(target: "audit", event = "chart_deleted", namespace = %t.ns, chart = %name, version = %version, subject = ?t.identity.subject(), "chart deleted");
     Ok(HttpResponse::Ok().json(serde_json::json!({"deleted": true})))
 }
 
@@ -268,7 +302,7 @@ pub async fn index(
     path: web::Path<String>,
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
-    let ns = path.into_inner();
+    let ns = Project::parse(&path.into_inner())?;
     let t = target(&req, &front, &ns, Anonymous::Allowed).await?;
     let doc = match fetch_index(&front, &t).await {
         Ok(doc) => doc,
@@ -291,14 +325,10 @@ enum IndexError {
 
 /// The upstream index with relative `urls`.
 async fn fetch_index(front: &HarborFront, t: &Target) -> Result<Value, IndexError> {
-    let resp = get(
-        front,
-        t,
-        &format!("/chartrepo/{}/index.yaml", t.ns),
-        "chart_repo",
-    )
-    .await
-    .map_err(IndexError::Upstream)?;
+    let path = chart_repo(&t.ns, &["index.yaml"]).map_err(IndexError::Upstream)?;
+    let resp = get(front, t, &path, "chart_repo")
+        .await
+        .map_err(IndexError::Upstream)?;
     if !resp.status().is_success() {
         return Err(IndexError::Response(resp));
     }
@@ -329,23 +359,13 @@ pub async fn download(
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
     let (ns, file) = path.into_inner();
+    let (ns, file) = (Project::parse(&ns)?, ChartFile::parse(&file)?);
     let t = target(&req, &front, &ns, Anonymous::Allowed).await?;
-    let mut resp = get(
-        &front,
-        &t,
-        &format!("/chartrepo/{}/charts/{file}", t.ns),
-        "chart_repo",
-    )
-    .await?;
+    let file_path = |f: &ChartFile| chart_repo(&t.ns, &["charts", f.as_str()]);
+    let mut resp = get(&front, &t, &file_path(&file)?, "chart_repo").await?;
     if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        if let Some(real) = case_insensitive_file(&front, &t, &file).await {
-            resp = get(
-                &front,
-                &t,
-                &format!("/chartrepo/{}/charts/{real}", t.ns),
-                "chart_repo",
-            )
-            .await?;
+        if let Some(real) = case_insensitive_file(&front, &t, file.as_str()).await {
+            resp = get(&front, &t, &file_path(&real)?, "chart_repo").await?;
         }
     }
     if !resp.status().is_success() {
@@ -379,7 +399,7 @@ pub async fn download(
 }
 
 /// The index's file name that equals `file` ignoring case (Harbor ≤ 2.1.1 lower-cases URLs).
-async fn case_insensitive_file(front: &HarborFront, t: &Target, file: &str) -> Option<String> {
+async fn case_insensitive_file(front: &HarborFront, t: &Target, file: &str) -> Option<ChartFile> {
     let doc = fetch_index(front, t).await.ok()?;
     let entries = doc.get("entries")?.as_object()?;
     entries
@@ -389,5 +409,16 @@ async fn case_insensitive_file(front: &HarborFront, t: &Target, file: &str) -> O
         .filter_map(|cv| cv.get("urls")?.as_array()?.first()?.as_str())
         .filter_map(|u| u.rsplit('/').next())
         .find(|f| f.eq_ignore_ascii_case(file) && *f != file)
-        .map(str::to_string)
+        .and_then(|f| ChartFile::parse(f).ok())
+}
+
+/// The typed `(project, chart, version)` of a version route.
+fn chart_version(
+    (ns, name, version): (String, String, String),
+) -> Result<(Project, ChartName, ChartVersion), OciError> {
+    Ok((
+        Project::parse(&ns)?,
+        ChartName::parse(&name)?,
+        ChartVersion::parse(&version)?,
+    ))
 }

@@ -8,8 +8,10 @@
 //! Errors use the `{"errors":[{code,message}]}` envelope (Harbor 2.x's, and OCI's).
 
 mod caller;
+mod chart_spool;
 mod chart_upload;
 mod charts;
+mod names;
 mod projects;
 mod repositories;
 mod system;
@@ -23,7 +25,8 @@ use crate::namespaces::NamespaceProvisioner;
 use crate::registry::FrontMetrics;
 use crate::upstream::UpstreamClient;
 
-pub use chart_upload::{peek, ChartRef, Peeked};
+pub use chart_spool::{inspect_archive, ChartRef, SpoolLimits};
+pub use names::{ChartFile, ChartName, ChartVersion, Project};
 
 /// What the Harbor API handlers share.
 pub struct HarborFront {
@@ -31,6 +34,12 @@ pub struct HarborFront {
     pub namespaces: Arc<NamespaceProvisioner>,
     pub resolver: Arc<CredentialResolver>,
     pub metrics: FrontMetrics,
+    /// `server.public_base()`: the adapter's own URL in `systeminfo`.
+    pub public_base: String,
+    /// `server.trust_forwarded_headers`.
+    pub trust_forwarded: bool,
+    /// Where chart uploads are spooled, and their size cap.
+    pub chart_limits: SpoolLimits,
 }
 
 /// Mount the `/api/...` and `/chartrepo/...` routes (needs `web::Data<HarborFront>`).

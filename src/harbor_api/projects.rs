@@ -11,6 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::caller::{self, Anonymous};
+use super::charts::chart_api;
+use super::names::Project;
 use super::HarborFront;
 use crate::credentials::ClientIdentity;
 use crate::namespaces::Outcome;
@@ -107,6 +109,7 @@ pub async fn list(
                 .list_namespaces(keys, filter.as_deref())
                 .await?;
             all.iter()
+                .filter(|n| front.namespaces.is_listed(&n.name))
                 .map(|n| project_json(&front, n))
                 .collect::<Vec<_>>()
         }
@@ -145,8 +148,17 @@ async fn probe_projects(
 ) -> Result<Vec<Value>, OciError> {
     let mut found = Vec::new();
     for name in names {
-        if namespace_exists(front, identity, &front.namespaces.name_to_upstream(name)).await? {
-            found.push(json!({"project_id": 0, "name": name, "metadata": {"public": "false"}}));
+        // A name that is no project, or that the policy refuses, is simply not listed.
+        let Ok(project) = Project::parse(name) else {
+            continue;
+        };
+        let Ok(upstream) = front.namespaces.admit(project.as_str()) else {
+            continue;
+        };
+        if namespace_exists(front, identity, &upstream).await? {
+            found.push(
+                json!({"project_id": 0, "name": project.as_str(), "metadata": {"public": "false"}}),
+            );
         }
     }
     Ok(found)
@@ -162,7 +174,7 @@ async fn namespace_exists(
         .upstream
         .send_basic(
             reqwest::Method::GET,
-            &format!("/api/chartrepo/{ns}/charts"),
+            &chart_api(ns, &[])?,
             Default::default(),
             ForwardBody::Empty,
             caller::upstream_basic(identity).as_ref(),
@@ -174,7 +186,7 @@ async fn namespace_exists(
         404 => Ok(false),
         s => Err(OciError::new(
             ErrorCode::Unavailable,
-            format!("cannot tell whether namespace {ns:?} exists: TCR answered {s}"),
+            format!("cannot tell whether namespace {ns} exists: TCR answered {s}"),
         )
         .with_status(StatusCode::BAD_GATEWAY)),
     }
@@ -244,10 +256,10 @@ pub async fn create(
         )
         .with_status(StatusCode::BAD_REQUEST)
     })?;
-    let name = project.project_name.trim();
+    let name = Project::parse(project.project_name.trim())?;
     let public = parse_public(project.metadata.as_ref())?;
-    let upstream = front.namespaces.name_to_upstream(name);
-    tracing::info!(project = name, namespace = %upstream, harbor_public = ?public, "Harbor asks for a project");
+    let upstream = front.namespaces.admit(name.as_str())?;
+    tracing::info!(project = %name, namespace = %upstream, harbor_public = ?public, "Harbor asks for a project");
     let keys = caller::api_keys(&identity, &front);
     let outcome = front.namespaces.ensure_outcome(&upstream, keys).await?;
     let created = match outcome {

@@ -12,7 +12,7 @@ use super::caller::{self, Anonymous};
 use super::HarborFront;
 use crate::credentials::ClientIdentity;
 use crate::oci::{Digest, ErrorCode, OciError, Reference, RepoName};
-use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody};
+use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody, UpstreamPath};
 
 /// `GET /api/repositories?project_id=<id>`.
 pub async fn list(
@@ -32,7 +32,7 @@ pub async fn list(
     let namespaces = front.namespaces.list_namespaces(keys, None).await?;
     let ns = namespaces
         .iter()
-        .find(|n| n.namespace_id == id)
+        .find(|n| n.namespace_id == id && front.namespaces.is_listed(&n.name))
         .ok_or_else(|| not_found(ErrorCode::NameUnknown, format!("project {id} not found")))?;
     let repos = front
         .namespaces
@@ -67,10 +67,13 @@ pub async fn tags(
     let repo = path.strip_suffix("/tags").ok_or_else(|| {
         not_found(
             ErrorCode::NameUnknown,
-            format!("no such endpoint: /api/repositories/{path}"),
+            format!(
+                "no such endpoint: /api/repositories/{}",
+                super::names::excerpt(&path)
+            ),
         )
     })?;
-    let upstream = front.namespaces.to_upstream(&repo_name(repo)?);
+    let upstream = admitted(&front, repo)?;
     let keys =
         caller::api_keys(&identity, &front).ok_or_else(|| caller::keys_needed("listing tags"))?;
     let images = front.namespaces.list_images(keys, &upstream).await?;
@@ -100,12 +103,19 @@ pub async fn delete_tag(
     let (repo, reference) = path.rsplit_once("/tags/").ok_or_else(|| {
         not_found(
             ErrorCode::NameUnknown,
-            format!("no such endpoint: /api/repositories/{path}"),
+            format!(
+                "no such endpoint: /api/repositories/{}",
+                super::names::excerpt(&path)
+            ),
         )
     })?;
-    let upstream = front.namespaces.to_upstream(&repo_name(repo)?);
-    let reference = Reference::parse(reference)
-        .map_err(|e| bad_request(format!("{reference:?} is neither a tag nor a digest: {e}")))?;
+    let upstream = admitted(&front, repo)?;
+    let reference = Reference::parse(reference).map_err(|_| {
+        bad_request(format!(
+            "{} is neither a tag nor a digest",
+            super::names::excerpt(reference)
+        ))
+    })?;
     match (&reference, caller::api_keys(&identity, &front)) {
         (Reference::Tag(tag), Some(keys)) => {
             front
@@ -122,11 +132,21 @@ pub async fn delete_tag(
     Ok(HttpResponse::Ok().finish())
 }
 
-fn repo_name(s: &str) -> Result<RepoName, OciError> {
-    RepoName::parse(s).map_err(|e| {
-        OciError::new(ErrorCode::NameInvalid, format!("{s:?}: {e}"))
-            .with_status(StatusCode::BAD_REQUEST)
-    })
+/// The client's repository, typed, through the policy gate; its upstream name.
+fn admitted(front: &HarborFront, s: &str) -> Result<RepoName, OciError> {
+    let repo = RepoName::parse(s).map_err(|_| {
+        OciError::new(
+            ErrorCode::NameInvalid,
+            format!(
+                "invalid repository name {}: components are [a-z0-9] runs joined by '.', '_', \
+                 '__' or '-', separated by '/'",
+                super::names::excerpt(s)
+            ),
+        )
+        .with_status(StatusCode::BAD_REQUEST)
+    })?;
+    front.namespaces.admit(repo.namespace())?;
+    Ok(front.namespaces.to_upstream(&repo))
 }
 
 fn bad_request(message: impl Into<String>) -> OciError {
@@ -155,7 +175,12 @@ fn data_plane(
     );
     Forward {
         method,
-        path_and_query: format!("/v2/{repo}/manifests/{reference}"),
+        path: UpstreamPath::root()
+            .lit("v2")
+            .repo(repo)
+            .lit("manifests")
+            .push(reference)
+            .expect("a validated tag or digest is one segment"),
         headers,
         body: ForwardBody::Empty,
         scopes: vec![format!("repository:{repo}:*")],

@@ -3,9 +3,11 @@
 //! (`with_chartmuseum: true`: charts are a supported resource) and `/api/labels` (none).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
+use super::HarborFront;
+use crate::auth::request_base;
 use crate::oci::{ErrorCode, OciError};
 
 /// `GET /api/version`: 404, whoever asks (Harbor 2.x then uses `/api` without a version).
@@ -17,16 +19,18 @@ pub async fn version() -> Result<HttpResponse, OciError> {
     .with_status(StatusCode::NOT_FOUND))
 }
 
-/// `GET /api/systeminfo`: only `with_chartmuseum` is read by Harbor's adapters.
-pub async fn systeminfo(req: HttpRequest) -> HttpResponse {
-    let host = req.connection_info().host().to_string();
+/// `GET /api/systeminfo`: only `with_chartmuseum` is read by Harbor's adapters. The adapter's
+/// own URL comes from `server.public_url`; forwarded headers only when they are trusted.
+pub async fn systeminfo(req: HttpRequest, front: web::Data<HarborFront>) -> HttpResponse {
+    let base = request_base(req.headers(), &front.public_base, front.trust_forwarded);
+    let host = base.split_once("://").map_or(base.as_str(), |(_, h)| h);
     HttpResponse::Ok().json(json!({
         "with_chartmuseum": true,
         "with_notary": false,
         "with_clair": false,
         "auth_mode": "db_auth",
         "registry_url": host,
-        "external_url": format!("{}://{host}", req.connection_info().scheme()),
+        "external_url": base,
         "project_creation_restriction": "everyone",
         "self_registration": false,
         "has_ca_root": false,

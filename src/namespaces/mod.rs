@@ -238,6 +238,23 @@ impl NamespaceProvisioner {
         rewrite_v2_path(path_and_query, |ns| self.policy.ns_to_upstream(ns))
     }
 
+    /// The policy gate every route passes (reads, listings, deletes and uploads alike): the
+    /// client's namespace through the rename map, then TCR's naming rule and the allow/deny
+    /// patterns. The upstream namespace, or the same `DENIED` refusal `/v2/` gives.
+    pub fn admit(&self, client_namespace: &str) -> Result<String, OciError> {
+        let upstream = self.policy.ns_to_upstream(client_namespace).to_string();
+        self.policy.check(&upstream)?;
+        Ok(upstream)
+    }
+
+    /// Whether an upstream namespace may be shown to clients: the policy admits it and the rename
+    /// map does not shadow it (a namespace renamed away is reachable only by its client name).
+    pub fn is_listed(&self, upstream_namespace: &str) -> bool {
+        let client = self.policy.ns_to_client(upstream_namespace);
+        self.policy.ns_to_upstream(client) == upstream_namespace
+            && self.policy.check(upstream_namespace).is_ok()
+    }
+
     /// Forget that `upstream_namespace` exists (e.g. the upstream said it does not).
     pub fn invalidate(&self, upstream_namespace: &str) {
         self.known.remove(upstream_namespace);

@@ -6,7 +6,7 @@ mod error;
 mod names;
 
 pub use error::{ErrorCode, OciError};
-pub use names::{Digest, NameError, Reference, RepoName, Tag};
+pub use names::{clip, excerpt, Digest, NameError, Reference, RepoName, Tag};
 
 /// `Docker-Distribution-API-Version` value sent on every registry response.
 pub const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");

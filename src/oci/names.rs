@@ -14,6 +14,22 @@ pub enum NameError {
     Digest(String),
 }
 
+/// A client value cut to at most 64 characters (`…` marks the cut), for error messages: a
+/// 10 kB name is not echoed back whole.
+pub fn clip(value: &str) -> String {
+    let cut: String = value.chars().take(64).collect();
+    if cut.len() < value.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// [`clip`], quoted and escaped (control characters as `\n`, `\u{1b}`…).
+pub fn excerpt(value: &str) -> String {
+    format!("{:?}", clip(value))
+}
+
 /// A repository name such as `team-a/app`. The first component is the TCR namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName(String);
@@ -50,7 +66,7 @@ fn is_alnum(b: u8) -> bool {
 impl RepoName {
     pub fn parse(s: &str) -> Result<Self, NameError> {
         if s.is_empty() || s.len() > 255 || !s.split('/').all(valid_component) {
-            return Err(NameError::Repo(s.to_string()));
+            return Err(NameError::Repo(clip(s)));
         }
         Ok(RepoName(s.to_string()))
     }
@@ -103,7 +119,7 @@ impl Tag {
         if ok {
             Ok(Tag(s.to_string()))
         } else {
-            Err(NameError::Tag(s.to_string()))
+            Err(NameError::Tag(clip(s)))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -123,7 +139,7 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        let err = || NameError::Digest(s.to_string());
+        let err = || NameError::Digest(clip(s));
         let (alg, enc) = s.split_once(':').ok_or_else(err)?;
         let alg_ok = !alg.is_empty()
             && alg

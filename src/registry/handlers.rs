@@ -101,12 +101,9 @@ pub async fn dispatch(
             s
         }
     };
-    let path = endpoint.upstream_path(upstream_name.as_ref());
-    let path_and_query = if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{query}")
-    };
+    let path = endpoint
+        .upstream_path(upstream_name.as_ref())
+        .with_query(&query);
     let mut headers = rewrite::request_headers(req.headers());
     let credential = grant.identity.upstream.as_ref().map(|c| BasicAuth {
         username: c.username.clone(),
@@ -115,7 +112,7 @@ pub async fn dispatch(
     let request = |headers: HeaderMap, body: ForwardBody, method: Method| Forward {
         method: reqwest::Method::from_bytes(method.as_str().as_bytes())
             .unwrap_or(reqwest::Method::GET),
-        path_and_query: path_and_query.clone(),
+        path: path.clone(),
         headers,
         body,
         scopes: scopes.clone(),

@@ -4,6 +4,7 @@
 
 use crate::auth::Access;
 use crate::oci::{Digest, ErrorCode, OciError, Reference, RepoName};
+use crate::upstream::UpstreamPath;
 
 /// What a `/v2/...` path addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,13 @@ impl Endpoint {
                 if rest == "uploads" || rest == "uploads/" {
                     Ok(Endpoint::UploadStart { name })
                 } else if let Some(id) = rest.strip_prefix("uploads/") {
+                    if !is_upload_id(id) {
+                        return Err(OciError::new(
+                            ErrorCode::BlobUploadUnknown,
+                            "invalid upload id: [a-zA-Z0-9-_.=]+, at most 512 characters",
+                        )
+                        .with_status(actix_web::http::StatusCode::NOT_FOUND));
+                    }
                     Ok(Endpoint::Upload {
                         name,
                         id: id.to_string(),
@@ -92,27 +100,25 @@ impl Endpoint {
         }
     }
 
-    /// The path after the repository name, e.g. `/manifests/latest` (empty for base/catalog).
-    pub fn suffix(&self) -> String {
+    /// The upstream path for this endpoint with the repository renamed to `upstream`, built
+    /// segment by segment (every part is a validated value).
+    pub fn upstream_path(&self, upstream: Option<&RepoName>) -> UpstreamPath {
+        let v2 = UpstreamPath::root().lit("v2");
+        let repo = |n: &RepoName| v2.clone().repo(upstream.unwrap_or(n));
+        let seg = |p: UpstreamPath, s: &str| p.push(s).expect("validated values are segments");
         match self {
-            Endpoint::Base => String::new(),
-            Endpoint::Catalog => String::new(),
-            Endpoint::Manifest { reference, .. } => format!("/manifests/{reference}"),
-            Endpoint::Blob { digest, .. } => format!("/blobs/{digest}"),
-            Endpoint::UploadStart { .. } => "/blobs/uploads/".into(),
-            Endpoint::Upload { id, .. } => format!("/blobs/uploads/{id}"),
-            Endpoint::Tags { .. } => "/tags/list".into(),
-            Endpoint::Referrers { digest, .. } => format!("/referrers/{digest}"),
-        }
-    }
-
-    /// The upstream path for this endpoint with the repository renamed to `upstream`.
-    pub fn upstream_path(&self, upstream: Option<&RepoName>) -> String {
-        match (self, upstream) {
-            (Endpoint::Base, _) => "/v2/".into(),
-            (Endpoint::Catalog, _) => "/v2/_catalog".into(),
-            (_, Some(n)) => format!("/v2/{n}{}", self.suffix()),
-            (_, None) => format!("/v2/{}", self.suffix()),
+            Endpoint::Base => v2.slash(),
+            Endpoint::Catalog => v2.lit("_catalog"),
+            Endpoint::Manifest { name, reference } => {
+                seg(repo(name).lit("manifests"), &reference.to_string())
+            }
+            Endpoint::Blob { name, digest } => seg(repo(name).lit("blobs"), digest.as_str()),
+            Endpoint::UploadStart { name } => repo(name).lit("blobs").lit("uploads").slash(),
+            Endpoint::Upload { name, id } => seg(repo(name).lit("blobs").lit("uploads"), id),
+            Endpoint::Tags { name } => repo(name).lit("tags").lit("list"),
+            Endpoint::Referrers { name, digest } => {
+                seg(repo(name).lit("referrers"), digest.as_str())
+            }
         }
     }
 
@@ -163,10 +169,20 @@ impl Endpoint {
     }
 }
 
+/// distribution's upload id rule (`[a-zA-Z0-9-_.=]+`), bounded, and never a dot-segment.
+fn is_upload_id(id: &str) -> bool {
+    (1..=512).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='))
+}
+
 fn not_found(tail: &str) -> OciError {
     OciError::new(
         ErrorCode::NameUnknown,
-        format!("no such endpoint: /v2/{tail}"),
+        format!("no such endpoint: /v2/{}", crate::oci::excerpt(tail)),
     )
     .with_status(actix_web::http::StatusCode::NOT_FOUND)
 }
@@ -219,6 +235,17 @@ mod tests {
         assert_eq!(
             Endpoint::parse("ns/r/other").unwrap_err().status.as_u16(),
             404
+        );
+        for bad in ["..", ".", "a/b", "a\\b", "a?b", "a%2Fb", "a b", "a\nb"] {
+            let e = Endpoint::parse(&format!("ns/r/blobs/uploads/{bad}")).unwrap_err();
+            assert_eq!(e.status.as_u16(), 404, "{bad}");
+        }
+        assert_eq!(
+            Endpoint::parse("ns/r/blobs/uploads/x")
+                .unwrap()
+                .upstream_path(Some(&RepoName::parse("up/r").unwrap()))
+                .to_string(),
+            "/v2/up/r/blobs/uploads/x"
         );
     }
 

@@ -9,20 +9,22 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH};
 use reqwest::Method;
 
-use super::{retry_after, unreachable, BasicAuth, ForwardBody, UpstreamClient, UpstreamError};
+use super::{
+    retry_after, unreachable, BasicAuth, ForwardBody, UpstreamClient, UpstreamError, UpstreamPath,
+};
 
 impl UpstreamClient {
-    /// Send `method path_and_query` to the upstream with Basic `credential` (none: anonymous).
+    /// Send `method path` to the upstream with Basic `credential` (none: anonymous).
     pub async fn send_basic(
         &self,
         method: Method,
-        path_and_query: &str,
+        path: &UpstreamPath,
         headers: HeaderMap,
         body: ForwardBody,
         credential: Option<&BasicAuth>,
         route: &'static str,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let url = format!("{}{}", self.base, path_and_query);
+        let url = format!("{}{}", self.base, path);
         let (mut stream, fixed) = match body {
             ForwardBody::Stream(b) => (Some(b), None),
             ForwardBody::Replayable(r) => (Some(r.attempt()), None),

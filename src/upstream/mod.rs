@@ -7,6 +7,7 @@
 mod basic;
 pub mod challenge;
 mod metrics;
+mod path;
 mod realm;
 mod replay;
 mod retry;
@@ -28,6 +29,7 @@ use crate::oci::{ErrorCode, OciError};
 
 pub use challenge::Challenge;
 pub use metrics::UpstreamMetrics;
+pub use path::{UnsafeSegment, UpstreamPath};
 pub use replay::ReplayBody;
 pub use retry::{retryable_status, RetryBudget};
 pub use tokens::{TokenCache, TokenKey, TokenResponse};
@@ -107,8 +109,8 @@ pub enum ForwardBody {
 /// One request to forward.
 pub struct Forward {
     pub method: Method,
-    /// `/v2/...?query`, already in upstream names.
-    pub path_and_query: String,
+    /// `/v2/...?query`, already in upstream names, built segment by segment.
+    pub path: UpstreamPath,
     /// End-to-end headers to send (hop-by-hop, Host and Authorization already removed).
     pub headers: HeaderMap,
     pub body: ForwardBody,
@@ -385,7 +387,7 @@ impl UpstreamClient {
     /// the body can be sent again (none, buffered, or streamed within its replay cap), within
     /// the attempts and the retry budget; refresh the token once on a 401.
     pub async fn send(&self, f: Forward) -> Result<reqwest::Response, UpstreamError> {
-        let url = format!("{}{}", self.base, f.path_and_query);
+        let url = format!("{}{}", self.base, f.path);
         self.budget.deposit();
         let single_shot = matches!(f.body, ForwardBody::Stream(_));
         let (mut once, fixed, replay) = match f.body {
