@@ -63,8 +63,9 @@ pub fn init_logging(cfg: &LogConfig) {
         .add_directive(format!("{ACTIX_H1}=off").parse().expect("static directive"));
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt: Box<dyn Layer<_> + Send + Sync> = match cfg.format {
+        // serde_json escapes every control character in a value.
         LogFormat::Json => Box::new(fmt.json().flatten_event(true).with_filter(filter)),
-        LogFormat::Text => Box::new(fmt.with_filter(filter)),
+        LogFormat::Text => Box::new(fmt.fmt_fields(escaped_fields()).with_filter(filter)),
     };
     let counting = ClientProtocolErrors.with_filter(
         tracing_subscriber::filter::Targets::new().with_target(ACTIX_H1, tracing::Level::WARN),
@@ -73,6 +74,40 @@ pub fn init_logging(cfg: &LogConfig) {
         .with(fmt)
         .with(counting)
         .try_init();
+}
+
+/// Text-log fields with every control character of a value escaped (`\n`, `\r`, `\u{1b}`…):
+/// a value that came from a request (a path, a project name) can neither start a forged line
+/// nor move the terminal's cursor. Field names are the code's own.
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
+{
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let raw = format!("{value:?}");
+        let text = escape_controls(&raw);
+        match field.name() {
+            "message" => write!(w, "{text}"),
+            name => write!(w, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
+}
+
+/// `text` with control characters (and the Unicode line and paragraph separators) escaped.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Render a registry in the Prometheus text exposition format.

@@ -130,13 +130,49 @@ proptest! {
     }
 
     #[test]
-    fn the_chart_upload_peek_never_panics(
-        body in prop::collection::vec(any::<u8>(), 0..2048),
-        ctype in prop::option::of("multipart/form-data; boundary=[A-Za-z0-9]{1,20}|[a-z/-]{0,30}"),
-        complete in any::<bool>()
+    fn the_upstream_path_builder_never_lets_a_value_change_the_path(
+        value in "(%2[eEfF]|%5[cC]|%25|[./\\\\?#%;: a-zA-Z0-9\\x00-\\x1f\\u{80}-\\u{10ffff}]){0,40}"
     ) {
-        match tcr_adapter::harbor_api::peek(ctype.as_deref(), &body, complete) {
-            Ok(_) => {}
+        use tcr_adapter::upstream::UpstreamPath;
+        let built = UpstreamPath::root().lit("api").lit("chartrepo").push(&value);
+        match built {
+            Err(_) => prop_assert!(value.is_empty() || value == "." || value == ".."),
+            Ok(p) => {
+                let s = p.to_path_and_query();
+                let segs: Vec<&str> = s.split('/').collect();
+                prop_assert_eq!(segs.len(), 4, "{}", s);
+                prop_assert!(!s.contains(['\\', '?', '#', ' ']) && !s.chars().any(char::is_control));
+                let decoded = percent_encoding::percent_decode_str(segs[3]).decode_utf8().unwrap();
+                prop_assert_eq!(decoded.as_ref(), value.as_str());
+                prop_assert!(segs[3] != "." && segs[3] != "..");
+            }
+        }
+    }
+
+    #[test]
+    fn typed_harbor_names_hold_no_separator_or_dot_segment(
+        value in "(\\.\\.|[./\\\\?#%a-zA-Z0-9+_-]|\\n|\\u{0}){0,30}"
+    ) {
+        use tcr_adapter::harbor_api::{ChartFile, ChartName, ChartVersion, Project};
+        let safe = |s: &str| !s.contains(['/', '\\', '?', '#', '%', '\n', '\0']) && !s.contains("..") && !s.is_empty() && s != ".";
+        if Project::parse(&value).is_ok() { prop_assert!(safe(&value)); }
+        if ChartName::parse(&value).is_ok() { prop_assert!(safe(&value)); }
+        if ChartVersion::parse(&value).is_ok() { prop_assert!(safe(&value)); }
+        if ChartFile::parse(&value).is_ok() { prop_assert!(safe(&value)); }
+    }
+
+    #[test]
+    fn the_chart_archive_check_never_panics(
+        body in prop::collection::vec(any::<u8>(), 0..2048),
+        gzip_prefix in any::<bool>()
+    ) {
+        let mut bytes = if gzip_prefix { vec![0x1f, 0x8b] } else { Vec::new() };
+        bytes.extend_from_slice(&body);
+        match tcr_adapter::harbor_api::inspect_archive(&bytes) {
+            Ok(c) => {
+                prop_assert!(!c.name.as_str().contains(['/', '\\']));
+                prop_assert!(!c.version.as_str().contains(".."));
+            }
             Err(e) => prop_assert_eq!(e.status.as_u16(), 400),
         }
     }

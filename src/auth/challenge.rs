@@ -111,8 +111,10 @@ pub fn unauthorized(challenge: String, needed: &[Access], message: impl Into<Str
 /// credential itself was refused, 429 when the cloud throttles, 503 when it is unreachable.
 pub fn credential_failure(challenge: String, needed: &[Access], err: &CredentialError) -> OciError {
     match err {
-        CredentialError::Throttled => OciError::new(ErrorCode::TooManyRequests, err.to_string())
-            .with_header(header::RETRY_AFTER, "2"),
+        CredentialError::Throttled | CredentialError::Busy => {
+            OciError::new(ErrorCode::TooManyRequests, err.to_string())
+                .with_header(header::RETRY_AFTER, "2")
+        }
         CredentialError::Unavailable { .. } => {
             OciError::new(ErrorCode::Unavailable, err.to_string())
                 .with_header(header::RETRY_AFTER, "5")

@@ -11,6 +11,7 @@
 //! credential and what failed, never the password or key.
 
 mod cache;
+pub mod failures;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use crate::clock::SharedClock;
 use crate::config::Secret;
 use crate::discovery::{DiscoveryError, InstanceLocator};
 use crate::tencentcloud::{ApiCredential, ApiError, InstanceToken, TcrApiClient, TokenType};
+use failures::FailureGuard;
 
 pub use cache::{InstanceTokenCache, ValidationCache};
 
@@ -184,6 +186,9 @@ pub enum CredentialError {
     BadRegistryPassword { username: String, why: String },
     #[error("Tencent Cloud API throttled the request (RequestLimitExceeded); retry shortly")]
     Throttled,
+    /// Too many never-accepted credentials are being checked: refused without an upstream call.
+    #[error("too many unrecognised credentials are being checked right now; retry shortly")]
+    Busy,
     /// The cloud API or TCR's realm could not be reached; `why` says which.
     #[error("cannot check the credentials right now: {why}")]
     Unavailable { why: String },
@@ -195,7 +200,9 @@ impl CredentialError {
     pub fn is_rejection(&self) -> bool {
         !matches!(
             self,
-            CredentialError::Throttled | CredentialError::Unavailable { .. }
+            CredentialError::Throttled
+                | CredentialError::Busy
+                | CredentialError::Unavailable { .. }
         )
     }
 
@@ -286,13 +293,26 @@ pub struct CredentialResolver {
     tokens: InstanceTokenCache,
     validations: ValidationCache,
     validator: Arc<dyn RegistryCredentialValidator>,
+    failures: FailureGuard,
     clock: SharedClock,
 }
 
+/// Checks of never-accepted credentials: this many at once, then this many a second.
+const UNPROVEN_BURST: u32 = 20;
+const UNPROVEN_PER_SEC: f64 = 2.0;
+
 impl CredentialResolver {
-    /// Register the resolver's metrics (instance-token outcomes) on `registry`.
+    /// Register the resolver's metrics (instance-token and failure outcomes) on `registry`.
     pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.tokens.outcomes().clone()))
+        registry.register(Box::new(self.tokens.outcomes().clone()))?;
+        registry.register(Box::new(self.failures.outcomes().clone()))
+    }
+
+    /// Set the budget of checks for credentials never accepted before (default: 20 at once,
+    /// 2 a second).
+    pub fn with_failure_budget(mut self, per_sec: f64, burst: u32) -> Self {
+        self.failures = FailureGuard::new(per_sec, burst);
+        self
     }
 
     pub fn new(
@@ -342,6 +362,7 @@ impl CredentialResolver {
             tokens: InstanceTokenCache::new(),
             validations: ValidationCache::new(cache::VALIDATION_TTL_MS),
             validator,
+            failures: FailureGuard::new(UNPROVEN_PER_SEC, UNPROVEN_BURST),
             clock,
         }
     }
@@ -375,8 +396,35 @@ impl CredentialResolver {
         }
     }
 
-    /// Translate what the client presented. Cheap when cached (one map lookup and a hash).
+    /// Translate what the client presented. Cheap when cached (one map lookup and a hash), and
+    /// cheap when recently refused (answered from memory, no upstream call).
     pub async fn resolve(&self, secret: &ClientSecret) -> Result<ClientIdentity, CredentialError> {
+        let hash = match secret {
+            ClientSecret::ApiKeys(k) => {
+                failures::fingerprint("api-keys", &k.secret_id, k.secret_key.expose())
+            }
+            ClientSecret::Registry { username, password } => {
+                failures::fingerprint("registry", username, password.expose())
+            }
+        };
+        let now = self.clock.now_ms();
+        if let Some(err) = self.failures.recall(&hash, now) {
+            return Err(err);
+        }
+        let result = self.translate(secret, &hash).await;
+        match &result {
+            Ok(_) => self.failures.accepted(hash),
+            Err(e) => self.failures.remember(hash, e, self.clock.now_ms()),
+        }
+        result
+    }
+
+    async fn translate(
+        &self,
+        secret: &ClientSecret,
+        hash: &failures::Hash,
+    ) -> Result<ClientIdentity, CredentialError> {
+        let budget = || self.failures.before_check(hash, self.clock.now_ms());
         match secret {
             ClientSecret::ApiKeys(keys) => {
                 if matches!(self.exchange, Exchange::Unsupported) {
@@ -384,7 +432,10 @@ impl CredentialResolver {
                 }
                 let upstream = self
                     .tokens
-                    .get_or_refresh(keys, self.clock.now_ms(), || self.exchange(keys))
+                    .get_or_refresh(keys, self.clock.now_ms(), || async {
+                        budget()?;
+                        self.exchange(keys).await
+                    })
                     .await?;
                 Ok(ClientIdentity {
                     upstream: Some(upstream),
@@ -399,6 +450,7 @@ impl CredentialResolver {
                 };
                 self.validations
                     .check(&cred, self.clock.now_ms(), || async {
+                        budget()?;
                         self.validator
                             .validate_detailed(&cred)
                             .await

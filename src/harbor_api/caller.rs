@@ -52,7 +52,10 @@ pub fn unauthorized(message: impl Into<String>) -> OciError {
 
 fn credential_error(e: CredentialError) -> OciError {
     match &e {
-        CredentialError::Throttled => OciError::new(ErrorCode::TooManyRequests, e.to_string()),
+        CredentialError::Throttled | CredentialError::Busy => {
+            OciError::new(ErrorCode::TooManyRequests, e.to_string())
+                .with_header(actix_web::http::header::RETRY_AFTER, "2")
+        }
         CredentialError::Unavailable { .. } => OciError::new(ErrorCode::Unavailable, e.to_string()),
         _ => unauthorized(e.to_string()),
     }

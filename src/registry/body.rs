@@ -122,7 +122,11 @@ pub async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<Bytes
     let mut buf = BytesMut::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
+        let chunk = chunk.map_err(|e| {
+            // The cause (with TCR's URL) is for the log; the message may reach a client.
+            tracing::warn!(error = %e, "reading an upstream body failed");
+            "the upstream's answer was cut off (see the adapter's log)".to_string()
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(format!("upstream body larger than {limit} bytes"));
         }

@@ -78,18 +78,30 @@ pub enum UpstreamError {
     },
 }
 
+/// The client's error names the problem, never TCR's internal URL, the realm or the socket
+/// error: those go to the log (with the request's `X-Request-Id` on the access line).
 impl From<UpstreamError> for OciError {
     fn from(e: UpstreamError) -> Self {
+        tracing::warn!(error = %e, "upstream request failed");
+        let gateway = actix_web::http::StatusCode::BAD_GATEWAY;
         match &e {
-            UpstreamError::Unreachable { .. } => {
-                OciError::new(ErrorCode::Unavailable, e.to_string())
-                    .with_status(actix_web::http::StatusCode::BAD_GATEWAY)
-            }
-            UpstreamError::CredentialRejected { .. } => {
-                OciError::new(ErrorCode::Denied, e.to_string())
-            }
-            UpstreamError::Realm { .. } => OciError::new(ErrorCode::Unavailable, e.to_string())
-                .with_status(actix_web::http::StatusCode::BAD_GATEWAY),
+            UpstreamError::Unreachable { .. } => OciError::new(
+                ErrorCode::Unavailable,
+                "TCR could not be reached (connection, TLS or timeout); the adapter's log has the cause",
+            )
+            .with_status(gateway),
+            UpstreamError::CredentialRejected { message, .. } => OciError::new(
+                ErrorCode::Denied,
+                format!(
+                    "TCR's token service refused the translated credential: {}",
+                    crate::oci::clip(message)
+                ),
+            ),
+            UpstreamError::Realm { status, .. } => OciError::new(
+                ErrorCode::Unavailable,
+                format!("TCR's token service answered {status}; the adapter's log has the details"),
+            )
+            .with_status(gateway),
         }
     }
 }
