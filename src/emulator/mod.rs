@@ -8,6 +8,7 @@ pub mod charts;
 pub mod cloudapi;
 pub mod faults;
 pub mod instance_tokens;
+pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod namespaces;
@@ -49,6 +50,8 @@ pub struct EmulatorState {
     pub api_url: String,
     /// Signs blob URLs on the object-storage listener (`None`: no such listener).
     pub presigner: Option<object_storage::Presigner>,
+    /// Every data-plane request target, as received (for tests).
+    pub journal: journal::RequestJournal,
 }
 
 impl EmulatorState {
@@ -79,6 +82,7 @@ impl EmulatorState {
             registry_url,
             api_url,
             presigner: storage_url.map(object_storage::Presigner::new),
+            journal: journal::RequestJournal::default(),
         })
     }
 

@@ -31,6 +31,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 let route = route_label(req.path());
                 let method = req.method().to_string();
                 let state = req.app_data::<State>().cloned();
+                if let Some(s) = &state {
+                    s.journal.record(req.method().as_str(), &req.uri().to_string());
+                }
                 let fut = srv.call(req);
                 async move {
                     let mut res = fut.await?;
