@@ -14,6 +14,9 @@ pub struct Faults {
     clock: SharedClock,
     /// (second, calls in that second) for the QPS limit.
     window: Mutex<(i64, u32)>,
+    /// Scripted outcomes of the next chart uploads (`Some(status)`: fail with it after the
+    /// body was received; `None`: as usual), for tests of what a client does on a failure.
+    chart_uploads: Mutex<std::collections::VecDeque<Option<u16>>>,
 }
 
 impl Faults {
@@ -22,7 +25,21 @@ impl Faults {
             cfg,
             clock,
             window: Mutex::new((0, 0)),
+            chart_uploads: Mutex::new(Default::default()),
         }
+    }
+
+    /// Script the next chart uploads: each entry is taken by one upload, in order.
+    pub fn script_chart_uploads(&self, outcomes: impl IntoIterator<Item = Option<u16>>) {
+        let mut q = self.chart_uploads.lock().unwrap_or_else(|e| e.into_inner());
+        q.clear();
+        q.extend(outcomes);
+    }
+
+    /// The scripted failure of this chart upload, if any.
+    pub fn chart_upload_fault(&self) -> Option<u16> {
+        let mut q = self.chart_uploads.lock().unwrap_or_else(|e| e.into_inner());
+        q.pop_front().flatten()
     }
 
     /// True when this cloud API call exceeds `api_qps_limit` and must get `RequestLimitExceeded`.

@@ -277,6 +277,13 @@ async fn upload(
         ));
     }
     let mut incoming = receive(&req, payload, &state).await?;
+    if let Some(code) = state.faults.chart_upload_fault() {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Err(ChartError::new(
+            status,
+            "injected fault (scripted chart upload)",
+        ));
+    }
     let chart = incoming.chart.clone().ok_or_else(|| {
         ChartError::bad_request(
             "no chart in the request: send the archive in a multipart part named \"chart\"",

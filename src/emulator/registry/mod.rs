@@ -32,7 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 let method = req.method().to_string();
                 let state = req.app_data::<State>().cloned();
                 if let Some(s) = &state {
-                    s.journal.record(req.method().as_str(), &req.uri().to_string());
+                    s.journal
+                        .record(req.method().as_str(), &req.uri().to_string());
                 }
                 let fut = srv.call(req);
                 async move {
