@@ -79,8 +79,8 @@ pub fn init_logging(cfg: &LogConfig) {
 /// Text-log fields with every control character of a value escaped (`\n`, `\r`, `\u{1b}`…):
 /// a value that came from a request (a path, a project name) can neither start a forged line
 /// nor move the terminal's cursor. Field names are the code's own.
-fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static
-{
+pub fn escaped_fields(
+) -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         let raw = format!("{value:?}");
@@ -126,4 +126,43 @@ pub fn metrics_response(registry: &prometheus::Registry) -> actix_web::HttpRespo
     actix_web::HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(render(registry))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_value_with_line_breaks_stays_on_its_line() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .fmt_fields(super::escaped_fields());
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let forged = "x\n1999-01-01T00:00:00Z  INFO audit: event=\"chart_deleted\"\r\u{1b}[2K";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(path = %forged, other = ?forged, "request {forged}");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("x\\n1999-01-01"), "{text}");
+    }
 }
