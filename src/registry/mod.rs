@@ -7,7 +7,9 @@ pub mod body;
 pub mod cloud;
 mod handlers;
 pub mod metrics;
+mod plan;
 mod redirect;
+mod respond;
 pub mod rewrite;
 pub mod route;
 
