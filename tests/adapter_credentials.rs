@@ -171,9 +171,9 @@ async fn token_issuance_and_verification_are_cheap_with_cached_credentials() {
         assert_eq!(f.auth.verify_token(&t.token).unwrap().access.len(), 2);
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
+    // Speed is measured by the benchmarks, never asserted here (shared CI machines are noisy):
+    // what makes it cheap is observable as a count — the realm was asked once for 2001 tokens.
     eprintln!("issued and verified {rate:.0} tokens/s on one thread");
-    // Debug builds are ~10x slower than release; the release target is >= 5,000/s on 2 cores.
-    assert!(rate > 1000.0, "{rate:.0} tokens/s");
     assert_eq!(f.validator.calls.load(Ordering::SeqCst), 1);
 }
 
