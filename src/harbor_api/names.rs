@@ -14,8 +14,7 @@ use crate::oci::{ErrorCode, OciError};
 /// Longest chart name, version or file name accepted.
 const MAX_CHART_PART: usize = 250;
 
-/// A Harbor project name as the client names it (before the rename map):
-/// `[a-z0-9]+([._-][a-z0-9]+)*`, 1 to 255 characters.
+/// A Harbor project name as the client names it (before the rename map).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Project(String);
 
@@ -37,20 +36,21 @@ fn alnum(b: u8) -> bool {
 }
 
 impl Project {
+    /// Letters, digits, `.`, `_` and `-`, starting with a letter or digit, no `..`, at most 255
+    /// characters. Harbor's own rule is stricter (lowercase); the rename map may turn other
+    /// names into valid namespaces, and the policy gate applies TCR's rule after it.
     pub fn parse(s: &str) -> Result<Self, OciError> {
         let b = s.as_bytes();
-        let lower = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        let sep = |c: u8| matches!(c, b'.' | b'_' | b'-');
         let ok = (1..=255).contains(&b.len())
-            && lower(b[0])
-            && lower(b[b.len() - 1])
-            && b.iter().all(|&c| lower(c) || sep(c))
-            && b.windows(2).all(|w| !(sep(w[0]) && sep(w[1])));
+            && alnum(b[0])
+            && b.iter()
+                .all(|&c| alnum(c) || matches!(c, b'.' | b'_' | b'-'))
+            && !s.contains("..");
         ok.then(|| Project(s.to_string())).ok_or_else(|| {
             invalid(
                 "project",
                 s,
-                "lowercase letters and digits joined by single '.', '_' or '-'",
+                "letters, digits, '.', '_' and '-', starting with a letter or digit",
             )
         })
     }
@@ -186,7 +186,7 @@ mod tests {
     fn ordinary_values_pass() {
         assert!(Project::parse("team-a").is_ok());
         assert!(Project::parse("a").is_ok());
-        assert!(Project::parse("Team").is_err());
+        assert!(Project::parse("My_Project").is_ok());
         assert!(ChartName::parse("nginx-ingress").is_ok());
         assert!(ChartName::parse("My_Chart.x").is_ok());
         for v in ["1.2.3", "v1.0.0", "0.1.0-rc.1", "1.0.0+build.5", "2"] {

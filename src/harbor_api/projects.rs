@@ -256,9 +256,11 @@ pub async fn create(
         )
         .with_status(StatusCode::BAD_REQUEST)
     })?;
-    let name = Project::parse(project.project_name.trim())?;
+    let name = project.project_name.trim();
     let public = parse_public(project.metadata.as_ref())?;
-    let upstream = front.namespaces.admit(name.as_str())?;
+    // The policy gate is the parser here: the rename map, then TCR's naming rule (a 403 naming
+    // the rule, as on /v2/), allow and deny.
+    let upstream = front.namespaces.admit(name)?;
     tracing::info!(project = %name, namespace = %upstream, harbor_public = ?public, "Harbor asks for a project");
     let keys = caller::api_keys(&identity, &front);
     let outcome = front.namespaces.ensure_outcome(&upstream, keys).await?;

@@ -141,7 +141,8 @@ impl NamespacePolicy {
             return Err(OciError::new(
                 ErrorCode::Denied,
                 format!(
-                    "namespace {upstream_ns:?} is not a valid TCR namespace name: names are {NAMING_RULE}"
+                    "namespace {} is not a valid TCR namespace name: names are {NAMING_RULE}",
+                    crate::oci::excerpt(upstream_ns)
                 ),
             ));
         }
