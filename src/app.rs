@@ -194,6 +194,11 @@ impl AdapterState {
             metrics: metrics.front.clone(),
             replay_cap: cfg.tcr.replay_buffer_bytes,
             redirects: cfg.tcr.redirects,
+            dedup: cfg.wan.dedup.then(|| {
+                let index = crate::registry::dedup::BlobIndex::new(cfg.wan.dedup_entries);
+                let _ = index.metrics().register(&metrics.registry);
+                Arc::new(index)
+            }),
         };
         let harbor = HarborFront {
             upstream: upstream.clone(),

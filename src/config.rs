@@ -48,7 +48,28 @@ pub struct Config {
     pub tcr: TcrConfig,
     pub namespaces: NamespacesConfig,
     pub emulator: EmulatorConfig,
+    pub wan: WanConfig,
     pub log: LogConfig,
+}
+
+/// Saving TCR round trips and bytes across a WAN.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WanConfig {
+    /// Layer dedup by cross-repository mount: a blob HEAD for a blob another repository has
+    /// becomes a mount with the caller's credential, so the blob is not uploaded again.
+    pub dedup: bool,
+    /// Digests remembered (where each blob is known to exist upstream), per process.
+    pub dedup_entries: usize,
+}
+
+impl Default for WanConfig {
+    fn default() -> Self {
+        WanConfig {
+            dedup: true,
+            dedup_entries: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -12,9 +12,9 @@ use percent_encoding::percent_decode_str;
 
 use super::plan::Plan;
 use super::route::Endpoint;
-use super::{cloud, respond, rewrite, RegistryFront, RouteInfo};
+use super::{cloud, dedup, respond, rewrite, RegistryFront, RouteInfo};
 use crate::auth::{Access, AuthService, Grant};
-use crate::oci::{ErrorCode, OciError, Reference, RepoName};
+use crate::oci::{Digest, ErrorCode, OciError, Reference, RepoName};
 
 /// `ANY /v2/{tail}`.
 pub async fn dispatch(
@@ -30,6 +30,7 @@ pub async fn dispatch(
     }
     route.ensure_namespace(&front, &grant).await?;
     let mut plan = Plan::new(&req, payload, &route, &front, &grant).await?;
+    let _in_flight = route.mark_upload(&front);
     let resp = plan.send(&front, &route, &grant).await?;
     let resp =
         super::redirect::resolve(&front, &route.endpoint, &route.method, &plan.headers, resp)
@@ -125,6 +126,23 @@ impl Route {
         Ok(grant)
     }
 
+    /// The digest a monolithic or final upload `PUT` names (`?digest=`).
+    pub fn upload_digest(&self) -> Option<Digest> {
+        if !matches!(self.endpoint, Endpoint::Upload { .. }) || self.method != Method::PUT {
+            return None;
+        }
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == "digest")
+            .and_then(|(_, v)| Digest::parse(&v).ok())
+    }
+
+    /// While an upload's last `PUT` is in flight, a HEAD for the same blob elsewhere waits for
+    /// it and then mounts instead of sending the same bytes again.
+    fn mark_upload(&self, front: &RegistryFront) -> Option<dedup::UploadMark> {
+        let index = front.dedup.as_ref()?;
+        Some(index.uploading(&self.upload_digest()?, self.upstream.as_ref()?))
+    }
+
     /// Before the first write into a namespace (an upload start, a manifest PUT): make sure it
     /// exists upstream.
     async fn ensure_namespace(&self, front: &RegistryFront, grant: &Grant) -> Result<(), OciError> {
@@ -156,6 +174,9 @@ async fn answer_locally(
     let caller_keys = grant.identity.api_keys.as_ref();
     match (&route.endpoint, &route.method, &route.upstream) {
         (Endpoint::Base, _, _) => Ok(Some(empty_json())),
+        (Endpoint::Blob { digest, .. }, &Method::HEAD, _) => {
+            Ok(dedup::answer_head(front, route, grant, digest).await)
+        }
         (Endpoint::Catalog, &Method::GET, _) => match caller_keys {
             Some(keys) => cloud::catalog(front, keys, &route.query).await.map(Some),
             None => Ok(None),

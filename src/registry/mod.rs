@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod cloud;
+pub mod dedup;
 mod handlers;
 pub mod metrics;
 mod plan;
@@ -40,6 +41,8 @@ pub struct RegistryFront {
     pub replay_cap: usize,
     /// `tcr.redirects`: relay TCR's redirects to object storage, or follow them.
     pub redirects: crate::config::RedirectMode,
+    /// `wan.dedup`: where blobs are known to exist upstream (none: dedup off).
+    pub dedup: Option<Arc<dedup::BlobIndex>>,
 }
 
 /// Route and repository of a request, left in its extensions for the access log.

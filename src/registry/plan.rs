@@ -33,6 +33,8 @@ pub struct Plan {
     method: Method,
     body: Option<ForwardBody>,
     pump: Option<Pump>,
+    /// A manifest's bytes, as sent (to learn the blobs it references).
+    pub manifest: Option<bytes::Bytes>,
 }
 
 impl Plan {
@@ -58,6 +60,10 @@ impl Plan {
             }),
             route: route.endpoint.label(),
             method: route.method.clone(),
+            manifest: match &body {
+                ForwardBody::Bytes(b) => Some(b.clone()),
+                _ => None,
+            },
             body: Some(body),
             pump,
         })

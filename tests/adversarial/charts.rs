@@ -155,11 +155,9 @@ async fn multipart_is_read_as_tcr_reads_it() {
         .starts_with("absent"));
     // An unquoted form name is valid (RFC 7578 takes a token).
     let other = chart_archive("plain", "1.0.0", 256);
-    let mut body = format!(
-        "--B0\r\nContent-Disposition: form-data; name=chart; filename=plain.tgz\r\n\
+    let mut body = b"--B0\r\nContent-Disposition: form-data; name=chart; filename=plain.tgz\r\n\
          Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
+        .to_vec();
     body.extend_from_slice(&other);
     body.extend_from_slice(b"\r\n--B0--\r\n");
     let (s, text) = post_chart(&g, "proja", "multipart/form-data; boundary=B0", body).await;

@@ -1,0 +1,412 @@
+//! Layer dedup across a WAN: each blob crosses to TCR once. The adapter remembers where each
+//! blob is known to exist in TCR (digest → upstream repositories, and its size), learned from the
+//! traffic it relays — blob HEAD/GET answers, completed uploads and mounts, manifests pushed.
+//! When a caller that may push to repository X asks `HEAD` for a blob that another repository
+//! has, the adapter mounts it into X (`POST …/uploads/?mount=&from=`) **with the caller's own
+//! credential**, so TCR decides who may read the source, and answers 200: the client then skips
+//! the upload. A mount TCR refuses falls back to the ordinary answer and forgets the entry. A
+//! HEAD for a blob that is being uploaded right now waits (bounded) for that upload, then mounts.
+//! Bounded in memory (`wan.dedup_entries`), per process: a cold replica is correct, just slower.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use tokio::sync::watch;
+
+use super::handlers::Route;
+use super::RegistryFront;
+use crate::auth::{Access, Grant};
+use crate::oci::{Digest, RepoName};
+use crate::upstream::{BasicAuth, Forward, ForwardBody, UpstreamPath};
+
+/// Repositories remembered per digest.
+const REPOS_PER_DIGEST: usize = 4;
+/// How long a HEAD waits for an upload of the same blob in flight.
+const WAIT_FOR_UPLOAD: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+struct Known {
+    size: Option<u64>,
+    repos: Vec<RepoName>,
+}
+
+/// Where blobs are known to exist upstream, and which are being uploaded right now.
+pub struct BlobIndex {
+    capacity: usize,
+    known: Mutex<(HashMap<Digest, Known>, VecDeque<Digest>)>,
+    uploading: dashmap::DashMap<Digest, (RepoName, watch::Receiver<bool>)>,
+    metrics: DedupMetrics,
+}
+
+/// `tcr_adapter_dedup_mounts_total{result}` and `tcr_adapter_dedup_bytes_saved_total`.
+#[derive(Clone)]
+pub struct DedupMetrics {
+    pub mounts: prometheus::IntCounterVec,
+    pub bytes_saved: prometheus::IntCounter,
+}
+
+impl DedupMetrics {
+    fn new() -> Self {
+        let mounts = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tcr_adapter_dedup_mounts_total",
+                "Cross-repository mounts tried instead of an upload, by result (mounted, refused, \
+                 error)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for r in ["mounted", "refused", "error"] {
+            mounts.with_label_values(&[r]);
+        }
+        DedupMetrics {
+            mounts,
+            bytes_saved: prometheus::IntCounter::new(
+                "tcr_adapter_dedup_bytes_saved_total",
+                "Blob bytes not sent to TCR because a mount made the upload unnecessary",
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    pub fn register(&self, r: &prometheus::Registry) -> prometheus::Result<()> {
+        r.register(Box::new(self.mounts.clone()))?;
+        r.register(Box::new(self.bytes_saved.clone()))
+    }
+}
+
+/// Ends an upload's "in flight" mark when dropped (completed, failed or cancelled).
+pub struct UploadMark {
+    tx: Option<watch::Sender<bool>>,
+}
+
+impl Drop for UploadMark {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(true);
+        }
+    }
+}
+
+impl BlobIndex {
+    pub fn new(capacity: usize) -> Self {
+        BlobIndex {
+            capacity: capacity.max(1),
+            known: Mutex::new((HashMap::new(), VecDeque::new())),
+            uploading: dashmap::DashMap::new(),
+            metrics: DedupMetrics::new(),
+        }
+    }
+
+    pub fn metrics(&self) -> &DedupMetrics {
+        &self.metrics
+    }
+
+    /// Remember that upstream repository `repo` has `digest` (of `size` bytes, when known).
+    pub fn learn(&self, digest: &Digest, repo: &RepoName, size: Option<u64>) {
+        let mut guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, order) = &mut *guard;
+        let entry = map.entry(digest.clone()).or_insert_with(|| {
+            order.push_back(digest.clone());
+            Known::default()
+        });
+        entry.size = size.or(entry.size);
+        if !entry.repos.contains(repo) {
+            if entry.repos.len() >= REPOS_PER_DIGEST {
+                entry.repos.remove(0);
+            }
+            entry.repos.push(repo.clone());
+        }
+        while map.len() > self.capacity {
+            match order.pop_front() {
+                Some(old) => {
+                    map.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Forget that `repo` has `digest` (a mount from it was refused).
+    pub fn forget(&self, digest: &Digest, repo: &RepoName) {
+        let mut guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = guard.0.get_mut(digest) {
+            k.repos.retain(|r| r != repo);
+        }
+    }
+
+    /// Other repositories that have `digest`, and its size when known.
+    fn sources(&self, digest: &Digest, except: &RepoName) -> (Vec<RepoName>, Option<u64>) {
+        let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.0.get(digest) {
+            Some(k) => (
+                k.repos.iter().filter(|r| *r != except).cloned().collect(),
+                k.size,
+            ),
+            None => (Vec::new(), None),
+        }
+    }
+
+    /// Mark an upload of `digest` into `repo` as in flight until the mark is dropped.
+    pub fn uploading(&self, digest: &Digest, repo: &RepoName) -> UploadMark {
+        let (tx, rx) = watch::channel(false);
+        self.uploading.insert(digest.clone(), (repo.clone(), rx));
+        UploadMark { tx: Some(tx) }
+    }
+
+    /// Wait (bounded) for an upload of `digest` in flight; the repository it went to.
+    async fn wait_for_upload(&self, digest: &Digest) -> Option<RepoName> {
+        let (repo, mut rx) = self.uploading.get(digest).map(|e| e.value().clone())?;
+        let _ = tokio::time::timeout(WAIT_FOR_UPLOAD, rx.wait_for(|done| *done)).await;
+        self.uploading.remove_if(digest, |_, (_, rx)| *rx.borrow());
+        Some(repo)
+    }
+}
+
+/// A blob HEAD that a mount can answer: the caller may push to the repository, and another
+/// repository is known (or being uploaded) to hold the blob. `None`: ask TCR as usual.
+pub async fn answer_head(
+    front: &RegistryFront,
+    route: &Route,
+    grant: &Grant,
+    digest: &Digest,
+) -> Option<HttpResponse> {
+    let (index, client, target) = (
+        front.dedup.as_ref()?,
+        route.endpoint.name()?,
+        route.upstream.as_ref()?,
+    );
+    if !grant.allows(&Access::repository(client.as_str(), &["push"])) {
+        return None;
+    }
+    if let Some(repo) = index.wait_for_upload(digest).await {
+        if &repo != target {
+            index.learn(digest, &repo, None);
+        }
+    }
+    let (sources, size) = index.sources(digest, target);
+    let credential = grant.identity.upstream.as_ref().map(|c| BasicAuth {
+        username: c.username.clone(),
+        password: c.password.clone(),
+    });
+    for source in sources {
+        match mount(front, target, &source, digest, credential.clone()).await {
+            Mounted::Yes => {
+                index.metrics.mounts.with_label_values(&["mounted"]).inc();
+                let size = match size {
+                    Some(n) => Some(n),
+                    None => head_size(front, target, digest, credential.clone()).await,
+                };
+                let size = size?;
+                index.metrics.bytes_saved.inc_by(size);
+                index.learn(digest, target, Some(size));
+                return Some(found(digest, size));
+            }
+            Mounted::No => {
+                index.metrics.mounts.with_label_values(&["refused"]).inc();
+                index.forget(digest, &source);
+            }
+            Mounted::Error => {
+                index.metrics.mounts.with_label_values(&["error"]).inc();
+                return None;
+            }
+        }
+    }
+    None
+}
+
+enum Mounted {
+    Yes,
+    No,
+    Error,
+}
+
+/// `POST /v2/<target>/blobs/uploads/?mount=<digest>&from=<source>` with the caller's credential;
+/// a session TCR opened instead (the mount was refused) is cancelled.
+async fn mount(
+    front: &RegistryFront,
+    target: &RepoName,
+    source: &RepoName,
+    digest: &Digest,
+    credential: Option<BasicAuth>,
+) -> Mounted {
+    let path = UpstreamPath::root()
+        .lit("v2")
+        .repo(target)
+        .lit("blobs")
+        .lit("uploads")
+        .slash()
+        .with_pairs([("mount", digest.as_str()), ("from", source.as_str())]);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::CONTENT_LENGTH, 0.into());
+    let fwd = Forward {
+        method: reqwest::Method::POST,
+        path,
+        headers,
+        body: ForwardBody::Empty,
+        scopes: vec![
+            format!("repository:{target}:pull,push"),
+            format!("repository:{source}:pull"),
+        ],
+        credential: credential.clone(),
+        route: "dedup_mount",
+    };
+    let resp = match front.upstream.send(fwd).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "dedup mount failed");
+            return Mounted::Error;
+        }
+    };
+    match resp.status().as_u16() {
+        201 => Mounted::Yes,
+        202 => {
+            cancel_session(front, target, resp, credential).await;
+            Mounted::No
+        }
+        s if (400..500).contains(&s) => Mounted::No,
+        _ => Mounted::Error,
+    }
+}
+
+/// Cancel the upload session TCR opened for a refused mount (best effort).
+async fn cancel_session(
+    front: &RegistryFront,
+    target: &RepoName,
+    resp: reqwest::Response,
+    credential: Option<BasicAuth>,
+) {
+    let Some(id) = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.split('?').next())
+        .and_then(|p| p.rsplit('/').next())
+        .map(str::to_string)
+    else {
+        return;
+    };
+    let Ok(path) = UpstreamPath::root()
+        .lit("v2")
+        .repo(target)
+        .lit("blobs")
+        .lit("uploads")
+        .push(&id)
+    else {
+        return;
+    };
+    let fwd = Forward {
+        method: reqwest::Method::DELETE,
+        path,
+        headers: Default::default(),
+        body: ForwardBody::Empty,
+        scopes: vec![format!("repository:{target}:pull,push")],
+        credential,
+        route: "dedup_mount",
+    };
+    let _ = front.upstream.send(fwd).await;
+}
+
+/// The blob's size from a HEAD in `repo`.
+async fn head_size(
+    front: &RegistryFront,
+    repo: &RepoName,
+    digest: &Digest,
+    credential: Option<BasicAuth>,
+) -> Option<u64> {
+    let path = UpstreamPath::root()
+        .lit("v2")
+        .repo(repo)
+        .lit("blobs")
+        .push(digest.as_str())
+        .ok()?;
+    let fwd = Forward {
+        method: reqwest::Method::HEAD,
+        path,
+        headers: Default::default(),
+        body: ForwardBody::Empty,
+        scopes: vec![format!("repository:{repo}:pull")],
+        credential,
+        route: "blob",
+    };
+    let resp = front.upstream.send(fwd).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.headers()
+        .get(reqwest::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The answer to the HEAD: the blob is there.
+fn found(digest: &Digest, size: u64) -> HttpResponse {
+    let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+    HttpResponse::build(StatusCode::OK)
+        .insert_header(("Docker-Content-Digest", digest.as_str()))
+        .insert_header(("Content-Type", "application/octet-stream"))
+        .insert_header(("Accept-Ranges", "bytes"))
+        .body(actix_web::body::SizedStream::new(size, empty))
+}
+
+/// The blobs a pushed manifest references, with their sizes (config, layers; an index has none).
+pub fn referenced_blobs(manifest: &[u8]) -> Vec<(Digest, Option<u64>)> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return Vec::new();
+    };
+    let descriptor = |d: &serde_json::Value| {
+        let digest = Digest::parse(d["digest"].as_str()?).ok()?;
+        Some((digest, d["size"].as_u64()))
+    };
+    std::iter::once(&v["config"])
+        .chain(v["layers"].as_array().into_iter().flatten())
+        .filter_map(descriptor)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::sha256_of(&[n])
+    }
+
+    #[test]
+    fn the_index_is_bounded_and_forgets_refused_sources() {
+        let idx = BlobIndex::new(2);
+        let (a, b) = (
+            RepoName::parse("ns/a").unwrap(),
+            RepoName::parse("ns/b").unwrap(),
+        );
+        idx.learn(&d(1), &a, Some(10));
+        idx.learn(&d(1), &b, None);
+        assert_eq!(idx.sources(&d(1), &a), (vec![b.clone()], Some(10)));
+        idx.forget(&d(1), &b);
+        assert!(idx.sources(&d(1), &a).0.is_empty());
+        idx.learn(&d(2), &a, None);
+        idx.learn(&d(3), &a, None);
+        assert!(
+            idx.sources(&d(1), &b).0.is_empty(),
+            "the oldest digest was evicted"
+        );
+        assert_eq!(idx.sources(&d(3), &b).0, vec![a]);
+    }
+
+    #[test]
+    fn manifests_name_their_blobs() {
+        let m = format!(
+            r#"{{"config":{{"digest":"{}","size":3}},"layers":[{{"digest":"{}","size":7}}]}}"#,
+            d(1),
+            d(2)
+        );
+        let blobs = referenced_blobs(m.as_bytes());
+        assert_eq!(blobs, vec![(d(1), Some(3)), (d(2), Some(7))]);
+        assert!(referenced_blobs(b"not json").is_empty());
+    }
+}
