@@ -62,7 +62,8 @@ impl ChartName {
         let ok = (1..=MAX_CHART_PART).contains(&b.len())
             && alnum(b[0])
             && b.iter()
-                .all(|&c| alnum(c) || matches!(c, b'.' | b'_' | b'-'));
+                .all(|&c| alnum(c) || matches!(c, b'.' | b'_' | b'-'))
+            && !s.contains("..");
         ok.then(|| ChartName(s.to_string())).ok_or_else(|| {
             invalid(
                 "chart name",
