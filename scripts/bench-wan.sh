@@ -10,8 +10,9 @@
 #
 # Knobs: BENCH_WAN_IMAGES (N, default 12), BENCH_WAN_LAYER_SIZES (bytes of the layers of each
 # image, default 8 MiB,4 MiB,1 MiB; the first two are the shared base layers, the last is the
-# image's own), BENCH_WAN_LATENCIES (default "0 25", ms per request), BENCH_WAN_BANDWIDTH (KiB/s
-# per connection, default 0 = unlimited), BENCH_WAN_PARALLEL (default "1 10"), BENCH_WAN_CLIENTS
+# image's own), BENCH_WAN_LATENCIES (default "0 25", ms per request), BENCH_WAN_BANDWIDTHS (caps
+# in KiB/s per connection, default "0" = unlimited; e.g. "0 10240"), BENCH_WAN_PARALLEL (default
+# "1 10"), BENCH_WAN_CLIENTS
 # (default "skopeo nocache": "skopeo" keeps skopeo's blob-info cache for the whole run, so it
 # mounts the base layers it already pushed, as skopeo does; "nocache" starts every copy with an
 # empty cache, so every repository uploads the base layers again, as Harbor's replication does),
@@ -32,7 +33,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${BENCH_WAN_IMAGES:-12}
 LAYER_SIZES=${BENCH_WAN_LAYER_SIZES:-8388608,4194304,1048576}
 LATENCIES=${BENCH_WAN_LATENCIES:-"0 25"}
-BANDWIDTH=${BENCH_WAN_BANDWIDTH:-0}
+BANDWIDTHS=${BENCH_WAN_BANDWIDTHS:-0}
 PARALLELS=${BENCH_WAN_PARALLEL:-"1 10"}
 CLIENTS=${BENCH_WAN_CLIENTS:-"skopeo nocache"}
 BIN=${BENCH_WAN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tcr-adapter}
@@ -92,7 +93,7 @@ wait_up() { # url name
 
 # Sum of the emulator's counters matching a pattern (Prometheus text from its API port).
 metric_sum() { # api_port grep-pattern
-  curl -s "http://127.0.0.1:$1/metrics" | grep -E "$2" | awk '{s += $NF} END {printf "%d\n", s}'
+  curl -s "http://127.0.0.1:$1/metrics" | { grep -E "$2" || true; } | awk '{s += $NF} END {printf "%d\n", s}'
 }
 
 # A fresh, private skopeo HOME whose blob-info cache lands inside it (see above).
@@ -122,16 +123,17 @@ distinct=$(du -sb "$WWORK/layout/blobs" | awk '{print $1}')
 TABLE=$WWORK/table.tsv
 printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\tseconds\trequests\tblob_MB_received\n' >"$TABLE"
 
+for BANDWIDTH in $BANDWIDTHS; do
 for lat in $LATENCIES; do
   read -r EREG EAPI AP < <(free_ports 3)
   wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP"
   env TCR_ADAPTER__EMULATOR__REGISTRY_LISTEN=127.0.0.1:$EREG \
       TCR_ADAPTER__EMULATOR__API_LISTEN=127.0.0.1:$EAPI \
-      TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat" \
+      TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat-$BANDWIDTH" \
       TCR_ADAPTER__EMULATOR__FAULTS__LATENCY_MS="$lat" \
       TCR_ADAPTER__EMULATOR__FAULTS__BANDWIDTH_KIB_PER_SEC="$BANDWIDTH" \
       TCR_ADAPTER__LOG__LEVEL=warn \
-      "$BIN" emulator >"$WWORK/logs/emulator-$lat.log" 2>&1 &
+      "$BIN" emulator >"$WWORK/logs/emulator-$lat-$BANDWIDTH.log" 2>&1 &
   emu_pid=$!; WPIDS+=("$emu_pid")
   wait_up "http://127.0.0.1:$EREG/v2/" emulator
   wait_up "http://127.0.0.1:$EAPI/metrics" "emulator API"
@@ -143,7 +145,7 @@ for lat in $LATENCIES; do
       TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
       TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
       TCR_ADAPTER__LOG__LEVEL=warn \
-      "$BIN" serve >"$WWORK/logs/adapter-$lat.log" 2>&1 &
+      "$BIN" serve >"$WWORK/logs/adapter-$lat-$BANDWIDTH.log" 2>&1 &
   ad_pid=$!; WPIDS+=("$ad_pid")
   wait_up "http://127.0.0.1:$AP/healthz" adapter
 
@@ -188,6 +190,7 @@ for lat in $LATENCIES; do
   done
   kill "$ad_pid" "$emu_pid" 2>/dev/null || true
   wait "$ad_pid" "$emu_pid" 2>/dev/null || true
+done
 done
 
 printf '\nWAN push of %s images (distinct content %.1f MB), emulator-side counts\n' "$N" \
