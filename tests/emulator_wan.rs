@@ -35,8 +35,8 @@ async fn start(tweak: impl FnOnce(&mut EmulatorConfig)) -> Emu {
         .state
         .tokens
         .issue(EmulatorAccount::DEMO_UIN, TokenKind::Temp);
-    let cred = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", tok.username, tok.token));
+    let cred =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", tok.username, tok.token));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -67,16 +67,17 @@ impl Emu {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
         d
     }
 
     fn body_bytes(&self, route: &str, direction: &str) -> u64 {
-        self.handle
-            .state
-            .metrics
-            .body_bytes(route, direction)
-            .get()
+        self.handle.state.metrics.body_bytes(route, direction).get()
     }
 
     fn file_bytes_read(&self) -> u64 {
@@ -138,7 +139,10 @@ async fn blob_head_answers_from_metadata_and_reads_no_byte() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("tcr_emulator_blob_file_read_bytes_total 1000"), "{text}");
+    assert!(
+        text.contains("tcr_emulator_blob_file_read_bytes_total 1000"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "tcr_emulator_body_bytes_total{{direction=\"received\",route=\"upload\"}} {size}"
@@ -167,7 +171,10 @@ async fn storage_listener_head_answers_from_metadata_and_reads_no_byte() {
     let r = e.req(Method::HEAD, &path).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
     let signed = header(&r, "Location");
-    assert!(signed.starts_with(&e.handle.storage_url().unwrap()), "{signed}");
+    assert!(
+        signed.starts_with(&e.handle.storage_url().unwrap()),
+        "{signed}"
+    );
     // The storage URL is used without Authorization, as object storage wants.
     let r = e.http.head(&signed).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
