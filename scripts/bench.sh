@@ -8,7 +8,8 @@
 # BENCH_SYNC_IMAGES (images of the skopeo figures, default 50),
 # BENCH_OUT (report file, default BENCHMARKS.md), BENCH_TMPDIR (where data dirs go, default /tmp),
 # BENCH_SKIP_BUILD=1 (use the existing target/release/tcr-adapter), BENCH_TLS_ONLY=1 (only the TLS
-# section 6, e.g. while working on it; the report then holds only its figures).
+# section 6, e.g. while working on it; the report then holds only its figures), BENCH_WAN=1 (also
+# the WAN section 7, scripts/bench-wan.sh, with its BENCH_WAN_* knobs).
 #
 # Everything runs on 127.0.0.1 on free ports: the TCR emulator (`tcr-adapter emulator`), CNCF
 # distribution 2.8 (token auth against the emulator's realm), two adapters (`tcr-adapter serve`,
@@ -349,6 +350,12 @@ fi  # TLS_ONLY
 # ------------------------------------------------------------ 6. production path: TLS --
 # shellcheck source=scripts/bench-tls.sh
 source "$ROOT/scripts/bench-tls.sh"
+
+# ------------------------------------------------------- 7. WAN model (BENCH_WAN=1) --
+# Its own emulator and adapter per latency; rows go to $BENCH_RESULTS (see scripts/bench-wan.sh).
+if [[ ${BENCH_WAN:-0} == 1 ]]; then
+  BENCH_WAN_BIN=$BIN BENCH_TMPDIR=$TMPBASE "$ROOT/scripts/bench-wan.sh"
+fi
 
 # -------------------------------------------------------------------------- report --
 T_END=$(date +%s)

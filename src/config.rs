@@ -409,8 +409,11 @@ pub struct FaultConfig {
     pub api_qps_limit: u32,
     /// Fraction (0..1) of registry requests answered with a 503.
     pub registry_5xx_ratio: f64,
-    /// Latency added to every request, milliseconds.
+    /// Latency added to every registry request, milliseconds.
     pub latency_ms: u64,
+    /// Bandwidth cap per connection for request and response bodies on the registry and
+    /// storage listeners, KiB/s (0: unlimited).
+    pub bandwidth_kib_per_sec: u64,
     /// Lifetime of temporary instance tokens, seconds.
     pub token_ttl_secs: u64,
     /// Lifetime of the data plane's registry bearer tokens, seconds.
@@ -425,6 +428,7 @@ impl Default for FaultConfig {
             api_qps_limit: 0,
             registry_5xx_ratio: 0.0,
             latency_ms: 0,
+            bandwidth_kib_per_sec: 0,
             token_ttl_secs: 3600,
             registry_token_ttl_secs: 1800,
             max_body_bytes: 0,

@@ -1,6 +1,6 @@
 //! Fault knobs of the emulator (from `emulator.faults`): cloud API throttling above N QPS, a 5xx
 //! ratio and added latency on the registry, body-size limits. Decisions only; the listeners act on
-//! them.
+//! them. The bandwidth cap (`bandwidth_kib_per_sec`) is applied to bodies by [`super::wan`].
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -16,6 +16,7 @@ pub mod object_storage;
 pub mod registry;
 pub mod storage;
 pub mod tls;
+pub mod wan;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! this listener (`storage_listen`), which serves the bytes to whoever holds the URL. Like
 //! COS/S3 it refuses a request that also carries `Authorization` (one auth mechanism per
 //! request), an expired or tampered URL, and a method other than the one signed. Errors are
-//! COS-style XML, not OCI JSON: the client is talking to a bucket now.
+//! COS-style XML, not OCI JSON: the client is talking to a bucket now. HEAD answers from the
+//! file's metadata (no byte read); GET bodies go through the WAN model ([`super::wan`]).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -109,7 +110,21 @@ impl Refusal {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/blobs/{digest}", web::route().to(object));
+    cfg.service(
+        web::scope("")
+            .wrap_fn(|req, srv| {
+                let state = req.app_data::<State>().cloned();
+                let fut = actix_web::dev::Service::call(srv, req);
+                async move {
+                    let res = fut.await?;
+                    Ok(match state {
+                        Some(s) => super::wan::meter_response(res, &s, "storage"),
+                        None => res.map_into_boxed_body(),
+                    })
+                }
+            })
+            .route("/blobs/{digest}", web::route().to(object)),
+    );
 }
 
 /// `GET|HEAD /blobs/<digest>?q-method&q-expires&q-signature`.

@@ -1,8 +1,11 @@
-//! Blob GET/HEAD (streamed from disk, `Range` → 206 / 416) and DELETE (unlink → 202).
+//! Blob GET (streamed from disk, `Range` → 206 / 416), HEAD (from metadata: the file is never
+//! opened) and DELETE (unlink → 202).
 
 use actix_web::body::SizedStream;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -79,7 +82,7 @@ pub(crate) async fn get(
 }
 
 /// The bytes of blob `d` (`size` bytes on disk), honouring `Range`: shared by the registry and
-/// the object-storage listener.
+/// the object-storage listener. A HEAD gets the same headers and no body, and reads nothing.
 pub(crate) async fn serve_blob_file(
     req: &HttpRequest,
     state: &State,
@@ -103,15 +106,6 @@ pub(crate) async fn serve_blob_file(
         }
     };
     let len = if size == 0 { 0 } else { end - start + 1 };
-    let mut file = tokio::fs::File::open(state.storage.blob_file(d))
-        .await
-        .map_err(|_| blob_unknown(digest))?;
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| OciError::new(ErrorCode::Unknown, e.to_string()))?;
-    }
-    let stream = ReaderStream::with_capacity(file.take(len), 64 * 1024);
     let mut resp = HttpResponse::build(status);
     resp.insert_header(("Docker-Content-Digest", d.as_str()))
         .insert_header(("Accept-Ranges", "bytes"))
@@ -121,6 +115,26 @@ pub(crate) async fn serve_blob_file(
     if status == StatusCode::PARTIAL_CONTENT {
         resp.insert_header(("Content-Range", format!("bytes {start}-{end}/{size}")));
     }
+    if req.method() == Method::HEAD {
+        // The headers only: a sized body that yields nothing gives the right Content-Length
+        // (the HTTP layer sends no body for HEAD) without opening, let alone reading, the file.
+        let nothing = futures_util::stream::empty::<Result<Bytes, std::io::Error>>();
+        return Ok(resp.body(SizedStream::new(len, nothing)));
+    }
+    let mut file = tokio::fs::File::open(state.storage.blob_file(d))
+        .await
+        .map_err(|_| blob_unknown(digest))?;
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| OciError::new(ErrorCode::Unknown, e.to_string()))?;
+    }
+    let read = state.metrics.blob_file_read_bytes.clone();
+    let stream = ReaderStream::with_capacity(file.take(len), 64 * 1024).inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            read.inc_by(c.len() as u64);
+        }
+    });
     Ok(resp.body(SizedStream::new(len, stream)))
 }
 

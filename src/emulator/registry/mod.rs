@@ -2,7 +2,8 @@
 //! (`/service/token`), mounted on its own listener. One tail route `/v2/{tail}` is parsed into a
 //! typed [`Route`] and dispatched to thin handlers in `blobs`, `uploads` and `manifests`;
 //! authorization and tokens live in `auth`. Handlers call `Storage`; storage never sees HTTP.
-//! Every response carries `Docker-Distribution-API-Version` and is counted in `/metrics`.
+//! Every response carries `Docker-Distribution-API-Version` and is counted in `/metrics`; request
+//! and response bodies go through the WAN model ([`super::wan`]: byte counters, bandwidth cap).
 
 mod auth;
 mod blobs;
@@ -27,13 +28,14 @@ pub(crate) type HandlerResult = Result<HttpResponse, OciError>;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("")
-            .wrap_fn(|req, srv| {
+            .wrap_fn(|mut req, srv| {
                 let route = route_label(req.path());
                 let method = req.method().to_string();
                 let state = req.app_data::<State>().cloned();
                 if let Some(s) = &state {
                     s.journal
                         .record(req.method().as_str(), &req.uri().to_string());
+                    super::wan::meter_request(&mut req, s, route);
                 }
                 let fut = srv.call(req);
                 async move {
@@ -42,11 +44,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         HeaderName::from_static("docker-distribution-api-version"),
                         HeaderValue::from_static("registry/2.0"),
                     );
-                    if let Some(s) = state {
-                        s.metrics
-                            .registry_request(route, &method, res.status().as_u16());
-                    }
-                    Ok(res)
+                    let Some(s) = state else {
+                        return Ok(res.map_into_boxed_body());
+                    };
+                    s.metrics
+                        .registry_request(route, &method, res.status().as_u16());
+                    Ok(super::wan::meter_response(res, &s, route))
                 }
             })
             .route("/metrics", web::get().to(metrics))

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# WAN benchmark (issue 17): a project of N images sharing base layers pushed with skopeo into the
+# TCR emulator across a modelled WAN (`emulator.faults.latency_ms` per request,
+# `emulator.faults.bandwidth_kib_per_sec` per connection), direct and through the adapter
+# (`tcr-adapter serve` pointed at that emulator), one image after another and ten at a time.
+#
+#   scripts/bench-wan.sh                                  # on its own (builds the release binary)
+#   BENCH_WAN=1 scripts/bench.sh                          # from bench.sh, with its binary
+#   BENCH_WAN_IMAGES=3 BENCH_WAN_LAYER_SIZES=524288,262144,65536 scripts/bench-wan.sh   # small
+#
+# Knobs: BENCH_WAN_IMAGES (N, default 12), BENCH_WAN_LAYER_SIZES (bytes of the layers of each
+# image, default 8 MiB,4 MiB,1 MiB; the first two are the shared base layers, the last is the
+# image's own), BENCH_WAN_LATENCIES (default "0 25", ms per request), BENCH_WAN_BANDWIDTHS (caps
+# in KiB/s per connection, default "0" = unlimited; e.g. "0 10240"), BENCH_WAN_PARALLEL (default
+# "1 10"), BENCH_WAN_CLIENTS
+# (default "skopeo nocache": "skopeo" keeps skopeo's blob-info cache for the whole run, so it
+# mounts the base layers it already pushed, as skopeo does; "nocache" starts every copy with an
+# empty cache, so every repository uploads the base layers again, as Harbor's replication does),
+# BENCH_WAN_BIN (binary to run; default target/release/tcr-adapter, built unless
+# BENCH_SKIP_BUILD=1), BENCH_TMPDIR (default /tmp), BENCH_RESULTS (JSON lines appended, as
+# bench/measure.py writes them), BENCH_WAN_OUT (the table as TSV).
+#
+# Per row: wall time of the whole push, and what the emulator saw during it (its /metrics on the
+# API port): data-plane requests, and blob bytes received (request bodies of upload routes).
+# Every process started here is stopped by PID on exit; the temporary directory is removed.
+# skopeo's blob-info cache: as root it lives in /var/lib/containers/cache, shared with whatever
+# else runs skopeo on this machine; here each run gets a fresh private HOME/XDG tree and
+# `_CONTAINERS_ROOTLESS_UID` so the cache lands there (checked), which clears it between runs
+# without touching the shared one.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+N=${BENCH_WAN_IMAGES:-12}
+LAYER_SIZES=${BENCH_WAN_LAYER_SIZES:-8388608,4194304,1048576}
+LATENCIES=${BENCH_WAN_LATENCIES:-"0 25"}
+BANDWIDTHS=${BENCH_WAN_BANDWIDTHS:-0}
+PARALLELS=${BENCH_WAN_PARALLEL:-"1 10"}
+CLIENTS=${BENCH_WAN_CLIENTS:-"skopeo nocache"}
+BIN=${BENCH_WAN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tcr-adapter}
+TMPBASE=${BENCH_TMPDIR:-/tmp}
+RESULTS=${BENCH_RESULTS:-/dev/null}
+M="python3 $ROOT/bench/measure.py"
+SID=AKIDtcradapterDEMO0000000000000000
+SKEY=tcradapterDEMOsecretKEY000000000
+REGION=ap-guangzhou
+REGID=tcr-emulator
+
+wlog() { printf '[bench-wan %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+wdie() { wlog "ERROR: $*"; exit 1; }
+
+for tool in skopeo python3 curl openssl xargs; do
+  command -v "$tool" >/dev/null || wdie "$tool is not installed"
+done
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 && -z ${BENCH_WAN_BIN:-} ]]; then
+  (cd "$ROOT" && cargo build --release --bin tcr-adapter >&2)
+fi
+[[ -x $BIN ]] || wdie "$BIN missing"
+
+WWORK=$(mktemp -d "$TMPBASE/tcr-bench-wan.XXXXXX")
+mkdir -p "$WWORK/logs"
+WPIDS=()
+wcleanup() {
+  local rc=$? pid
+  for pid in "${WPIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for pid in "${WPIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    (( alive )) || break
+    sleep 0.1
+  done
+  for pid in "${WPIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
+  for pid in "${WPIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if (( rc != 0 )); then tail -n 5 "$WWORK"/logs/*.log >&2 2>/dev/null || true; fi
+  rm -rf "$WWORK"
+}
+trap wcleanup EXIT
+trap 'exit 130' INT TERM
+
+free_ports() { # count
+  python3 - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+wait_up() { # url name
+  for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done
+  wdie "$2 did not come up at $1"
+}
+
+# Sum of the emulator's counters matching a pattern (Prometheus text from its API port).
+metric_sum() { # api_port grep-pattern
+  curl -s "http://127.0.0.1:$1/metrics" | { grep -E "$2" || true; } | awk '{s += $NF} END {printf "%d\n", s}'
+}
+
+# A fresh, private skopeo HOME whose blob-info cache lands inside it (see above).
+fresh_home() {
+  local home
+  home=$(mktemp -d "$WWORK/skopeo-home.XXXXXX")
+  mkdir -p "$home"/{data,config,cache,run}
+  chmod 700 "$home"/*
+  echo "$home"
+}
+
+# One image: copy_one home dest prefix creds i
+copy_one() {
+  local home=$1 dest=$2 prefix=$3 creds=$4 i=$5
+  env HOME="$home" XDG_DATA_HOME="$home/data" XDG_CONFIG_HOME="$home/config" \
+      XDG_CACHE_HOME="$home/cache" XDG_RUNTIME_DIR="$home/run" _CONTAINERS_ROOTLESS_UID=1000 \
+    skopeo copy --quiet --dest-tls-verify=false --dest-creds "$creds" \
+      "oci:$WWORK/layout:img$i" "docker://$dest/${prefix}img$i:v1"
+}
+export -f copy_one fresh_home
+export WWORK
+
+wlog "building $N images (layers $LAYER_SIZES, the first two shared by all)"
+$M layouts --dir "$WWORK/layout" --count "$N" --layer-sizes "$LAYER_SIZES" --shared 2
+distinct=$(du -sb "$WWORK/layout/blobs" | awk '{print $1}')
+
+TABLE=$WWORK/table.tsv
+printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\tseconds\trequests\tblob_MB_received\n' >"$TABLE"
+
+for BANDWIDTH in $BANDWIDTHS; do
+for lat in $LATENCIES; do
+  read -r EREG EAPI AP < <(free_ports 3)
+  wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP"
+  env TCR_ADAPTER__EMULATOR__REGISTRY_LISTEN=127.0.0.1:$EREG \
+      TCR_ADAPTER__EMULATOR__API_LISTEN=127.0.0.1:$EAPI \
+      TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat-$BANDWIDTH" \
+      TCR_ADAPTER__EMULATOR__FAULTS__LATENCY_MS="$lat" \
+      TCR_ADAPTER__EMULATOR__FAULTS__BANDWIDTH_KIB_PER_SEC="$BANDWIDTH" \
+      TCR_ADAPTER__LOG__LEVEL=warn \
+      "$BIN" emulator >"$WWORK/logs/emulator-$lat-$BANDWIDTH.log" 2>&1 &
+  emu_pid=$!; WPIDS+=("$emu_pid")
+  wait_up "http://127.0.0.1:$EREG/v2/" emulator
+  wait_up "http://127.0.0.1:$EAPI/metrics" "emulator API"
+  env TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$AP \
+      TCR_ADAPTER__TCR__REGISTRY_URL=http://127.0.0.1:$EREG \
+      TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI \
+      TCR_ADAPTER__TCR__REGISTRY_ID=$REGID TCR_ADAPTER__TCR__REGION=$REGION \
+      TCR_ADAPTER__TCR__SECRET_ID=$SID TCR_ADAPTER__TCR__SECRET_KEY=$SKEY \
+      TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
+      TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
+      TCR_ADAPTER__LOG__LEVEL=warn \
+      "$BIN" serve >"$WWORK/logs/adapter-$lat-$BANDWIDTH.log" 2>&1 &
+  ad_pid=$!; WPIDS+=("$ad_pid")
+  wait_up "http://127.0.0.1:$AP/healthz" adapter
+
+  # Every namespace of this latency, created beforehand on both paths (the data path is measured).
+  namespaces=()
+  for c in $CLIENTS; do for p in direct adapter; do for par in $PARALLELS; do
+    namespaces+=("wan-$c-$p-p$par")
+  done; done; done
+  read -r DUSER DTOKEN < <($M setup --api "127.0.0.1:$EAPI" --secret-id $SID --secret-key $SKEY \
+    --region $REGION --registry-id $REGID --namespaces "$(IFS=,; echo "${namespaces[*]}")")
+
+  for c in $CLIENTS; do
+    for par in $PARALLELS; do
+      for p in direct adapter; do
+        if [[ $p == direct ]]; then dest=127.0.0.1:$EREG; creds="$DUSER:$DTOKEN"
+        else dest=127.0.0.1:$AP; creds="$SID:$SKEY"; fi
+        ns="wan-$c-$p-p$par"
+        req0=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
+        up0=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
+        home=$(fresh_home)
+        t0=$(date +%s.%N)
+        if [[ $c == skopeo ]]; then
+          seq 0 $((N - 1)) | xargs -P "$par" -I{} bash -c 'copy_one "$@"' _ "$home" "$dest" "$ns/" "$creds" {}
+        else
+          seq 0 $((N - 1)) | xargs -P "$par" -I{} bash -c 'copy_one "$(fresh_home)" "$@"' _ "$dest" "$ns/" "$creds" {}
+        fi
+        t1=$(date +%s.%N)
+        if [[ $c == skopeo ]] && [[ -z $(ls -A "$home/data/containers/cache" 2>/dev/null) ]]; then
+          wdie "skopeo did not keep its blob-info cache in $home/data/containers/cache"
+        fi
+        req1=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
+        up1=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
+        secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+        mb=$(awk -v a="$up0" -v b="$up1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lat" "$BANDWIDTH" "$c" "$p" "$par" "$secs" \
+          "$((req1 - req0))" "$mb" >>"$TABLE"
+        printf '{"test": "wan push %s images (%s, %s at a time, %s ms, %s KiB/s)", "upstream": "emulator", "path": "%s", "run": "1", "value": %s, "unit": "s", "requests": %s, "blob_bytes": %s}\n' \
+          "$N" "$c" "$par" "$lat" "$BANDWIDTH" "$p" "$secs" "$((req1 - req0))" "$((up1 - up0))" >>"$RESULTS"
+        wlog "  $c $p x$par: ${secs} s, $((req1 - req0)) requests, ${mb} MB of blobs"
+      done
+    done
+  done
+  kill "$ad_pid" "$emu_pid" 2>/dev/null || true
+  wait "$ad_pid" "$emu_pid" 2>/dev/null || true
+done
+done
+
+printf '\nWAN push of %s images (distinct content %.1f MB), emulator-side counts\n' "$N" \
+  "$(awk -v b="$distinct" 'BEGIN {print b / 1e6}')"
+column -t -s $'\t' "$TABLE"
+[[ -n ${BENCH_WAN_OUT:-} ]] && cp "$TABLE" "$BENCH_WAN_OUT"
+exit 0
