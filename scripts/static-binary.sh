@@ -18,6 +18,9 @@
 # glibc cannot do: resolve a host name (getaddrinfo needs glibc's NSS modules at run time, which a
 # static binary cannot load) — checked and reported, not hidden.
 set -euo pipefail
+# The whole script is one function, read in full before it runs: editing this file while it runs
+# cannot change what the running copy does.
+main() {
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 TARGET=x86_64-unknown-linux-gnu
@@ -149,3 +152,5 @@ else
   say "=> give the static binary numeric addresses (tcr.registry_url/api_endpoint), or use the container image"
 fi
 say "OK"
+}
+main "$@"
