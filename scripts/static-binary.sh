@@ -42,10 +42,12 @@ say "cargo build --release --locked --target $TARGET (+crt-static, OPENSSL_STATI
 B0=$(date +%s)
 # glibc warns at link time that dlopen/getaddrinfo/getpwnam "require at runtime the shared libraries
 # from the glibc version used for linking": that is the NSS limit tested below.
+mkdir -p target
+build_rc=0
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" OPENSSL_STATIC=1 \
-  cargo build --release --locked --target "$TARGET" --bin tcr-adapter 2>&1 \
-  | grep -vE 'statically linked applications requires at runtime|^\s*$' || true
-[ "${PIPESTATUS[0]}" = 0 ] || die "the static build failed"
+  cargo build --release --locked --target "$TARGET" --bin tcr-adapter > target/static-build.log 2>&1 || build_rc=$?
+grep -vE 'statically linked applications requires at runtime|^\s*$' target/static-build.log || true
+[ "$build_rc" = 0 ] || die "the static build failed (log: target/static-build.log)"
 [ -x "$BIN" ] || die "no binary at $BIN"
 BUILD_SECS=$(( $(date +%s) - B0 ))
 ldd_out=$(ldd "$BIN" 2>&1 || true)
