@@ -198,9 +198,11 @@ B0=$(date +%s)
 if [ "${CONTAINER_CHECK_REUSE_IMAGE:-0}" = 1 ] && podman image exists "$IMAGE"; then
   say "CONTAINER_CHECK_REUSE_IMAGE=1: using the existing $IMAGE, NOT rebuilt"
 else
-  say "building the real Dockerfile as $IMAGE (buildah bud --isolation chroot --layers)"
+  say "building the real Dockerfile as $IMAGE (buildah bud --isolation chroot --layers --format docker)"
   # --layers: a later run on this machine reuses the build stage when Cargo.*/src are unchanged.
-  buildah bud --isolation chroot --layers --pull=never "${ULIMITS[@]}" -f Dockerfile -t "$IMAGE" . \
+  # --format docker: an OCI image config has no HEALTHCHECK (buildah drops it with a warning);
+  # Docker's format keeps it, as `docker build` does.
+  buildah bud --isolation chroot --layers --format docker --pull=never "${ULIMITS[@]}" -f Dockerfile -t "$IMAGE" . \
     > "$CACHE_DIR/build.log" 2>&1 || { tail -n 40 "$CACHE_DIR/build.log" >&2; die "the Dockerfile did not build (log: $CACHE_DIR/build.log)"; }
 fi
 BUILD_SECS=$(( $(date +%s) - B0 ))
@@ -209,6 +211,7 @@ SIZE_MIB=$(( SIZE_BYTES / 1048576 ))
 say "built in ${BUILD_SECS} s; image size ${SIZE_MIB} MiB (${SIZE_BYTES} bytes)"
 
 # ---------------------------------------------------------------- 4. the image itself
+WORK_EARLY=$(mktemp -d)
 user=$(podman image inspect --format '{{.Config.User}}' "$IMAGE")
 [ "${user%%:*}" = "$UID_EXPECTED" ] || die "image USER is '$user', expected $UID_EXPECTED"
 run_uid=$("${PODMAN[@]}" run --rm "${ULIMITS[@]}" --entrypoint id "$IMAGE" -u)
@@ -217,6 +220,81 @@ version=$("${PODMAN[@]}" run --rm "${ULIMITS[@]}" "$IMAGE" --version)
 [ "$version" = "tcr-adapter $(awk -F'"' '/^version/ {print $2; exit}' Cargo.toml)" ] \
   || die "'tcr-adapter --version' in the image printed '$version'"
 say "image: user $user, runs as uid $run_uid, '$version'"
+
+# ---------------------------------------------------------------- 4b. Dockerfile = compose = Helm
+# One image, port, user and health checks in the three: the Helm chart rendered by the real Helm
+# library (tests/python/render_chart.py, helm-python-sdk), the compose file, the Dockerfile and the
+# built image's own configuration.
+"$PYTHON" -c 'import helm_python' 2>/dev/null \
+  || "$PYTHON" -m pip install -q --disable-pip-version-check helm-python-sdk pyyaml
+podman image inspect "$IMAGE" > "$WORK_EARLY/image.json"
+"$PYTHON" - "$ROOT" "$WORK_EARLY/image.json" <<'PY' || die "Dockerfile, docker-compose.yml and the Helm chart disagree (see above)"
+import json, re, subprocess, sys, yaml
+root, image_json = sys.argv[1], sys.argv[2]
+inspect = json.load(open(image_json))[0]
+img = inspect["Config"]
+health = inspect.get("HealthCheck") or img.get("Healthcheck") or {}
+if not health.get("Test"):
+    print("MISMATCH: the built image has no HEALTHCHECK (built in OCI format?)", file=sys.stderr)
+    sys.exit(1)
+values = {"publicUrl": "https://x.example.com", "tcr": {"registryUrl": "https://r.example.com"},
+          "secret": {"values": {"signingKey": "a2V5", "sealingKey": "a2V5"}}}
+out = json.loads(subprocess.run([sys.executable, f"{root}/tests/python/render_chart.py",
+                                 f"{root}/deploy/helm/tcr-adapter", json.dumps(values)],
+                                check=True, capture_output=True, text=True).stdout)
+dep = next(d for d in out["docs"] if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+ctr = dep["containers"][0]
+env = {e["name"]: e.get("value") for e in ctr["env"]}
+compose = yaml.safe_load(open(f"{root}/docker-compose.yml"))["services"]
+dockerfile = open(f"{root}/Dockerfile").read()
+chart = yaml.safe_load(open(f"{root}/deploy/helm/tcr-adapter/Chart.yaml"))
+cargo_version = re.search(r'^version = "([^"]+)"', open(f"{root}/Cargo.toml").read(), re.M).group(1)
+bad = []
+def same(what, *vals):
+    if len(set(map(str, vals))) != 1:
+        bad.append(f"{what}: {vals}")
+# image name and version
+same("image (Helm repository:tag, compose emulator, compose adapter)",
+     f'{ctr["image"]}', compose["emulator"]["image"], compose["adapter"]["image"])
+same("version (Cargo.toml, Chart appVersion, image tag)", cargo_version, chart["appVersion"],
+     ctr["image"].rsplit(":", 1)[1])
+# port
+port = ctr["ports"][0]["containerPort"]
+same("adapter port (Helm containerPort, Helm listen, Dockerfile EXPOSE, Dockerfile listen, image, compose listen, compose port)",
+     port, env["TCR_ADAPTER__SERVER__LISTEN"].rsplit(":", 1)[1],
+     re.search(r"^EXPOSE (\d+)", dockerfile, re.M).group(1),
+     re.search(r"TCR_ADAPTER__SERVER__LISTEN=[^:]+:(\d+)", dockerfile).group(1),
+     list(img.get("ExposedPorts", {}))[0].split("/")[0],
+     compose["adapter"]["environment"]["TCR_ADAPTER__SERVER__LISTEN"].rsplit(":", 1)[1],
+     compose["adapter"]["ports"][0].rsplit(":", 1)[1])
+# user
+sc = dep["securityContext"]
+same("uid:gid (Helm podSecurityContext, Dockerfile USER, image)",
+     f'{sc["runAsUser"]}:{sc["runAsGroup"]}', re.search(r"^USER (\S+)", dockerfile, re.M).group(1), img["User"])
+if not sc.get("runAsNonRoot"):
+    bad.append("Helm: runAsNonRoot is not set")
+# health checks: liveness /healthz on the adapter port everywhere
+same("liveness path (Helm livenessProbe, Dockerfile HEALTHCHECK, image, compose adapter)",
+     ctr["livenessProbe"]["httpGet"]["path"],
+     re.search(r"HEALTHCHECK.*?http://127\.0\.0\.1:\d+(/\S+)", dockerfile, re.S).group(1),
+     re.search(r"http://127\.0\.0\.1:\d+(/\S+)", " ".join(health["Test"])).group(1),
+     re.search(r"http://127\.0\.0\.1:\d+(/\S+)", " ".join(compose["adapter"]["healthcheck"]["test"])).group(1))
+same("health port (Helm probe port, Dockerfile HEALTHCHECK, compose adapter)",
+     port if ctr["livenessProbe"]["httpGet"]["port"] == "http" else ctr["livenessProbe"]["httpGet"]["port"],
+     re.search(r"HEALTHCHECK.*?http://127\.0\.0\.1:(\d+)", dockerfile, re.S).group(1),
+     re.search(r"http://127\.0\.0\.1:(\d+)", " ".join(compose["adapter"]["healthcheck"]["test"])).group(1))
+if ctr["readinessProbe"]["httpGet"]["path"] != "/readyz":
+    bad.append(f'Helm readiness probe is {ctr["readinessProbe"]["httpGet"]["path"]}, not /readyz')
+# read-only root file system
+same("read-only root (Helm readOnlyRootFilesystem, compose adapter read_only)",
+     bool(ctr["securityContext"].get("readOnlyRootFilesystem")), bool(compose["adapter"].get("read_only")))
+if bad:
+    print("\n".join("MISMATCH: " + b for b in bad), file=sys.stderr)
+    sys.exit(1)
+print(f"== container-check: Dockerfile, docker-compose.yml and the Helm chart agree: image {ctr['image']}, "
+      f"port {port}, user {img['User']}, liveness /healthz, readiness /readyz, read-only root")
+PY
+rm -rf "$WORK_EARLY"
 
 # ---------------------------------------------------------------- 5. the compose stack
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
