@@ -53,10 +53,10 @@ BUILD_SECS=$(( $(date +%s) - B0 ))
 ldd_out=$(ldd "$BIN" 2>&1 || true)
 echo "$ldd_out" | grep -qE 'not a dynamic executable|statically linked' || die "ldd: $ldd_out"
 file_out=$(file -b "$BIN")
-echo "$file_out" | grep -q 'statically linked' || die "file: $file_out"
+echo "$file_out" | grep -qE 'statically linked|static-pie linked' || die "file: $file_out"
 SIZE=$(stat -c %s "$BIN")
 STRIPPED=$(mktemp); strip -o "$STRIPPED" "$BIN"; SIZE_STRIPPED=$(stat -c %s "$STRIPPED"); rm -f "$STRIPPED"
-say "built in ${BUILD_SECS} s: $(( SIZE / 1048576 )) MiB ($(( SIZE_STRIPPED / 1048576 )) MiB stripped); ldd: $(echo "$ldd_out" | head -n1 | xargs); file: ${file_out%%,*}, statically linked"
+say "built in ${BUILD_SECS} s: $(( SIZE / 1048576 )) MiB ($(( SIZE_STRIPPED / 1048576 )) MiB stripped); ldd: $(echo "$ldd_out" | head -n1 | xargs); file: $(echo "$file_out" | grep -oE "static(-pie| ally)? ?linked|statically linked")"
 "$BIN" --version >/dev/null || die "the static binary does not run"
 [ "${STATIC_BUILD_ONLY:-0}" = 1 ] && exit 0
 
