@@ -190,10 +190,12 @@ make_rust() {
   buildah rm --all >/dev/null 2>&1 || true
 }
 
+S0=$(date +%s)
 podman image exists "$SLIM" || make_slim
 podman image exists "$SLIM" || die "no $SLIM image"
 podman image exists "$RUST" || make_rust
 podman image exists "$RUST" || die "no $RUST image"
+[ "$(( $(date +%s) - S0 ))" -lt 2 ] || say "base image stand-ins made in $(( $(date +%s) - S0 )) s"
 say "base images: $SLIM, $RUST (local stand-ins; remove them with 'podman rmi' to remake)"
 
 # ---------------------------------------------------------------- 3. build the real Dockerfile
