@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: install what the tests need, then run every test.
-#   scripts/test.sh            # install + fmt/clippy + all tests
+#   scripts/test.sh            # install + fmt/clippy + all tests + container check + static binary
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,16 @@ echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo test"
 mkdir -p target
-cargo test --no-fail-fast --all-targets 2>&1 | tee target/test-output.log
+test_rc=0
+cargo test --no-fail-fast --all-targets 2>&1 | tee target/test-output.log || test_rc=$?
+# The image from the real Dockerfile, the real compose stack, and the static binary
+# (self-contained: each script also runs alone). A failure fails the run, after the tally.
+echo "== container check"
+container_rc=0
+scripts/container-check.sh || container_rc=$?
+scripts/static-binary.sh || container_rc=$(( container_rc | $? ))
+if [ "$container_rc" != 0 ]; then echo "container check: FAILED (see above)"; else echo "container check: passed"; fi
 # One closing line with the totals over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
   target/test-output.log
+[ "$test_rc" = 0 ] && [ "$container_rc" = 0 ]
