@@ -73,7 +73,8 @@ fn strip(code: &str) -> String {
                 }
             }
         } else if c[i] == 'r'
-            && (at(&c, i + 1) == Some('"') || (at(&c, i + 1) == Some('#') && !is_ident(c.get(i.wrapping_sub(1)))))
+            && (at(&c, i + 1) == Some('"')
+                || (at(&c, i + 1) == Some('#') && !is_ident(c.get(i.wrapping_sub(1)))))
             && !is_ident(c.get(i.wrapping_sub(1)))
         {
             // raw string r"..." / r#"..."#
@@ -208,7 +209,12 @@ fn tokens(code: &str) -> Vec<(Tok, usize)> {
 
 /// Parse a path tree starting at `toks[i]` (an identifier); push every full path (brace groups
 /// expanded) to `out`. Returns the index after the tree.
-fn path_tree(toks: &[(Tok, usize)], mut i: usize, prefix: &[String], out: &mut Vec<Vec<String>>) -> usize {
+fn path_tree(
+    toks: &[(Tok, usize)],
+    mut i: usize,
+    prefix: &[String],
+    out: &mut Vec<Vec<String>>,
+) -> usize {
     let mut path = prefix.to_vec();
     loop {
         match toks.get(i).map(|t| &t.0) {
@@ -360,7 +366,8 @@ fn build(src: &Path) -> Graph {
 /// Strongly connected components (Tarjan) with two or more modules.
 fn cycles(g: &Graph) -> Vec<Vec<ModPath>> {
     let nodes: Vec<&ModPath> = g.modules.iter().collect();
-    let index_of: BTreeMap<&ModPath, usize> = nodes.iter().enumerate().map(|(i, m)| (*m, i)).collect();
+    let index_of: BTreeMap<&ModPath, usize> =
+        nodes.iter().enumerate().map(|(i, m)| (*m, i)).collect();
     let mut adj = vec![Vec::new(); nodes.len()];
     for (a, b) in g.edges.keys() {
         adj[index_of[a]].push(index_of[b]);
@@ -442,7 +449,11 @@ fn name(m: &ModPath) -> String {
 fn the_module_graph_of_src_has_no_circle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let g = build(&src);
-    assert!(g.modules.len() > 20, "src/ was read: {} modules", g.modules.len());
+    assert!(
+        g.modules.len() > 20,
+        "src/ was read: {} modules",
+        g.modules.len()
+    );
     assert!(!g.edges.is_empty(), "imports were found");
     let found = cycles(&g);
     let mut report = String::new();
@@ -455,7 +466,10 @@ fn the_module_graph_of_src_has_no_circle() {
             }
         }
     }
-    assert!(found.is_empty(), "the module import graph has circles:\n{report}");
+    assert!(
+        found.is_empty(),
+        "the module import graph has circles:\n{report}"
+    );
 }
 
 /// The checker itself finds a circle, ignores parent/child edges and inline test modules.
