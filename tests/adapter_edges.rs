@@ -151,17 +151,7 @@ async fn a_realm_outage_is_a_503_with_retry_after_and_a_wrong_password_a_401() {
 
 /// `tcr_emulator_registry_requests_total{route="token"}`: requests to the emulator's realm.
 async fn realm_requests(e: &Env) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", e.emu.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    sum_metric(
-        &text,
-        "tcr_emulator_registry_requests_total{",
-        &[r#"route="token""#],
-    )
+    common::registry_requests(&e.emu, &[r#"route="token""#]).await
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 mod common;
 mod harbor;
 
-use harbor::{sum_metric, Env};
+use harbor::Env;
 use serde_json::Value;
 
 async fn readyz(env: &Env) -> (u16, Value) {
@@ -21,17 +21,7 @@ async fn readyz(env: &Env) -> (u16, Value) {
 }
 
 async fn base_probes(env: &Env) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", env.emu.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    sum_metric(
-        &text,
-        "tcr_emulator_registry_requests_total{",
-        &[r#"route="base""#],
-    )
+    common::registry_requests(&env.emu, &[r#"route="base""#]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

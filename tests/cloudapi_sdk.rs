@@ -336,12 +336,7 @@ async fn throttling_is_retried_and_counted() {
     assert_eq!(e.code(), Some("RequestLimitExceeded"));
     assert!(e.humanize().contains("throttled"));
 
-    let metrics = reqwest::get(format!("{}/metrics", emu.api_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&format!("{}/metrics", emu.api_url())).await;
     assert!(
         metrics.contains(r#"tcr_emulator_api_calls_total{action="DescribeNamespaces",result="RequestLimitExceeded"}"#),
         "{metrics}"

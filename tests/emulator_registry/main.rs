@@ -48,6 +48,10 @@ impl Client {
             None => r,
         }
     }
+    /// `req(m, path)` sent as it is: the response.
+    async fn call(&self, m: Method, path: &str) -> reqwest::Response {
+        self.req(m, path).send().await.unwrap()
+    }
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
         let r = self
@@ -127,7 +131,7 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
     let t = start_emulator().await;
     t.handle.state.namespaces.create("ns", false).unwrap();
     let anon = Client::anonymous(&t);
-    let r = anon.req(Method::GET, "/v2/").send().await.unwrap();
+    let r = anon.call(Method::GET, "/v2/").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         header(&r, "Docker-Distribution-API-Version"),
@@ -138,11 +142,7 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
         header(&r, "WWW-Authenticate"),
         format!("Bearer realm=\"{realm}\",service=\"harbor-registry\"")
     );
-    let r = anon
-        .req(Method::GET, "/v2/ns/app/tags/list")
-        .send()
-        .await
-        .unwrap();
+    let r = anon.call(Method::GET, "/v2/ns/app/tags/list").await;
     assert_eq!(
         header(&r, "WWW-Authenticate"),
         format!("Bearer realm=\"{realm}\",service=\"harbor-registry\",scope=\"repository:ns/app:pull,push\"")
@@ -202,38 +202,28 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
         auth: Some(format!("Bearer {jwt}")),
         ..Client::anonymous(&t)
     };
-    let r = bearer.req(Method::GET, "/v2/").send().await.unwrap();
+    let r = bearer.call(Method::GET, "/v2/").await;
     assert_eq!(r.status(), StatusCode::OK);
     bearer.push_blob("ns/app", b"hello").await;
-    let r = bearer
-        .req(Method::GET, "/v2/_catalog")
-        .send()
-        .await
-        .unwrap();
+    let r = bearer.call(Method::GET, "/v2/_catalog").await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["repositories"],
         json!(["ns/app"])
     );
     // ... but not outside its scope, and a forged token is invalid_token.
     let r = bearer
-        .req(
+        .call(
             Method::DELETE,
             &format!("/v2/ns/app/blobs/{}", Digest::sha256_of(b"hello")),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, "WWW-Authenticate").contains("error=\"insufficient_scope\""));
     let forged = Client {
         auth: Some(format!("Bearer {}x", jwt)),
         ..Client::anonymous(&t)
     };
-    let r = forged
-        .req(Method::GET, "/v2/ns/app/tags/list")
-        .send()
-        .await
-        .unwrap();
+    let r = forged.call(Method::GET, "/v2/ns/app/tags/list").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, "WWW-Authenticate").contains("error=\"invalid_token\""));
     t.handle.stop().await;

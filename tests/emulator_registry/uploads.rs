@@ -22,28 +22,16 @@ async fn monolithic_and_post_put_uploads_round_trip() {
     assert_eq!(header(&r, "Location"), format!("/v2/ns/app/blobs/{d}"));
     assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
 
-    let r = c
-        .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
     assert_eq!(r.bytes().await.unwrap().to_vec(), data);
-    let r = c
-        .req(Method::HEAD, &format!("/v2/ns/app/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::HEAD, &format!("/v2/ns/app/blobs/{d}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "Content-Length"), "100000");
 
     // POST then PUT with the whole body.
-    let r = c
-        .req(Method::POST, "/v2/ns/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::POST, "/v2/ns/app/blobs/uploads/").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "Range"), "0-0");
     let loc = header(&r, "Location").to_string();
@@ -62,19 +50,11 @@ async fn monolithic_and_post_put_uploads_round_trip() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "Location"), format!("/v2/ns/app/blobs/{d2}"));
-    let r = c
-        .req(Method::GET, &format!("/v2/ns/app/blobs/{d2}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d2}")).await;
     assert_eq!(r.bytes().await.unwrap().to_vec(), body);
 
     // Streamed PATCH without Content-Range, then an empty PUT; then cancel another session.
-    let r = c
-        .req(Method::POST, "/v2/ns/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::POST, "/v2/ns/app/blobs/uploads/").await;
     let loc = header(&r, "Location").to_string();
     let r = c
         .req(Method::PATCH, &loc)
@@ -94,23 +74,15 @@ async fn monolithic_and_post_put_uploads_round_trip() {
         .unwrap();
     assert_eq!(header(&r, "Range"), "0-12");
     let d3 = Digest::sha256_of(b"streamed body");
-    let r = c
-        .req(Method::PUT, &format!("{loc}?digest={d3}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::PUT, &format!("{loc}?digest={d3}")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .req(Method::POST, "/v2/ns/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::POST, "/v2/ns/app/blobs/uploads/").await;
     let loc = header(&r, "Location").to_string();
     assert_eq!(
-        c.req(Method::DELETE, &loc).send().await.unwrap().status(),
+        c.call(Method::DELETE, &loc).await.status(),
         StatusCode::NO_CONTENT
     );
-    let r = c.req(Method::GET, &loc).send().await.unwrap();
+    let r = c.call(Method::GET, &loc).await;
     assert_eq!(error_code(r).await.1, "BLOB_UPLOAD_UNKNOWN");
     t.handle.stop().await;
 }
@@ -154,7 +126,7 @@ async fn chunked_upload_enforces_order_and_reports_progress() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    let r = c.req(Method::GET, &loc).send().await.unwrap();
+    let r = c.call(Method::GET, &loc).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(header(&r, "Location"), loc);
     assert_eq!(header(&r, "Range"), "0-21");
@@ -177,11 +149,7 @@ async fn chunked_upload_enforces_order_and_reports_progress() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = c
-        .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
     assert_eq!(r.bytes().await.unwrap().to_vec(), blob);
     t.handle.stop().await;
 }
@@ -206,11 +174,7 @@ async fn wrong_digest_ranges_and_mounts() {
         .unwrap();
     assert_eq!(error_code(r).await.1, "DIGEST_INVALID");
     for d in [&real, &wrong] {
-        let r = c
-            .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
-            .send()
-            .await
-            .unwrap();
+        let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
     assert!(t.handle.state.storage.stored_size(&real).await.is_none());
@@ -244,59 +208,43 @@ async fn wrong_digest_ranges_and_mounts() {
 
     // Mount from a repository holding the blob: 201 and readable; unknown blob or no from: 202.
     let r = c
-        .req(
+        .call(
             Method::POST,
             &format!("/v2/other/copy/blobs/uploads/?mount={d}&from=ns/app"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "Location"), format!("/v2/other/copy/blobs/{d}"));
     let r = c
-        .req(Method::GET, &format!("/v2/other/copy/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, &format!("/v2/other/copy/blobs/{d}"))
+        .await;
     assert_eq!(r.bytes().await.unwrap().to_vec(), data);
     let r = c
-        .req(
+        .call(
             Method::POST,
             &format!("/v2/other/copy2/blobs/uploads/?mount={d}"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(header(&r, "Location").starts_with("/v2/other/copy2/blobs/uploads/"));
     let r = c
-        .req(
+        .call(
             Method::POST,
             &format!("/v2/other/copy2/blobs/uploads/?mount={wrong}&from=ns/app"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 
     // Blob delete unlinks from one repository only.
     let r = c
-        .req(Method::DELETE, &format!("/v2/other/copy/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::DELETE, &format!("/v2/other/copy/blobs/{d}"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let r = c
-        .req(Method::GET, &format!("/v2/other/copy/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, &format!("/v2/other/copy/blobs/{d}"))
+        .await;
     assert_eq!(error_code(r).await.1, "BLOB_UNKNOWN");
-    let r = c
-        .req(Method::HEAD, &format!("/v2/ns/app/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::HEAD, &format!("/v2/ns/app/blobs/{d}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     t.handle.stop().await;
 }

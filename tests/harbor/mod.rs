@@ -1,20 +1,19 @@
 //! What Harbor 1.8, 1.10 and 2.0 send to a "Docker Registry" endpoint when they replicate one
 //! image (harbor-adapters.md §1.2–1.4), as reusable steps against an adapter in front of an
 //! emulator, plus metric readers for both.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use base64::Engine;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::json;
 use tcr_adapter::app::{self, AdapterHandle};
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, EmulatorConfig};
-use tcr_adapter::emulator::{EmulatorHandle, TokenKind};
+use tcr_adapter::emulator::EmulatorHandle;
 use tcr_adapter::oci::Digest;
 
 use crate::common;
-pub use crate::common::adapter_config;
+pub use crate::common::{adapter_config, basic, sum_metric};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -30,13 +29,6 @@ pub struct Env {
     /// A long-term instance token of the demo account (UIN, token).
     pub user: String,
     pub pass: String,
-}
-
-pub fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
 }
 
 pub fn urlencode(s: &str) -> String {
@@ -58,10 +50,7 @@ impl Env {
         let adapter = app::start(c, clock::system())
             .await
             .expect("adapter starts");
-        let tok = emu
-            .state
-            .tokens
-            .issue(common::DEMO_UIN, TokenKind::LongTerm);
+        let (user, pass) = common::instance_credentials(&emu);
         Env {
             base: format!("http://{}", adapter.addr),
             adapter,
@@ -71,8 +60,8 @@ impl Env {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            user: tok.username,
-            pass: tok.token,
+            user,
+            pass,
         }
     }
 
@@ -80,11 +69,7 @@ impl Env {
     /// the emulator's certificate, which covers 127.0.0.1) trusting the emulator's CA with
     /// `tcr.ca_file`, and a client that trusts that CA only.
     pub async fn start_tls() -> Env {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let mut tls_dir = None;
         let mut e = Env::start(
             |ec| {
@@ -200,6 +185,15 @@ impl Env {
             r = r.body(b);
         }
         r.headers(h).send().await.unwrap()
+    }
+
+    /// `GET <base><path>` with no credentials and no extra headers (probes, metrics).
+    pub async fn get_anon(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
@@ -365,14 +359,7 @@ impl Env {
 
     /// The adapter's `/metrics` text.
     pub async fn adapter_metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get_anon("/metrics").await.text().await.unwrap()
     }
 
     /// Namespaces in the emulator, sorted.
@@ -391,28 +378,13 @@ impl Env {
 
     /// `tcr_emulator_api_calls_total` summed over the series carrying all `labels`.
     pub async fn api_calls(&self, labels: &[&str]) -> u64 {
-        let text = reqwest::get(format!("{}/metrics", self.emu.api_url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        sum_metric(&text, "tcr_emulator_api_calls_total{", labels)
+        common::api_calls(&self.emu, labels).await
     }
 
     pub async fn creates_ok(&self) -> u64 {
         self.api_calls(&[r#"action="CreateNamespace""#, r#"result="ok""#])
             .await
     }
-}
-
-/// Sum of the samples of the lines starting with `prefix` that contain every `labels` entry.
-pub fn sum_metric(text: &str, prefix: &str, labels: &[&str]) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// (layer, config, manifest) of a small image unique to `seed`.

@@ -241,15 +241,9 @@ pub async fn emulator_chart(e: &Env, ns: &str, file: &str) -> (StatusCode, Vec<u
 
 /// Chart requests of one method counted by the emulator's registry listener.
 pub async fn emulator_chart_calls(e: &Env, method: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", e.emu.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    harbor::sum_metric(
-        &text,
-        "tcr_emulator_registry_requests_total{",
+    common::registry_requests(
+        &e.emu,
         &[r#"route="chart_api""#, &format!("method=\"{method}\"")],
     )
+    .await
 }

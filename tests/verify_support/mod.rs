@@ -1,60 +1,18 @@
 //! Fixtures of the `verify` suite: a CNCF distribution (no auth) on a loopback port, images
 //! pushed into it over the registry API (single-platform manifests and two-platform indexes),
 //! and a helper that runs the `tcr-adapter verify` binary.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use super::common;
 
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+pub use common::free_port;
 
 /// A CNCF distribution 2.8 without auth on a loopback port; its base URL.
-pub async fn start_distribution(dir: &Path) -> (KillOnDrop, String) {
-    common::require_tool("docker-registry");
-    let port = free_port();
-    let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: verify-test-secret\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/bin/docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry starts");
-    let guard = KillOnDrop(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{base}/v2/")).send().await {
-            if r.status().is_success() {
-                return (guard, base);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("docker-registry did not come up on {base}");
+pub async fn start_distribution(dir: &Path) -> (common::Proc, String) {
+    common::distribution(dir, "verify-test-secret", "").await
 }
 
 pub fn sha(b: &[u8]) -> String {

@@ -1,0 +1,121 @@
+//! The exchanges the suite keeps repeating, as one call each: a page's text, a metric summed
+//! over its series, an adapter token for a scope, an upload session started, a blob put in one
+//! go. They do the protocol; the tests keep their own assertions.
+
+use base64::Engine;
+use tcr_adapter::emulator::{EmulatorHandle, TokenKind};
+
+/// `Authorization: Basic …` for `user:pass`.
+pub fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+/// The body of `GET url` (any status).
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// Sum of the samples of the lines starting with `prefix` that contain every `labels` entry.
+pub fn sum_metric(text: &str, prefix: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// `tcr_emulator_registry_requests_total` of the emulator's data plane, summed over the series
+/// carrying all `labels`.
+pub async fn registry_requests(emu: &EmulatorHandle, labels: &[&str]) -> u64 {
+    let text = get_text(&format!("{}/metrics", emu.registry_url())).await;
+    sum_metric(&text, "tcr_emulator_registry_requests_total{", labels)
+}
+
+/// `tcr_emulator_api_calls_total` of the emulator's cloud API, summed over the series carrying
+/// all `labels`.
+pub async fn api_calls(emu: &EmulatorHandle, labels: &[&str]) -> u64 {
+    let text = get_text(&format!("{}/metrics", emu.api_url())).await;
+    sum_metric(&text, "tcr_emulator_api_calls_total{", labels)
+}
+
+/// A long-term instance token of the demo account, as `(username, password)`.
+pub fn instance_credentials(emu: &EmulatorHandle) -> (String, String) {
+    let tok = emu.state.tokens.issue(super::DEMO_UIN, TokenKind::LongTerm);
+    (tok.username, tok.token)
+}
+
+/// `GET <base>/service/token?service=tcr-adapter&scope=<scope>` with Basic `user:pass`: the
+/// token (the answer must be 200).
+pub async fn token_as(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    pass: &str,
+    scope: &str,
+) -> String {
+    let r = http
+        .get(format!(
+            "{base}/service/token?service=tcr-adapter&scope={scope}"
+        ))
+        .header("Authorization", basic(user, pass))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "token for {scope}");
+    r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// An adapter token for `scope` with the demo API keys.
+pub async fn token(base: &str, scope: &str) -> String {
+    token_as(
+        &reqwest::Client::new(),
+        base,
+        super::DEMO_SECRET_ID,
+        super::DEMO_SECRET_KEY,
+        scope,
+    )
+    .await
+}
+
+/// `Location` made absolute against `base`.
+pub fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location.to_string()
+    }
+}
+
+/// `<location>?digest=` (or `&digest=`).
+pub fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// `POST /v2/<repo>/blobs/uploads/` as Harbor sends it (empty body): 202, the session's URL
+/// (absolute).
+pub async fn start_upload(http: &reqwest::Client, base: &str, repo: &str, tok: &str) -> String {
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .bearer_auth(tok)
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "upload start in {repo}");
+    absolute(base, r.headers()["location"].to_str().unwrap())
+}
+
+/// An mpsc receiver as a request body `Stream` (no tokio-stream dependency): the test sends the
+/// chunks, and decides when the body ends (drop the sender) or is cut.
+pub fn stream_of<T>(
+    mut rx: tokio::sync::mpsc::Receiver<Result<T, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<T, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
