@@ -262,15 +262,7 @@ async fn mapped_project_lands_in_its_namespace_under_the_clients_name() {
             .await;
     }
     assert_eq!(e.namespaces(), ["tcr-ns"]);
-    let r = e
-        .req(
-            Method::GET,
-            "/v2/harbor-proj/app/tags/list?n=1",
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.get("/v2/harbor-proj/app/tags/list?n=1", &t).await;
     assert_eq!(r.status(), 200);
     let link = r.headers()["link"].to_str().unwrap().to_string();
     assert!(
@@ -280,15 +272,11 @@ async fn mapped_project_lands_in_its_namespace_under_the_clients_name() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["name"], "harbor-proj/app");
     // Catalog through the cloud API (API keys) and through the data plane (registry creds).
-    let r = e
-        .req(Method::GET, "/v2/_catalog", Some(&t), &[], None)
-        .await;
+    let r = e.get("/v2/_catalog", &t).await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v, json!({"repositories": ["harbor-proj/app"]}));
     let lt = e.token_as(&e.user, &e.pass, &["registry:catalog:*"]).await;
-    let r = e
-        .req(Method::GET, "/v2/_catalog", Some(&lt), &[], None)
-        .await;
+    let r = e.get("/v2/_catalog", &lt).await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["repositories"], json!(["harbor-proj/app"]));
     e.adapter.stop().await;
@@ -331,15 +319,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
 
     // Delete by tag: DeleteImage; the tag is gone, the manifest stays by digest.
     let d = Digest::sha256_of(&manifest).to_string();
-    let r = e
-        .req(
-            Method::DELETE,
-            "/v2/cat-a/one/manifests/v1",
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.delete("/v2/cat-a/one/manifests/v1", &t).await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
     assert_eq!(e.api_calls(&[r#"action="DeleteImage""#]).await, 1);
     assert_eq!(e.get("/v2/cat-a/one/manifests/v1", &t).await.status(), 404);
@@ -358,13 +338,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
     assert_eq!(v["tags"], json!(["v2"]));
     // Delete by digest: forwarded to the data plane.
     let r = e
-        .req(
-            Method::DELETE,
-            &format!("/v2/cat-b/three/manifests/{d}"),
-            Some(&t),
-            &[],
-            None,
-        )
+        .delete(&format!("/v2/cat-b/three/manifests/{d}"), &t)
         .await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
     assert_eq!(e.api_calls(&[r#"action="DeleteImage""#]).await, 1);

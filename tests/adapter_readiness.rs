@@ -9,12 +9,7 @@ use harbor::Env;
 use serde_json::Value;
 
 async fn readyz(env: &Env) -> (u16, Value) {
-    let r = env
-        .http
-        .get(format!("{}/readyz", env.base))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get_anon("/readyz").await;
     let status = r.status().as_u16();
     assert_eq!(r.headers()["content-type"], "application/json");
     (status, r.json().await.unwrap())
@@ -56,12 +51,7 @@ async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
     let why = body["checks"]["cloud_api"].as_str().unwrap();
     assert!(why.contains(&dead) && why.contains("unreachable"), "{why}");
     // Liveness is unaffected.
-    let r = env
-        .http
-        .get(format!("{}/healthz", env.base))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get_anon("/healthz").await;
     assert_eq!(r.status(), 200);
 }
 

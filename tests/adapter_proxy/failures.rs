@@ -35,12 +35,7 @@ async fn api_keys_and_oversized_manifest_and_metrics() {
     assert_eq!(r.status(), 413);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID");
-    let r = e
-        .http
-        .get(format!("{}/metrics", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/metrics").await;
     let text = r.text().await.unwrap();
     assert!(
         text.contains(

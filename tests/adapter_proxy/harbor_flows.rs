@@ -30,7 +30,7 @@ async fn test_connection_like_harbor() {
     assert_eq!(r.status(), 401);
     // 2. token with no scope, 3. HEAD /v2/ (1.x) and GET /v2/ (2.x)
     let t = e.token(&[]).await;
-    let r = e.req(Method::HEAD, "/v2/", Some(&t), &[], None).await;
+    let r = e.head("/v2/", &t).await;
     assert_eq!(r.status(), 200);
     let r = e
         .req(
@@ -57,20 +57,10 @@ async fn test_connection_like_harbor() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = e
-        .http
-        .get(format!("{}/healthz", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/healthz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
-    let r = e
-        .http
-        .get(format!("{}/readyz", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/readyz").await;
     assert_eq!(r.status(), 200);
     e.adapter.stop().await;
 }
@@ -100,15 +90,7 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         .await;
     assert_eq!(r.status(), 404);
     let ld = Digest::sha256_of(&layer).to_string();
-    let r = e
-        .req(
-            Method::HEAD,
-            &format!("/v2/{repo}/blobs/{ld}"),
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.head(&format!("/v2/{repo}/blobs/{ld}"), &t).await;
     assert_eq!(r.status(), 404);
     // POST creates the namespace on the fly; Harbor 1.8.0 PUTs the blob chunked, no length.
     let r = e

@@ -200,6 +200,14 @@ impl Env {
         self.req(Method::GET, path, Some(token), &[], None).await
     }
 
+    pub async fn head(&self, path: &str, token: &str) -> reqwest::Response {
+        self.req(Method::HEAD, path, Some(token), &[], None).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.req(Method::DELETE, path, Some(token), &[], None).await
+    }
+
     /// `POST …/blobs/uploads/` (Harbor: empty body, `Content-Length: 0`): the response.
     pub async fn start_upload(&self, repo: &str, token: &str) -> reqwest::Response {
         self.req(
@@ -300,15 +308,7 @@ impl Env {
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         let ld = Digest::sha256_of(&layer);
-        let r = self
-            .req(
-                Method::HEAD,
-                &format!("/v2/{repo}/blobs/{ld}"),
-                Some(&t),
-                &[],
-                None,
-            )
-            .await;
+        let r = self.head(&format!("/v2/{repo}/blobs/{ld}"), &t).await;
         assert_eq!(r.status(), 404);
         self.push_blob(repo, &t, &layer, true, false).await;
         self.push_blob(repo, &t, &config, true, false).await;

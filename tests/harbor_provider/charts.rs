@@ -298,12 +298,7 @@ async fn a_real_helm_client_adds_the_adapters_repository_and_pulls() {
         );
     }
     // Anonymous Helm against a private namespace is asked to log in (401 + Basic challenge).
-    let r = e
-        .http
-        .get(format!("{}/chartrepo/helmns/index.yaml", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/chartrepo/helmns/index.yaml").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers()["www-authenticate"]
         .to_str()

@@ -208,20 +208,10 @@ async fn bad_project_requests_get_clear_4xx() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(e.api_calls(&[r#"action="CreateNamespace""#]).await, 0);
     // No credentials at all.
-    let r = e
-        .http
-        .get(format!("{}/api/projects", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/api/projects").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // /api/version is a 404 whoever asks; systeminfo and labels answer.
-    let r = e
-        .http
-        .get(format!("{}/api/version", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/api/version").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     e.adapter.stop().await;
 }
