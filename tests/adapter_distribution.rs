@@ -38,10 +38,7 @@ async fn distribution_2_8_behind_the_adapter_keeps_digests() {
     let port = dist_url.rsplit(':').next().unwrap();
     let r = reqwest::get(format!("{dist_url}/v2/")).await.unwrap();
     assert_eq!(r.status(), 401, "distribution asks for a token");
-    let chal = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let chal = crate::common::header(&r, "www-authenticate");
     assert!(chal.contains(&emu.handle.registry_url()), "{chal}");
 
     let mut cfg = common::adapter_config(&emu.handle);

@@ -83,10 +83,7 @@ async fn the_token_endpoints_own_challenges_follow_forwarded_headers_only_when_t
             )
             .await;
         assert_eq!(r.status(), 401);
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         assert!(
             chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
             "trust={trust}: {chal}"
@@ -102,10 +99,7 @@ async fn the_token_endpoints_own_challenges_follow_forwarded_headers_only_when_t
             )
             .await;
         assert_eq!(r.status(), 401);
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         assert!(
             chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
             "trust={trust}: {chal}"
@@ -179,14 +173,7 @@ async fn thirty_concurrent_heads_share_one_realm_token() {
 
 #[tokio::test]
 async fn twenty_concurrent_first_requests_look_the_instance_up_once() {
-    let e = Env::start(
-        |_| {},
-        |c| {
-            c.tcr.registry_id.clear();
-            c.tcr.region.clear();
-        },
-    )
-    .await;
+    let e = Env::undiscovered().await;
     // 20 first token requests at once, each pushing into its own new namespace: the credential
     // resolver (CreateInstanceToken) and the provisioner (CreateNamespace) both need the instance.
     let scopes: Vec<String> = (0..20)
@@ -250,10 +237,7 @@ async fn anonymous_pulls_work_in_public_namespaces_and_are_challenged_elsewhere(
         let t = anonymous_token(&e, &format!("repository:{repo}:pull")).await;
         let r = e.get(&format!("/v2/{repo}/manifests/v1"), &t).await;
         assert_eq!(r.status(), 401, "{repo}");
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         assert!(
             chal.starts_with(&format!("Bearer realm=\"{}/service/token\"", e.base)),
             "{chal}"

@@ -264,7 +264,7 @@ async fn mapped_project_lands_in_its_namespace_under_the_clients_name() {
     assert_eq!(e.namespaces(), ["tcr-ns"]);
     let r = e.get("/v2/harbor-proj/app/tags/list?n=1", &t).await;
     assert_eq!(r.status(), 200);
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert!(
         link.starts_with("</v2/harbor-proj/app/tags/list?"),
         "{link}"
@@ -303,7 +303,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
         .await;
     let r = e.get("/v2/_catalog?n=2", &t).await;
     assert_eq!(r.status(), 200);
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert_eq!(link, "</v2/_catalog?last=cat-a/two&n=2>; rel=\"next\"");
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v, json!({"repositories": ["cat-a/one", "cat-a/two"]}));
@@ -353,14 +353,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
 
 #[tokio::test]
 async fn instance_is_discovered_from_the_registry_url() {
-    let e = Env::start(
-        |_| {},
-        |c| {
-            c.tcr.registry_id.clear();
-            c.tcr.region.clear();
-        },
-    )
-    .await;
+    let e = Env::undiscovered().await;
     e.replay_1_10("disc/app", KEYS.0, KEYS.1).await;
     assert_eq!(e.namespaces(), ["disc"]);
     assert!(e.api_calls(&[r#"action="DescribeInstances""#]).await >= 1);
@@ -387,13 +380,10 @@ async fn forwarded_headers_shape_locations_and_the_realm_only_when_trusted() {
             )
             .await;
         assert_eq!(r.status(), 202);
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         let r = e.req(Method::GET, "/v2/", None, fwd, None).await;
         assert_eq!(r.status(), 401);
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         let base = if trust {
             "https://reg.example.com".to_string()
         } else {

@@ -91,10 +91,7 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let challenge = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let challenge = crate::common::header(&r, "www-authenticate");
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
 
     // POST on A, PATCH on B, PUT on A: one upload across replicas.
@@ -108,7 +105,7 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     assert!(loc.starts_with(&lb), "Location on the public URL: {loc}");
     let r = http
         .patch(format!("{base_b}{}", path_of(&loc)))
@@ -121,7 +118,7 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-99999");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let put = format!("{base_a}{}", path_of(&loc));
     let sep = if put.contains('?') { '&' } else { '?' };
     let r = http
@@ -148,7 +145,7 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .unwrap();
     assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::ACCEPTED);
     if r.status() == StatusCode::ACCEPTED {
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         let put = format!("{base_b}{}", path_of(&loc));
         let sep = if put.contains('?') { '&' } else { '?' };
         let r = http

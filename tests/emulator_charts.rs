@@ -352,17 +352,15 @@ async fn a_real_helm_client_adds_the_repository_and_pulls() {
     assert_eq!(repo.upload("helm", &archive).await.0, StatusCode::CREATED);
     let tok = repo.emu.state.tokens.issue(DEMO_UIN, TokenKind::LongTerm);
     let dest = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/helm_repo.py"
-        ))
-        .arg(format!("{}/chartrepo/helm", repo.emu.registry_url()))
-        .args([tok.username.as_str(), tok.token.as_str(), "hello", "0.3.0"])
-        .arg(dest.path())
-        .output()
-        .await
-        .unwrap();
+    let out = common::helm_pull(
+        &format!("{}/chartrepo/helm", repo.emu.registry_url()),
+        &tok.username,
+        &tok.token,
+        "hello",
+        "0.3.0",
+        dest.path(),
+    )
+    .await;
     assert!(
         out.status.success(),
         "helm client failed: {}",

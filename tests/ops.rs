@@ -147,7 +147,7 @@ async fn json_access_log_line_carries_the_request_id() {
     assert!(sent > 0);
     // Without one, the adapter makes one up and returns it.
     let resp = reqwest::get(format!("{base}/v2/")).await.unwrap();
-    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let generated = crate::common::header(&resp, "x-request-id");
     assert!(generated.len() >= 16, "{generated}");
     sigterm(&child);
     let mut stderr = String::new();

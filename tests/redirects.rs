@@ -114,7 +114,7 @@ async fn replays_then_reads(e: &Env, mode: RedirectMode) {
                 match mode {
                     RedirectMode::Relay => {
                         assert_eq!(raw.status(), StatusCode::TEMPORARY_REDIRECT, "{path}");
-                        let loc = raw.headers()["location"].to_str().unwrap().to_string();
+                        let loc = crate::common::header(&raw, "location");
                         let storage = e.emu.storage_url().unwrap();
                         assert!(loc.starts_with(&format!("{storage}/blobs/{d}?")), "{loc}");
                         for secret in [&t, pass, &e.pass] {

@@ -411,10 +411,7 @@ async fn harbor_tags(dist: &str, repo: &str) -> Vec<(String, String)> {
             .unwrap();
         out.push((
             t.to_string(),
-            r.headers()["docker-content-digest"]
-                .to_str()
-                .unwrap()
-                .to_string(),
+            crate::common::header(&r, "docker-content-digest"),
         ));
     }
     out

@@ -92,7 +92,7 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let sep = if loc.contains('?') { '&' } else { '?' };
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
         big_chunks(mib).map(Ok::<_, std::io::Error>),

@@ -107,7 +107,7 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         e.emu.state.namespaces.get("proj18").is_some(),
         "namespace created"
     );
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let sep = if loc.contains('?') { '&' } else { '?' };
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         layer.chunks(1000).map(|c| Ok(c.to_vec())).collect();

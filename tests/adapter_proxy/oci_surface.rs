@@ -41,7 +41,7 @@ async fn delete_tags_and_catalog() {
     // Catalog with a relative Link (Harbor 1.x appends it to the endpoint).
     let r = e.get("/v2/_catalog?n=1", &t).await;
     assert_eq!(r.status(), 200);
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert!(
         link.starts_with("</v2/_catalog?") && link.ends_with("rel=\"next\""),
         "{link}"
@@ -93,7 +93,7 @@ async fn chunked_upload_status_mount_range_and_referrers() {
         )
         .await;
     assert_eq!(r.status(), 202);
-    let mut loc = r.headers()["location"].to_str().unwrap().to_string();
+    let mut loc = crate::common::header(&r, "location");
     let mut offset = 0usize;
     for chunk in data.chunks(100_000) {
         let range = format!("{}-{}", offset, offset + chunk.len() - 1);
@@ -114,7 +114,7 @@ async fn chunked_upload_status_mount_range_and_referrers() {
             r.headers()["range"],
             format!("0-{}", offset + chunk.len() - 1).as_str()
         );
-        loc = r.headers()["location"].to_str().unwrap().to_string();
+        loc = crate::common::header(&r, "location");
         assert!(loc.starts_with(&e.base));
         offset += chunk.len();
         // Upload status.
@@ -156,10 +156,7 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     let mount = format!("/v2/projc/copy/blobs/uploads/?mount={d}&from=projc/app");
     let r = e.req(Method::POST, &mount, None, &[], None).await;
     assert_eq!(r.status(), 401);
-    let chal = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let chal = crate::common::header(&r, "www-authenticate");
     assert!(
         chal.contains("repository:projc/copy:pull,push")
             && chal.contains("repository:projc/app:pull"),

@@ -119,3 +119,65 @@ pub fn stream_of<T>(
 ) -> impl futures_util::Stream<Item = Result<T, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// A response header as a `String` (the header must be there).
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()[name].to_str().unwrap().to_string()
+}
+
+/// The names of the emulator's namespaces, in its own order.
+pub fn namespace_names(emu: &EmulatorHandle) -> Vec<String> {
+    emu.state
+        .namespaces
+        .list()
+        .into_iter()
+        .map(|n| n.name)
+        .collect()
+}
+
+/// `tests/python/helm_repo.py <repo_url> <user> <pass> <chart> <version> <dest>`: a real Helm
+/// client (repository add + index + pull); its output (the test reads the JSON report).
+pub async fn helm_pull(
+    repo_url: &str,
+    user: &str,
+    pass: &str,
+    chart: &str,
+    version: &str,
+    dest: &std::path::Path,
+) -> std::process::Output {
+    tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/helm_repo.py"
+        ))
+        .arg(repo_url)
+        .args([user, pass, chart, version])
+        .arg(dest)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// A PATCH to `loc` whose body the test streams: send chunks on the returned sender, drop it to
+/// end the body; the task answers with the status (or the error when the body was cut).
+pub fn streaming_patch(
+    http: &reqwest::Client,
+    loc: &str,
+    tok: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let (http, loc, tok) = (http.clone(), loc.to_string(), tok.to_string());
+    let task = tokio::spawn(async move {
+        let body = reqwest::Body::wrap_stream(stream_of(rx));
+        http.patch(&loc)
+            .bearer_auth(&tok)
+            .body(body)
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    (tx, task)
+}

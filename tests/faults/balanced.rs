@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use tcr_adapter::oci::Digest;
 
-use crate::lifecycle::{
-    adapter_toml, free_port, spawn, start_upload, token, tokio_stream_of, wait_up,
-};
+use crate::lifecycle::{adapter_toml, free_port, spawn, start_upload, token, wait_up};
 use crate::{common, record};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,21 +55,9 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     // A PATCH streams through the first process, which dies half-way.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let cut = tokio::spawn({
-        let (http, loc, tok) = (http.clone(), loc.clone(), tok.clone());
-        async move {
-            let body = reqwest::Body::wrap_stream(tokio_stream_of(rx));
-            http.patch(&loc)
-                .bearer_auth(&tok)
-                .body(body)
-                .send()
-                .await
-                .map(|r| r.status())
-        }
-    });
+    let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(blob[1_000_000..1_500_000].to_vec()))
         .await
         .unwrap();
@@ -85,10 +71,10 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     // The client asks where the upload stands: the other process answers.
     let r = http.get(&loc).bearer_auth(&tok).send().await.unwrap();
     assert_eq!(r.status(), 204, "{:?}", r.text().await);
-    let range = r.headers()["range"].to_str().unwrap().to_string();
+    let range = crate::common::header(&r, "range");
     let done = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let sep = if loc.contains('?') { '&' } else { '?' };
     let r = http
         .put(format!("{loc}{sep}digest={digest}"))

@@ -35,16 +35,9 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     // A second PATCH is cut by kill -9 while its body streams.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let cut = tokio::spawn({
-        let (http, loc, tok) = (http.clone(), loc.clone(), tok.clone());
-        async move {
-            let body = reqwest::Body::wrap_stream(tokio_stream_of(rx));
-            http.patch(&loc).bearer_auth(&tok).body(body).send().await
-        }
-    });
+    let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(vec![7u8; 100_000])).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     adapter.kill9();
@@ -66,10 +59,10 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
         204,
         "the upload session survived the adapter's death"
     );
-    let range = r.headers()["range"].to_str().unwrap().to_string();
+    let range = crate::common::header(&r, "range");
     let done: usize = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let resume = if done == 1_000_000 {
         &blob[done..]
     } else {
@@ -214,7 +207,7 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
             .await
             .unwrap();
         assert_eq!(r.status(), 202);
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         if loc.starts_with("http") {
             loc
         } else {

@@ -103,6 +103,18 @@ impl Env {
         e
     }
 
+    /// An adapter that knows only the registry URL: instance id and region are discovered.
+    pub async fn undiscovered() -> Env {
+        Env::start(
+            |_| {},
+            |c| {
+                c.tcr.registry_id.clear();
+                c.tcr.region.clear();
+            },
+        )
+        .await
+    }
+
     pub async fn default() -> Env {
         Env::start(|_| {}, |_| {}).await
     }
@@ -233,7 +245,7 @@ impl Env {
         let d = Digest::sha256_of(data).to_string();
         let r = self.start_upload(repo, token).await;
         assert_eq!(r.status(), 202, "POST into {repo}: {:?}", r.text().await);
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         assert!(
             loc.starts_with(&format!("{}/v2/{repo}/blobs/uploads/", self.base)),
             "{loc}"
@@ -364,14 +376,7 @@ impl Env {
 
     /// Namespaces in the emulator, sorted.
     pub fn namespaces(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .emu
-            .state
-            .namespaces
-            .list()
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
+        let mut v = common::namespace_names(&self.emu);
         v.sort();
         v
     }

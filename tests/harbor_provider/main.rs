@@ -86,6 +86,11 @@ pub async fn api(
     r.send().await.unwrap()
 }
 
+/// `GET <path>` as Harbor's harbor adapter sends it, the answer as JSON.
+pub async fn get_json(e: &Env, g: Gen, c: &Creds, path: &str) -> (StatusCode, Value) {
+    json(api(e, g, c, Method::GET, path, None).await).await
+}
+
 pub async fn json(r: Response) -> (StatusCode, Value) {
     let s = r.status();
     let text = r.text().await.unwrap();
@@ -114,14 +119,14 @@ pub async fn test_connection(e: &Env, g: Gen, c: &Creds) {
 
 /// `Info()` as the 2.3+ copy and deletion flows call it on the destination every run.
 pub async fn info(e: &Env, g: Gen, c: &Creds) {
-    let (s, v) = json(api(e, g, c, Method::GET, "/api/systeminfo", None).await).await;
+    let (s, v) = get_json(e, g, c, "/api/systeminfo").await;
     assert_eq!(
         (s, v["with_chartmuseum"].as_bool()),
         (StatusCode::OK, Some(true)),
         "{v}"
     );
     if g >= Gen::V1_10 {
-        let (s, v) = json(api(e, g, c, Method::GET, "/api/labels?scope=g", None).await).await;
+        let (s, v) = get_json(e, g, c, "/api/labels?scope=g").await;
         assert_eq!(s, StatusCode::OK);
         assert!(v.is_array(), "{v}");
     }
@@ -136,7 +141,7 @@ pub async fn prepare_for_push(e: &Env, g: Gen, c: &Creds, projects: &[&str]) {
             "/api/projects?q={}&with_detail=false",
             url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
         );
-        let (s, v) = json(api(e, g, c, Method::GET, &path, None).await).await;
+        let (s, v) = get_json(e, g, c, &path).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         for p in v.as_array().unwrap() {
             assert!(

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::harbor::Env;
-use crate::{api, json, Creds, Gen};
+use crate::{api, get_json, json, Creds, Gen};
 
 fn new_project(name: &str, public: serde_json::Value) -> Option<(String, Vec<u8>)> {
     let body = json!({"project_name": name, "metadata": {"public": public}});
@@ -80,16 +80,11 @@ async fn project_listing_forms_and_paging() {
         assert_eq!(r.status(), 201);
     }
     // 1.x: name= (substring upstream, exact here) with page parameters.
-    let (s, v) = json(
-        api(
-            &e,
-            Gen::V1_8,
-            &c,
-            Method::GET,
-            "/api/projects?name=alpha&page=1&page_size=500",
-            None,
-        )
-        .await,
+    let (s, v) = get_json(
+        &e,
+        Gen::V1_8,
+        &c,
+        "/api/projects?name=alpha&page=1&page_size=500",
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -102,16 +97,11 @@ async fn project_listing_forms_and_paging() {
     );
     assert!(v[0].get("registry_id").is_none());
     // 2.5+: q=name={a b}.
-    let (_, v) = json(
-        api(
-            &e,
-            Gen::V2_5,
-            &c,
-            Method::GET,
-            "/api/projects?q=name%3D%7Bbeta+nope+gamma%7D&with_detail=false",
-            None,
-        )
-        .await,
+    let (_, v) = get_json(
+        &e,
+        Gen::V2_5,
+        &c,
+        "/api/projects?q=name%3D%7Bbeta+nope+gamma%7D&with_detail=false",
     )
     .await;
     let names: Vec<&str> = v
@@ -132,22 +122,11 @@ async fn project_listing_forms_and_paging() {
     )
     .await;
     assert_eq!(r.headers()["x-total-count"], "4");
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert_eq!(link, "</api/projects?page=2&page_size=3>; rel=\"next\"");
     let (_, first) = json(r).await;
     assert_eq!(first.as_array().unwrap().len(), 3);
-    let (_, second) = json(
-        api(
-            &e,
-            Gen::V1_8,
-            &c,
-            Method::GET,
-            "/api/projects?page=2&page_size=3",
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (_, second) = get_json(&e, Gen::V1_8, &c, "/api/projects?page=2&page_size=3").await;
     assert_eq!(second.as_array().unwrap().len(), 1);
     let r = api(
         &e,
@@ -230,16 +209,11 @@ async fn without_api_keys_projects_are_probed_on_the_data_plane() {
     .await;
     e.emu.state.namespaces.create("exists", false).unwrap();
     let c = Creds::long_term(&e);
-    let (s, v) = json(
-        api(
-            &e,
-            Gen::V2_5,
-            &c,
-            Method::GET,
-            "/api/projects?q=name%3D%7Bexists+missing%7D",
-            None,
-        )
-        .await,
+    let (s, v) = get_json(
+        &e,
+        Gen::V2_5,
+        &c,
+        "/api/projects?q=name%3D%7Bexists+missing%7D",
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -275,7 +249,7 @@ async fn without_api_keys_projects_are_probed_on_the_data_plane() {
             .contains("needs TencentCloud API keys"),
         "{v}"
     );
-    let (s, _) = json(api(&e, Gen::V2_5, &c, Method::GET, "/api/projects", None).await).await;
+    let (s, _) = get_json(&e, Gen::V2_5, &c, "/api/projects").await;
     assert_eq!(
         s,
         StatusCode::FORBIDDEN,
@@ -291,29 +265,19 @@ async fn pull_direction_reads_repositories_and_tags() {
     crate::prepare_for_push(&e, Gen::V1_10, &c, &["src"]).await;
     e.replay_1_10("src/app", &c.user, &c.pass).await;
     e.replay_1_10("src/tools/cli", &c.user, &c.pass).await;
-    let (_, projects) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            "/api/projects?name=src&page=1&page_size=500",
-            None,
-        )
-        .await,
+    let (_, projects) = get_json(
+        &e,
+        Gen::V1_10,
+        &c,
+        "/api/projects?name=src&page=1&page_size=500",
     )
     .await;
     let id = projects[0]["project_id"].as_i64().unwrap();
-    let (s, repos) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            &format!("/api/repositories?project_id={id}&page=1&page_size=500"),
-            None,
-        )
-        .await,
+    let (s, repos) = get_json(
+        &e,
+        Gen::V1_10,
+        &c,
+        &format!("/api/repositories?project_id={id}&page=1&page_size=500"),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{repos}");
@@ -324,18 +288,7 @@ async fn pull_direction_reads_repositories_and_tags() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["src/app", "src/tools/cli"]);
-    let (s, tags) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            "/api/repositories/src/tools/cli/tags",
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (s, tags) = get_json(&e, Gen::V1_10, &c, "/api/repositories/src/tools/cli/tags").await;
     assert_eq!(s, StatusCode::OK, "{tags}");
     assert_eq!(tags[0]["name"], "v1");
     assert!(tags[0]["digest"].as_str().unwrap().starts_with("sha256:"));

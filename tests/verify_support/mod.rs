@@ -38,7 +38,7 @@ async fn put_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -
         .await
         .unwrap();
     assert_eq!(r.status(), 202, "upload start in {repo}");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let loc = if loc.starts_with('/') {
         format!("{base}{loc}")
     } else {
