@@ -4,9 +4,7 @@ use super::*;
 
 #[actix_rt::test]
 async fn manifests_keep_exact_bytes_and_deletes_behave() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let (m, d) = push_image(&c, "ns/app", "one").await;
     let r = c.put_manifest("ns/app", "v1", &m, OCI_MANIFEST).await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -104,9 +102,7 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
 
 #[actix_rt::test]
 async fn referrers_list_and_filter_by_artifact_type() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let (m, d) = push_image(&c, "ns/app", "subject").await;
     assert_eq!(
         c.put_manifest("ns/app", "v1", &m, OCI_MANIFEST)
@@ -208,9 +204,7 @@ async fn referrers_list_and_filter_by_artifact_type() {
 
 #[actix_rt::test]
 async fn tags_and_catalog_paginate_with_link() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let (m, _) = push_image(&c, "ns/app", "p").await;
     for tag in ["e", "a", "c", "b", "d"] {
         assert_eq!(

@@ -86,11 +86,7 @@ async fn state_survives_a_restart() {
     );
     let r = c.call(Method::POST, "/v2/ns/app/blobs/uploads/").await;
     let loc = header(&r, "Location").to_string();
-    c.req(Method::PATCH, &loc)
-        .body(b"half".to_vec())
-        .send()
-        .await
-        .unwrap();
+    c.call_body(Method::PATCH, &loc, b"half".to_vec()).await;
     let TestEmulator { handle, dir } = t;
     handle.stop().await;
 
@@ -110,11 +106,8 @@ async fn state_survives_a_restart() {
         (StatusCode::NO_CONTENT, "0-3")
     );
     let r = c2
-        .req(Method::PATCH, &loc)
-        .body(b" and rest".to_vec())
-        .send()
-        .await
-        .unwrap();
+        .call_body(Method::PATCH, &loc, b" and rest".to_vec())
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let full = Digest::sha256_of(b"half and rest");
     let r = c2.call(Method::PUT, &format!("{loc}?digest={full}")).await;
@@ -139,9 +132,7 @@ async fn state_survives_a_restart() {
 #[actix_rt::test]
 async fn a_dropped_upload_leaves_nothing_visible() {
     use tokio::io::AsyncWriteExt;
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let data = vec![7u8; 1_000_000];
     let d = Digest::sha256_of(&data);
     let mut s = tokio::net::TcpStream::connect(t.handle.registry_addr)
@@ -183,17 +174,15 @@ async fn fault_knobs_limit_bodies() {
     let c = Client::basic(&t);
     let body = vec![1u8; 20];
     let r = c
-        .req(
+        .call_body(
             Method::POST,
             &format!(
                 "/v2/ns/app/blobs/uploads/?digest={}",
                 Digest::sha256_of(&body)
             ),
+            body,
         )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     t.handle.stop().await;
 }

@@ -52,17 +52,19 @@ impl Client {
     async fn call(&self, m: Method, path: &str) -> reqwest::Response {
         self.req(m, path).send().await.unwrap()
     }
+    /// `req(m, path)` with a body: the response.
+    async fn call_body(&self, m: Method, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.req(m, path).body(body).send().await.unwrap()
+    }
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
         let r = self
-            .req(
+            .call_body(
                 Method::POST,
                 &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                data.to_vec(),
             )
-            .body(data.to_vec())
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
             r.status(),
             StatusCode::CREATED,
@@ -85,6 +87,14 @@ impl Client {
             .await
             .unwrap()
     }
+}
+
+/// A fresh emulator with the private namespace `ns`, and a client with Basic credentials.
+pub async fn emulator_with_ns() -> (TestEmulator, Client) {
+    let t = start_emulator().await;
+    t.handle.state.namespaces.create("ns", false).unwrap();
+    let c = Client::basic(&t);
+    (t, c)
 }
 
 pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {

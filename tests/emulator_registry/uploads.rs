@@ -4,20 +4,16 @@ use super::*;
 
 #[actix_rt::test]
 async fn monolithic_and_post_put_uploads_round_trip() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let d = Digest::sha256_of(&data);
     let r = c
-        .req(
+        .call_body(
             Method::POST,
             &format!("/v2/ns/app/blobs/uploads/?digest={d}"),
+            data.clone(),
         )
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "Location"), format!("/v2/ns/app/blobs/{d}"));
     assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
@@ -43,11 +39,8 @@ async fn monolithic_and_post_put_uploads_round_trip() {
     let body = b"post then put".to_vec();
     let d2 = Digest::sha256_of(&body);
     let r = c
-        .req(Method::PUT, &format!("{loc}?digest={d2}"))
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .call_body(Method::PUT, &format!("{loc}?digest={d2}"), body.clone())
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "Location"), format!("/v2/ns/app/blobs/{d2}"));
     let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d2}")).await;
@@ -57,21 +50,13 @@ async fn monolithic_and_post_put_uploads_round_trip() {
     let r = c.call(Method::POST, "/v2/ns/app/blobs/uploads/").await;
     let loc = header(&r, "Location").to_string();
     let r = c
-        .req(Method::PATCH, &loc)
-        .body(b"streamed ".to_vec())
-        .send()
-        .await
-        .unwrap();
+        .call_body(Method::PATCH, &loc, b"streamed ".to_vec())
+        .await;
     assert_eq!(
         (r.status(), header(&r, "Range")),
         (StatusCode::ACCEPTED, "0-8")
     );
-    let r = c
-        .req(Method::PATCH, &loc)
-        .body(b"body".to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = c.call_body(Method::PATCH, &loc, b"body".to_vec()).await;
     assert_eq!(header(&r, "Range"), "0-12");
     let d3 = Digest::sha256_of(b"streamed body");
     let r = c.call(Method::PUT, &format!("{loc}?digest={d3}")).await;
@@ -89,9 +74,7 @@ async fn monolithic_and_post_put_uploads_round_trip() {
 
 #[actix_rt::test]
 async fn chunked_upload_enforces_order_and_reports_progress() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let blob: Vec<u8> = (0..42u8).collect();
     let (c1, c2) = blob.split_at(22);
     let r = c
@@ -164,14 +147,12 @@ async fn wrong_digest_ranges_and_mounts() {
     let real = Digest::sha256_of(&body);
     let wrong = Digest::sha256_of(b"something else");
     let r = c
-        .req(
+        .call_body(
             Method::POST,
             &format!("/v2/ns/app/blobs/uploads/?digest={wrong}"),
+            body.clone(),
         )
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(error_code(r).await.1, "DIGEST_INVALID");
     for d in [&real, &wrong] {
         let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
