@@ -181,3 +181,27 @@ pub fn streaming_patch(
     });
     (tx, task)
 }
+
+/// `POST /v2/<repo>/blobs/uploads/` (must answer 202) then a monolithic `PUT ?digest=` of
+/// `data`, without credentials (a registry without auth): the PUT's response.
+pub async fn upload_blob(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    data: &[u8],
+    digest: &str,
+) -> reqwest::Response {
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "upload start in {repo}");
+    let loc = absolute(base, &header(&r, "location"));
+    http.put(with_digest(&loc, digest))
+        .header("content-type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap()
+}

@@ -62,10 +62,16 @@ pub async fn wait_up(url: &str) {
     panic!("{url} never answered");
 }
 
+/// The built `tcr-adapter` binary (known to integration tests; examples that share the rig have
+/// no binary to run).
+pub fn binary() -> &'static str {
+    option_env!("CARGO_BIN_EXE_tcr-adapter").expect("the tcr-adapter binary (integration tests)")
+}
+
 /// The built binary: `tcr-adapter <cmd> --config <config>`, output discarded.
 pub fn spawn(cmd: &str, config: &Path) -> Proc {
     Proc(
-        Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
+        Command::new(binary())
             .args([cmd, "--config"])
             .arg(config)
             .env_remove("TCR_ADAPTER_CONFIG")
@@ -295,7 +301,7 @@ pub fn rss_kib(pid: u32, field: &str) -> u64 {
 pub async fn run_check(dir: &Path, config: &str) -> (i32, String) {
     let path = dir.join("check.toml");
     std::fs::write(&path, config).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
+    let out = tokio::process::Command::new(binary())
         .arg("check")
         .arg("--config")
         .arg(&path)

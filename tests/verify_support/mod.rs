@@ -19,8 +19,7 @@ pub fn sha(b: &[u8]) -> String {
     format!("sha256:{}", common::charts::sha256_hex(b))
 }
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+use tcr_adapter::oci::media::{OCI_INDEX, OCI_MANIFEST};
 
 async fn put_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
     let digest = sha(data);
@@ -32,26 +31,7 @@ async fn put_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -
     if head.status().is_success() {
         return digest;
     }
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "upload start in {repo}");
-    let loc = crate::common::header(&r, "location");
-    let loc = if loc.starts_with('/') {
-        format!("{base}{loc}")
-    } else {
-        loc
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .header("content-type", "application/octet-stream")
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = common::upload_blob(http, base, repo, data, &digest).await;
     assert_eq!(r.status(), 201, "blob upload in {repo}");
     digest
 }
