@@ -6,6 +6,7 @@
 mod common;
 mod harbor;
 
+use crate::common::SendOk;
 use harbor::{basic, sum_metric, Env};
 use reqwest::Method;
 
@@ -202,7 +203,7 @@ async fn anonymous_token(e: &Env, scope: &str) -> String {
         e.base,
         harbor::urlencode(scope)
     );
-    let v: serde_json::Value = e.http.get(url).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = e.http.get(url).send_ok().await.json().await.unwrap();
     v["token"].as_str().unwrap().to_string()
 }
 

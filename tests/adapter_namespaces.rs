@@ -7,6 +7,7 @@ mod common;
 mod harbor;
 mod oci_layout;
 
+use crate::common::SendOk;
 use std::sync::Arc;
 
 use harbor::{Env, OCI_MANIFEST};
@@ -216,9 +217,8 @@ async fn refusals_say_why_and_create_nothing() {
             harbor::basic(&limited.secret_id, limited.secret_key.expose()),
         )
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("CreateNamespace"));
     assert!(e.namespaces().is_empty());
@@ -417,9 +417,8 @@ async fn a_mount_into_a_new_namespace_creates_it() {
         ))
         .header("Authorization", harbor::basic(KEYS.0, KEYS.1))
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     assert_eq!(e.namespaces(), ["mnt-dst", "mnt-src"]);
     e.adapter.stop().await;

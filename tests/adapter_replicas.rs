@@ -6,6 +6,7 @@
 mod common;
 mod oci_layout;
 
+use crate::common::SendOk;
 use reqwest::StatusCode;
 use tcr_adapter::app;
 use tcr_adapter::clock;
@@ -80,16 +81,14 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let r = http
         .get(format!("{base_b}/v2/"))
         .header("Authorization", &bearer)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = http
         .get(format!("{base_c}/v2/"))
         .header("Authorization", &bearer)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = crate::common::header(&r, "www-authenticate");
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
@@ -101,9 +100,8 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .post(format!("{base_a}/v2/replicas/app/blobs/uploads/"))
         .header("Authorization", &bearer)
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = crate::common::header(&r, "location");
     assert!(loc.starts_with(&lb), "Location on the public URL: {loc}");
@@ -113,9 +111,8 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .header("Content-Type", "application/octet-stream")
         .header("Content-Range", format!("0-{}", 99_999))
         .body(layer[..100_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-99999");
     let loc = crate::common::header(&r, "location");
@@ -125,9 +122,8 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .put(format!("{put}{sep}digest={digest}"))
         .header("Authorization", &bearer)
         .body(layer[100_000..].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
 
     // A manifest through B, pulled back through A: exact bytes and digests.
@@ -140,9 +136,8 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         ))
         .header("Authorization", &bearer)
         .body(config.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::ACCEPTED);
     if r.status() == StatusCode::ACCEPTED {
         let loc = crate::common::header(&r, "location");
@@ -152,9 +147,8 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
             .put(format!("{put}{sep}digest={cd}"))
             .header("Authorization", &bearer)
             .body(config.to_vec())
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let manifest = serde_json::json!({
@@ -170,26 +164,23 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .header("Authorization", &bearer)
         .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = http
         .get(format!("{base_a}/v2/replicas/app/manifests/v1"))
         .header("Authorization", &bearer)
         .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["docker-content-digest"], md.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_bytes());
     let r = http
         .get(format!("{base_a}/v2/replicas/app/blobs/{digest}"))
         .header("Authorization", &bearer)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(Digest::sha256_of(&r.bytes().await.unwrap()), digest);
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use crate::common::SendOk;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -403,9 +404,8 @@ async fn raw_call(
         .header("X-TC-Timestamp", ts.to_string())
         .header("X-TC-Region", REGION)
         .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(resp.status(), 200, "API errors are HTTP 200");
     let headers = resp.headers().clone();
     (headers, resp.json().await.unwrap())
@@ -452,9 +452,8 @@ async fn raw_protocol_envelope_and_errors() {
         .header("X-TC-Action", "DescribeNamespaces")
         .header("X-TC-Version", "2019-09-24")
         .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     let v: Value = resp.json().await.unwrap();
     assert_eq!(
         v["Response"]["Error"]["Code"],

@@ -6,6 +6,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use crate::common::SendOk;
 use base64::Engine;
 use common::charts::{chart_archive, multipart_chart, multipart_parts, sha256_hex};
 use common::{emulator_config, start_emulator_with, DEMO_UIN};
@@ -55,19 +56,18 @@ impl Repo {
             .req(Method::POST, &format!("/api/chartrepo/{ns}/charts"))
             .header("Content-Type", ctype)
             .body(body)
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         let s = r.status();
         (s, r.json().await.unwrap_or(Value::Null))
     }
     async fn get_json(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.req(Method::GET, path).send().await.unwrap();
+        let r = self.req(Method::GET, path).send_ok().await;
         let s = r.status();
         (s, r.json().await.unwrap_or(Value::Null))
     }
     async fn download(&self, path: &str) -> (StatusCode, Vec<u8>) {
-        let r = self.req(Method::GET, path).send().await.unwrap();
+        let r = self.req(Method::GET, path).send_ok().await;
         (r.status(), r.bytes().await.unwrap().to_vec())
     }
 }
@@ -121,9 +121,8 @@ async fn upload_list_detail_download_delete() {
 
     let r = repo
         .req(Method::GET, "/chartrepo/team/index.yaml")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let index: Value = serde_yaml::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(index["apiVersion"], "v1");
@@ -135,18 +134,16 @@ async fn upload_list_detail_download_delete() {
 
     let r = repo
         .req(Method::DELETE, "/api/chartrepo/team/charts/web/1.0.0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let (s, body) = repo.get_json("/api/chartrepo/team/charts/web/1.0.0").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(body["error"].as_str().unwrap().contains("not found"));
     let r = repo
         .req(Method::DELETE, "/api/chartrepo/team/charts/web/1.0.0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         repo.download("/chartrepo/team/charts/web-1.0.0.tgz")
@@ -230,9 +227,8 @@ async fn bad_archives_are_refused_with_a_reason_and_nothing_is_stored() {
         .req(Method::POST, "/api/chartrepo/bad/charts")
         .header("Content-Type", ctype)
         .body(body)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("named \\\"chart\\\""));
     let (_, list) = repo.get_json("/api/chartrepo/bad/charts").await;
@@ -285,9 +281,8 @@ async fn credentials_namespaces_and_visibility() {
     repo.auth = Some(basic(DEMO_UIN, "wrong"));
     let r = repo
         .req(Method::GET, "/api/chartrepo/private/charts")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers()["www-authenticate"]
         .to_str()
@@ -323,9 +318,8 @@ async fn charts_survive_a_restart_and_bare_bodies_are_accepted() {
             .req(Method::POST, "/api/chartrepo/persist/charts")
             .header("Content-Type", "application/octet-stream")
             .body(archive.clone())
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
         repo.emu.stop().await;
     }

@@ -5,6 +5,7 @@
 mod common;
 mod oci_layout;
 
+use crate::common::SendOk;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -46,9 +47,8 @@ async fn tls_listener_serves_the_challenge_with_an_https_realm() {
         .unwrap();
     let resp = http
         .get(format!("https://127.0.0.1:{port}/v2/"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(resp.status(), 401);
     let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
     assert!(
@@ -138,9 +138,8 @@ async fn json_access_log_line_carries_the_request_id() {
         .get(format!("{base}/v2/demo/app/tags/list"))
         .bearer_auth(&tok)
         .header("X-Request-Id", "ops-test-request-1")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     let status = resp.status().as_u16();
     assert_eq!(resp.headers()["x-request-id"], "ops-test-request-1");
     let sent = resp.bytes().await.unwrap().len();

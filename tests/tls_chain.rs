@@ -6,6 +6,7 @@
 
 mod common;
 
+use crate::common::SendOk;
 use std::path::{Path, PathBuf};
 
 use tcr_adapter::app;
@@ -64,9 +65,8 @@ async fn self_signed_mode_writes_its_ca_once_and_reuses_it() {
         .unwrap();
     let v2 = http
         .get(format!("{}/v2/", emu.registry_url()))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(v2.status(), 401);
     assert!(
         v2.headers()["www-authenticate"]
@@ -75,7 +75,7 @@ async fn self_signed_mode_writes_its_ca_once_and_reuses_it() {
             .contains("realm=\"https://"),
         "the token realm is HTTPS too"
     );
-    let api = http.post(emu.api_url()).body("{}").send().await.unwrap();
+    let api = http.post(emu.api_url()).body("{}").send_ok().await;
     assert_eq!(api.status(), 200, "cloud API envelope over TLS");
     // localhost is a name of the certificate too.
     let by_name = http
@@ -83,9 +83,8 @@ async fn self_signed_mode_writes_its_ca_once_and_reuses_it() {
             "https://localhost:{}/v2/",
             emu.registry_addr.port()
         ))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(by_name.status(), 401);
     emu.stop().await;
 
@@ -210,9 +209,8 @@ async fn data_path(emu: &EmulatorHandle, ca_file: &Path) -> Vec<(u16, String)> {
             adapter.addr
         ))
         .basic_auth(&user, Some(&pass))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     out.push((token.status().as_u16(), token.text().await.unwrap()));
     adapter.stop().await;
     out

@@ -1,6 +1,7 @@
 //! A ≥1 GiB blob through a separate adapter process: streamed, digest verified, bounded RSS.
 
 use crate::common;
+use crate::common::SendOk;
 use crate::harbor::basic;
 use reqwest::Client;
 use tcr_adapter::emulator::TokenKind;
@@ -69,9 +70,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
     let v: serde_json::Value = http
         .get(url)
         .header("Authorization", basic(&tok.username, &tok.token))
-        .send()
+        .send_ok()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -88,9 +88,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
         .post(format!("{base}/v2/big/blob/blobs/uploads/"))
         .bearer_auth(&t)
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 202);
     let loc = crate::common::header(&r, "location");
     let sep = if loc.contains('?') { '&' } else { '?' };
@@ -102,9 +101,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
         .bearer_auth(&t)
         .header("Content-Length", size.to_string())
         .body(body)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let push_secs = started.elapsed().as_secs_f64();
 
@@ -112,9 +110,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
     let r = http
         .get(format!("{base}/v2/big/blob/blobs/{digest}"))
         .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], size.to_string().as_str());
     let mut stream = r.bytes_stream();

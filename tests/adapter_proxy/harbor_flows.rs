@@ -1,6 +1,7 @@
 //! Harbor 1.8, 1.10 and 2.0 on the wire (harbor-adapters.md §1.2–1.6): the "Test connection"
 //! ping, one image pushed then skipped, an OCI index and one child pushed by 1.x.
 
+use crate::common::SendOk;
 use crate::harbor::{basic, image, Env, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::DOCKER_LIST;
 use reqwest::Method;
@@ -53,9 +54,8 @@ async fn test_connection_like_harbor() {
         .http
         .get(format!("{}/service/token?service=tcr-adapter", e.base))
         .header("Authorization", basic(&e.user, "not-a-token"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 401);
     let r = e.get_anon("/healthz").await;
     assert_eq!(r.status(), 200);
@@ -118,9 +118,8 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     e.push_blob(repo, &t, &config, false, false).await;
     e.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)

@@ -205,3 +205,15 @@ pub async fn upload_blob(
         .await
         .unwrap()
 }
+
+/// `request.send_ok().await`: send, and the request must get an answer (any status; a transport
+/// error fails the test). What `send().await.unwrap()` says, in one step.
+pub trait SendOk {
+    fn send_ok(self) -> impl std::future::Future<Output = reqwest::Response>;
+}
+
+impl SendOk for reqwest::RequestBuilder {
+    async fn send_ok(self) -> reqwest::Response {
+        self.send().await.unwrap()
+    }
+}

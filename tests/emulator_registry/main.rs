@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use crate::common::SendOk;
 use base64::Engine;
 use common::{start_emulator, start_emulator_with, TestEmulator, DEMO_UIN};
 use reqwest::{Method, StatusCode};
@@ -50,11 +51,11 @@ impl Client {
     }
     /// `req(m, path)` sent as it is: the response.
     async fn call(&self, m: Method, path: &str) -> reqwest::Response {
-        self.req(m, path).send().await.unwrap()
+        self.req(m, path).send_ok().await
     }
     /// `req(m, path)` with a body: the response.
     async fn call_body(&self, m: Method, path: &str, body: Vec<u8>) -> reqwest::Response {
-        self.req(m, path).body(body).send().await.unwrap()
+        self.req(m, path).body(body).send_ok().await
     }
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
@@ -83,9 +84,8 @@ impl Client {
         self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
             .header("Content-Type", ct)
             .body(body.to_vec())
-            .send()
+            .send_ok()
             .await
-            .unwrap()
     }
 }
 
@@ -162,9 +162,8 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
     let r = reqwest::Client::new()
         .get(&realm)
         .basic_auth(DEMO_UIN, Some("not-a-token"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(error_code(r).await.1, "UNAUTHORIZED");
 
     let tok = t.handle.state.tokens.issue(DEMO_UIN, TokenKind::Temp);
@@ -173,9 +172,7 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
             "{realm}?service=harbor-registry&scope=repository:ns/app:pull,push%20registry:catalog:*&scope=repository:missing/x:pull"
         ))
         .basic_auth(DEMO_UIN, Some(&tok.token))
-        .send()
-        .await
-        .unwrap();
+        .send_ok().await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["expires_in"], json!(1800));

@@ -1,6 +1,7 @@
 //! Blob uploads: monolithic, POST+PUT, chunked, digests, ranges, mounts.
 
 use super::*;
+use crate::common::SendOk;
 
 #[actix_rt::test]
 async fn monolithic_and_post_put_uploads_round_trip() {
@@ -80,34 +81,30 @@ async fn chunked_upload_enforces_order_and_reports_progress() {
     let r = c
         .req(Method::POST, "/v2/ns/app/blobs/uploads/")
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     let loc = header(&r, "Location").to_string();
     let r = c
         .req(Method::PATCH, &loc)
         .header("Content-Range", "22-41")
         .body(c2.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     let r = c
         .req(Method::PATCH, &loc)
         .header("Content-Range", "0-21")
         .body(c1.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(header(&r, "Range"), "0-21");
     let r = c
         .req(Method::PATCH, &loc)
         .header("Content-Range", "0-21")
         .body(c1.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     let r = c.call(Method::GET, &loc).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
@@ -117,9 +114,8 @@ async fn chunked_upload_enforces_order_and_reports_progress() {
         .req(Method::PATCH, &loc)
         .header("Content-Range", "22-41")
         .body(c2.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(
         (r.status(), header(&r, "Range")),
         (StatusCode::ACCEPTED, "0-41")
@@ -128,9 +124,8 @@ async fn chunked_upload_enforces_order_and_reports_progress() {
     let r = c
         .req(Method::PUT, &format!("{loc}?digest={d}"))
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
     assert_eq!(r.bytes().await.unwrap().to_vec(), blob);
@@ -165,25 +160,22 @@ async fn wrong_digest_ranges_and_mounts() {
     let r = c
         .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
         .header("Range", "bytes=10-19")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(header(&r, "Content-Range"), "bytes 10-19/256");
     assert_eq!(r.bytes().await.unwrap().to_vec(), data[10..20].to_vec());
     let r = c
         .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
         .header("Range", "bytes=250-")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.bytes().await.unwrap().to_vec(), data[250..].to_vec());
     let r = c
         .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
         .header("Range", "bytes=300-400")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(header(&r, "Content-Range"), "bytes */256");
 

@@ -2,6 +2,7 @@
 //! a chunked upload streams through it: the client asks for the upload's status, nginx sends it
 //! to the other process, which answers from the sealed `Location`, and the upload finishes there.
 
+use crate::common::SendOk;
 use std::time::Duration;
 
 use tcr_adapter::oci::Digest;
@@ -51,9 +52,8 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
         .patch(&loc)
         .bearer_auth(&tok)
         .body(blob[..1_000_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 202);
     let loc = crate::common::header(&r, "location");
     // A PATCH streams through the first process, which dies half-way.
@@ -69,7 +69,7 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     // Connections to the dead process are gone: start afresh, as a client reconnecting does.
     let http = reqwest::Client::new();
     // The client asks where the upload stands: the other process answers.
-    let r = http.get(&loc).bearer_auth(&tok).send().await.unwrap();
+    let r = http.get(&loc).bearer_auth(&tok).send_ok().await;
     assert_eq!(r.status(), 204, "{:?}", r.text().await);
     let range = crate::common::header(&r, "range");
     let done = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
@@ -80,9 +80,8 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
         .put(format!("{loc}{sep}digest={digest}"))
         .bearer_auth(&tok)
         .body(blob[done..].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     assert_eq!(
         emu.handle.state.storage.stored_size(&digest).await,

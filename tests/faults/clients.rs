@@ -3,6 +3,7 @@
 //! connection in the middle of a blob upload; afterwards the adapter's open files and memory are
 //! back where they were (within a tolerance) and nothing half-uploaded is visible.
 
+use crate::common::SendOk;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -40,9 +41,8 @@ async fn slow_and_vanishing_clients_leave_no_trace() {
             let r = http
                 .head(format!("{base}/v2/{repo}/blobs/sha256:{:064x}", i))
                 .bearer_auth(&tok)
-                .send()
-                .await
-                .unwrap();
+                .send_ok()
+                .await;
             r.status().as_u16()
         }
     };

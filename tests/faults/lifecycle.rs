@@ -3,6 +3,7 @@
 //! in the sealed `Location`), the emulator killed with -9 mid-push and restarted on its data
 //! (nothing half-visible, the re-push completes), and abandoned upload sessions purged.
 
+use crate::common::SendOk;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -31,9 +32,8 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
         .bearer_auth(&tok)
         .header("Content-Range", format!("0-{}", 1_000_000 - 1))
         .body(blob[..1_000_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 202);
     let loc = crate::common::header(&r, "location");
     // A second PATCH is cut by kill -9 while its body streams.
@@ -53,7 +53,7 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     wait_up(&format!("{base}/healthz")).await;
     // Connections to the dead process are gone: start afresh, as a client reconnecting does.
     let http = reqwest::Client::new();
-    let r = http.get(&loc).bearer_auth(&tok).send().await.unwrap();
+    let r = http.get(&loc).bearer_auth(&tok).send_ok().await;
     assert_eq!(
         r.status(),
         204,
@@ -73,9 +73,8 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
         .put(format!("{loc}{sep}digest={digest}"))
         .bearer_auth(&tok)
         .body(resume.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     assert_eq!(
         emu.handle.state.storage.stored_size(&digest).await,
@@ -147,24 +146,21 @@ async fn the_emulator_killed_mid_push_restarts_without_half_written_blobs() {
     let head = http
         .head(format!("{base}/v2/{repo}/blobs/{digest}"))
         .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(head.status(), 404, "no half-written blob after the crash");
     let r = http
         .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
         .bearer_auth(&tok)
         .body(blob.clone())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let got = http
         .get(format!("{base}/v2/{repo}/blobs/{digest}"))
         .bearer_auth(&tok)
-        .send()
+        .send_ok()
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -203,9 +199,8 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
                 emu.registry_url()
             ))
             .header("Authorization", &auth)
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), 202);
         let loc = crate::common::header(&r, "location");
         if loc.starts_with("http") {
@@ -221,9 +216,8 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
             .patch(&active)
             .header("Authorization", &auth)
             .body(vec![i as u8; 1000])
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), 202);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -232,9 +226,8 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
         async move {
             http.get(loc)
                 .header("Authorization", auth)
-                .send()
+                .send_ok()
                 .await
-                .unwrap()
                 .status()
         }
     };

@@ -3,6 +3,7 @@
 //! emulator, plus metric readers for both.
 #![allow(dead_code, unused_imports)]
 
+use crate::common::SendOk;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::json;
@@ -135,9 +136,8 @@ impl Env {
             .get(&url)
             .header("Authorization", basic(user, pass))
             .header("User-Agent", "Go-http-client/1.1")
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         let status = resp.status();
         let text = resp.text().await.unwrap();
         if status != 200 {
@@ -196,16 +196,15 @@ impl Env {
         if let Some(b) = body {
             r = r.body(b);
         }
-        r.headers(h).send().await.unwrap()
+        r.headers(h).send_ok().await
     }
 
     /// `GET <base><path>` with no credentials and no extra headers (probes, metrics).
     pub async fn get_anon(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.base))
-            .send()
+            .send_ok()
             .await
-            .unwrap()
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
@@ -270,7 +269,7 @@ impl Env {
         } else {
             put.body(data.to_vec())
         };
-        let r = put.send().await.unwrap();
+        let r = put.send_ok().await;
         assert_eq!(r.status(), 201, "{:?}", r.text().await);
         assert_eq!(r.headers()["docker-content-digest"], d.as_str());
     }

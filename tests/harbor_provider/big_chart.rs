@@ -2,6 +2,7 @@
 //! through the adapter running as its own process: it lands byte-identical in TCR while the
 //! adapter's peak RSS stays far below the body's size, because the upload is streamed.
 
+use crate::common::SendOk;
 use reqwest::StatusCode;
 use tcr_adapter::emulator::TokenKind;
 
@@ -30,9 +31,8 @@ async fn a_200_mib_chart_streams_through_a_separate_adapter_process() {
         .header("Authorization", &auth)
         .header("Content-Type", ctype)
         .body(body)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::CREATED,
@@ -61,9 +61,8 @@ async fn a_200_mib_chart_streams_through_a_separate_adapter_process() {
             emu.handle.registry_url()
         ))
         .header("Authorization", basic(&tok.username, &tok.token))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let stored = r.bytes().await.unwrap();
     assert_eq!(stored.len(), archive.len());

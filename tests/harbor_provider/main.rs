@@ -14,6 +14,7 @@ mod charts;
 mod projects;
 mod replays;
 
+use crate::common::SendOk;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tcr_adapter::emulator::TokenKind;
@@ -83,7 +84,7 @@ pub async fn api(
     if let Some((ctype, b)) = body {
         r = r.header("Content-Type", ctype).body(b);
     }
-    r.send().await.unwrap()
+    r.send_ok().await
 }
 
 /// `GET <path>` as Harbor's harbor adapter sends it, the answer as JSON.
@@ -238,9 +239,8 @@ pub async fn emulator_chart(e: &Env, ns: &str, file: &str) -> (StatusCode, Vec<u
             e.emu.registry_url()
         ))
         .header("Authorization", basic(&tok.username, &tok.token))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     (r.status(), r.bytes().await.unwrap().to_vec())
 }
 

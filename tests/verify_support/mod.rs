@@ -3,6 +3,7 @@
 //! and a helper that runs the `tcr-adapter verify` binary.
 #![allow(dead_code, unused_imports)]
 
+use crate::common::SendOk;
 use std::path::Path;
 use std::process::Command;
 
@@ -25,9 +26,8 @@ async fn put_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -
     let digest = sha(data);
     let head = http
         .head(format!("{base}/v2/{repo}/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     if head.status().is_success() {
         return digest;
     }
@@ -48,9 +48,8 @@ async fn put_manifest(
         .put(format!("{base}/v2/{repo}/manifests/{tag}"))
         .header("content-type", media_type)
         .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "manifest {repo}:{tag}");
     sha(body)
 }
