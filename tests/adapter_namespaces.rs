@@ -371,13 +371,7 @@ async fn forwarded_headers_shape_locations_and_the_realm_only_when_trusted() {
         let e = Env::start(|_| {}, |c| c.server.trust_forwarded_headers = trust).await;
         let t = e.keys_token(&["repository:fwd/app:pull,push"]).await;
         let r = e
-            .req(
-                Method::POST,
-                "/v2/fwd/app/blobs/uploads/",
-                Some(&t),
-                fwd,
-                None,
-            )
+            .send_with(Method::POST, "/v2/fwd/app/blobs/uploads/", &t, fwd)
             .await;
         assert_eq!(r.status(), 202);
         let loc = crate::common::header(&r, "location");

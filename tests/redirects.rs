@@ -211,12 +211,11 @@ async fn follow_streams_storage_bytes_through_the_adapter() {
     let d = Digest::sha256_of(layer);
     let before = storage_requests(&e, "GET");
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             &format!("/v2/{repo}/blobs/{d}"),
-            Some(&t),
+            &t,
             &[("Range", "bytes=10-19")],
-            None,
         )
         .await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);

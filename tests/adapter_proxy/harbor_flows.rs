@@ -34,13 +34,7 @@ async fn test_connection_like_harbor() {
     let r = e.head("/v2/", &t).await;
     assert_eq!(r.status(), 200);
     let r = e
-        .req(
-            Method::GET,
-            "/v2/",
-            Some(&t),
-            &[("X-Request-Id", "abc123")],
-            None,
-        )
+        .send_with(Method::GET, "/v2/", &t, &[("X-Request-Id", "abc123")])
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "abc123");
@@ -80,12 +74,11 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         ("Accept", DOCKER_MANIFEST),
     ];
     let r = e
-        .req(
+        .send_with(
             Method::HEAD,
             &format!("/v2/{repo}/manifests/v1"),
-            Some(&t),
+            &t,
             accept,
-            None,
         )
         .await;
     assert_eq!(r.status(), 404);
@@ -94,12 +87,11 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
     assert_eq!(r.status(), 404);
     // POST creates the namespace on the fly; Harbor 1.8.0 PUTs the blob chunked, no length.
     let r = e
-        .req(
+        .send_with(
             Method::POST,
             &format!("/v2/{repo}/blobs/uploads/"),
-            Some(&t),
+            &t,
             &[("Content-Length", "0")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 202);
@@ -126,12 +118,11 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         .await;
     // Second run: HEAD answers the same digest, so Harbor skips.
     let r = e
-        .req(
+        .send_with(
             Method::HEAD,
             &format!("/v2/{repo}/manifests/v1"),
-            Some(&t),
+            &t,
             accept,
-            None,
         )
         .await;
     assert_eq!(r.status(), 200);
@@ -145,12 +136,11 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
     );
     // Pull back: bytes identical, Content-Length kept, no gzip.
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             &format!("/v2/{repo}/blobs/{ld}"),
-            Some(&t),
+            &t,
             &[("Accept-Encoding", "gzip")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 200);
@@ -198,16 +188,15 @@ async fn harbor_2_0_pushes_an_index_and_1_x_pushes_one_child() {
     e.put_manifest("proj20/multi", "v1", &t, OCI_INDEX, &index)
         .await;
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             "/v2/proj20/multi/manifests/v1",
-            Some(&t),
+            &t,
             &[
                 ("Accept", OCI_INDEX),
                 ("Accept", DOCKER_LIST),
                 ("Accept", OCI_MANIFEST),
             ],
-            None,
         )
         .await;
     assert_eq!(r.status(), 200);

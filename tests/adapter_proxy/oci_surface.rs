@@ -84,12 +84,11 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let d = Digest::sha256_of(&data).to_string();
     let r = e
-        .req(
+        .send_with(
             Method::POST,
             "/v2/projc/app/blobs/uploads/",
-            Some(&t),
+            &t,
             &[("Content-Length", "0")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 202);
@@ -137,12 +136,11 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     // Range: 206 with the exact slice.
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             &format!("/v2/projc/app/blobs/{d}"),
-            Some(&t),
+            &t,
             &[("Range", "bytes=10-19")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 206);

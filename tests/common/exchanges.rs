@@ -136,7 +136,8 @@ pub fn namespace_names(emu: &EmulatorHandle) -> Vec<String> {
 }
 
 /// `tests/python/helm_repo.py <repo_url> <user> <pass> <chart> <version> <dest>`: a real Helm
-/// client (repository add + index + pull); its output (the test reads the JSON report).
+/// client (repository add + index + pull). The client must succeed; its JSON report (`entries`,
+/// `digest`, `file`) for the test to check.
 pub async fn helm_pull(
     repo_url: &str,
     user: &str,
@@ -144,8 +145,8 @@ pub async fn helm_pull(
     chart: &str,
     version: &str,
     dest: &std::path::Path,
-) -> std::process::Output {
-    tokio::process::Command::new("python3")
+) -> serde_json::Value {
+    let out = tokio::process::Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/python/helm_repo.py"
@@ -155,7 +156,13 @@ pub async fn helm_pull(
         .arg(dest)
         .output()
         .await
-        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A PATCH to `loc` whose body the test streams: send chunks on the returned sender, drop it to

@@ -207,6 +207,17 @@ impl Env {
             .await
     }
 
+    /// A bodiless request with a token and extra headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.req(method, path, Some(token), headers, None).await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.req(Method::GET, path, Some(token), &[], None).await
     }
