@@ -40,9 +40,7 @@ async fn ready_when_both_planes_answer_and_probes_are_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
     let env = Env::start(|_| {}, |c| c.tcr.api_endpoint = dead.clone()).await;
     let (status, body) = readyz(&env).await;
     assert_eq!(status, 503, "{body}");
@@ -57,9 +55,7 @@ async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_when_the_data_plane_is_unreachable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
     let env = Env::start(|_| {}, |c| c.tcr.registry_url = dead.clone()).await;
     let (status, body) = readyz(&env).await;
     assert_eq!(status, 503, "{body}");

@@ -144,16 +144,17 @@ pub async fn serve_binary(
 /// `<dir>/emulator.toml`: an `[emulator]` section on the given listen addresses, data in
 /// `<dir>/data`. Its path.
 pub fn emulator_toml(dir: &Path, registry_listen: &str, api_listen: &str) -> PathBuf {
-    let cfg = dir.join("emulator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[emulator]\nregistry_listen = \"{registry_listen}\"\napi_listen = \"{api_listen}\"\ndata_dir = \"{}\"\n",
-            dir.join("data").display()
-        ),
+    let data = dir.join("data");
+    write(
+        &dir.join("emulator.toml"),
+        format!("[emulator]\nregistry_listen = \"{registry_listen}\"\napi_listen = \"{api_listen}\"\ndata_dir = \"{}\"\n", data.display()),
     )
-    .unwrap();
-    cfg
+}
+
+/// Write `text` to `path`; the path.
+pub fn write(path: &Path, text: String) -> PathBuf {
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
 }
 
 /// nginx as a reverse proxy on `127.0.0.1:port` in front of `upstream` (the body of an
@@ -192,17 +193,14 @@ pub fn nginx(dir: &Path, port: u16, upstream: &str, location_extra: &str) -> Pro
 /// evaluating `rules` (a rules file's text) every second: (process, base URL).
 pub fn prometheus(dir: &Path, target_port: u16, rules: &str) -> (Proc, String) {
     super::require_tool("prometheus");
-    let rules_path = dir.join("rules.yml");
-    std::fs::write(&rules_path, rules).unwrap();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
+    let rules_path = write(&dir.join("rules.yml"), rules.to_string());
+    let cfg = write(
+        &dir.join("prometheus.yml"),
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: tcr-adapter\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n",
             rules_path.display()
         ),
-    )
-    .unwrap();
+    );
     let port = free_port();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
@@ -223,15 +221,13 @@ pub fn prometheus(dir: &Path, target_port: u16, rules: &str) -> (Proc, String) {
 pub async fn distribution(dir: &Path, secret: &str, auth_yaml: &str) -> (Proc, String) {
     super::require_tool("docker-registry");
     let port = free_port();
-    let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
+    let config = write(
+        &dir.join("config.yml"),
         format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\n{auth_yaml}",
             dir.join("data").display()
         ),
-    )
-    .unwrap();
+    );
     let child = Command::new("/usr/bin/docker-registry")
         .arg("serve")
         .arg(&config)

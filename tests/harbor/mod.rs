@@ -322,6 +322,21 @@ impl Env {
         .status()
     }
 
+    /// Layer and config blobs (raw `digest=`; `chunked` as in [`Self::push_blob`]), then the
+    /// schema2 manifest as `v1`.
+    async fn push_image(
+        &self,
+        repo: &str,
+        t: &str,
+        [layer, config, manifest]: [&[u8]; 3],
+        chunked: bool,
+    ) {
+        self.push_blob(repo, t, layer, chunked, false).await;
+        self.push_blob(repo, t, config, chunked, false).await;
+        self.put_manifest(repo, "v1", t, DOCKER_MANIFEST, manifest)
+            .await;
+    }
+
     /// Harbor 1.8.0: HEAD manifest and blobs (absent), chunked blob PUTs, schema2 manifest.
     pub async fn replay_1_8(&self, repo: &str, user: &str, pass: &str) {
         let t = self
@@ -332,9 +347,7 @@ impl Env {
         let ld = Digest::sha256_of(&layer);
         let r = self.head(&format!("/v2/{repo}/blobs/{ld}"), &t).await;
         assert_eq!(r.status(), 404);
-        self.push_blob(repo, &t, &layer, true, false).await;
-        self.push_blob(repo, &t, &config, true, false).await;
-        self.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
+        self.push_image(repo, &t, [&layer, &config, &manifest], true)
             .await;
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 200);
     }
@@ -346,9 +359,7 @@ impl Env {
             .await;
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
-        self.push_blob(repo, &t, &layer, false, false).await;
-        self.push_blob(repo, &t, &config, false, false).await;
-        self.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
+        self.push_image(repo, &t, [&layer, &config, &manifest], false)
             .await;
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 200);
     }
