@@ -94,12 +94,7 @@ async fn upload_list_detail_download_delete() {
 
     let (s, versions) = repo.get_json("/api/chartrepo/team/charts/web").await;
     assert_eq!(s, StatusCode::OK);
-    let v: Vec<&str> = versions
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap())
-        .collect();
+    let v: Vec<&str> = crate::common::strs(&versions, "version");
     assert_eq!(v, ["1.10.0", "1.0.0"], "newest first");
     assert_eq!(versions[0]["labels"], serde_json::json!([]));
 

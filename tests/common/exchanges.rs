@@ -224,3 +224,12 @@ impl SendOk for reqwest::RequestBuilder {
         self.send().await.unwrap()
     }
 }
+
+/// The string field `field` of every element of the JSON array `v` (each must have it).
+pub fn strs<'a>(v: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[field].as_str().unwrap())
+        .collect()
+}

@@ -104,12 +104,7 @@ async fn project_listing_forms_and_paging() {
         "/api/projects?q=name%3D%7Bbeta+nope+gamma%7D&with_detail=false",
     )
     .await;
-    let names: Vec<&str> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = crate::common::strs(&v, "name");
     assert_eq!(names, ["beta", "gamma"]);
     // Paging: relative Link paths that Harbor appends to its endpoint URL.
     let r = api(
@@ -281,12 +276,7 @@ async fn pull_direction_reads_repositories_and_tags() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{repos}");
-    let names: Vec<&str> = repos
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = crate::common::strs(&repos, "name");
     assert_eq!(names, ["src/app", "src/tools/cli"]);
     let (s, tags) = get_json(&e, Gen::V1_10, &c, "/api/repositories/src/tools/cli/tags").await;
     assert_eq!(s, StatusCode::OK, "{tags}");
