@@ -47,14 +47,7 @@ async fn harbor_replays_with_registry_credentials_use_the_provisioner_keys() {
 
 #[tokio::test]
 async fn registry_credentials_without_provisioner_keys_are_told_which_keys_are_needed() {
-    let e = Env::start(
-        |_| {},
-        |c| {
-            c.tcr.secret_id.clear();
-            c.tcr.secret_key = Secret::new("");
-        },
-    )
-    .await;
+    let e = Env::without_provisioner_keys().await;
     let t = e
         .token_as(&e.user, &e.pass, &["repository:nokeys/app:pull,push"])
         .await;

@@ -116,6 +116,18 @@ impl Env {
         .await
     }
 
+    /// An adapter without provisioner keys (`tcr.secret_id` / `tcr.secret_key` empty).
+    pub async fn without_provisioner_keys() -> Env {
+        Env::start(
+            |_| {},
+            |c| {
+                c.tcr.secret_id.clear();
+                c.tcr.secret_key = Default::default();
+            },
+        )
+        .await
+    }
+
     pub async fn default() -> Env {
         Env::start(|_| {}, |_| {}).await
     }

@@ -194,14 +194,7 @@ async fn bad_project_requests_get_clear_4xx() {
 async fn without_api_keys_projects_are_probed_on_the_data_plane() {
     // Long-term registry credentials and no provisioner keys: nothing can be created, but an
     // existing namespace is recognised and a missing one gets the keys-needed message.
-    let e = Env::start(
-        |_| {},
-        |cfg| {
-            cfg.tcr.secret_id = String::new();
-            cfg.tcr.secret_key = Default::default();
-        },
-    )
-    .await;
+    let e = Env::without_provisioner_keys().await;
     e.emu.state.namespaces.create("exists", false).unwrap();
     let c = Creds::long_term(&e);
     let (s, v) = get_json(
