@@ -72,7 +72,7 @@ async fn concurrent_pushes_create_each_namespace_exactly_once() {
         8,
         "one check per namespace however many pushes race"
     );
-    let names = common::namespace_names(&h);
+    let names = common::namespace_names(h);
     assert_eq!(
         names,
         (0..8).map(|i| format!("team-{i}")).collect::<Vec<_>>()

@@ -165,16 +165,14 @@ pub async fn helm_pull(
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The sending end of a streamed request body.
+pub type BodySender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+/// A request in flight: its status, or the error when its body was cut.
+pub type PatchTask = tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>;
+
 /// A PATCH to `loc` whose body the test streams: send chunks on the returned sender, drop it to
 /// end the body; the task answers with the status (or the error when the body was cut).
-pub fn streaming_patch(
-    http: &reqwest::Client,
-    loc: &str,
-    tok: &str,
-) -> (
-    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    tokio::task::JoinHandle<reqwest::Result<reqwest::StatusCode>>,
-) {
+pub fn streaming_patch(http: &reqwest::Client, loc: &str, tok: &str) -> (BodySender, PatchTask) {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let (http, loc, tok) = (http.clone(), loc.to_string(), tok.to_string());
     let task = tokio::spawn(async move {

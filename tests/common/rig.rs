@@ -65,7 +65,10 @@ pub async fn wait_up(url: &str) {
 /// The built `tcr-adapter` binary (known to integration tests; examples that share the rig have
 /// no binary to run).
 pub fn binary() -> &'static str {
-    option_env!("CARGO_BIN_EXE_tcr-adapter").expect("the tcr-adapter binary (integration tests)")
+    match option_env!("CARGO_BIN_EXE_tcr-adapter") {
+        Some(path) => path,
+        None => panic!("the tcr-adapter binary is known to integration tests only"),
+    }
 }
 
 /// The built binary: `tcr-adapter <cmd> --config <config>`, output discarded.
