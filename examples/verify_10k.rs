@@ -8,8 +8,10 @@
 //!
 //!     cargo run --release --example verify_10k [-- <tags> <repos>]
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use clap::Parser;
 use futures_util::{stream, StreamExt};
@@ -23,24 +25,7 @@ fn sha(b: &[u8]) -> String {
 
 async fn put_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
     let digest = sha(data);
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let loc = if loc.starts_with('/') {
-        format!("{base}{loc}")
-    } else {
-        loc
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = common::upload_blob(http, base, repo, data, &digest).await;
     assert_eq!(r.status(), 201);
     digest
 }
@@ -58,27 +43,8 @@ async fn main() {
     let args = Args::parse();
     let per_repo = args.tags / args.repos;
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg_path = tmp.path().join("registry.yml");
-    std::fs::write(&cfg_path, format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: bench\n",
-        tmp.path().join("dist").display())).unwrap();
-    let mut dist = Command::new("/usr/bin/docker-registry")
-        .arg("serve")
-        .arg(&cfg_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry");
-    let base = format!("http://127.0.0.1:{port}");
+    let (dist, base) = common::distribution(tmp.path(), "bench", "").await;
     let http = reqwest::Client::new();
-    while http.get(format!("{base}/v2/")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let emu_dir = tmp.path().join("emu");
     let emu = tcr_adapter::emulator::start(
         EmulatorConfig {
@@ -188,6 +154,5 @@ async fn main() {
         repos.len(), out.complete, json["totals"]["ok"], Config::default().tcr.api_qps
     );
     emu.stop().await;
-    let _ = dist.kill();
-    let _ = dist.wait();
+    drop(dist);
 }

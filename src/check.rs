@@ -159,6 +159,14 @@ pub(crate) fn api_advice(e: &ApiError, action: &str, cfg: &Config) -> (String, S
     }
 }
 
+/// The `Authorization` value of HTTP Basic credentials.
+pub(crate) fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
 pub(crate) fn http_client(cfg: &Config) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

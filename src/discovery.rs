@@ -239,7 +239,7 @@ pub async fn find_instance(
             None => Err(DiscoveryError::NotFound {
                 name: id.to_string(),
                 domain,
-                secret_id: crate::namespaces::secret_id_prefix(&keys.secret_id),
+                secret_id: crate::tencentcloud::secret_id_prefix(&keys.secret_id),
             }),
         };
     }
@@ -284,7 +284,7 @@ pub async fn find_instance(
         None => Err(DiscoveryError::NotFound {
             name,
             domain,
-            secret_id: crate::namespaces::secret_id_prefix(&keys.secret_id),
+            secret_id: crate::tencentcloud::secret_id_prefix(&keys.secret_id),
         }),
     }
 }

@@ -26,14 +26,15 @@ use tcr_adapter::credentials::{
 use tcr_adapter::namespaces::NamespaceProvisioner;
 use tcr_adapter::tencentcloud::ApiCredential;
 
+/// The token service with keys (1, 2) and a cloud API client towards `api_url`.
+fn cloud_fixture(api_url: &str) -> Fixture {
+    fixture_with(&config(1, 2), Some(api_client(api_url)), clock::system())
+}
+
 #[actix_web::test]
 async fn api_keys_are_exchanged_once_and_the_token_carries_the_uin() {
     let emu = common::start_emulator().await;
-    let f = fixture_with(
-        &config(1, 2),
-        Some(api_client(&emu.handle.api_url())),
-        clock::system(),
-    );
+    let f = cloud_fixture(&emu.handle.api_url());
     let app = app!(f.auth.clone());
     let t = get_token(
         &app,
@@ -64,11 +65,7 @@ async fn api_keys_are_exchanged_once_and_the_token_carries_the_uin() {
 #[actix_web::test]
 async fn wrong_api_keys_say_what_failed_without_the_key() {
     let emu = common::start_emulator().await;
-    let f = fixture_with(
-        &config(1, 2),
-        Some(api_client(&emu.handle.api_url())),
-        clock::system(),
-    );
+    let f = cloud_fixture(&emu.handle.api_url());
     let app = app!(f.auth.clone());
     let cases = [
         (
@@ -94,11 +91,7 @@ async fn wrong_api_keys_say_what_failed_without_the_key() {
 
 #[actix_web::test]
 async fn unreachable_cloud_api_is_503_with_retry_after() {
-    let f = fixture_with(
-        &config(1, 2),
-        Some(api_client("http://127.0.0.1:9")),
-        clock::system(),
-    );
+    let f = cloud_fixture("http://127.0.0.1:9");
     let app = app!(f.auth.clone());
     let req = test::TestRequest::get()
         .uri("/service/token?scope=repository:team/app:pull")

@@ -6,6 +6,7 @@
 mod common;
 mod harbor;
 
+use crate::common::SendOk;
 use harbor::{basic, sum_metric, Env};
 use reqwest::Method;
 
@@ -83,10 +84,7 @@ async fn the_token_endpoints_own_challenges_follow_forwarded_headers_only_when_t
             )
             .await;
         assert_eq!(r.status(), 401);
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         assert!(
             chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
             "trust={trust}: {chal}"
@@ -102,10 +100,7 @@ async fn the_token_endpoints_own_challenges_follow_forwarded_headers_only_when_t
             )
             .await;
         assert_eq!(r.status(), 401);
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         assert!(
             chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
             "trust={trust}: {chal}"
@@ -151,17 +146,7 @@ async fn a_realm_outage_is_a_503_with_retry_after_and_a_wrong_password_a_401() {
 
 /// `tcr_emulator_registry_requests_total{route="token"}`: requests to the emulator's realm.
 async fn realm_requests(e: &Env) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", e.emu.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    sum_metric(
-        &text,
-        "tcr_emulator_registry_requests_total{",
-        &[r#"route="token""#],
-    )
+    common::registry_requests(&e.emu, &[r#"route="token""#]).await
 }
 
 #[tokio::test]
@@ -189,14 +174,7 @@ async fn thirty_concurrent_heads_share_one_realm_token() {
 
 #[tokio::test]
 async fn twenty_concurrent_first_requests_look_the_instance_up_once() {
-    let e = Env::start(
-        |_| {},
-        |c| {
-            c.tcr.registry_id.clear();
-            c.tcr.region.clear();
-        },
-    )
-    .await;
+    let e = Env::undiscovered().await;
     // 20 first token requests at once, each pushing into its own new namespace: the credential
     // resolver (CreateInstanceToken) and the provisioner (CreateNamespace) both need the instance.
     let scopes: Vec<String> = (0..20)
@@ -225,7 +203,7 @@ async fn anonymous_token(e: &Env, scope: &str) -> String {
         e.base,
         harbor::urlencode(scope)
     );
-    let v: serde_json::Value = e.http.get(url).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = e.http.get(url).send_ok().await.json().await.unwrap();
     v["token"].as_str().unwrap().to_string()
 }
 
@@ -260,10 +238,7 @@ async fn anonymous_pulls_work_in_public_namespaces_and_are_challenged_elsewhere(
         let t = anonymous_token(&e, &format!("repository:{repo}:pull")).await;
         let r = e.get(&format!("/v2/{repo}/manifests/v1"), &t).await;
         assert_eq!(r.status(), 401, "{repo}");
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         assert!(
             chal.starts_with(&format!("Bearer realm=\"{}/service/token\"", e.base)),
             "{chal}"

@@ -7,6 +7,7 @@ mod common;
 mod harbor;
 mod oci_layout;
 
+use crate::common::SendOk;
 use std::sync::Arc;
 
 use harbor::{Env, OCI_MANIFEST};
@@ -46,14 +47,7 @@ async fn harbor_replays_with_registry_credentials_use_the_provisioner_keys() {
 
 #[tokio::test]
 async fn registry_credentials_without_provisioner_keys_are_told_which_keys_are_needed() {
-    let e = Env::start(
-        |_| {},
-        |c| {
-            c.tcr.secret_id.clear();
-            c.tcr.secret_key = Secret::new("");
-        },
-    )
-    .await;
+    let e = Env::without_provisioner_keys().await;
     let t = e
         .token_as(&e.user, &e.pass, &["repository:nokeys/app:pull,push"])
         .await;
@@ -216,9 +210,8 @@ async fn refusals_say_why_and_create_nothing() {
             harbor::basic(&limited.secret_id, limited.secret_key.expose()),
         )
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("CreateNamespace"));
     assert!(e.namespaces().is_empty());
@@ -262,17 +255,9 @@ async fn mapped_project_lands_in_its_namespace_under_the_clients_name() {
             .await;
     }
     assert_eq!(e.namespaces(), ["tcr-ns"]);
-    let r = e
-        .req(
-            Method::GET,
-            "/v2/harbor-proj/app/tags/list?n=1",
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.get("/v2/harbor-proj/app/tags/list?n=1", &t).await;
     assert_eq!(r.status(), 200);
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert!(
         link.starts_with("</v2/harbor-proj/app/tags/list?"),
         "{link}"
@@ -280,15 +265,11 @@ async fn mapped_project_lands_in_its_namespace_under_the_clients_name() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["name"], "harbor-proj/app");
     // Catalog through the cloud API (API keys) and through the data plane (registry creds).
-    let r = e
-        .req(Method::GET, "/v2/_catalog", Some(&t), &[], None)
-        .await;
+    let r = e.get("/v2/_catalog", &t).await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v, json!({"repositories": ["harbor-proj/app"]}));
     let lt = e.token_as(&e.user, &e.pass, &["registry:catalog:*"]).await;
-    let r = e
-        .req(Method::GET, "/v2/_catalog", Some(&lt), &[], None)
-        .await;
+    let r = e.get("/v2/_catalog", &lt).await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["repositories"], json!(["harbor-proj/app"]));
     e.adapter.stop().await;
@@ -315,7 +296,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
         .await;
     let r = e.get("/v2/_catalog?n=2", &t).await;
     assert_eq!(r.status(), 200);
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert_eq!(link, "</v2/_catalog?last=cat-a/two&n=2>; rel=\"next\"");
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v, json!({"repositories": ["cat-a/one", "cat-a/two"]}));
@@ -331,15 +312,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
 
     // Delete by tag: DeleteImage; the tag is gone, the manifest stays by digest.
     let d = Digest::sha256_of(&manifest).to_string();
-    let r = e
-        .req(
-            Method::DELETE,
-            "/v2/cat-a/one/manifests/v1",
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.delete("/v2/cat-a/one/manifests/v1", &t).await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
     assert_eq!(e.api_calls(&[r#"action="DeleteImage""#]).await, 1);
     assert_eq!(e.get("/v2/cat-a/one/manifests/v1", &t).await.status(), 404);
@@ -358,13 +331,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
     assert_eq!(v["tags"], json!(["v2"]));
     // Delete by digest: forwarded to the data plane.
     let r = e
-        .req(
-            Method::DELETE,
-            &format!("/v2/cat-b/three/manifests/{d}"),
-            Some(&t),
-            &[],
-            None,
-        )
+        .delete(&format!("/v2/cat-b/three/manifests/{d}"), &t)
         .await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
     assert_eq!(e.api_calls(&[r#"action="DeleteImage""#]).await, 1);
@@ -379,14 +346,7 @@ async fn catalog_and_tag_deletes_go_through_the_cloud_api() {
 
 #[tokio::test]
 async fn instance_is_discovered_from_the_registry_url() {
-    let e = Env::start(
-        |_| {},
-        |c| {
-            c.tcr.registry_id.clear();
-            c.tcr.region.clear();
-        },
-    )
-    .await;
+    let e = Env::undiscovered().await;
     e.replay_1_10("disc/app", KEYS.0, KEYS.1).await;
     assert_eq!(e.namespaces(), ["disc"]);
     assert!(e.api_calls(&[r#"action="DescribeInstances""#]).await >= 1);
@@ -404,22 +364,13 @@ async fn forwarded_headers_shape_locations_and_the_realm_only_when_trusted() {
         let e = Env::start(|_| {}, |c| c.server.trust_forwarded_headers = trust).await;
         let t = e.keys_token(&["repository:fwd/app:pull,push"]).await;
         let r = e
-            .req(
-                Method::POST,
-                "/v2/fwd/app/blobs/uploads/",
-                Some(&t),
-                fwd,
-                None,
-            )
+            .send_with(Method::POST, "/v2/fwd/app/blobs/uploads/", &t, fwd)
             .await;
         assert_eq!(r.status(), 202);
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         let r = e.req(Method::GET, "/v2/", None, fwd, None).await;
         assert_eq!(r.status(), 401);
-        let chal = r.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let chal = crate::common::header(&r, "www-authenticate");
         let base = if trust {
             "https://reg.example.com".to_string()
         } else {
@@ -453,9 +404,8 @@ async fn a_mount_into_a_new_namespace_creates_it() {
         ))
         .header("Authorization", harbor::basic(KEYS.0, KEYS.1))
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     assert_eq!(e.namespaces(), ["mnt-dst", "mnt-src"]);
     e.adapter.stop().await;

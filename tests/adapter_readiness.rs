@@ -5,33 +5,18 @@
 mod common;
 mod harbor;
 
-use harbor::{sum_metric, Env};
+use harbor::Env;
 use serde_json::Value;
 
 async fn readyz(env: &Env) -> (u16, Value) {
-    let r = env
-        .http
-        .get(format!("{}/readyz", env.base))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get_anon("/readyz").await;
     let status = r.status().as_u16();
     assert_eq!(r.headers()["content-type"], "application/json");
     (status, r.json().await.unwrap())
 }
 
 async fn base_probes(env: &Env) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", env.emu.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    sum_metric(
-        &text,
-        "tcr_emulator_registry_requests_total{",
-        &[r#"route="base""#],
-    )
+    common::registry_requests(&env.emu, &[r#"route="base""#]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,9 +40,7 @@ async fn ready_when_both_planes_answer_and_probes_are_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
     let env = Env::start(|_| {}, |c| c.tcr.api_endpoint = dead.clone()).await;
     let (status, body) = readyz(&env).await;
     assert_eq!(status, 503, "{body}");
@@ -66,20 +49,13 @@ async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
     let why = body["checks"]["cloud_api"].as_str().unwrap();
     assert!(why.contains(&dead) && why.contains("unreachable"), "{why}");
     // Liveness is unaffected.
-    let r = env
-        .http
-        .get(format!("{}/healthz", env.base))
-        .send()
-        .await
-        .unwrap();
+    let r = env.get_anon("/healthz").await;
     assert_eq!(r.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_when_the_data_plane_is_unreachable() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
     let env = Env::start(|_| {}, |c| c.tcr.registry_url = dead.clone()).await;
     let (status, body) = readyz(&env).await;
     assert_eq!(status, 503, "{body}");

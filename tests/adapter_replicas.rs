@@ -6,25 +6,15 @@
 mod common;
 mod oci_layout;
 
-use std::process::{Child, Command, Stdio};
-
-use base64::Engine;
+use crate::common::SendOk;
 use reqwest::StatusCode;
-use tcr_adapter::app::{self, AdapterHandle};
+use tcr_adapter::app;
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, Secret};
 use tcr_adapter::oci::Digest;
 
 const SIGNING_KEY: &str = "cmVwbGljYS10ZXN0LXNpZ25pbmcta2V5LTMyLWJ5dGVzISE=";
 const SEALING_KEY: &str = "cmVwbGljYS10ZXN0LXNlYWxpbmcta2V5LTMyYnl0ZXM=";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn replica_config(emu: &common::TestEmulator, public_url: &str, keys: (&str, &str)) -> Config {
     let mut cfg = common::adapter_config(&emu.handle);
@@ -34,79 +24,15 @@ fn replica_config(emu: &common::TestEmulator, public_url: &str, keys: (&str, &st
     cfg
 }
 
-/// nginx as a round-robin load balancer in front of the replicas; killed on drop.
-struct Nginx {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(port: u16, backends: &[&AdapterHandle]) -> Nginx {
-        common::require_tool("nginx");
-        let dir = tempfile::tempdir().unwrap();
-        let servers: String = backends
-            .iter()
-            .map(|b| format!("        server {};\n", b.addr))
-            .collect();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n    access_log off;\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;\n\
-             upstream adapters {{\n{servers}    }}\n\
-             server {{\n        listen 127.0.0.1:{port};\n        client_max_body_size 0;\n\
-             location / {{\n            proxy_pass http://adapters;\n            proxy_http_version 1.1;\n\
-             proxy_set_header Host $http_host;\n            proxy_buffering off;\n            proxy_request_buffering off;\n        }}\n    }}\n}}\n",
-            d = dir.path().display()
-        );
-        let path = dir.path().join("nginx.conf");
-        std::fs::write(&path, conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&path)
-            .arg("-p")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nginx starts");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Nginx { child, _dir: dir }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn basic(user: &str, pass: &str) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    format!("Basic {b}")
-}
-
 async fn token(http: &reqwest::Client, base: &str, scope: &str) -> String {
-    let r = http
-        .get(format!(
-            "{base}/service/token?service=tcr-adapter&scope={scope}"
-        ))
-        .header(
-            "Authorization",
-            basic(common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_string()
+    common::token_as(
+        http,
+        base,
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+        scope,
+    )
+    .await
 }
 
 /// Path and query of an absolute or relative URL.
@@ -123,7 +49,7 @@ fn path_of(location: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let emu = common::start_emulator().await;
-    let lb = format!("http://127.0.0.1:{}", free_port());
+    let lb = format!("http://127.0.0.1:{}", common::free_port());
     let keys = (SIGNING_KEY, SEALING_KEY);
     let a = app::start(replica_config(&emu, &lb, keys), clock::system())
         .await
@@ -155,21 +81,16 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let r = http
         .get(format!("{base_b}/v2/"))
         .header("Authorization", &bearer)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = http
         .get(format!("{base_c}/v2/"))
         .header("Authorization", &bearer)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let challenge = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let challenge = crate::common::header(&r, "www-authenticate");
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
 
     // POST on A, PATCH on B, PUT on A: one upload across replicas.
@@ -179,11 +100,10 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .post(format!("{base_a}/v2/replicas/app/blobs/uploads/"))
         .header("Authorization", &bearer)
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     assert!(loc.starts_with(&lb), "Location on the public URL: {loc}");
     let r = http
         .patch(format!("{base_b}{}", path_of(&loc)))
@@ -191,21 +111,19 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .header("Content-Type", "application/octet-stream")
         .header("Content-Range", format!("0-{}", 99_999))
         .body(layer[..100_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-99999");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let put = format!("{base_a}{}", path_of(&loc));
     let sep = if put.contains('?') { '&' } else { '?' };
     let r = http
         .put(format!("{put}{sep}digest={digest}"))
         .header("Authorization", &bearer)
         .body(layer[100_000..].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
 
     // A manifest through B, pulled back through A: exact bytes and digests.
@@ -218,21 +136,19 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         ))
         .header("Authorization", &bearer)
         .body(config.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::ACCEPTED);
     if r.status() == StatusCode::ACCEPTED {
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         let put = format!("{base_b}{}", path_of(&loc));
         let sep = if put.contains('?') { '&' } else { '?' };
         let r = http
             .put(format!("{put}{sep}digest={cd}"))
             .header("Authorization", &bearer)
             .body(config.to_vec())
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let manifest = serde_json::json!({
@@ -248,26 +164,23 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .header("Authorization", &bearer)
         .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = http
         .get(format!("{base_a}/v2/replicas/app/manifests/v1"))
         .header("Authorization", &bearer)
         .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["docker-content-digest"], md.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_bytes());
     let r = http
         .get(format!("{base_a}/v2/replicas/app/blobs/{digest}"))
         .header("Authorization", &bearer)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(Digest::sha256_of(&r.bytes().await.unwrap()), digest);
 
@@ -280,7 +193,7 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
 async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     common::require_tool("skopeo");
     let emu = common::start_emulator().await;
-    let port = free_port();
+    let port = common::free_port();
     let lb = format!("http://127.0.0.1:{port}");
     let keys = (SIGNING_KEY, SEALING_KEY);
     let a = app::start(replica_config(&emu, &lb, keys), clock::system())
@@ -289,7 +202,13 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     let b = app::start(replica_config(&emu, &lb, keys), clock::system())
         .await
         .unwrap();
-    let _nginx = Nginx::start(port, &[&a, &b]);
+    let nginx_dir = tempfile::tempdir().unwrap();
+    let _nginx = common::nginx(
+        nginx_dir.path(),
+        port,
+        &format!("server {}; server {};", a.addr, b.addr),
+        "",
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -310,12 +229,7 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     }
     // Both replicas served part of the traffic.
     for h in [&a, &b] {
-        let m = reqwest::get(format!("http://{}/metrics", h.addr))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = common::get_text(&format!("http://{}/metrics", h.addr)).await;
         assert!(
             m.contains("status=\"201\""),
             "replica {} served no upload:\n{m}",

@@ -7,7 +7,6 @@ mod oci_layout;
 
 use tcr_adapter::app;
 use tcr_adapter::clock;
-use tcr_adapter::emulator::TokenKind;
 
 fn manifest_digest(raw: &str) -> String {
     tcr_adapter::oci::Digest::sha256_of(raw.as_bytes()).to_string()
@@ -22,12 +21,8 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
     let host = adapter.addr.to_string();
     let emu_host = emu.handle.registry_addr.to_string();
     let keys = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
-    let tok = emu
-        .handle
-        .state
-        .tokens
-        .issue(common::DEMO_UIN, TokenKind::LongTerm);
-    let emu_creds = format!("{}:{}", tok.username, tok.token);
+    let (user, pass) = common::instance_credentials(&emu.handle);
+    let emu_creds = format!("{user}:{pass}");
 
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
@@ -52,29 +47,14 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
         }
         args.extend([from.as_str(), to.as_str()]);
         common::skopeo(&args).await;
-        let raw = common::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &keys,
-            &format!("docker://{host}/skopeo/app:{tag}"),
-        ])
-        .await;
+        let raw = common::skopeo_raw_manifest(&format!("{host}/skopeo/app:{tag}"), &keys).await;
         assert_eq!(
             manifest_digest(&raw),
             digest.to_string(),
             "{tag} digest through the adapter"
         );
-        let direct = common::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &emu_creds,
-            &format!("docker://{emu_host}/skopeo/app:{tag}"),
-        ])
-        .await;
+        let direct =
+            common::skopeo_raw_manifest(&format!("{emu_host}/skopeo/app:{tag}"), &emu_creds).await;
         assert_eq!(raw, direct, "{tag}: same manifest bytes upstream");
     }
 
@@ -98,15 +78,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
     ])
     .await;
     for (tag, digest) in [("single", &single), ("multi", &multi)] {
-        let raw = common::skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            "--creds",
-            &keys,
-            &format!("docker://{host}/synced/app:{tag}"),
-        ])
-        .await;
+        let raw = common::skopeo_raw_manifest(&format!("{host}/synced/app:{tag}"), &keys).await;
         assert_eq!(manifest_digest(&raw), digest.to_string(), "synced {tag}");
     }
 
@@ -116,17 +88,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
         ("direct", &emu_host, &emu_creds),
     ] {
         let dest = tmp.path().join(name);
-        common::skopeo(&[
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--src-creds",
-            creds,
-            &format!("docker://{via}/skopeo/app:multi"),
-            &format!("oci:{}:multi", dest.display()),
-        ])
-        .await;
+        common::skopeo_pull(&format!("{via}/skopeo/app:multi"), &dest, "multi", creds).await;
     }
     let a = oci_layout::blobs(&tmp.path().join("via-adapter"));
     let b = oci_layout::blobs(&tmp.path().join("direct"));

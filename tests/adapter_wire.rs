@@ -4,6 +4,9 @@
 //! reads retried on 503 honouring Retry-After, a missing Docker-Content-Digest computed, and an
 //! upstream 401 on a read turned into a 404.
 
+mod common;
+
+use common::SendOk;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -118,9 +121,7 @@ async fn what_goes_on_the_wire() {
             "{base}/service/token?service=tcr-adapter&scope=repository:ns/app:pull,push&scope=repository:ns/flaky:pull&scope=repository:ns/nodigest:pull&scope=repository:ns/gone:pull"
         ))
         .header("Authorization", &basic)
-        .send()
-        .await
-        .unwrap()
+        .send_ok().await
         .json()
         .await
         .unwrap();
@@ -137,9 +138,8 @@ async fn what_goes_on_the_wire() {
         .header("X-Secret", "hop")
         .header("Proxy-Authorization", "Basic eA==")
         .body(vec![7u8; 100_000])
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201);
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
@@ -157,9 +157,8 @@ async fn what_goes_on_the_wire() {
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201);
     // Repeated Accept lines merged; 307 relayed as is.
     let r = http
@@ -167,18 +166,16 @@ async fn what_goes_on_the_wire() {
         .bearer_auth(&t)
         .header("Accept", "a/1")
         .header("Accept", "b/2")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["location"], "https://storage.example/obj?sig=1");
     // 503 twice, then 200: retried.
     let r = http
         .get(format!("{base}/v2/ns/flaky/manifests/x"))
         .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["docker-content-digest"],
@@ -188,9 +185,8 @@ async fn what_goes_on_the_wire() {
     let r = http
         .head(format!("{base}/v2/ns/nodigest/manifests/x"))
         .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["docker-content-digest"],
@@ -204,9 +200,8 @@ async fn what_goes_on_the_wire() {
     let r = http
         .head(format!("{base}/v2/ns/gone/manifests/x"))
         .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 404);
 
     let seen = log.lock().unwrap().clone();
@@ -241,9 +236,8 @@ async fn what_goes_on_the_wire() {
     assert_eq!(flaky, 3);
     let text = http
         .get(format!("{base}/metrics"))
-        .send()
+        .send_ok()
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

@@ -43,21 +43,7 @@ secret_key = "{key}"
 
 /// Run `tcr-adapter check --config <file>`; (exit code, stdout).
 async fn check(dir: &std::path::Path, config: &str) -> (i32, String) {
-    let path = dir.join("check.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    println!("{stdout}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), stdout)
+    common::run_check(dir, config).await
 }
 
 fn line<'a>(out: &'a str, prefix: &str) -> &'a str {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use crate::common::SendOk;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -336,12 +337,7 @@ async fn throttling_is_retried_and_counted() {
     assert_eq!(e.code(), Some("RequestLimitExceeded"));
     assert!(e.humanize().contains("throttled"));
 
-    let metrics = reqwest::get(format!("{}/metrics", emu.api_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&format!("{}/metrics", emu.api_url())).await;
     assert!(
         metrics.contains(r#"tcr_emulator_api_calls_total{action="DescribeNamespaces",result="RequestLimitExceeded"}"#),
         "{metrics}"
@@ -408,9 +404,8 @@ async fn raw_call(
         .header("X-TC-Timestamp", ts.to_string())
         .header("X-TC-Region", REGION)
         .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(resp.status(), 200, "API errors are HTTP 200");
     let headers = resp.headers().clone();
     (headers, resp.json().await.unwrap())
@@ -457,9 +452,8 @@ async fn raw_protocol_envelope_and_errors() {
         .header("X-TC-Action", "DescribeNamespaces")
         .header("X-TC-Version", "2019-09-24")
         .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     let v: Value = resp.json().await.unwrap();
     assert_eq!(
         v["Response"]["Error"]["Code"],

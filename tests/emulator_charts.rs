@@ -6,6 +6,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
+use crate::common::SendOk;
 use base64::Engine;
 use common::charts::{chart_archive, multipart_chart, multipart_parts, sha256_hex};
 use common::{emulator_config, start_emulator_with, DEMO_UIN};
@@ -55,19 +56,18 @@ impl Repo {
             .req(Method::POST, &format!("/api/chartrepo/{ns}/charts"))
             .header("Content-Type", ctype)
             .body(body)
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         let s = r.status();
         (s, r.json().await.unwrap_or(Value::Null))
     }
     async fn get_json(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.req(Method::GET, path).send().await.unwrap();
+        let r = self.req(Method::GET, path).send_ok().await;
         let s = r.status();
         (s, r.json().await.unwrap_or(Value::Null))
     }
     async fn download(&self, path: &str) -> (StatusCode, Vec<u8>) {
-        let r = self.req(Method::GET, path).send().await.unwrap();
+        let r = self.req(Method::GET, path).send_ok().await;
         (r.status(), r.bytes().await.unwrap().to_vec())
     }
 }
@@ -94,12 +94,7 @@ async fn upload_list_detail_download_delete() {
 
     let (s, versions) = repo.get_json("/api/chartrepo/team/charts/web").await;
     assert_eq!(s, StatusCode::OK);
-    let v: Vec<&str> = versions
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap())
-        .collect();
+    let v: Vec<&str> = crate::common::strs(&versions, "version");
     assert_eq!(v, ["1.10.0", "1.0.0"], "newest first");
     assert_eq!(versions[0]["labels"], serde_json::json!([]));
 
@@ -121,9 +116,8 @@ async fn upload_list_detail_download_delete() {
 
     let r = repo
         .req(Method::GET, "/chartrepo/team/index.yaml")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let index: Value = serde_yaml::from_str(&r.text().await.unwrap()).unwrap();
     assert_eq!(index["apiVersion"], "v1");
@@ -135,18 +129,16 @@ async fn upload_list_detail_download_delete() {
 
     let r = repo
         .req(Method::DELETE, "/api/chartrepo/team/charts/web/1.0.0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let (s, body) = repo.get_json("/api/chartrepo/team/charts/web/1.0.0").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(body["error"].as_str().unwrap().contains("not found"));
     let r = repo
         .req(Method::DELETE, "/api/chartrepo/team/charts/web/1.0.0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(
         repo.download("/chartrepo/team/charts/web-1.0.0.tgz")
@@ -230,9 +222,8 @@ async fn bad_archives_are_refused_with_a_reason_and_nothing_is_stored() {
         .req(Method::POST, "/api/chartrepo/bad/charts")
         .header("Content-Type", ctype)
         .body(body)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("named \\\"chart\\\""));
     let (_, list) = repo.get_json("/api/chartrepo/bad/charts").await;
@@ -285,9 +276,8 @@ async fn credentials_namespaces_and_visibility() {
     repo.auth = Some(basic(DEMO_UIN, "wrong"));
     let r = repo
         .req(Method::GET, "/api/chartrepo/private/charts")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers()["www-authenticate"]
         .to_str()
@@ -323,9 +313,8 @@ async fn charts_survive_a_restart_and_bare_bodies_are_accepted() {
             .req(Method::POST, "/api/chartrepo/persist/charts")
             .header("Content-Type", "application/octet-stream")
             .body(archive.clone())
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), StatusCode::CREATED);
         repo.emu.stop().await;
     }
@@ -352,23 +341,15 @@ async fn a_real_helm_client_adds_the_repository_and_pulls() {
     assert_eq!(repo.upload("helm", &archive).await.0, StatusCode::CREATED);
     let tok = repo.emu.state.tokens.issue(DEMO_UIN, TokenKind::LongTerm);
     let dest = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/helm_repo.py"
-        ))
-        .arg(format!("{}/chartrepo/helm", repo.emu.registry_url()))
-        .args([tok.username.as_str(), tok.token.as_str(), "hello", "0.3.0"])
-        .arg(dest.path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "helm client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = common::helm_pull(
+        &format!("{}/chartrepo/helm", repo.emu.registry_url()),
+        &tok.username,
+        &tok.token,
+        "hello",
+        "0.3.0",
+        dest.path(),
+    )
+    .await;
     assert_eq!(report["entries"]["hello"], serde_json::json!(["0.3.0"]));
     assert_eq!(report["digest"], format!("sha256:{}", sha256_hex(&archive)));
     let pulled = std::fs::read(report["file"].as_str().unwrap()).unwrap();

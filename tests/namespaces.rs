@@ -44,17 +44,7 @@ fn provisioner(h: &EmulatorHandle, cfg: NamespacesConfig) -> NamespaceProvisione
 
 /// `tcr_emulator_api_calls_total` summed over the series whose labels contain all `labels`.
 async fn api_calls(h: &EmulatorHandle, labels: &[&str]) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", h.api_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("tcr_emulator_api_calls_total{"))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    common::api_calls(h, labels).await
 }
 
 const CREATE_OK: &[&str] = &[r#"action="CreateNamespace""#, r#"result="ok""#];
@@ -82,13 +72,7 @@ async fn concurrent_pushes_create_each_namespace_exactly_once() {
         8,
         "one check per namespace however many pushes race"
     );
-    let names: Vec<String> = h
-        .state
-        .namespaces
-        .list()
-        .into_iter()
-        .map(|n| n.name)
-        .collect();
+    let names = common::namespace_names(h);
     assert_eq!(
         names,
         (0..8).map(|i| format!("team-{i}")).collect::<Vec<_>>()

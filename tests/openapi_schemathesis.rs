@@ -5,32 +5,19 @@
 mod common;
 
 use base64::Engine;
-use tcr_adapter::app;
-use tcr_adapter::clock;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_the_live_adapter() {
     common::require_tool("schemathesis");
     let emu = common::start_emulator().await;
-    let cfg = common::adapter_config(&emu.handle);
-    let adapter = app::start(cfg, clock::system()).await.unwrap();
-    let base = format!("http://{}", adapter.addr);
+    let (adapter, base) = common::start_adapter(common::adapter_config(&emu.handle)).await;
 
     // A token with the demo API keys, as Harbor gets one, for a repository the examples use.
-    let http = reqwest::Client::new();
-    let resp = http
-        .get(format!(
-            "{base}/service/token?service=tcr-adapter&scope=repository:demo/app:pull,push&scope=registry:catalog:*"
-        ))
-        .basic_auth(common::DEMO_SECRET_ID, Some(common::DEMO_SECRET_KEY))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let token = resp.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = common::token(
+        &base,
+        "repository:demo/app:pull,push&scope=registry:catalog:*",
+    )
+    .await;
 
     // The OCI front and the token service with the Bearer token; the Harbor API persona (its
     // own run) with pre-emptive Basic API keys, as Harbor's "Harbor" provider sends them.

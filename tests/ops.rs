@@ -5,6 +5,7 @@
 mod common;
 mod oci_layout;
 
+use crate::common::SendOk;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,48 +14,11 @@ use tcr_adapter::clock;
 use tcr_adapter::config::Config;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A self-signed certificate for 127.0.0.1 (PEM cert, PEM key).
 fn self_signed() -> (Vec<u8>, Vec<u8>) {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
-    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
-    use openssl::x509::{X509NameBuilder, X509};
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "127.0.0.1").unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-        .unwrap();
-    let san = SubjectAlternativeName::new()
-        .ip("127.0.0.1")
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
     (
-        b.build().to_pem().unwrap(),
+        common::self_signed_cert(&key, "127.0.0.1", 2, Some("127.0.0.1")),
         key.private_key_to_pem_pkcs8().unwrap(),
     )
 }
@@ -66,7 +30,7 @@ async fn tls_listener_serves_the_challenge_with_an_https_realm() {
     let (cert, key) = self_signed();
     std::fs::write(dir.path().join("tls.crt"), &cert).unwrap();
     std::fs::write(dir.path().join("tls.key"), &key).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut cfg = Config::default();
     cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
     cfg.server.public_url = format!("https://127.0.0.1:{port}");
@@ -83,9 +47,8 @@ async fn tls_listener_serves_the_challenge_with_an_https_realm() {
         .unwrap();
     let resp = http
         .get(format!("https://127.0.0.1:{port}/v2/"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(resp.status(), 401);
     let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
     assert!(
@@ -165,42 +128,25 @@ fn sigterm(child: &tokio::process::Child) {
     assert!(ok, "kill -TERM {pid}");
 }
 
-async fn token(base: &str, scope: &str) -> String {
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{base}/service/token?service=tcr-adapter&scope={scope}"
-        ))
-        .basic_auth(common::DEMO_SECRET_ID, Some(common::DEMO_SECRET_KEY))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test]
 async fn json_access_log_line_carries_the_request_id() {
     let emu = common::start_emulator().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = spawn_binary(&emu, dir.path()).await;
-    let tok = token(&base, "repository:demo/app:pull").await;
+    let tok = common::token(&base, "repository:demo/app:pull").await;
     let resp = reqwest::Client::new()
         .get(format!("{base}/v2/demo/app/tags/list"))
         .bearer_auth(&tok)
         .header("X-Request-Id", "ops-test-request-1")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     let status = resp.status().as_u16();
     assert_eq!(resp.headers()["x-request-id"], "ops-test-request-1");
     let sent = resp.bytes().await.unwrap().len();
     assert!(sent > 0);
     // Without one, the adapter makes one up and returns it.
     let resp = reqwest::get(format!("{base}/v2/")).await.unwrap();
-    let generated = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let generated = crate::common::header(&resp, "x-request-id");
     assert!(generated.len() >= 16, "{generated}");
     sigterm(&child);
     let mut stderr = String::new();
@@ -242,31 +188,17 @@ async fn sigterm_lets_an_inflight_upload_finish_and_refuses_new_connections() {
     let emu = common::start_emulator().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = spawn_binary(&emu, dir.path()).await;
-    let tok = token(&base, "repository:demo/slow:pull,push").await;
+    let tok = common::token(&base, "repository:demo/slow:pull,push").await;
     let http = reqwest::Client::new();
-    let resp = http
-        .post(format!("{base}/v2/demo/slow/blobs/uploads/"))
-        .bearer_auth(&tok)
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
-    let location = resp.headers()["location"].to_str().unwrap().to_string();
-    let location = if location.starts_with('/') {
-        format!("{base}{location}")
-    } else {
-        location
-    };
+    let location = common::start_upload(&http, &base, "demo/slow", &tok).await;
     let data: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
     let digest = format!("sha256:{}", hex::encode(openssl::sha::sha256(&data)));
-    let sep = if location.contains('?') { '&' } else { '?' };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
-    let body = reqwest::Body::wrap_stream(tokio_stream_of(rx));
+    let body = reqwest::Body::wrap_stream(common::stream_of(rx));
     let put = tokio::spawn({
         let http = http.clone();
         let tok = tok.clone();
-        let url = format!("{location}{sep}digest={digest}");
+        let url = common::with_digest(&location, &digest);
         async move {
             http.put(url)
                 .bearer_auth(tok)
@@ -313,13 +245,6 @@ async fn sigterm_lets_an_inflight_upload_finish_and_refuses_new_connections() {
         .blob_file(&tcr_adapter::oci::Digest::parse(&digest).unwrap())
         .exists());
     emu.handle.stop().await;
-}
-
-/// An mpsc receiver as a `Stream` (no tokio-stream dependency).
-fn tokio_stream_of(
-    mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// skopeo speaks TLS first to a plain-HTTP registry: actix's parse errors are the client's, so
@@ -376,15 +301,7 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
 #[tokio::test]
 async fn the_emulator_command_exits_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("emulator.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[emulator]\nregistry_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let path = common::emulator_toml(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
         .args(["emulator", "--config"])
         .arg(&path)

@@ -9,6 +9,7 @@ mod common;
 mod harbor;
 mod oci_layout;
 
+use crate::common::SendOk;
 use harbor::{Env, DOCKER_MANIFEST, OCI_MANIFEST};
 use reqwest::{Method, StatusCode};
 use tcr_adapter::config::RedirectMode;
@@ -114,7 +115,7 @@ async fn replays_then_reads(e: &Env, mode: RedirectMode) {
                 match mode {
                     RedirectMode::Relay => {
                         assert_eq!(raw.status(), StatusCode::TEMPORARY_REDIRECT, "{path}");
-                        let loc = raw.headers()["location"].to_str().unwrap().to_string();
+                        let loc = crate::common::header(&raw, "location");
                         let storage = e.emu.storage_url().unwrap();
                         assert!(loc.starts_with(&format!("{storage}/blobs/{d}?")), "{loc}");
                         for secret in [&t, pass, &e.pass] {
@@ -131,17 +132,15 @@ async fn replays_then_reads(e: &Env, mode: RedirectMode) {
                 let got = following_client()
                     .get(format!("{}{path}", e.base))
                     .bearer_auth(&t)
-                    .send()
-                    .await
-                    .unwrap();
+                    .send_ok()
+                    .await;
                 assert_eq!(got.status(), StatusCode::OK, "{path}");
                 assert_eq!(got.bytes().await.unwrap(), blob, "{path}");
                 let head = following_client()
                     .head(format!("{}{path}", e.base))
                     .bearer_auth(&t)
-                    .send()
-                    .await
-                    .unwrap();
+                    .send_ok()
+                    .await;
                 assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
                 assert_eq!(
                     head.headers()["content-length"],
@@ -212,12 +211,11 @@ async fn follow_streams_storage_bytes_through_the_adapter() {
     let d = Digest::sha256_of(layer);
     let before = storage_requests(&e, "GET");
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             &format!("/v2/{repo}/blobs/{d}"),
-            Some(&t),
+            &t,
             &[("Range", "bytes=10-19")],
-            None,
         )
         .await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
@@ -251,11 +249,11 @@ async fn storage_urls_refuse_a_second_credential_and_tampering() {
         .unwrap()
         .to_string();
     let plain = reqwest::Client::new();
-    let ok = plain.get(&loc).send().await.unwrap();
+    let ok = plain.get(&loc).send_ok().await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.bytes().await.unwrap(), *layer);
     // A client that forwards its registry token to storage is refused, as COS refuses it.
-    let r = plain.get(&loc).bearer_auth(&t).send().await.unwrap();
+    let r = plain.get(&loc).bearer_auth(&t).send_ok().await;
     assert_eq!(r.status(), 400);
     assert!(r
         .text()
@@ -263,11 +261,11 @@ async fn storage_urls_refuse_a_second_credential_and_tampering() {
         .unwrap()
         .contains("<Code>InvalidArgument</Code>"));
     // A URL signed for GET does not serve HEAD; a changed signature serves nothing.
-    let r = plain.head(&loc).send().await.unwrap();
+    let r = plain.head(&loc).send_ok().await;
     assert_eq!(r.status(), 403);
     let last = if loc.ends_with('0') { "1" } else { "0" };
     let tampered = format!("{}{last}", &loc[..loc.len() - 1]);
-    let r = plain.get(&tampered).send().await.unwrap();
+    let r = plain.get(&tampered).send_ok().await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("SignatureDoesNotMatch"));
     e.adapter.stop().await;

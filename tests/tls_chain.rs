@@ -6,24 +6,19 @@
 
 mod common;
 
+use crate::common::SendOk;
 use std::path::{Path, PathBuf};
 
 use tcr_adapter::app;
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, EmulatorConfig, EmulatorTlsMode};
 use tcr_adapter::emulator::tls::{days, Ca};
-use tcr_adapter::emulator::{EmulatorHandle, TokenKind};
+use tcr_adapter::emulator::EmulatorHandle;
 
 mod harbor;
 mod oci_layout;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 fn self_signed_emulator(dir: &Path) -> EmulatorConfig {
     let mut cfg = common::emulator_config(dir);
@@ -70,9 +65,8 @@ async fn self_signed_mode_writes_its_ca_once_and_reuses_it() {
         .unwrap();
     let v2 = http
         .get(format!("{}/v2/", emu.registry_url()))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(v2.status(), 401);
     assert!(
         v2.headers()["www-authenticate"]
@@ -81,7 +75,7 @@ async fn self_signed_mode_writes_its_ca_once_and_reuses_it() {
             .contains("realm=\"https://"),
         "the token realm is HTTPS too"
     );
-    let api = http.post(emu.api_url()).body("{}").send().await.unwrap();
+    let api = http.post(emu.api_url()).body("{}").send_ok().await;
     assert_eq!(api.status(), 200, "cloud API envelope over TLS");
     // localhost is a name of the certificate too.
     let by_name = http
@@ -89,9 +83,8 @@ async fn self_signed_mode_writes_its_ca_once_and_reuses_it() {
             "https://localhost:{}/v2/",
             emu.registry_addr.port()
         ))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(by_name.status(), 401);
     emu.stop().await;
 
@@ -118,11 +111,8 @@ async fn skopeo_copies_through_https_on_both_sides() {
     let certs = cert_dir(dir.path(), &ca);
     let certs = certs.to_str().unwrap();
     let keys = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
-    let tok = emu
-        .state
-        .tokens
-        .issue(common::DEMO_UIN, TokenKind::LongTerm);
-    let emu_creds = format!("{}:{}", tok.username, tok.token);
+    let (user, pass) = common::instance_credentials(&emu);
+    let emu_creds = format!("{user}:{pass}");
 
     let src = dir.path().join("src");
     let mut layout = oci_layout::Layout::new(&src);
@@ -193,30 +183,15 @@ async fn emulator_serving(dir: &Path, cert: &[u8], key: &[u8]) -> EmulatorHandle
 
 /// Run `tcr-adapter check` against `emu` trusting `ca_file`; (exit code, stdout).
 async fn check(dir: &Path, emu: &EmulatorHandle, ca_file: &Path) -> (i32, String) {
-    let path = dir.join("check.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\nca_file = \"{}\"\n",
-            emu.registry_url(),
-            emu.api_url(),
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-            ca_file.display()
-        ),
-    )
-    .unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    println!("{stdout}");
-    (out.status.code().unwrap_or(-1), stdout)
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\nca_file = \"{}\"\n",
+        emu.registry_url(),
+        emu.api_url(),
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+        ca_file.display()
+    );
+    common::run_check(dir, &config).await
 }
 
 /// The data path through a plain-HTTP adapter trusting `ca_file`: a token request with registry
@@ -225,10 +200,7 @@ async fn data_path(emu: &EmulatorHandle, ca_file: &Path) -> Vec<(u16, String)> {
     let mut cfg: Config = common::adapter_config(emu);
     cfg.tcr.ca_file = Some(ca_file.to_path_buf());
     let adapter = app::start(cfg, clock::system()).await.unwrap();
-    let tok = emu
-        .state
-        .tokens
-        .issue(common::DEMO_UIN, TokenKind::LongTerm);
+    let (user, pass) = common::instance_credentials(emu);
     let http = reqwest::Client::new();
     let mut out = Vec::new();
     let token = http
@@ -236,10 +208,9 @@ async fn data_path(emu: &EmulatorHandle, ca_file: &Path) -> Vec<(u16, String)> {
             "http://{}/service/token?service=tcr-adapter&scope=repository:tls/app:pull",
             adapter.addr
         ))
-        .basic_auth(&tok.username, Some(&tok.token))
-        .send()
-        .await
-        .unwrap();
+        .basic_auth(&user, Some(&pass))
+        .send_ok()
+        .await;
     out.push((token.status().as_u16(), token.text().await.unwrap()));
     adapter.stop().await;
     out

@@ -10,6 +10,7 @@
 mod common;
 mod verify_support;
 
+use crate::common::SendOk;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -173,9 +174,8 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
                                 .map(|v| v.to_str().unwrap())
                                 .unwrap_or("*/*"),
                         )
-                        .send()
-                        .await
-                        .unwrap();
+                        .send_ok()
+                        .await;
                     let mut out = HttpResponse::build(
                         actix_web::http::StatusCode::from_u16(r.status().as_u16()).unwrap(),
                     );
@@ -303,7 +303,7 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
             .body(body)
     };
     for (version, payload) in [("0.1.0", 16), ("0.2.0", 17)] {
-        let r = upload(version, payload).send().await.unwrap();
+        let r = upload(version, payload).send_ok().await;
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
     for tag in ["2", "3"] {
@@ -354,7 +354,7 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
     assert_eq!(v["totals"]["ok"], 7, "{out}");
 
     // The right 0.2.0 replaces it (the adapter deletes the old version first): complete.
-    let r = upload("0.2.0", 16).send().await.unwrap();
+    let r = upload("0.2.0", 16).send_ok().await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let (code, out, err) = run_verify(&args);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
@@ -406,15 +406,11 @@ async fn harbor_tags(dist: &str, repo: &str) -> Vec<(String, String)> {
         let r = reqwest::Client::new()
             .head(format!("{dist}/v2/{repo}/manifests/{t}"))
             .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         out.push((
             t.to_string(),
-            r.headers()["docker-content-digest"]
-                .to_str()
-                .unwrap()
-                .to_string(),
+            crate::common::header(&r, "docker-content-digest"),
         ));
     }
     out

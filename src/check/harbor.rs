@@ -4,9 +4,9 @@
 //! "Test connection" in Harbor only proves `/v2/` (goharbor/harbor#7576): these prove the rest.
 
 use tcr_adapter::tencentcloud::{ApiCredential, InstanceToken};
+use tcr_adapter::upstream::error_chain;
 
-use super::remote::{basic, error_chain};
-use super::Report;
+use super::{basic, Report};
 
 /// A namespace name TCR's naming rule refuses, so it can never exist: its chart listing must be
 /// a 404 when the chart repository is there and accepts the credential.

@@ -1,21 +1,14 @@
 //! The checks that talk to TCR (cloud API and data plane) and the in-process adapter
 //! end-to-end run of what Harbor's "Test connection" does.
 
-use base64::Engine;
 use tcr_adapter::clock::SharedClock;
 use tcr_adapter::config::Config;
 use tcr_adapter::discovery::{find_instance, DiscoveryError, InstanceInfo};
 use tcr_adapter::tencentcloud::models::{DescribeInstancesRequest, DescribeInstancesResponse};
 use tcr_adapter::tencentcloud::{ApiCredential, ApiError, InstanceToken, TcrApiClient, TokenType};
+use tcr_adapter::upstream::error_chain;
 
-use super::{api_advice, http_client, Report, PROBE_NAMESPACE};
-
-pub(super) fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
+use super::{api_advice, basic, http_client, Report, PROBE_NAMESPACE};
 
 /// `realm` and `service` of a `Bearer` challenge among the `WWW-Authenticate` values.
 fn bearer_of(resp: &reqwest::Response) -> Option<(String, String)> {
@@ -520,5 +513,3 @@ async fn harbor_test_connection(
         )),
     }
 }
-
-pub(super) use tcr_adapter::upstream::error_chain;

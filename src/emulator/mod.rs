@@ -7,6 +7,7 @@
 pub mod charts;
 pub mod cloudapi;
 pub mod faults;
+pub(crate) mod http;
 pub mod instance_tokens;
 pub mod journal;
 pub mod keys;

@@ -28,6 +28,8 @@ use crate::discovery::{DiscoveryError, InstanceLocator};
 use crate::oci::{ErrorCode, OciError, RepoName};
 use crate::tencentcloud::{ApiCredential, TcrApiClient};
 
+pub use crate::tencentcloud::secret_id_prefix;
+
 pub use catalog::CatalogPage;
 pub use errors::api_error_to_oci;
 pub use metrics::Outcome;
@@ -66,12 +68,6 @@ pub struct NamespaceProvisioner {
     metrics: NamespaceMetrics,
     before_create: RwLock<Option<CreateHook>>,
     catalogs: catalog::CatalogCache,
-}
-
-/// `AKIDabcd…`: the part of a SecretId that may appear in logs and messages.
-pub fn secret_id_prefix(secret_id: &str) -> String {
-    let p: String = secret_id.chars().take(8).collect();
-    format!("{p}…")
 }
 
 impl NamespaceProvisioner {
@@ -519,10 +515,5 @@ mod tests {
         );
         assert_eq!(p.path_to_client("/v2/_catalog?n=1"), "/v2/_catalog?n=1");
         assert_eq!(p.path_to_client("/other"), "/other");
-    }
-
-    #[test]
-    fn secret_id_prefix_is_short() {
-        assert_eq!(secret_id_prefix("AKIDabcdefghijkl"), "AKIDabcd…");
     }
 }

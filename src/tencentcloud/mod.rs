@@ -18,6 +18,12 @@ pub use errors::RetryCause;
 
 use crate::config::Secret;
 
+/// `AKIDabcd…`: the part of a SecretId that may appear in logs and messages.
+pub fn secret_id_prefix(secret_id: &str) -> String {
+    let p: String = secret_id.chars().take(8).collect();
+    format!("{p}…")
+}
+
 impl ApiCredential {
     pub fn new(secret_id: impl Into<String>, secret_key: impl Into<String>) -> Self {
         ApiCredential {
@@ -107,5 +113,10 @@ mod tests {
             exp_ms: 0,
         };
         assert!(!format!("{t:?}").contains("tok-secret"));
+    }
+
+    #[test]
+    fn secret_id_prefix_is_short() {
+        assert_eq!(secret_id_prefix("AKIDabcdefghijkl"), "AKIDabcd…");
     }
 }

@@ -1,6 +1,7 @@
 //! A ≥1 GiB blob through a separate adapter process: streamed, digest verified, bounded RSS.
 
 use crate::common;
+use crate::common::SendOk;
 use crate::harbor::basic;
 use reqwest::Client;
 use tcr_adapter::emulator::TokenKind;
@@ -23,23 +24,8 @@ fn big_chunks(mib: usize) -> impl Iterator<Item = Vec<u8>> {
     })
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    common::rss_kib(pid, field)
 }
 
 /// A ≥1 GiB blob pushed and pulled through the adapter running as its own process; its peak
@@ -55,47 +41,11 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let emu = common::start_emulator().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("adapter.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2\n[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n[log]\nlevel = \"warn\"\n",
-            emu.handle.registry_url(),
-            emu.handle.api_url(),
-            emu.handle.state.cfg.registry_id,
-            emu.handle.state.cfg.region,
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .args(["serve", "--config"])
-        .arg(&cfg_path)
-        .env_remove("TCR_ADAPTER_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("adapter binary starts");
-    let pid = child.id();
-    let _guard = KillOnDrop(child);
-    let base = format!("http://127.0.0.1:{port}");
+    let tail = format!("{}[log]\nlevel = \"warn\"\n", common::demo_keys_toml());
+    let (adapter, base, _) = common::serve_binary(&emu, dir.path(), "workers = 2\n", &tail).await;
+    let pid = adapter.pid();
     let http = Client::new();
-    let mut up = false;
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                up = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(up, "adapter process answers /healthz");
 
     // Sample RSS while the transfer runs.
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -120,9 +70,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
     let v: serde_json::Value = http
         .get(url)
         .header("Authorization", basic(&tok.username, &tok.token))
-        .send()
+        .send_ok()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -139,11 +88,10 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
         .post(format!("{base}/v2/big/blob/blobs/uploads/"))
         .bearer_auth(&t)
         .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let sep = if loc.contains('?') { '&' } else { '?' };
     let body = reqwest::Body::wrap_stream(futures_util::stream::iter(
         big_chunks(mib).map(Ok::<_, std::io::Error>),
@@ -153,9 +101,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
         .bearer_auth(&t)
         .header("Content-Length", size.to_string())
         .body(body)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let push_secs = started.elapsed().as_secs_f64();
 
@@ -163,9 +110,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
     let r = http
         .get(format!("{base}/v2/big/blob/blobs/{digest}"))
         .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], size.to_string().as_str());
     let mut stream = r.bytes_stream();

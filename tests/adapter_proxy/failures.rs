@@ -2,6 +2,7 @@
 //! upstream (502 naming the URL).
 
 use crate::common;
+use crate::common::SendOk;
 use crate::harbor::{adapter_config, basic, image, Env, OCI_MANIFEST};
 use reqwest::{Client, Method, StatusCode};
 use tcr_adapter::app;
@@ -35,12 +36,7 @@ async fn api_keys_and_oversized_manifest_and_metrics() {
     assert_eq!(r.status(), 413);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["errors"][0]["code"], "MANIFEST_INVALID");
-    let r = e
-        .http
-        .get(format!("{}/metrics", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/metrics").await;
     let text = r.text().await.unwrap();
     assert!(
         text.contains(
@@ -72,18 +68,16 @@ async fn unreachable_upstream_is_a_502_with_the_url() {
             "Authorization",
             basic(common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY),
         )
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     let t = v["token"].as_str().unwrap();
     let r = Client::new()
         .get(format!("{base}/v2/deadns/app/manifests/latest"))
         .bearer_auth(t)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");

@@ -1,6 +1,7 @@
 //! Harbor 1.8, 1.10 and 2.0 on the wire (harbor-adapters.md §1.2–1.6): the "Test connection"
 //! ping, one image pushed then skipped, an OCI index and one child pushed by 1.x.
 
+use crate::common::SendOk;
 use crate::harbor::{basic, image, Env, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::DOCKER_LIST;
 use reqwest::Method;
@@ -30,16 +31,10 @@ async fn test_connection_like_harbor() {
     assert_eq!(r.status(), 401);
     // 2. token with no scope, 3. HEAD /v2/ (1.x) and GET /v2/ (2.x)
     let t = e.token(&[]).await;
-    let r = e.req(Method::HEAD, "/v2/", Some(&t), &[], None).await;
+    let r = e.head("/v2/", &t).await;
     assert_eq!(r.status(), 200);
     let r = e
-        .req(
-            Method::GET,
-            "/v2/",
-            Some(&t),
-            &[("X-Request-Id", "abc123")],
-            None,
-        )
+        .send_with(Method::GET, "/v2/", &t, &[("X-Request-Id", "abc123")])
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "abc123");
@@ -53,24 +48,13 @@ async fn test_connection_like_harbor() {
         .http
         .get(format!("{}/service/token?service=tcr-adapter", e.base))
         .header("Authorization", basic(&e.user, "not-a-token"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 401);
-    let r = e
-        .http
-        .get(format!("{}/healthz", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/healthz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
-    let r = e
-        .http
-        .get(format!("{}/readyz", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/readyz").await;
     assert_eq!(r.status(), 200);
     e.adapter.stop().await;
 }
@@ -90,34 +74,24 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         ("Accept", DOCKER_MANIFEST),
     ];
     let r = e
-        .req(
+        .send_with(
             Method::HEAD,
             &format!("/v2/{repo}/manifests/v1"),
-            Some(&t),
+            &t,
             accept,
-            None,
         )
         .await;
     assert_eq!(r.status(), 404);
     let ld = Digest::sha256_of(&layer).to_string();
-    let r = e
-        .req(
-            Method::HEAD,
-            &format!("/v2/{repo}/blobs/{ld}"),
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.head(&format!("/v2/{repo}/blobs/{ld}"), &t).await;
     assert_eq!(r.status(), 404);
     // POST creates the namespace on the fly; Harbor 1.8.0 PUTs the blob chunked, no length.
     let r = e
-        .req(
+        .send_with(
             Method::POST,
             &format!("/v2/{repo}/blobs/uploads/"),
-            Some(&t),
+            &t,
             &[("Content-Length", "0")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 202);
@@ -125,7 +99,7 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         e.emu.state.namespaces.get("proj18").is_some(),
         "namespace created"
     );
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let sep = if loc.contains('?') { '&' } else { '?' };
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         layer.chunks(1000).map(|c| Ok(c.to_vec())).collect();
@@ -136,21 +110,19 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
             chunks,
         )))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     e.push_blob(repo, &t, &config, false, false).await;
     e.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
         .await;
     // Second run: HEAD answers the same digest, so Harbor skips.
     let r = e
-        .req(
+        .send_with(
             Method::HEAD,
             &format!("/v2/{repo}/manifests/v1"),
-            Some(&t),
+            &t,
             accept,
-            None,
         )
         .await;
     assert_eq!(r.status(), 200);
@@ -164,12 +136,11 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
     );
     // Pull back: bytes identical, Content-Length kept, no gzip.
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             &format!("/v2/{repo}/blobs/{ld}"),
-            Some(&t),
+            &t,
             &[("Accept-Encoding", "gzip")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 200);
@@ -217,16 +188,15 @@ async fn harbor_2_0_pushes_an_index_and_1_x_pushes_one_child() {
     e.put_manifest("proj20/multi", "v1", &t, OCI_INDEX, &index)
         .await;
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             "/v2/proj20/multi/manifests/v1",
-            Some(&t),
+            &t,
             &[
                 ("Accept", OCI_INDEX),
                 ("Accept", DOCKER_LIST),
                 ("Accept", OCI_MANIFEST),
             ],
-            None,
         )
         .await;
     assert_eq!(r.status(), 200);

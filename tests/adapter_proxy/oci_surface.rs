@@ -28,32 +28,20 @@ async fn delete_tags_and_catalog() {
     e.put_manifest("projd/other", "x", &t, OCI_MANIFEST, &manifest)
         .await;
     // Tags, paginated.
-    let r = e
-        .req(Method::GET, "/v2/projd/app/tags/list", Some(&t), &[], None)
-        .await;
+    let r = e.get("/v2/projd/app/tags/list", &t).await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v, json!({"name": "projd/app", "tags": ["a", "b", "c"]}));
-    let r = e
-        .req(
-            Method::GET,
-            "/v2/projd/app/tags/list?n=2",
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.get("/v2/projd/app/tags/list?n=2", &t).await;
     assert_eq!(r.status(), 200);
     if let Some(link) = r.headers().get("link") {
         let link = link.to_str().unwrap();
         assert!(link.starts_with("</v2/projd/app/tags/list?"), "{link}");
     }
     // Catalog with a relative Link (Harbor 1.x appends it to the endpoint).
-    let r = e
-        .req(Method::GET, "/v2/_catalog?n=1", Some(&t), &[], None)
-        .await;
+    let r = e.get("/v2/_catalog?n=1", &t).await;
     assert_eq!(r.status(), 200);
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert!(
         link.starts_with("</v2/_catalog?") && link.ends_with("rel=\"next\""),
         "{link}"
@@ -61,41 +49,19 @@ async fn delete_tags_and_catalog() {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["repositories"], json!(["projd/app"]));
     let next = &link[1..link.find('>').unwrap()];
-    let r = e.req(Method::GET, next, Some(&t), &[], None).await;
+    let r = e.get(next, &t).await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["repositories"], json!(["projd/other"]));
     // Delete by digest: 202, then absent.
     let d = Digest::sha256_of(&manifest).to_string();
-    let r = e
-        .req(
-            Method::DELETE,
-            &format!("/v2/projd/app/manifests/{d}"),
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.delete(&format!("/v2/projd/app/manifests/{d}"), &t).await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
-    let r = e
-        .req(
-            Method::HEAD,
-            &format!("/v2/projd/app/manifests/{d}"),
-            Some(&t),
-            &[],
-            None,
-        )
-        .await;
+    let r = e.head(&format!("/v2/projd/app/manifests/{d}"), &t).await;
     assert_eq!(r.status(), 404);
     // A pull-only token may not delete: 401 with the full scope.
     let pull = e.token(&["repository:projd/other:pull"]).await;
     let r = e
-        .req(
-            Method::DELETE,
-            &format!("/v2/projd/other/manifests/{d}"),
-            Some(&pull),
-            &[],
-            None,
-        )
+        .delete(&format!("/v2/projd/other/manifests/{d}"), &pull)
         .await;
     assert_eq!(r.status(), 401);
     let chal = r.headers()["www-authenticate"].to_str().unwrap();
@@ -118,16 +84,15 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let d = Digest::sha256_of(&data).to_string();
     let r = e
-        .req(
+        .send_with(
             Method::POST,
             "/v2/projc/app/blobs/uploads/",
-            Some(&t),
+            &t,
             &[("Content-Length", "0")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 202);
-    let mut loc = r.headers()["location"].to_str().unwrap().to_string();
+    let mut loc = crate::common::header(&r, "location");
     let mut offset = 0usize;
     for chunk in data.chunks(100_000) {
         let range = format!("{}-{}", offset, offset + chunk.len() - 1);
@@ -148,11 +113,11 @@ async fn chunked_upload_status_mount_range_and_referrers() {
             r.headers()["range"],
             format!("0-{}", offset + chunk.len() - 1).as_str()
         );
-        loc = r.headers()["location"].to_str().unwrap().to_string();
+        loc = crate::common::header(&r, "location");
         assert!(loc.starts_with(&e.base));
         offset += chunk.len();
         // Upload status.
-        let s = e.req(Method::GET, &loc, Some(&t), &[], None).await;
+        let s = e.get(&loc, &t).await;
         assert_eq!(s.status(), 204);
         assert_eq!(s.headers()["range"], format!("0-{}", offset - 1).as_str());
     }
@@ -171,12 +136,11 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     // Range: 206 with the exact slice.
     let r = e
-        .req(
+        .send_with(
             Method::GET,
             &format!("/v2/projc/app/blobs/{d}"),
-            Some(&t),
+            &t,
             &[("Range", "bytes=10-19")],
-            None,
         )
         .await;
     assert_eq!(r.status(), 206);
@@ -190,10 +154,7 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     let mount = format!("/v2/projc/copy/blobs/uploads/?mount={d}&from=projc/app");
     let r = e.req(Method::POST, &mount, None, &[], None).await;
     assert_eq!(r.status(), 401);
-    let chal = r.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let chal = crate::common::header(&r, "www-authenticate");
     assert!(
         chal.contains("repository:projc/copy:pull,push")
             && chal.contains("repository:projc/app:pull"),
@@ -228,13 +189,7 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     e.put_manifest("projc/app", &ad, &t, OCI_MANIFEST, &artifact)
         .await;
     let r = e
-        .req(
-            Method::GET,
-            &format!("/v2/projc/app/referrers/{subject}"),
-            Some(&t),
-            &[],
-            None,
-        )
+        .get(&format!("/v2/projc/app/referrers/{subject}"), &t)
         .await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();

@@ -1,7 +1,15 @@
-//! Shared test fixtures: real servers on loopback ports, stopped at the end of each test.
-#![allow(dead_code)]
+//! The test rig the suite shares: real servers on loopback ports, stopped at the end of each
+//! test — the emulator and the adapter in process (here), the adapter binary, CNCF distribution
+//! and nginx as processes ([`rig`]) — and the exchanges tests repeat ([`exchanges`]), so that a
+//! test reads as the user's story and keeps its own assertions.
+#![allow(dead_code, unused_imports)]
 
 pub mod charts;
+pub mod exchanges;
+pub mod rig;
+
+pub use exchanges::*;
+pub use rig::*;
 
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, EmulatorAccount, EmulatorConfig, Secret};
@@ -130,4 +138,13 @@ pub async fn skopeo_raw_manifest(reference: &str, creds: &str) -> String {
         &format!("docker://{reference}"),
     ])
     .await
+}
+
+/// The adapter in this process with `cfg`: (handle, base URL `http://<addr>`).
+pub async fn start_adapter(cfg: Config) -> (tcr_adapter::app::AdapterHandle, String) {
+    let adapter = tcr_adapter::app::start(cfg, clock::system())
+        .await
+        .expect("adapter starts");
+    let base = format!("http://{}", adapter.addr);
+    (adapter, base)
 }

@@ -8,8 +8,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tcr_adapter::oci::Digest;
 
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub use tcr_adapter::oci::media::{OCI_INDEX, OCI_MANIFEST};
 pub const EMPTY_JSON_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 pub const TEST_TAG_NAME: &str = "tagtest0";

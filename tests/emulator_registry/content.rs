@@ -4,9 +4,7 @@ use super::*;
 
 #[actix_rt::test]
 async fn manifests_keep_exact_bytes_and_deletes_behave() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let (m, d) = push_image(&c, "ns/app", "one").await;
     let r = c.put_manifest("ns/app", "v1", &m, OCI_MANIFEST).await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -14,19 +12,15 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
     assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
     for reference in ["v1".to_string(), d.to_string()] {
         let r = c
-            .req(Method::GET, &format!("/v2/ns/app/manifests/{reference}"))
-            .send()
-            .await
-            .unwrap();
+            .call(Method::GET, &format!("/v2/ns/app/manifests/{reference}"))
+            .await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(header(&r, "Content-Type"), OCI_MANIFEST);
         assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
         assert_eq!(r.bytes().await.unwrap().to_vec(), m);
         let r = c
-            .req(Method::HEAD, &format!("/v2/ns/app/manifests/{reference}"))
-            .send()
-            .await
-            .unwrap();
+            .call(Method::HEAD, &format!("/v2/ns/app/manifests/{reference}"))
+            .await;
         assert_eq!(header(&r, "Content-Length"), m.len().to_string());
         assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
     }
@@ -56,17 +50,13 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
     // Invalid tag and malformed digest.
     for m in [Method::GET, Method::HEAD] {
         let r = c
-            .req(m, "/v2/ns/app/manifests/.INVALID_MANIFEST_NAME")
-            .send()
-            .await
-            .unwrap();
+            .call(m, "/v2/ns/app/manifests/.INVALID_MANIFEST_NAME")
+            .await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
     }
     let r = c
-        .req(Method::GET, "/v2/ns/app/manifests/sha256:totallywrong")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, "/v2/ns/app/manifests/sha256:totallywrong")
+        .await;
     assert_eq!(error_code(r).await.1, "DIGEST_INVALID");
 
     // A second tag, then untag v1: the digest and v2 stay.
@@ -76,63 +66,43 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
             .status(),
         StatusCode::CREATED
     );
-    let r = c
-        .req(Method::DELETE, "/v2/ns/app/manifests/v1")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::DELETE, "/v2/ns/app/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
-        c.req(Method::GET, "/v2/ns/app/manifests/v1")
-            .send()
+        c.call(Method::GET, "/v2/ns/app/manifests/v1")
             .await
-            .unwrap()
             .status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        c.req(Method::GET, &format!("/v2/ns/app/manifests/{d}"))
-            .send()
+        c.call(Method::GET, &format!("/v2/ns/app/manifests/{d}"))
             .await
-            .unwrap()
             .status(),
         StatusCode::OK
     );
     // Delete by digest removes its tags.
     let r = c
-        .req(Method::DELETE, &format!("/v2/ns/app/manifests/{d}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::DELETE, &format!("/v2/ns/app/manifests/{d}"))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
-        c.req(Method::GET, &format!("/v2/ns/app/manifests/{d}"))
-            .send()
+        c.call(Method::GET, &format!("/v2/ns/app/manifests/{d}"))
             .await
-            .unwrap()
             .status(),
         StatusCode::NOT_FOUND
     );
-    let r = c
-        .req(Method::GET, "/v2/ns/app/tags/list")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/ns/app/tags/list").await;
     assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!([]));
     let r = c
-        .req(Method::DELETE, &format!("/v2/ns/app/manifests/{d}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::DELETE, &format!("/v2/ns/app/manifests/{d}"))
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     t.handle.stop().await;
 }
 
 #[actix_rt::test]
 async fn referrers_list_and_filter_by_artifact_type() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let (m, d) = push_image(&c, "ns/app", "subject").await;
     assert_eq!(
         c.put_manifest("ns/app", "v1", &m, OCI_MANIFEST)
@@ -179,10 +149,8 @@ async fn referrers_list_and_filter_by_artifact_type() {
     );
 
     let r = c
-        .req(Method::GET, &format!("/v2/ns/app/referrers/{d}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, &format!("/v2/ns/app/referrers/{d}"))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         header(&r, "Content-Type"),
@@ -196,13 +164,11 @@ async fn referrers_list_and_filter_by_artifact_type() {
         && e["size"].as_u64().unwrap() > 0
         && e["annotations"]["n"].is_string()));
     let r = c
-        .req(
+        .call(
             Method::GET,
             &format!("/v2/ns/app/referrers/{d}?artifactType=application/vnd.example.sig"),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(header(&r, "OCI-Filters-Applied"), "artifactType");
     let idx: Value = r.json().await.unwrap();
     assert_eq!(idx["manifests"].as_array().unwrap().len(), 2);
@@ -212,10 +178,8 @@ async fn referrers_list_and_filter_by_artifact_type() {
         .iter()
         .all(|e| e["artifactType"] == "application/vnd.example.sig"));
     let r = c
-        .req(Method::GET, &format!("/v2/ns/app/referrers/{ghost}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, &format!("/v2/ns/app/referrers/{ghost}"))
+        .await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["manifests"]
             .as_array()
@@ -224,29 +188,23 @@ async fn referrers_list_and_filter_by_artifact_type() {
         1
     );
     let r = c
-        .req(
+        .call(
             Method::GET,
             &format!("/v2/ns/app/referrers/{}", Digest::sha256_of(b"nothing")),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["manifests"], json!([]));
     let r = c
-        .req(Method::GET, "/v2/ns/app/referrers/sha256:nothex")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, "/v2/ns/app/referrers/sha256:nothex")
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     t.handle.stop().await;
 }
 
 #[actix_rt::test]
 async fn tags_and_catalog_paginate_with_link() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let (m, _) = push_image(&c, "ns/app", "p").await;
     for tag in ["e", "a", "c", "b", "d"] {
         assert_eq!(
@@ -256,11 +214,7 @@ async fn tags_and_catalog_paginate_with_link() {
             StatusCode::CREATED
         );
     }
-    let r = c
-        .req(Method::GET, "/v2/ns/app/tags/list?n=2")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/ns/app/tags/list?n=2").await;
     assert_eq!(
         header(&r, "Link"),
         "</v2/ns/app/tags/list?n=2&last=b>; rel=\"next\""
@@ -269,41 +223,25 @@ async fn tags_and_catalog_paginate_with_link() {
         r.json::<Value>().await.unwrap(),
         json!({"name":"ns/app","tags":["a","b"]})
     );
-    let r = c
-        .req(Method::GET, "/v2/ns/app/tags/list?n=2&last=b")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/ns/app/tags/list?n=2&last=b").await;
     assert_eq!(
         header(&r, "Link"),
         "</v2/ns/app/tags/list?n=2&last=d>; rel=\"next\""
     );
     assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["c", "d"]));
-    let r = c
-        .req(Method::GET, "/v2/ns/app/tags/list?n=2&last=d")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/ns/app/tags/list?n=2&last=d").await;
     assert_eq!(header(&r, "Link"), "");
     assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!(["e"]));
-    let r = c
-        .req(Method::GET, "/v2/ns/app/tags/list?n=0")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/ns/app/tags/list?n=0").await;
     assert_eq!(header(&r, "Link"), "");
     assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!([]));
-    let r = c
-        .req(Method::GET, "/v2/ns/app/tags/list?n=x")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/ns/app/tags/list?n=x").await;
     assert_eq!(error_code(r).await.1, "PAGINATION_NUMBER_INVALID");
 
     for repo in ["ns/b", "ns/c/d"] {
         c.push_blob(repo, b"x").await;
     }
-    let r = c.req(Method::GET, "/v2/_catalog?n=2").send().await.unwrap();
+    let r = c.call(Method::GET, "/v2/_catalog?n=2").await;
     assert_eq!(
         header(&r, "Link"),
         "</v2/_catalog?n=2&last=ns%2Fb>; rel=\"next\""
@@ -312,20 +250,14 @@ async fn tags_and_catalog_paginate_with_link() {
         r.json::<Value>().await.unwrap()["repositories"],
         json!(["ns/app", "ns/b"])
     );
-    let r = c
-        .req(Method::GET, "/v2/_catalog?n=2&last=ns%2Fb")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/_catalog?n=2&last=ns%2Fb").await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["repositories"],
         json!(["ns/c/d"])
     );
     let r = Client::anonymous(&t)
-        .req(Method::GET, "/v2/_catalog")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::GET, "/v2/_catalog")
+        .await;
     assert!(header(&r, "WWW-Authenticate").contains("scope=\"registry:catalog:*\""));
     t.handle.stop().await;
 }

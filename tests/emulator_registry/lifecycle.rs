@@ -9,11 +9,7 @@ async fn namespaces_are_enforced_like_tcr() {
     t.handle.state.namespaces.create("public", true).unwrap();
     let c = Client::basic(&t);
     let anon = Client::anonymous(&t);
-    let r = c
-        .req(Method::POST, "/v2/nope/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::POST, "/v2/nope/app/blobs/uploads/").await;
     assert!(header(&r, "WWW-Authenticate").starts_with("Bearer realm="));
     assert_eq!(
         error_code(r).await,
@@ -24,17 +20,9 @@ async fn namespaces_are_enforced_like_tcr() {
         )
     );
     // HEAD cannot carry the message: it reports "absent" so clients go on to the POST.
-    let r = c
-        .req(Method::HEAD, "/v2/nope/app/manifests/latest")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::HEAD, "/v2/nope/app/manifests/latest").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = c
-        .req(Method::GET, "/v2/nope/app/manifests/latest")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, "/v2/nope/app/manifests/latest").await;
     assert_eq!(error_code(r).await.2, "project nope not found");
 
     for ns in ["private", "public"] {
@@ -46,24 +34,14 @@ async fn namespaces_are_enforced_like_tcr() {
             StatusCode::CREATED
         );
     }
-    let r = anon
-        .req(Method::GET, "/v2/private/app/manifests/v1")
-        .send()
-        .await
-        .unwrap();
+    let r = anon.call(Method::GET, "/v2/private/app/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = anon
-        .req(Method::GET, "/v2/public/app/manifests/v1")
-        .send()
-        .await
-        .unwrap();
+    let r = anon.call(Method::GET, "/v2/public/app/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::OK);
     // Anonymous may not push even into a public namespace.
     let r = anon
-        .req(Method::POST, "/v2/public/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+        .call(Method::POST, "/v2/public/app/blobs/uploads/")
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // Anonymous tokens carry pull on public namespaces only.
     let realm = format!(
@@ -88,12 +66,7 @@ async fn namespaces_are_enforced_like_tcr() {
     assert_eq!(claims["access"][1]["actions"], json!([]));
 
     // Metrics count requests per route.
-    let text = reqwest::get(format!("{}/metrics", t.handle.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::get_text(&format!("{}/metrics", t.handle.registry_url())).await;
     assert!(text.contains("tcr_emulator_registry_requests_total{method=\"GET\",route=\"manifest\",status=\"200\"}"), "{text}");
     t.handle.stop().await;
 }
@@ -111,17 +84,9 @@ async fn state_survives_a_restart() {
             .status(),
         StatusCode::CREATED
     );
-    let r = c
-        .req(Method::POST, "/v2/ns/app/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::POST, "/v2/ns/app/blobs/uploads/").await;
     let loc = header(&r, "Location").to_string();
-    c.req(Method::PATCH, &loc)
-        .body(b"half".to_vec())
-        .send()
-        .await
-        .unwrap();
+    c.call_body(Method::PATCH, &loc, b"half".to_vec()).await;
     let TestEmulator { handle, dir } = t;
     handle.stop().await;
 
@@ -131,32 +96,21 @@ async fn state_survives_a_restart() {
         base: t.handle.registry_url(),
         ..c
     };
-    let r = c2
-        .req(Method::GET, "/v2/ns/app/manifests/v1")
-        .send()
-        .await
-        .unwrap();
+    let r = c2.call(Method::GET, "/v2/ns/app/manifests/v1").await;
     assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
     assert_eq!(r.bytes().await.unwrap().to_vec(), m);
     let loc = loc.clone();
-    let r = c2.req(Method::GET, &loc).send().await.unwrap();
+    let r = c2.call(Method::GET, &loc).await;
     assert_eq!(
         (r.status(), header(&r, "Range")),
         (StatusCode::NO_CONTENT, "0-3")
     );
     let r = c2
-        .req(Method::PATCH, &loc)
-        .body(b" and rest".to_vec())
-        .send()
-        .await
-        .unwrap();
+        .call_body(Method::PATCH, &loc, b" and rest".to_vec())
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let full = Digest::sha256_of(b"half and rest");
-    let r = c2
-        .req(Method::PUT, &format!("{loc}?digest={full}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c2.call(Method::PUT, &format!("{loc}?digest={full}")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let summaries = t
         .handle
@@ -178,9 +132,7 @@ async fn state_survives_a_restart() {
 #[actix_rt::test]
 async fn a_dropped_upload_leaves_nothing_visible() {
     use tokio::io::AsyncWriteExt;
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_ns().await;
     let data = vec![7u8; 1_000_000];
     let d = Digest::sha256_of(&data);
     let mut s = tokio::net::TcpStream::connect(t.handle.registry_addr)
@@ -197,11 +149,7 @@ async fn a_dropped_upload_leaves_nothing_visible() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     drop(s);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let r = c
-        .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(t.handle.state.storage.stored_size(&d).await.is_none());
     let uploads = std::fs::read_dir(t.dir.path().join("registry/uploads"))
@@ -210,11 +158,7 @@ async fn a_dropped_upload_leaves_nothing_visible() {
     assert_eq!(uploads, 0, "the aborted session was cleaned up");
     // The same blob pushed properly afterwards works.
     c.push_blob("ns/app", &data).await;
-    let r = c
-        .req(Method::GET, &format!("/v2/ns/app/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
     assert_eq!(r.bytes().await.unwrap().len(), data.len());
     t.handle.stop().await;
 }
@@ -230,17 +174,15 @@ async fn fault_knobs_limit_bodies() {
     let c = Client::basic(&t);
     let body = vec![1u8; 20];
     let r = c
-        .req(
+        .call_body(
             Method::POST,
             &format!(
                 "/v2/ns/app/blobs/uploads/?digest={}",
                 Digest::sha256_of(&body)
             ),
+            body,
         )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     t.handle.stop().await;
 }

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use crate::common::SendOk;
 use base64::Engine;
 use common::{start_emulator, start_emulator_with, TestEmulator, DEMO_UIN};
 use reqwest::{Method, StatusCode};
@@ -48,17 +49,23 @@ impl Client {
             None => r,
         }
     }
+    /// `req(m, path)` sent as it is: the response.
+    async fn call(&self, m: Method, path: &str) -> reqwest::Response {
+        self.req(m, path).send_ok().await
+    }
+    /// `req(m, path)` with a body: the response.
+    async fn call_body(&self, m: Method, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.req(m, path).body(body).send_ok().await
+    }
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
         let r = self
-            .req(
+            .call_body(
                 Method::POST,
                 &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                data.to_vec(),
             )
-            .body(data.to_vec())
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
             r.status(),
             StatusCode::CREATED,
@@ -77,10 +84,17 @@ impl Client {
         self.req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
             .header("Content-Type", ct)
             .body(body.to_vec())
-            .send()
+            .send_ok()
             .await
-            .unwrap()
     }
+}
+
+/// A fresh emulator with the private namespace `ns`, and a client with Basic credentials.
+pub async fn emulator_with_ns() -> (TestEmulator, Client) {
+    let t = start_emulator().await;
+    t.handle.state.namespaces.create("ns", false).unwrap();
+    let c = Client::basic(&t);
+    (t, c)
 }
 
 pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
@@ -127,7 +141,7 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
     let t = start_emulator().await;
     t.handle.state.namespaces.create("ns", false).unwrap();
     let anon = Client::anonymous(&t);
-    let r = anon.req(Method::GET, "/v2/").send().await.unwrap();
+    let r = anon.call(Method::GET, "/v2/").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         header(&r, "Docker-Distribution-API-Version"),
@@ -138,11 +152,7 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
         header(&r, "WWW-Authenticate"),
         format!("Bearer realm=\"{realm}\",service=\"harbor-registry\"")
     );
-    let r = anon
-        .req(Method::GET, "/v2/ns/app/tags/list")
-        .send()
-        .await
-        .unwrap();
+    let r = anon.call(Method::GET, "/v2/ns/app/tags/list").await;
     assert_eq!(
         header(&r, "WWW-Authenticate"),
         format!("Bearer realm=\"{realm}\",service=\"harbor-registry\",scope=\"repository:ns/app:pull,push\"")
@@ -152,9 +162,8 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
     let r = reqwest::Client::new()
         .get(&realm)
         .basic_auth(DEMO_UIN, Some("not-a-token"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(error_code(r).await.1, "UNAUTHORIZED");
 
     let tok = t.handle.state.tokens.issue(DEMO_UIN, TokenKind::Temp);
@@ -163,9 +172,7 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
             "{realm}?service=harbor-registry&scope=repository:ns/app:pull,push%20registry:catalog:*&scope=repository:missing/x:pull"
         ))
         .basic_auth(DEMO_UIN, Some(&tok.token))
-        .send()
-        .await
-        .unwrap();
+        .send_ok().await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["expires_in"], json!(1800));
@@ -202,38 +209,28 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
         auth: Some(format!("Bearer {jwt}")),
         ..Client::anonymous(&t)
     };
-    let r = bearer.req(Method::GET, "/v2/").send().await.unwrap();
+    let r = bearer.call(Method::GET, "/v2/").await;
     assert_eq!(r.status(), StatusCode::OK);
     bearer.push_blob("ns/app", b"hello").await;
-    let r = bearer
-        .req(Method::GET, "/v2/_catalog")
-        .send()
-        .await
-        .unwrap();
+    let r = bearer.call(Method::GET, "/v2/_catalog").await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["repositories"],
         json!(["ns/app"])
     );
     // ... but not outside its scope, and a forged token is invalid_token.
     let r = bearer
-        .req(
+        .call(
             Method::DELETE,
             &format!("/v2/ns/app/blobs/{}", Digest::sha256_of(b"hello")),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, "WWW-Authenticate").contains("error=\"insufficient_scope\""));
     let forged = Client {
         auth: Some(format!("Bearer {}x", jwt)),
         ..Client::anonymous(&t)
     };
-    let r = forged
-        .req(Method::GET, "/v2/ns/app/tags/list")
-        .send()
-        .await
-        .unwrap();
+    let r = forged.call(Method::GET, "/v2/ns/app/tags/list").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, "WWW-Authenticate").contains("error=\"invalid_token\""));
     t.handle.stop().await;

@@ -2,42 +2,13 @@
 //! a chunked upload streams through it: the client asks for the upload's status, nginx sends it
 //! to the other process, which answers from the sealed `Location`, and the upload finishes there.
 
-use std::process::{Command, Stdio};
+use crate::common::SendOk;
 use std::time::Duration;
 
 use tcr_adapter::oci::Digest;
 
-use crate::lifecycle::{
-    adapter_toml, free_port, spawn, start_upload, token, tokio_stream_of, wait_up, Proc,
-};
+use crate::lifecycle::{adapter_toml, free_port, spawn, start_upload, token, wait_up};
 use crate::{common, record};
-
-fn nginx(dir: &std::path::Path, port: u16, primary: u16, backup: u16) -> Proc {
-    common::require_tool("nginx");
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-         fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-         upstream adapters {{ server 127.0.0.1:{primary} max_fails=1 fail_timeout=30s; server 127.0.0.1:{backup} backup; }}\n\
-         server {{ listen 127.0.0.1:{port}; client_max_body_size 0;\n\
-         location / {{ proxy_pass http://adapters; proxy_http_version 1.1; proxy_set_header Host $http_host;\n\
-         proxy_buffering off; proxy_request_buffering off; proxy_next_upstream error timeout; }} }}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx starts");
-    Proc(child)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_survives_the_death_of_the_process_that_started_it() {
@@ -62,7 +33,12 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     let b = spawn("serve", &config(b_port));
     wait_up(&format!("http://127.0.0.1:{a_port}/healthz")).await;
     wait_up(&format!("http://127.0.0.1:{b_port}/healthz")).await;
-    let _nginx = nginx(dir.path(), lb, a_port, b_port);
+    let _nginx = common::nginx(
+        dir.path(),
+        lb,
+        &format!("server 127.0.0.1:{a_port} max_fails=1 fail_timeout=30s; server 127.0.0.1:{b_port} backup;"),
+        "proxy_next_upstream error timeout;",
+    );
     wait_up(&format!("{base}/healthz")).await;
 
     let http = reqwest::Client::new();
@@ -76,25 +52,12 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
         .patch(&loc)
         .bearer_auth(&tok)
         .body(blob[..1_000_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     // A PATCH streams through the first process, which dies half-way.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let cut = tokio::spawn({
-        let (http, loc, tok) = (http.clone(), loc.clone(), tok.clone());
-        async move {
-            let body = reqwest::Body::wrap_stream(tokio_stream_of(rx));
-            http.patch(&loc)
-                .bearer_auth(&tok)
-                .body(body)
-                .send()
-                .await
-                .map(|r| r.status())
-        }
-    });
+    let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(blob[1_000_000..1_500_000].to_vec()))
         .await
         .unwrap();
@@ -106,20 +69,19 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     // Connections to the dead process are gone: start afresh, as a client reconnecting does.
     let http = reqwest::Client::new();
     // The client asks where the upload stands: the other process answers.
-    let r = http.get(&loc).bearer_auth(&tok).send().await.unwrap();
+    let r = http.get(&loc).bearer_auth(&tok).send_ok().await;
     assert_eq!(r.status(), 204, "{:?}", r.text().await);
-    let range = r.headers()["range"].to_str().unwrap().to_string();
+    let range = crate::common::header(&r, "range");
     let done = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let sep = if loc.contains('?') { '&' } else { '?' };
     let r = http
         .put(format!("{loc}{sep}digest={digest}"))
         .bearer_auth(&tok)
         .body(blob[done..].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     assert_eq!(
         emu.handle.state.storage.stored_size(&digest).await,

@@ -3,6 +3,7 @@
 //! connection in the middle of a blob upload; afterwards the adapter's open files and memory are
 //! back where they were (within a tolerance) and nothing half-uploaded is visible.
 
+use crate::common::SendOk;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -15,13 +16,7 @@ fn fds(pid: u32) -> usize {
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    common::rss_kib(pid, "VmRSS:")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,9 +41,8 @@ async fn slow_and_vanishing_clients_leave_no_trace() {
             let r = http
                 .head(format!("{base}/v2/{repo}/blobs/sha256:{:064x}", i))
                 .bearer_auth(&tok)
-                .send()
-                .await
-                .unwrap();
+                .send_ok()
+                .await;
             r.status().as_u16()
         }
     };

@@ -3,125 +3,18 @@
 //! in the sealed `Location`), the emulator killed with -9 mid-push and restarted on its data
 //! (nothing half-visible, the re-push completes), and abandoned upload sessions purged.
 
-use std::process::{Child, Command, Stdio};
+use crate::common::SendOk;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use tcr_adapter::oci::Digest;
 
-use crate::harbor::basic;
 use crate::{common, record};
 
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    pub fn kill9(mut self) {
-        let _ = self.0.kill(); // SIGKILL
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn spawn(cmd: &str, config: &std::path::Path) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-            .args([cmd, "--config"])
-            .arg(config)
-            .env_remove("TCR_ADAPTER_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts"),
-    )
-}
-
-pub async fn wait_up(url: &str) {
-    for _ in 0..100 {
-        if reqwest::get(url).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never answered");
-}
-
-/// The adapter binary's configuration towards `emu`: `[server]` lines, fixed keys (so that
-/// processes and restarts accept each other's tokens), TCR, then `tail`.
-pub fn adapter_toml(emu: &common::TestEmulator, server: &str, tail: &str) -> String {
-    format!(
-        "[server]\n{server}[auth]\n{KEYS}[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\n{tail}",
-        emu.handle.registry_url(),
-        emu.handle.api_url(),
-        emu.handle.state.cfg.registry_id,
-        emu.handle.state.cfg.region
-    )
-}
-
-pub const KEYS: &str = "signing_key = \"c2lnbmluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDAwMDAwMDA=\"\nsealing_key = \"c2VhbGluZy1rZXktZm9yLWZhdWx0LXRlc3RzLTAwMDA=\"\n";
-
-/// The adapter binary (`serve`) on a free port with `adapter_toml(emu, listen + server, tail)`,
-/// up: (process, base URL, config path for restarts).
-pub async fn serve_binary(
-    emu: &common::TestEmulator,
-    dir: &std::path::Path,
-    server: &str,
-    tail: &str,
-) -> (Proc, String, std::path::PathBuf) {
-    let port = free_port();
-    let cfg = dir.join("adapter.toml");
-    let listen = format!("listen = \"127.0.0.1:{port}\"\n{server}");
-    std::fs::write(&cfg, adapter_toml(emu, &listen, tail)).unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let adapter = spawn("serve", &cfg);
-    wait_up(&format!("{base}/healthz")).await;
-    (adapter, base, cfg)
-}
-
-/// `POST /v2/<repo>/blobs/uploads/` as Harbor sends it (empty body): 202, the session's URL.
-pub async fn start_upload(http: &reqwest::Client, base: &str, repo: &str, tok: &str) -> String {
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .bearer_auth(tok)
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    r.headers()["location"].to_str().unwrap().to_string()
-}
-
-pub async fn token(base: &str, scope: &str) -> String {
-    let r = reqwest::Client::new()
-        .get(format!(
-            "{base}/service/token?service=tcr-adapter&scope={scope}"
-        ))
-        .header(
-            "Authorization",
-            basic(common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
+pub use crate::common::{
+    adapter_toml, free_port, serve_binary, spawn, start_upload, stream_of as tokio_stream_of,
+    token, wait_up,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
@@ -139,20 +32,12 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
         .bearer_auth(&tok)
         .header("Content-Range", format!("0-{}", 1_000_000 - 1))
         .body(blob[..1_000_000].to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     // A second PATCH is cut by kill -9 while its body streams.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    let cut = tokio::spawn({
-        let (http, loc, tok) = (http.clone(), loc.clone(), tok.clone());
-        async move {
-            let body = reqwest::Body::wrap_stream(tokio_stream_of(rx));
-            http.patch(&loc).bearer_auth(&tok).body(body).send().await
-        }
-    });
+    let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(vec![7u8; 100_000])).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     adapter.kill9();
@@ -168,16 +53,16 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     wait_up(&format!("{base}/healthz")).await;
     // Connections to the dead process are gone: start afresh, as a client reconnecting does.
     let http = reqwest::Client::new();
-    let r = http.get(&loc).bearer_auth(&tok).send().await.unwrap();
+    let r = http.get(&loc).bearer_auth(&tok).send_ok().await;
     assert_eq!(
         r.status(),
         204,
         "the upload session survived the adapter's death"
     );
-    let range = r.headers()["range"].to_str().unwrap().to_string();
+    let range = crate::common::header(&r, "range");
     let done: usize = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let loc = crate::common::header(&r, "location");
     let resume = if done == 1_000_000 {
         &blob[done..]
     } else {
@@ -188,9 +73,8 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
         .put(format!("{loc}{sep}digest={digest}"))
         .bearer_auth(&tok)
         .body(resume.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     assert_eq!(
         emu.handle.state.storage.stored_size(&digest).await,
@@ -206,25 +90,15 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     emu.handle.stop().await;
 }
 
-pub fn tokio_stream_of(
-    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
-) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emulator_killed_mid_push_restarts_without_half_written_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let (reg, api) = (free_port(), free_port());
-    let cfg = dir.path().join("emulator.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[emulator]\nregistry_listen = \"127.0.0.1:{reg}\"\napi_listen = \"127.0.0.1:{api}\"\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let cfg = common::emulator_toml(
+        dir.path(),
+        &format!("127.0.0.1:{reg}"),
+        &format!("127.0.0.1:{api}"),
+    );
     let emu = spawn("emulator", &cfg);
     wait_up(&format!("http://127.0.0.1:{reg}/v2/")).await;
     let mut acfg = tcr_adapter::config::Config::default();
@@ -272,24 +146,21 @@ async fn the_emulator_killed_mid_push_restarts_without_half_written_blobs() {
     let head = http
         .head(format!("{base}/v2/{repo}/blobs/{digest}"))
         .bearer_auth(&tok)
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(head.status(), 404, "no half-written blob after the crash");
     let r = http
         .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
         .bearer_auth(&tok)
         .body(blob.clone())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let got = http
         .get(format!("{base}/v2/{repo}/blobs/{digest}"))
         .bearer_auth(&tok)
-        .send()
+        .send_ok()
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -319,7 +190,7 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
         .state
         .tokens
         .issue(common::DEMO_UIN, tcr_adapter::emulator::TokenKind::Temp);
-    let auth = basic(&tok.username, &tok.token);
+    let auth = common::basic(&tok.username, &tok.token);
     let http = reqwest::Client::new();
     let start = || async {
         let r = http
@@ -328,11 +199,10 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
                 emu.registry_url()
             ))
             .header("Authorization", &auth)
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), 202);
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         if loc.starts_with("http") {
             loc
         } else {
@@ -346,9 +216,8 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
             .patch(&active)
             .header("Authorization", &auth)
             .body(vec![i as u8; 1000])
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         assert_eq!(r.status(), 202);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -357,9 +226,8 @@ async fn abandoned_uploads_are_purged_and_active_ones_kept() {
         async move {
             http.get(loc)
                 .header("Authorization", auth)
-                .send()
+                .send_ok()
                 .await
-                .unwrap()
                 .status()
         }
     };

@@ -38,17 +38,7 @@ pub fn record(fault: &str, injected: &str, client_saw: &str, verified: &str) {
 
 /// 503s the emulator answered so far (its own count).
 pub async fn injected_503s(e: &Env) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", e.emu.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    harbor::sum_metric(
-        &text,
-        "tcr_emulator_registry_requests_total{",
-        &[r#"status="503""#],
-    )
+    common::registry_requests(&e.emu, &[r#"status="503""#]).await
 }
 
 /// The share of 503s: 0.1 as the issue's target, `TCR_FAULT_5XX_RATIO` to measure others.

@@ -47,12 +47,11 @@ async fn tokens_expiring_mid_migration_are_renewed() {
         e.put_manifest(&repo, "v1", &t, DOCKER_MANIFEST, &manifest)
             .await;
         let r = e
-            .req(
+            .send_with(
                 Method::GET,
                 &format!("/v2/{repo}/manifests/v1"),
-                Some(&t),
+                &t,
                 &[("Accept", DOCKER_MANIFEST)],
-                None,
             )
             .await;
         assert_eq!(r.status(), 200);

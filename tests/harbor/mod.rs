@@ -1,20 +1,20 @@
 //! What Harbor 1.8, 1.10 and 2.0 send to a "Docker Registry" endpoint when they replicate one
 //! image (harbor-adapters.md §1.2–1.4), as reusable steps against an adapter in front of an
 //! emulator, plus metric readers for both.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use base64::Engine;
+use crate::common::SendOk;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::json;
 use tcr_adapter::app::{self, AdapterHandle};
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, EmulatorConfig};
-use tcr_adapter::emulator::{EmulatorHandle, TokenKind};
+use tcr_adapter::emulator::EmulatorHandle;
 use tcr_adapter::oci::Digest;
 
 use crate::common;
-pub use crate::common::adapter_config;
+pub use crate::common::{adapter_config, basic, sum_metric};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -30,13 +30,6 @@ pub struct Env {
     /// A long-term instance token of the demo account (UIN, token).
     pub user: String,
     pub pass: String,
-}
-
-pub fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
 }
 
 pub fn urlencode(s: &str) -> String {
@@ -58,10 +51,7 @@ impl Env {
         let adapter = app::start(c, clock::system())
             .await
             .expect("adapter starts");
-        let tok = emu
-            .state
-            .tokens
-            .issue(common::DEMO_UIN, TokenKind::LongTerm);
+        let (user, pass) = common::instance_credentials(&emu);
         Env {
             base: format!("http://{}", adapter.addr),
             adapter,
@@ -71,8 +61,8 @@ impl Env {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            user: tok.username,
-            pass: tok.token,
+            user,
+            pass,
         }
     }
 
@@ -80,11 +70,7 @@ impl Env {
     /// the emulator's certificate, which covers 127.0.0.1) trusting the emulator's CA with
     /// `tcr.ca_file`, and a client that trusts that CA only.
     pub async fn start_tls() -> Env {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let mut tls_dir = None;
         let mut e = Env::start(
             |ec| {
@@ -118,6 +104,30 @@ impl Env {
         e
     }
 
+    /// An adapter that knows only the registry URL: instance id and region are discovered.
+    pub async fn undiscovered() -> Env {
+        Env::start(
+            |_| {},
+            |c| {
+                c.tcr.registry_id.clear();
+                c.tcr.region.clear();
+            },
+        )
+        .await
+    }
+
+    /// An adapter without provisioner keys (`tcr.secret_id` / `tcr.secret_key` empty).
+    pub async fn without_provisioner_keys() -> Env {
+        Env::start(
+            |_| {},
+            |c| {
+                c.tcr.secret_id.clear();
+                c.tcr.secret_key = Default::default();
+            },
+        )
+        .await
+    }
+
     pub async fn default() -> Env {
         Env::start(|_| {}, |_| {}).await
     }
@@ -138,9 +148,8 @@ impl Env {
             .get(&url)
             .header("Authorization", basic(user, pass))
             .header("User-Agent", "Go-http-client/1.1")
-            .send()
-            .await
-            .unwrap();
+            .send_ok()
+            .await;
         let status = resp.status();
         let text = resp.text().await.unwrap();
         if status != 200 {
@@ -199,11 +208,38 @@ impl Env {
         if let Some(b) = body {
             r = r.body(b);
         }
-        r.headers(h).send().await.unwrap()
+        r.headers(h).send_ok().await
+    }
+
+    /// `GET <base><path>` with no credentials and no extra headers (probes, metrics).
+    pub async fn get_anon(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send_ok()
+            .await
+    }
+
+    /// A bodiless request with a token and extra headers.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.req(method, path, Some(token), headers, None).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.req(Method::GET, path, Some(token), &[], None).await
+    }
+
+    pub async fn head(&self, path: &str, token: &str) -> reqwest::Response {
+        self.req(Method::HEAD, path, Some(token), &[], None).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> reqwest::Response {
+        self.req(Method::DELETE, path, Some(token), &[], None).await
     }
 
     /// `POST …/blobs/uploads/` (Harbor: empty body, `Content-Length: 0`): the response.
@@ -231,7 +267,7 @@ impl Env {
         let d = Digest::sha256_of(data).to_string();
         let r = self.start_upload(repo, token).await;
         assert_eq!(r.status(), 202, "POST into {repo}: {:?}", r.text().await);
-        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let loc = crate::common::header(&r, "location");
         assert!(
             loc.starts_with(&format!("{}/v2/{repo}/blobs/uploads/", self.base)),
             "{loc}"
@@ -256,7 +292,7 @@ impl Env {
         } else {
             put.body(data.to_vec())
         };
-        let r = put.send().await.unwrap();
+        let r = put.send_ok().await;
         assert_eq!(r.status(), 201, "{:?}", r.text().await);
         assert_eq!(r.headers()["docker-content-digest"], d.as_str());
     }
@@ -298,6 +334,21 @@ impl Env {
         .status()
     }
 
+    /// Layer and config blobs (raw `digest=`; `chunked` as in [`Self::push_blob`]), then the
+    /// schema2 manifest as `v1`.
+    async fn push_image(
+        &self,
+        repo: &str,
+        t: &str,
+        [layer, config, manifest]: [&[u8]; 3],
+        chunked: bool,
+    ) {
+        self.push_blob(repo, t, layer, chunked, false).await;
+        self.push_blob(repo, t, config, chunked, false).await;
+        self.put_manifest(repo, "v1", t, DOCKER_MANIFEST, manifest)
+            .await;
+    }
+
     /// Harbor 1.8.0: HEAD manifest and blobs (absent), chunked blob PUTs, schema2 manifest.
     pub async fn replay_1_8(&self, repo: &str, user: &str, pass: &str) {
         let t = self
@@ -306,19 +357,9 @@ impl Env {
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         let ld = Digest::sha256_of(&layer);
-        let r = self
-            .req(
-                Method::HEAD,
-                &format!("/v2/{repo}/blobs/{ld}"),
-                Some(&t),
-                &[],
-                None,
-            )
-            .await;
+        let r = self.head(&format!("/v2/{repo}/blobs/{ld}"), &t).await;
         assert_eq!(r.status(), 404);
-        self.push_blob(repo, &t, &layer, true, false).await;
-        self.push_blob(repo, &t, &config, true, false).await;
-        self.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
+        self.push_image(repo, &t, [&layer, &config, &manifest], true)
             .await;
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 200);
     }
@@ -330,9 +371,7 @@ impl Env {
             .await;
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
-        self.push_blob(repo, &t, &layer, false, false).await;
-        self.push_blob(repo, &t, &config, false, false).await;
-        self.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
+        self.push_image(repo, &t, [&layer, &config, &manifest], false)
             .await;
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 200);
     }
@@ -365,54 +404,25 @@ impl Env {
 
     /// The adapter's `/metrics` text.
     pub async fn adapter_metrics(&self) -> String {
-        self.http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get_anon("/metrics").await.text().await.unwrap()
     }
 
     /// Namespaces in the emulator, sorted.
     pub fn namespaces(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .emu
-            .state
-            .namespaces
-            .list()
-            .into_iter()
-            .map(|n| n.name)
-            .collect();
+        let mut v = common::namespace_names(&self.emu);
         v.sort();
         v
     }
 
     /// `tcr_emulator_api_calls_total` summed over the series carrying all `labels`.
     pub async fn api_calls(&self, labels: &[&str]) -> u64 {
-        let text = reqwest::get(format!("{}/metrics", self.emu.api_url()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        sum_metric(&text, "tcr_emulator_api_calls_total{", labels)
+        common::api_calls(&self.emu, labels).await
     }
 
     pub async fn creates_ok(&self) -> u64 {
         self.api_calls(&[r#"action="CreateNamespace""#, r#"result="ok""#])
             .await
     }
-}
-
-/// Sum of the samples of the lines starting with `prefix` that contain every `labels` entry.
-pub fn sum_metric(text: &str, prefix: &str, labels: &[&str]) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// (layer, config, manifest) of a small image unique to `seed`.

@@ -8,8 +8,8 @@ use tcr_adapter::config::ChartDuplicates;
 use crate::common::charts::{chart_archive, multipart_chart, sha256_hex};
 use crate::harbor::Env;
 use crate::{
-    api, emulator_chart, emulator_chart_calls, json, prepare_for_push, replicate_chart, ChartRun,
-    Creds, Gen,
+    api, emulator_chart, emulator_chart_calls, get_json, json, prepare_for_push, replicate_chart,
+    ChartRun, Creds, Gen,
 };
 
 #[tokio::test]
@@ -45,7 +45,7 @@ async fn absent_is_404_never_403() {
         "/api/chartrepo/no-such-ns/charts/nope/1.0.0",
         "/api/chartrepo/no-such-ns/charts/nope",
     ] {
-        let (s, v) = json(api(&e, Gen::V1_8, &c, Method::GET, path, None).await).await;
+        let (s, v) = get_json(&e, Gen::V1_8, &c, path).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
         assert!(
             v["errors"][0]["message"]
@@ -122,46 +122,19 @@ async fn charts_read_back_with_relative_urls_and_case_insensitive_files() {
     .await;
     assert_eq!(ran, ChartRun::Uploaded);
     // Pull direction: list → versions → detail → download (metadata.urls[0], relative).
-    let (s, list) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            "/api/chartrepo/reads/charts",
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (s, list) = get_json(&e, Gen::V1_10, &c, "/api/chartrepo/reads/charts").await;
     assert_eq!(
         (s, list[0]["name"].as_str()),
         (StatusCode::OK, Some("MixedCase"))
     );
-    let (_, versions) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            "/api/chartrepo/reads/charts/MixedCase",
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (_, versions) = get_json(&e, Gen::V1_10, &c, "/api/chartrepo/reads/charts/MixedCase").await;
     assert_eq!(versions[0]["version"], "2.1.0");
     assert_eq!(versions[0]["labels"], serde_json::json!([]));
-    let (_, detail) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            "/api/chartrepo/reads/charts/MixedCase/2.1.0",
-            None,
-        )
-        .await,
+    let (_, detail) = get_json(
+        &e,
+        Gen::V1_10,
+        &c,
+        "/api/chartrepo/reads/charts/MixedCase/2.1.0",
     )
     .await;
     let url = detail["metadata"]["urls"][0].as_str().unwrap().to_string();
@@ -232,18 +205,7 @@ async fn namespace_rename_map_applies_to_charts() {
     .await;
     assert_eq!(ran, ChartRun::Uploaded);
     assert!(emulator_chart(&e, "lib-tcr", "mapped-0.0.1.tgz").await.1 == archive);
-    let (s, v) = json(
-        api(
-            &e,
-            Gen::V2_5,
-            &c,
-            Method::GET,
-            "/api/projects?name=library",
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (s, v) = get_json(&e, Gen::V2_5, &c, "/api/projects?name=library").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v[0]["name"], "library", "projects carry client names: {v}");
     e.adapter.stop().await;
@@ -271,23 +233,15 @@ async fn a_real_helm_client_adds_the_adapters_repository_and_pulls() {
     assert!(e.namespaces().contains(&"helmns".to_string()));
     for creds in [Creds::api_keys(), lt] {
         let dest = tempfile::tempdir().unwrap();
-        let out = tokio::process::Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/python/helm_repo.py"
-            ))
-            .arg(format!("{}/chartrepo/helmns", e.base))
-            .args([creds.user.as_str(), creds.pass.as_str(), "hello", "0.3.0"])
-            .arg(dest.path())
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "helm: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = crate::common::helm_pull(
+            &format!("{}/chartrepo/helmns", e.base),
+            &creds.user,
+            &creds.pass,
+            "hello",
+            "0.3.0",
+            dest.path(),
+        )
+        .await;
         assert_eq!(report["entries"]["hello"], serde_json::json!(["0.3.0"]));
         assert_eq!(report["digest"], format!("sha256:{}", sha256_hex(&archive)));
         let pulled = std::fs::read(report["file"].as_str().unwrap()).unwrap();
@@ -298,12 +252,7 @@ async fn a_real_helm_client_adds_the_adapters_repository_and_pulls() {
         );
     }
     // Anonymous Helm against a private namespace is asked to log in (401 + Basic challenge).
-    let r = e
-        .http
-        .get(format!("{}/chartrepo/helmns/index.yaml", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/chartrepo/helmns/index.yaml").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers()["www-authenticate"]
         .to_str()

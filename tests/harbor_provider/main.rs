@@ -14,6 +14,7 @@ mod charts;
 mod projects;
 mod replays;
 
+use crate::common::SendOk;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tcr_adapter::emulator::TokenKind;
@@ -83,7 +84,12 @@ pub async fn api(
     if let Some((ctype, b)) = body {
         r = r.header("Content-Type", ctype).body(b);
     }
-    r.send().await.unwrap()
+    r.send_ok().await
+}
+
+/// `GET <path>` as Harbor's harbor adapter sends it, the answer as JSON.
+pub async fn get_json(e: &Env, g: Gen, c: &Creds, path: &str) -> (StatusCode, Value) {
+    json(api(e, g, c, Method::GET, path, None).await).await
 }
 
 pub async fn json(r: Response) -> (StatusCode, Value) {
@@ -114,14 +120,14 @@ pub async fn test_connection(e: &Env, g: Gen, c: &Creds) {
 
 /// `Info()` as the 2.3+ copy and deletion flows call it on the destination every run.
 pub async fn info(e: &Env, g: Gen, c: &Creds) {
-    let (s, v) = json(api(e, g, c, Method::GET, "/api/systeminfo", None).await).await;
+    let (s, v) = get_json(e, g, c, "/api/systeminfo").await;
     assert_eq!(
         (s, v["with_chartmuseum"].as_bool()),
         (StatusCode::OK, Some(true)),
         "{v}"
     );
     if g >= Gen::V1_10 {
-        let (s, v) = json(api(e, g, c, Method::GET, "/api/labels?scope=g", None).await).await;
+        let (s, v) = get_json(e, g, c, "/api/labels?scope=g").await;
         assert_eq!(s, StatusCode::OK);
         assert!(v.is_array(), "{v}");
     }
@@ -136,7 +142,7 @@ pub async fn prepare_for_push(e: &Env, g: Gen, c: &Creds, projects: &[&str]) {
             "/api/projects?q={}&with_detail=false",
             url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
         );
-        let (s, v) = json(api(e, g, c, Method::GET, &path, None).await).await;
+        let (s, v) = get_json(e, g, c, &path).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         for p in v.as_array().unwrap() {
             assert!(
@@ -233,23 +239,16 @@ pub async fn emulator_chart(e: &Env, ns: &str, file: &str) -> (StatusCode, Vec<u
             e.emu.registry_url()
         ))
         .header("Authorization", basic(&tok.username, &tok.token))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     (r.status(), r.bytes().await.unwrap().to_vec())
 }
 
 /// Chart requests of one method counted by the emulator's registry listener.
 pub async fn emulator_chart_calls(e: &Env, method: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", e.emu.registry_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    harbor::sum_metric(
-        &text,
-        "tcr_emulator_registry_requests_total{",
+    common::registry_requests(
+        &e.emu,
         &[r#"route="chart_api""#, &format!("method=\"{method}\"")],
     )
+    .await
 }

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::harbor::Env;
-use crate::{api, json, Creds, Gen};
+use crate::{api, get_json, json, Creds, Gen};
 
 fn new_project(name: &str, public: serde_json::Value) -> Option<(String, Vec<u8>)> {
     let body = json!({"project_name": name, "metadata": {"public": public}});
@@ -80,16 +80,11 @@ async fn project_listing_forms_and_paging() {
         assert_eq!(r.status(), 201);
     }
     // 1.x: name= (substring upstream, exact here) with page parameters.
-    let (s, v) = json(
-        api(
-            &e,
-            Gen::V1_8,
-            &c,
-            Method::GET,
-            "/api/projects?name=alpha&page=1&page_size=500",
-            None,
-        )
-        .await,
+    let (s, v) = get_json(
+        &e,
+        Gen::V1_8,
+        &c,
+        "/api/projects?name=alpha&page=1&page_size=500",
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -102,24 +97,14 @@ async fn project_listing_forms_and_paging() {
     );
     assert!(v[0].get("registry_id").is_none());
     // 2.5+: q=name={a b}.
-    let (_, v) = json(
-        api(
-            &e,
-            Gen::V2_5,
-            &c,
-            Method::GET,
-            "/api/projects?q=name%3D%7Bbeta+nope+gamma%7D&with_detail=false",
-            None,
-        )
-        .await,
+    let (_, v) = get_json(
+        &e,
+        Gen::V2_5,
+        &c,
+        "/api/projects?q=name%3D%7Bbeta+nope+gamma%7D&with_detail=false",
     )
     .await;
-    let names: Vec<&str> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = crate::common::strs(&v, "name");
     assert_eq!(names, ["beta", "gamma"]);
     // Paging: relative Link paths that Harbor appends to its endpoint URL.
     let r = api(
@@ -132,22 +117,11 @@ async fn project_listing_forms_and_paging() {
     )
     .await;
     assert_eq!(r.headers()["x-total-count"], "4");
-    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let link = crate::common::header(&r, "link");
     assert_eq!(link, "</api/projects?page=2&page_size=3>; rel=\"next\"");
     let (_, first) = json(r).await;
     assert_eq!(first.as_array().unwrap().len(), 3);
-    let (_, second) = json(
-        api(
-            &e,
-            Gen::V1_8,
-            &c,
-            Method::GET,
-            "/api/projects?page=2&page_size=3",
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (_, second) = get_json(&e, Gen::V1_8, &c, "/api/projects?page=2&page_size=3").await;
     assert_eq!(second.as_array().unwrap().len(), 1);
     let r = api(
         &e,
@@ -208,20 +182,10 @@ async fn bad_project_requests_get_clear_4xx() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(e.api_calls(&[r#"action="CreateNamespace""#]).await, 0);
     // No credentials at all.
-    let r = e
-        .http
-        .get(format!("{}/api/projects", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/api/projects").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // /api/version is a 404 whoever asks; systeminfo and labels answer.
-    let r = e
-        .http
-        .get(format!("{}/api/version", e.base))
-        .send()
-        .await
-        .unwrap();
+    let r = e.get_anon("/api/version").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     e.adapter.stop().await;
 }
@@ -230,26 +194,14 @@ async fn bad_project_requests_get_clear_4xx() {
 async fn without_api_keys_projects_are_probed_on_the_data_plane() {
     // Long-term registry credentials and no provisioner keys: nothing can be created, but an
     // existing namespace is recognised and a missing one gets the keys-needed message.
-    let e = Env::start(
-        |_| {},
-        |cfg| {
-            cfg.tcr.secret_id = String::new();
-            cfg.tcr.secret_key = Default::default();
-        },
-    )
-    .await;
+    let e = Env::without_provisioner_keys().await;
     e.emu.state.namespaces.create("exists", false).unwrap();
     let c = Creds::long_term(&e);
-    let (s, v) = json(
-        api(
-            &e,
-            Gen::V2_5,
-            &c,
-            Method::GET,
-            "/api/projects?q=name%3D%7Bexists+missing%7D",
-            None,
-        )
-        .await,
+    let (s, v) = get_json(
+        &e,
+        Gen::V2_5,
+        &c,
+        "/api/projects?q=name%3D%7Bexists+missing%7D",
     )
     .await;
     assert_eq!(s, StatusCode::OK);
@@ -285,7 +237,7 @@ async fn without_api_keys_projects_are_probed_on_the_data_plane() {
             .contains("needs TencentCloud API keys"),
         "{v}"
     );
-    let (s, _) = json(api(&e, Gen::V2_5, &c, Method::GET, "/api/projects", None).await).await;
+    let (s, _) = get_json(&e, Gen::V2_5, &c, "/api/projects").await;
     assert_eq!(
         s,
         StatusCode::FORBIDDEN,
@@ -301,51 +253,25 @@ async fn pull_direction_reads_repositories_and_tags() {
     crate::prepare_for_push(&e, Gen::V1_10, &c, &["src"]).await;
     e.replay_1_10("src/app", &c.user, &c.pass).await;
     e.replay_1_10("src/tools/cli", &c.user, &c.pass).await;
-    let (_, projects) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            "/api/projects?name=src&page=1&page_size=500",
-            None,
-        )
-        .await,
+    let (_, projects) = get_json(
+        &e,
+        Gen::V1_10,
+        &c,
+        "/api/projects?name=src&page=1&page_size=500",
     )
     .await;
     let id = projects[0]["project_id"].as_i64().unwrap();
-    let (s, repos) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            &format!("/api/repositories?project_id={id}&page=1&page_size=500"),
-            None,
-        )
-        .await,
+    let (s, repos) = get_json(
+        &e,
+        Gen::V1_10,
+        &c,
+        &format!("/api/repositories?project_id={id}&page=1&page_size=500"),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{repos}");
-    let names: Vec<&str> = repos
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = crate::common::strs(&repos, "name");
     assert_eq!(names, ["src/app", "src/tools/cli"]);
-    let (s, tags) = json(
-        api(
-            &e,
-            Gen::V1_10,
-            &c,
-            Method::GET,
-            "/api/repositories/src/tools/cli/tags",
-            None,
-        )
-        .await,
-    )
-    .await;
+    let (s, tags) = get_json(&e, Gen::V1_10, &c, "/api/repositories/src/tools/cli/tags").await;
     assert_eq!(s, StatusCode::OK, "{tags}");
     assert_eq!(tags[0]["name"], "v1");
     assert!(tags[0]["digest"].as_str().unwrap().starts_with("sha256:"));

@@ -5,22 +5,7 @@
 
 use super::{common, families, oci_layout, DASHBOARD, RULES};
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 async fn prom_get(base: &str, path: &str) -> serde_json::Value {
     match reqwest::get(format!("{base}{path}")).await {
@@ -44,75 +29,6 @@ fn fast_rules() -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn start_prometheus(dir: &std::path::Path, target_port: u16) -> (KillOnDrop, String) {
-    common::require_tool("prometheus");
-    let rules = dir.join("rules.yml");
-    std::fs::write(&rules, fast_rules()).unwrap();
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: tcr-adapter\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n",
-            rules.display()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    (KillOnDrop(child), format!("http://127.0.0.1:{port}"))
-}
-
-async fn start_adapter(
-    dir: &std::path::Path,
-    emu: &tcr_adapter::emulator::EmulatorHandle,
-) -> (KillOnDrop, u16) {
-    let port = free_port();
-    let config = dir.join("adapter.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n",
-            emu.registry_url(),
-            emu.api_url(),
-            emu.state.cfg.registry_id,
-            emu.state.cfg.region,
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("TCR_ADAPTER_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop(child);
-    let up = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-        .await
-        .is_err()
-    {
-        assert!(
-            up.elapsed() < Duration::from_secs(20),
-            "adapter did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (guard, port)
 }
 
 /// Metric families Prometheus has scraped so far.
@@ -151,8 +67,9 @@ async fn prometheus_scrapes_every_queried_metric_and_fires_alerts_when_tcr_goes_
         .collect();
     let tmp = tempfile::tempdir().unwrap();
     let emu = common::start_emulator_with(common::emulator_config(&tmp.path().join("emu"))).await;
-    let (adapter, port) = start_adapter(tmp.path(), &emu).await;
-    let base = format!("http://127.0.0.1:{port}");
+    let (adapter, base, _) =
+        common::serve_binary(&emu, tmp.path(), "", &common::demo_keys_toml()).await;
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
 
     // Traffic: pushes into two new namespaces and a pull, then a readiness probe.
     let layout_dir = tmp.path().join("layout");
@@ -173,7 +90,7 @@ async fn prometheus_scrapes_every_queried_metric_and_fires_alerts_when_tcr_goes_
         200
     );
 
-    let (prom, prom_url) = start_prometheus(tmp.path(), port);
+    let (prom, prom_url) = common::prometheus(tmp.path(), port, &fast_rules());
     let start = Instant::now();
     let missing = loop {
         let have = scraped(&prom_url).await;

@@ -1,99 +1,37 @@
 //! Fixtures of the `verify` suite: a CNCF distribution (no auth) on a loopback port, images
 //! pushed into it over the registry API (single-platform manifests and two-platform indexes),
 //! and a helper that runs the `tcr-adapter verify` binary.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+use crate::common::SendOk;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use super::common;
 
-pub struct KillOnDrop(pub Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+pub use common::free_port;
 
 /// A CNCF distribution 2.8 without auth on a loopback port; its base URL.
-pub async fn start_distribution(dir: &Path) -> (KillOnDrop, String) {
-    common::require_tool("docker-registry");
-    let port = free_port();
-    let config = dir.join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: verify-test-secret\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("/usr/bin/docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry starts");
-    let guard = KillOnDrop(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{base}/v2/")).send().await {
-            if r.status().is_success() {
-                return (guard, base);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("docker-registry did not come up on {base}");
+pub async fn start_distribution(dir: &Path) -> (common::Proc, String) {
+    common::distribution(dir, "verify-test-secret", "").await
 }
 
 pub fn sha(b: &[u8]) -> String {
     format!("sha256:{}", common::charts::sha256_hex(b))
 }
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+use tcr_adapter::oci::media::{OCI_INDEX, OCI_MANIFEST};
 
 async fn put_blob(http: &reqwest::Client, base: &str, repo: &str, data: &[u8]) -> String {
     let digest = sha(data);
     let head = http
         .head(format!("{base}/v2/{repo}/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     if head.status().is_success() {
         return digest;
     }
-    let r = http
-        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "upload start in {repo}");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let loc = if loc.starts_with('/') {
-        format!("{base}{loc}")
-    } else {
-        loc
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .header("content-type", "application/octet-stream")
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
+    let r = common::upload_blob(http, base, repo, data, &digest).await;
     assert_eq!(r.status(), 201, "blob upload in {repo}");
     digest
 }
@@ -110,9 +48,8 @@ async fn put_manifest(
         .put(format!("{base}/v2/{repo}/manifests/{tag}"))
         .header("content-type", media_type)
         .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 201, "manifest {repo}:{tag}");
     sha(body)
 }

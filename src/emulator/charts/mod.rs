@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use tokio_util::io::ReaderStream;
 
-use super::registry::{basic_credentials, content_length};
+use super::http::{basic_credentials, content_length};
 use super::storage::{files, StorageError};
 use super::EmulatorState;
 use crate::config::ChartDuplicates;

@@ -6,12 +6,12 @@
 
 use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, HttpResponse};
-use base64::Engine;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{query_pairs, HandlerResult, State};
+use crate::emulator::http::basic_credentials;
 use crate::emulator::EmulatorState;
 use crate::oci::{ErrorCode, OciError, RepoName};
 
@@ -98,20 +98,6 @@ fn unauthorized(
         HeaderName::from_static("www-authenticate"),
         &challenge(state, scope, err),
     )
-}
-
-pub(crate) fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
-    let v = req.headers().get("authorization")?.to_str().ok()?;
-    let (scheme, rest) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(rest.trim())
-        .ok()?;
-    let s = String::from_utf8(raw).ok()?;
-    let (u, p) = s.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
 }
 
 fn bearer(req: &HttpRequest) -> Option<String> {

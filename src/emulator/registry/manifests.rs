@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use super::auth::{authorize, authorize_catalog, Action};
 use super::blobs::parse_digest;
-use super::{content_length, query_get, storage_error, too_large, HandlerResult, State};
+use super::{query_get, storage_error, too_large, HandlerResult, State};
+use crate::emulator::http::content_length;
 use crate::emulator::storage::ManifestMeta;
 use crate::oci::{media, Digest, ErrorCode, OciError, Reference, RepoName, MAX_MANIFEST_BYTES};
 

@@ -10,7 +10,6 @@ mod blobs;
 mod manifests;
 mod uploads;
 
-pub(crate) use auth::basic_credentials;
 pub(crate) use blobs::serve_blob_file;
 
 use actix_web::dev::Service;
@@ -258,14 +257,6 @@ pub(crate) fn query_get(req: &HttpRequest, key: &str) -> Option<String> {
         .into_iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
-}
-
-/// Declared `Content-Length` of the request, when valid.
-pub(crate) fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]

@@ -9,9 +9,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::auth::{authorize, authorize_also, can_pull, Action};
 use super::blobs::parse_digest;
-use super::{
-    content_length, query_get, range_value, storage_error, too_large, HandlerResult, State,
-};
+use super::{query_get, range_value, storage_error, too_large, HandlerResult, State};
+use crate::emulator::http::content_length;
 use crate::oci::{ErrorCode, OciError, RepoName};
 
 fn location(repo: &RepoName, id: &str) -> String {
