@@ -16,7 +16,6 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use tokio::sync::watch;
 
-use super::handlers::Route;
 use super::RegistryFront;
 use crate::auth::{Access, Grant};
 use crate::oci::{Digest, RepoName};
@@ -170,15 +169,12 @@ impl BlobIndex {
 /// repository is known (or being uploaded) to hold the blob. `None`: ask TCR as usual.
 pub async fn answer_head(
     front: &RegistryFront,
-    route: &Route,
+    client: &RepoName,
+    target: &RepoName,
     grant: &Grant,
     digest: &Digest,
 ) -> Option<HttpResponse> {
-    let (index, client, target) = (
-        front.dedup.as_ref()?,
-        route.endpoint.name()?,
-        route.upstream.as_ref()?,
-    );
+    let index = front.dedup.as_ref()?;
     if !grant.allows(&Access::repository(client.as_str(), &["push"])) {
         return None;
     }

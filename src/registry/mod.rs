@@ -6,10 +6,12 @@
 pub mod body;
 pub mod cloud;
 pub mod dedup;
+mod failure;
 mod handlers;
 pub mod metrics;
 mod plan;
 mod redirect;
+mod request;
 mod respond;
 pub mod rewrite;
 pub mod route;

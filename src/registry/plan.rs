@@ -12,8 +12,8 @@ use actix_web::{web, HttpRequest};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
 
 use super::body::{self, bridge_stream, drive};
-use super::handlers::Route;
-use super::respond::Failure;
+use super::failure::Failure;
+use super::request::Route;
 use super::route::Endpoint;
 use super::{rewrite, RegistryFront};
 use crate::auth::Grant;
