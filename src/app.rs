@@ -118,100 +118,29 @@ impl AdapterState {
         NamespacePolicy::validate(&cfg.namespaces)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let metrics = AdapterMetrics::new();
-        let ca = match &cfg.tcr.ca_file {
-            Some(p) => Some(std::fs::read(p)?),
-            None => None,
-        };
-        let upstream = Arc::new(
-            UpstreamClient::new(
-                &cfg.tcr.registry_url,
-                Duration::from_secs(cfg.tcr.connect_timeout_secs.max(1)),
-                ca.as_deref(),
-                clock.clone(),
-                metrics.upstream.clone(),
-            )
-            .map_err(|e| io::Error::other(format!("upstream client: {e}")))?
-            .with_retry(crate::upstream::RetryPolicy {
-                attempts: cfg.tcr.retry_attempts.max(1),
-                ..Default::default()
-            })
-            .with_budget(cfg.tcr.retry_budget_ratio, cfg.tcr.retry_budget_min_per_sec),
-        );
-        let api = if cfg.tcr.api_endpoint.is_empty() {
-            None
-        } else {
-            Some(
-                TcrApiClient::from_config(&cfg.tcr, clock.clone())
-                    .map_err(|e| io::Error::other(format!("TCR API client: {e}")))?,
-            )
-        };
+        let upstream = build_upstream(&cfg, &clock, &metrics)?;
+        let api = build_api(&cfg, &clock, &metrics)?;
         let provisioner_keys = NamespaceProvisioner::provisioner_keys(&cfg.tcr);
-        let mut provisioner = NamespaceProvisioner::new(&cfg.namespaces).with_clock(clock.clone());
-        if let Some(client) = &api {
-            let retries = metrics.cloud_retries.clone();
-            client.set_retry_observer(move |action, cause| {
-                retries.with_label_values(&[action, cause.as_str()]).inc();
-            });
-            let calls = metrics.cloud_calls.clone();
-            client.set_call_observer(move |action, result| {
-                calls.with_label_values(&[action, result]).inc();
-            });
-        }
         // One instance locator (configured, or looked up once) for namespaces and tokens alike.
-        let locator = api.as_ref().map(|client| {
-            Arc::new(InstanceLocator::new(
-                client.clone(),
-                &cfg.tcr.registry_url,
-                &cfg.tcr.registry_id,
-                &cfg.tcr.region,
-            ))
-        });
-        if let (Some(client), Some(locator)) = (&api, &locator) {
-            provisioner =
-                provisioner.with_locator(client.clone(), locator.clone(), provisioner_keys.clone());
-        }
-        let _ = provisioner.register(&metrics.registry);
-        let namespaces = Arc::new(provisioner);
+        let locator = build_locator(&cfg, api.as_ref());
+        let namespaces = build_namespaces(
+            &cfg,
+            &clock,
+            &metrics,
+            api.as_ref().zip(locator.as_ref()),
+            provisioner_keys.clone(),
+        );
         let api = api.map(Arc::new);
-        let validator = Arc::new(RealmValidator::new(upstream.clone()));
-        let resolver = Arc::new(match locator {
-            Some(locator) => CredentialResolver::with_locator(locator, validator, clock.clone()),
-            None => CredentialResolver::with_issuer(None, String::new(), validator, clock.clone()),
-        });
-        let _ = resolver.register(&metrics.registry);
+        let resolver = build_resolver(&upstream, locator, &clock, &metrics);
         let auth = AuthService::new(&cfg, resolver.clone(), namespaces.clone(), clock)
             .map_err(|e| io::Error::other(e.to_string()))?;
-        let front = RegistryFront {
-            upstream: upstream.clone(),
-            namespaces: namespaces.clone(),
-            public_base: cfg.server.public_base(),
-            trust_forwarded: cfg.server.trust_forwarded_headers,
-            provisioner_keys: if api.is_some() {
-                provisioner_keys
-            } else {
-                None
-            },
-            metrics: metrics.front.clone(),
-            replay_cap: cfg.tcr.replay_buffer_bytes,
-            redirects: cfg.tcr.redirects,
-            dedup: cfg.wan.dedup.then(|| {
-                let index = crate::registry::dedup::BlobIndex::new(cfg.wan.dedup_entries);
-                let _ = index.metrics().register(&metrics.registry);
-                Arc::new(index)
-            }),
+        let front_keys = if api.is_some() {
+            provisioner_keys
+        } else {
+            None
         };
-        let harbor = HarborFront {
-            upstream: upstream.clone(),
-            namespaces: namespaces.clone(),
-            resolver: resolver.clone(),
-            metrics: metrics.front.clone(),
-            public_base: cfg.server.public_base(),
-            trust_forwarded: cfg.server.trust_forwarded_headers,
-            chart_limits: crate::harbor_api::SpoolLimits {
-                dir: std::env::temp_dir(),
-                max_bytes: cfg.server.max_chart_bytes,
-            },
-        };
+        let front = build_registry_front(&cfg, &metrics, &upstream, &namespaces, front_keys);
+        let harbor = build_harbor_front(&cfg, &metrics, &upstream, &namespaces, &resolver);
         Ok(AdapterState {
             harbor: web::Data::new(harbor),
             cfg,
@@ -224,6 +153,145 @@ impl AdapterState {
             metrics,
             readiness: Readiness::default(),
         })
+    }
+}
+
+/// The TCR data-plane client: CA, connect timeout, retry policy and retry budget from `tcr`.
+fn build_upstream(
+    cfg: &Config,
+    clock: &SharedClock,
+    metrics: &AdapterMetrics,
+) -> io::Result<Arc<UpstreamClient>> {
+    let ca = match &cfg.tcr.ca_file {
+        Some(p) => Some(std::fs::read(p)?),
+        None => None,
+    };
+    Ok(Arc::new(
+        UpstreamClient::new(
+            &cfg.tcr.registry_url,
+            Duration::from_secs(cfg.tcr.connect_timeout_secs.max(1)),
+            ca.as_deref(),
+            clock.clone(),
+            metrics.upstream.clone(),
+        )
+        .map_err(|e| io::Error::other(format!("upstream client: {e}")))?
+        .with_retry(crate::upstream::RetryPolicy {
+            attempts: cfg.tcr.retry_attempts.max(1),
+            ..Default::default()
+        })
+        .with_budget(cfg.tcr.retry_budget_ratio, cfg.tcr.retry_budget_min_per_sec),
+    ))
+}
+
+/// The cloud API client (none without `tcr.api_endpoint`), its retries and calls counted.
+fn build_api(
+    cfg: &Config,
+    clock: &SharedClock,
+    metrics: &AdapterMetrics,
+) -> io::Result<Option<TcrApiClient>> {
+    if cfg.tcr.api_endpoint.is_empty() {
+        return Ok(None);
+    }
+    let client = TcrApiClient::from_config(&cfg.tcr, clock.clone())
+        .map_err(|e| io::Error::other(format!("TCR API client: {e}")))?;
+    let retries = metrics.cloud_retries.clone();
+    client.set_retry_observer(move |action, cause| {
+        retries.with_label_values(&[action, cause.as_str()]).inc();
+    });
+    let calls = metrics.cloud_calls.clone();
+    client.set_call_observer(move |action, result| {
+        calls.with_label_values(&[action, result]).inc();
+    });
+    Ok(Some(client))
+}
+
+fn build_locator(cfg: &Config, api: Option<&TcrApiClient>) -> Option<Arc<InstanceLocator>> {
+    api.map(|client| {
+        Arc::new(InstanceLocator::new(
+            client.clone(),
+            &cfg.tcr.registry_url,
+            &cfg.tcr.registry_id,
+            &cfg.tcr.region,
+        ))
+    })
+}
+
+/// The namespace provisioner, with the cloud API when there is one; its metrics registered.
+fn build_namespaces(
+    cfg: &Config,
+    clock: &SharedClock,
+    metrics: &AdapterMetrics,
+    cloud: Option<(&TcrApiClient, &Arc<InstanceLocator>)>,
+    provisioner_keys: Option<crate::tencentcloud::ApiCredential>,
+) -> Arc<NamespaceProvisioner> {
+    let mut provisioner = NamespaceProvisioner::new(&cfg.namespaces).with_clock(clock.clone());
+    if let Some((client, locator)) = cloud {
+        provisioner = provisioner.with_locator(client.clone(), locator.clone(), provisioner_keys);
+    }
+    let _ = provisioner.register(&metrics.registry);
+    Arc::new(provisioner)
+}
+
+/// The credential resolver: API keys exchanged through `locator` when there is one.
+fn build_resolver(
+    upstream: &Arc<UpstreamClient>,
+    locator: Option<Arc<InstanceLocator>>,
+    clock: &SharedClock,
+    metrics: &AdapterMetrics,
+) -> Arc<CredentialResolver> {
+    let validator = Arc::new(RealmValidator::new(upstream.clone()));
+    let resolver = Arc::new(match locator {
+        Some(locator) => CredentialResolver::with_locator(locator, validator, clock.clone()),
+        None => CredentialResolver::with_issuer(None, String::new(), validator, clock.clone()),
+    });
+    let _ = resolver.register(&metrics.registry);
+    resolver
+}
+
+/// The `/v2/` front, with the WAN blob index when `wan.dedup` is on.
+fn build_registry_front(
+    cfg: &Config,
+    metrics: &AdapterMetrics,
+    upstream: &Arc<UpstreamClient>,
+    namespaces: &Arc<NamespaceProvisioner>,
+    provisioner_keys: Option<crate::tencentcloud::ApiCredential>,
+) -> RegistryFront {
+    RegistryFront {
+        upstream: upstream.clone(),
+        namespaces: namespaces.clone(),
+        public_base: cfg.server.public_base(),
+        trust_forwarded: cfg.server.trust_forwarded_headers,
+        provisioner_keys,
+        metrics: metrics.front.clone(),
+        replay_cap: cfg.tcr.replay_buffer_bytes,
+        redirects: cfg.tcr.redirects,
+        dedup: cfg.wan.dedup.then(|| {
+            let index = crate::registry::dedup::BlobIndex::new(cfg.wan.dedup_entries);
+            let _ = index.metrics().register(&metrics.registry);
+            Arc::new(index)
+        }),
+    }
+}
+
+/// The Harbor API persona (`/api/...`, `/chartrepo/...`).
+fn build_harbor_front(
+    cfg: &Config,
+    metrics: &AdapterMetrics,
+    upstream: &Arc<UpstreamClient>,
+    namespaces: &Arc<NamespaceProvisioner>,
+    resolver: &Arc<CredentialResolver>,
+) -> HarborFront {
+    HarborFront {
+        upstream: upstream.clone(),
+        namespaces: namespaces.clone(),
+        resolver: resolver.clone(),
+        metrics: metrics.front.clone(),
+        public_base: cfg.server.public_base(),
+        trust_forwarded: cfg.server.trust_forwarded_headers,
+        chart_limits: crate::harbor_api::SpoolLimits {
+            dir: std::env::temp_dir(),
+            max_bytes: cfg.server.max_chart_bytes,
+        },
     }
 }
 

@@ -184,6 +184,16 @@ pub(crate) fn http_client(cfg: &Config) -> Result<reqwest::Client, String> {
 
 /// Local, offline items: listener, public URL, TLS files, CA file, auth keys.
 fn check_local(cfg: &Config, r: &mut Report) {
+    check_listen(cfg, r);
+    let base = cfg.server.public_base();
+    check_public_url(cfg, &base, r);
+    check_tls(cfg, &base, r);
+    check_ca_file(cfg, r);
+    check_auth_keys(cfg, r);
+}
+
+/// `server.listen` is free to bind.
+fn check_listen(cfg: &Config, r: &mut Report) {
     let listen = cfg.server.listen;
     match TcpListener::bind(listen) {
         Ok(_) => r.ok("server.listen", format!("{listen} is free to bind")),
@@ -198,8 +208,11 @@ fn check_local(cfg: &Config, r: &mut Report) {
             "stop the other process or choose another server.listen (e.g. 0.0.0.0:5000)",
         ),
     }
-    let base = cfg.server.public_base();
-    match url::Url::parse(&base) {
+}
+
+/// `server.public_url` (`base`) is an http(s) URL at the root of a host.
+fn check_public_url(cfg: &Config, base: &str, r: &mut Report) {
+    match url::Url::parse(base) {
         Ok(u) if u.path() == "/" && u.query().is_none() => {
             let mut detail = format!("{base} (root of the host; the token realm is {base}/service/token)");
             if cfg.server.public_url.is_empty() {
@@ -214,6 +227,10 @@ fn check_local(cfg: &Config, r: &mut Report) {
             "set server.public_url to e.g. https://tcr-adapter.example.com (no path)",
         ),
     }
+}
+
+/// `server.tls`: the certificate and key load and belong together.
+fn check_tls(cfg: &Config, base: &str, r: &mut Report) {
     match (&cfg.server.tls.cert_file, &cfg.server.tls.key_file) {
         (Some(cert), Some(key)) => match tls_files(cert, key) {
             Ok(d) => r.ok("server.tls", d),
@@ -233,6 +250,10 @@ fn check_local(cfg: &Config, r: &mut Report) {
             r.skip("server.tls", format!("not configured (plain HTTP listener){note}"))
         }
     }
+}
+
+/// `tcr.ca_file` holds PEM certificates.
+fn check_ca_file(cfg: &Config, r: &mut Report) {
     match &cfg.tcr.ca_file {
         Some(p) => match std::fs::read(p).map_err(|e| e.to_string()).and_then(|pem| {
             openssl::x509::X509::stack_from_pem(&pem).map_err(|e| e.to_string())
@@ -250,6 +271,10 @@ fn check_local(cfg: &Config, r: &mut Report) {
         },
         None => r.skip("tcr.ca_file", "not configured (system roots only)"),
     }
+}
+
+/// `auth.signing_key` and `auth.sealing_key` are base64 of 32 bytes (or empty: generated).
+fn check_auth_keys(cfg: &Config, r: &mut Report) {
     let mut bad = Vec::new();
     let mut generated = Vec::new();
     for (name, key, exact) in [

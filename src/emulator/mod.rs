@@ -181,78 +181,25 @@ fn spawn_upload_purge(state: web::Data<EmulatorState>) {
 
 /// Bind both listeners (port 0 picks a free port) and serve. Must run inside a Tokio runtime.
 pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<EmulatorHandle> {
-    let reg_listener = TcpListener::bind(cfg.registry_listen)?;
-    let api_listener = TcpListener::bind(cfg.api_listen)?;
-    let registry_addr = reg_listener.local_addr()?;
-    let api_addr = api_listener.local_addr()?;
-    let storage_listener = match (cfg.storage_listen, cfg.blob_redirects) {
-        (Some(addr), _) => Some(TcpListener::bind(addr)?),
-        (None, true) => Some(TcpListener::bind("127.0.0.1:0")?),
-        (None, false) => None,
-    };
-    let storage_addr = storage_listener
-        .as_ref()
-        .map(TcpListener::local_addr)
-        .transpose()?;
+    let listeners = Listeners::bind(&cfg)?;
     let tls = tls::prepare(&cfg)?;
-    let scheme = scheme(&tls);
-    let registry_url = if cfg.public_url.is_empty() {
-        format!("{scheme}://{registry_addr}")
-    } else {
-        cfg.public_url.trim_end_matches('/').to_string()
-    };
-    let state = web::Data::new(EmulatorState::open(
-        cfg,
-        clock,
-        registry_url,
-        format!("{scheme}://{api_addr}"),
-        storage_addr.map(|a| format!("{scheme}://{a}")),
-    )?);
-
-    let s = state.clone();
-    let registry_server = HttpServer::new(move || {
-        App::new()
-            .app_data(s.clone())
-            .configure(registry::configure)
-    })
-    .workers(2)
-    .tcp_nodelay(true);
-    let registry_server = match &tls {
-        Some(files) => registry_server.listen_openssl(reg_listener, files.acceptor()?)?,
-        None => registry_server.listen(reg_listener)?,
-    }
-    .run();
-    let s = state.clone();
-    let api_server = HttpServer::new(move || {
-        App::new()
-            .app_data(s.clone())
-            .configure(cloudapi::configure)
-    })
-    .workers(1)
-    .tcp_nodelay(true);
-    let api_server = match &tls {
-        Some(files) => api_server.listen_openssl(api_listener, files.acceptor()?)?,
-        None => api_server.listen(api_listener)?,
-    }
-    .run();
+    let state = open_state(cfg, clock, &listeners, &tls)?;
+    let Listeners {
+        registry: reg_listener,
+        api: api_listener,
+        storage: storage_listener,
+        registry_addr,
+        api_addr,
+        storage_addr,
+    } = listeners;
+    let registry_server = serve(&state, reg_listener, &tls, 2, registry::configure)?;
+    let api_server = serve(&state, api_listener, &tls, 1, cloudapi::configure)?;
     spawn_upload_purge(state.clone());
     let mut servers = vec![registry_server.handle(), api_server.handle()];
     tokio::spawn(registry_server);
     tokio::spawn(api_server);
     if let Some(listener) = storage_listener {
-        let s = state.clone();
-        let storage_server = HttpServer::new(move || {
-            App::new()
-                .app_data(s.clone())
-                .configure(object_storage::configure)
-        })
-        .workers(2)
-        .tcp_nodelay(true);
-        let storage_server = match &tls {
-            Some(files) => storage_server.listen_openssl(listener, files.acceptor()?)?,
-            None => storage_server.listen(listener)?,
-        }
-        .run();
+        let storage_server = serve(&state, listener, &tls, 2, object_storage::configure)?;
         servers.push(storage_server.handle());
         tokio::spawn(storage_server);
     }
@@ -265,6 +212,83 @@ pub async fn start(cfg: EmulatorConfig, clock: SharedClock) -> std::io::Result<E
         tls,
         servers,
     })
+}
+
+/// The emulator's bound listeners and their addresses.
+struct Listeners {
+    registry: TcpListener,
+    api: TcpListener,
+    /// The object-storage listener: configured, or on a free port for blob redirects.
+    storage: Option<TcpListener>,
+    registry_addr: SocketAddr,
+    api_addr: SocketAddr,
+    storage_addr: Option<SocketAddr>,
+}
+
+impl Listeners {
+    fn bind(cfg: &EmulatorConfig) -> std::io::Result<Listeners> {
+        let registry = TcpListener::bind(cfg.registry_listen)?;
+        let api = TcpListener::bind(cfg.api_listen)?;
+        let registry_addr = registry.local_addr()?;
+        let api_addr = api.local_addr()?;
+        let storage = match (cfg.storage_listen, cfg.blob_redirects) {
+            (Some(addr), _) => Some(TcpListener::bind(addr)?),
+            (None, true) => Some(TcpListener::bind("127.0.0.1:0")?),
+            (None, false) => None,
+        };
+        let storage_addr = storage.as_ref().map(TcpListener::local_addr).transpose()?;
+        Ok(Listeners {
+            registry,
+            api,
+            storage,
+            registry_addr,
+            api_addr,
+            storage_addr,
+        })
+    }
+}
+
+/// Open the emulator's state with the URLs it is reached at (`public_url` for the data plane
+/// when configured).
+fn open_state(
+    cfg: EmulatorConfig,
+    clock: SharedClock,
+    listeners: &Listeners,
+    tls: &Option<tls::TlsFiles>,
+) -> std::io::Result<web::Data<EmulatorState>> {
+    let scheme = scheme(tls);
+    let registry_url = if cfg.public_url.is_empty() {
+        format!("{scheme}://{}", listeners.registry_addr)
+    } else {
+        cfg.public_url.trim_end_matches('/').to_string()
+    };
+    Ok(web::Data::new(EmulatorState::open(
+        cfg,
+        clock,
+        registry_url,
+        format!("{scheme}://{}", listeners.api_addr),
+        listeners.storage_addr.map(|a| format!("{scheme}://{a}")),
+    )?))
+}
+
+/// An HTTP(S) server on `listener` with `configure`'s routes over `state`, running (not yet
+/// spawned).
+fn serve(
+    state: &web::Data<EmulatorState>,
+    listener: TcpListener,
+    tls: &Option<tls::TlsFiles>,
+    workers: usize,
+    configure: fn(&mut web::ServiceConfig),
+) -> std::io::Result<actix_web::dev::Server> {
+    let s = state.clone();
+    let server = HttpServer::new(move || App::new().app_data(s.clone()).configure(configure))
+        .workers(workers)
+        .tcp_nodelay(true);
+    Ok(match tls {
+        Some(files) => server.listen_openssl(listener, files.acceptor()?)?,
+        None => server.listen(listener)?,
+    }
+    .run())
 }
 
 fn scheme(tls: &Option<tls::TlsFiles>) -> &'static str {

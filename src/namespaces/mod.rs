@@ -354,41 +354,46 @@ impl NamespaceProvisioner {
         ns: &str,
         keys: &ApiCredential,
     ) -> Result<Outcome, (Outcome, OciError)> {
-        let failed = |e: crate::tencentcloud::ApiError, action: &str, context: String| {
-            let oci = api_error_to_oci(&e, action, &keys.secret_id, &context);
-            let outcome = if oci.code == ErrorCode::Denied {
-                Outcome::Denied
-            } else {
-                Outcome::Error
-            };
-            tracing::warn!(namespace = ns, action, error = %e, "namespace ensure failed");
-            (outcome, oci)
-        };
-        let inst = self.instance(cloud, keys).await.map_err(|e| {
-            let outcome = if e.code == ErrorCode::Denied {
-                Outcome::Denied
-            } else {
-                Outcome::Error
-            };
-            (outcome, e)
-        })?;
-        let exists = inst
+        let inst = self
+            .instance(cloud, keys)
+            .await
+            .map_err(|e| (denied_or_error(&e), e))?;
+        if self.namespace_exists(&inst, ns, keys).await? {
+            self.remember(ns);
+            return Ok(Outcome::Exists);
+        }
+        self.check_may_create(ns, keys)?;
+        self.run_before_create_hook(ns);
+        self.create_namespace(&inst, ns, keys).await
+    }
+
+    /// `DescribeNamespaces`: is `ns` already in the instance?
+    async fn namespace_exists(
+        &self,
+        inst: &Instance,
+        ns: &str,
+        keys: &ApiCredential,
+    ) -> Result<bool, (Outcome, OciError)> {
+        Ok(inst
             .client
             .find_namespace(keys, &inst.registry_id, ns)
             .await
             .map_err(|e| {
-                failed(
+                ensure_failed(
                     e,
                     "DescribeNamespaces",
                     format!("checking whether namespace {ns:?} exists"),
+                    ns,
+                    keys,
                 )
             })?
-            .is_some();
-        if exists {
-            self.remember(ns);
-            return Ok(Outcome::Exists);
-        }
-        let visibility = if self.cfg.public { "public" } else { "private" };
+            .is_some())
+    }
+
+    /// Refuse a missing namespace when `auto_create` is off or in dry-run mode (which audits
+    /// what it would have created).
+    fn check_may_create(&self, ns: &str, keys: &ApiCredential) -> Result<(), (Outcome, OciError)> {
+        let visibility = self.visibility();
         if !self.cfg.auto_create {
             return Err((
                 Outcome::Denied,
@@ -421,6 +426,18 @@ impl NamespaceProvisioner {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    fn visibility(&self) -> &'static str {
+        if self.cfg.public {
+            "public"
+        } else {
+            "private"
+        }
+    }
+
+    fn run_before_create_hook(&self, ns: &str) {
         let hook = self
             .before_create
             .read()
@@ -429,6 +446,15 @@ impl NamespaceProvisioner {
         if let Some(h) = hook {
             h(ns);
         }
+    }
+
+    /// `CreateNamespace`; a conflict (created concurrently) is confirmed with a lookup.
+    async fn create_namespace(
+        &self,
+        inst: &Instance,
+        ns: &str,
+        keys: &ApiCredential,
+    ) -> Result<Outcome, (Outcome, OciError)> {
         let context = format!("creating namespace {ns:?}");
         match inst
             .client
@@ -436,40 +462,79 @@ impl NamespaceProvisioner {
             .await
         {
             Ok(()) => {
-                let at = chrono::DateTime::from_timestamp_millis(self.clock.now_ms())
-                    .unwrap_or_default()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-                tracing::info!(
-                    target: "audit",
-                    event = "namespace_created",
-                    namespace = ns,
-                    visibility,
-                    registry_id = %inst.registry_id,
-                    secret_id = %secret_id_prefix(&keys.secret_id),
-                    at = %at,
-                    "namespace created"
-                );
+                self.audit_created(inst, ns, keys);
                 self.remember(ns);
                 Ok(Outcome::Created)
             }
             Err(e) if e.is_conflict() => {
-                // Someone else created it meanwhile: make sure it is really there.
-                match inst
-                    .client
-                    .find_namespace(keys, &inst.registry_id, ns)
+                self.confirm_concurrent_create(inst, ns, keys, e, context)
                     .await
-                {
-                    Ok(Some(_)) | Err(_) => {
-                        tracing::info!(namespace = ns, code = ?e.code(), "namespace already exists (created concurrently)");
-                        self.remember(ns);
-                        Ok(Outcome::Conflict)
-                    }
-                    Ok(None) => Err(failed(e, "CreateNamespace", context)),
-                }
             }
-            Err(e) => Err(failed(e, "CreateNamespace", context)),
+            Err(e) => Err(ensure_failed(e, "CreateNamespace", context, ns, keys)),
         }
     }
+
+    fn audit_created(&self, inst: &Instance, ns: &str, keys: &ApiCredential) {
+        let at = chrono::DateTime::from_timestamp_millis(self.clock.now_ms())
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        tracing::info!(
+            target: "audit",
+            event = "namespace_created",
+            namespace = ns,
+            visibility = self.visibility(),
+            registry_id = %inst.registry_id,
+            secret_id = %secret_id_prefix(&keys.secret_id),
+            at = %at,
+            "namespace created"
+        );
+    }
+
+    /// Someone else created it meanwhile: make sure it is really there.
+    async fn confirm_concurrent_create(
+        &self,
+        inst: &Instance,
+        ns: &str,
+        keys: &ApiCredential,
+        e: crate::tencentcloud::ApiError,
+        context: String,
+    ) -> Result<Outcome, (Outcome, OciError)> {
+        match inst
+            .client
+            .find_namespace(keys, &inst.registry_id, ns)
+            .await
+        {
+            Ok(Some(_)) | Err(_) => {
+                tracing::info!(namespace = ns, code = ?e.code(), "namespace already exists (created concurrently)");
+                self.remember(ns);
+                Ok(Outcome::Conflict)
+            }
+            Ok(None) => Err(ensure_failed(e, "CreateNamespace", context, ns, keys)),
+        }
+    }
+}
+
+/// [`Outcome::Denied`] for a `DENIED` error, [`Outcome::Error`] otherwise.
+fn denied_or_error(e: &OciError) -> Outcome {
+    if e.code == ErrorCode::Denied {
+        Outcome::Denied
+    } else {
+        Outcome::Error
+    }
+}
+
+/// A failed cloud API call while ensuring `ns`: logged, mapped to an OCI error and an outcome.
+fn ensure_failed(
+    e: crate::tencentcloud::ApiError,
+    action: &str,
+    context: String,
+    ns: &str,
+    keys: &ApiCredential,
+) -> (Outcome, OciError) {
+    let oci = api_error_to_oci(&e, action, &keys.secret_id, &context);
+    let outcome = denied_or_error(&oci);
+    tracing::warn!(namespace = ns, action, error = %e, "namespace ensure failed");
+    (outcome, oci)
 }
 
 /// Apply `f` to the first `/`-separated component of `name`.

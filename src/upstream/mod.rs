@@ -398,21 +398,10 @@ impl UpstreamClient {
     /// Send a request: authorize it; retry on 429/502/503/504 and connection failures whenever
     /// the body can be sent again (none, buffered, or streamed within its replay cap), within
     /// the attempts and the retry budget; refresh the token once on a 401.
-    pub async fn send(&self, f: Forward) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn send(&self, mut f: Forward) -> Result<reqwest::Response, UpstreamError> {
         let url = format!("{}{}", self.base, f.path);
         self.budget.deposit();
-        let single_shot = matches!(f.body, ForwardBody::Stream(_));
-        let (mut once, fixed, replay) = match f.body {
-            ForwardBody::Stream(b) => (Some(b), None, None),
-            ForwardBody::Bytes(b) => (None, Some(b), None),
-            ForwardBody::Empty => (None, None, None),
-            ForwardBody::Replayable(r) => (None, None, Some(r)),
-        };
-        let replayable = |replay: &Option<ReplayBody>| match replay {
-            _ if single_shot => Err("streamed"),
-            Some(r) if !r.can_replay() => Err("replay_overflow"),
-            _ => Ok(()),
-        };
+        let mut body = AttemptBody::new(std::mem::replace(&mut f.body, ForwardBody::Empty));
         let mut auth = self
             .authorization(f.credential.as_ref(), &f.scopes, false)
             .await?;
@@ -420,51 +409,21 @@ impl UpstreamClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut req = self
-                .http
-                .request(f.method.clone(), &url)
-                .headers(f.headers.clone());
-            if let Some(a) = &auth {
-                req = req.header(AUTHORIZATION, a.clone());
-            }
-            let bodyless = f.method == Method::GET || f.method == Method::HEAD;
-            req = match (&replay, once.take(), &fixed) {
-                (Some(r), _, _) => req.body(r.attempt()),
-                (None, Some(b), _) => req.body(b),
-                (None, None, _) if bodyless => req,
-                (None, None, b) => {
-                    let b = b.clone().unwrap_or_default();
-                    if !f.headers.contains_key(CONTENT_LENGTH) {
-                        req = req.header(CONTENT_LENGTH, b.len());
-                    }
-                    req.body(b)
-                }
-            };
-            let started = Instant::now();
-            let result = req.send().await;
-            let status_label = match &result {
-                Ok(r) => r.status().as_u16().to_string(),
-                Err(_) => "error".to_string(),
-            };
-            self.metrics
-                .latency
-                .with_label_values(&[f.route, &status_label])
-                .observe(started.elapsed().as_secs_f64());
-            let resp = match result {
+            let req = self.attempt_request(&f, &url, auth.as_ref(), &mut body);
+            let resp = match self.timed_send(f.route, req).await {
                 Ok(r) => r,
                 Err(e) => {
-                    if self.may_retry("network", replayable(&replay), attempt) {
+                    if self.may_retry("network", body.replayable(), attempt) {
                         tokio::time::sleep(self.backoff(attempt, None)).await;
                         continue;
                     }
                     return Err(unreachable(&url, &e));
                 }
             };
-            let status = resp.status();
             // An anonymous 401 means "not public": a new anonymous token would not help.
             let credentialed = f.credential.is_some() && auth.is_some();
-            if status == StatusCode::UNAUTHORIZED
-                && replayable(&replay).is_ok()
+            if resp.status() == StatusCode::UNAUTHORIZED
+                && body.replayable().is_ok()
                 && !refreshed
                 && credentialed
             {
@@ -478,15 +437,78 @@ impl UpstreamClient {
                     .await?;
                 continue;
             }
-            if retryable_status(status.as_u16())
-                && self.may_retry(status.as_str(), replayable(&replay), attempt)
-            {
-                let wait = self.backoff(attempt, retry_after(resp.headers()));
+            if let Some(wait) = self.status_retry_wait(&resp, body.replayable(), attempt) {
                 drop(resp);
                 tokio::time::sleep(wait).await;
                 continue;
             }
             return Ok(resp);
+        }
+    }
+
+    /// One attempt's request: method, URL, headers, `Authorization` and the body.
+    fn attempt_request(
+        &self,
+        f: &Forward,
+        url: &str,
+        auth: Option<&HeaderValue>,
+        body: &mut AttemptBody,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(f.method.clone(), url)
+            .headers(f.headers.clone());
+        if let Some(a) = auth {
+            req = req.header(AUTHORIZATION, a.clone());
+        }
+        let bodyless = f.method == Method::GET || f.method == Method::HEAD;
+        match (&body.replay, body.once.take(), &body.fixed) {
+            (Some(r), _, _) => req.body(r.attempt()),
+            (None, Some(b), _) => req.body(b),
+            (None, None, _) if bodyless => req,
+            (None, None, b) => {
+                let b = b.clone().unwrap_or_default();
+                if !f.headers.contains_key(CONTENT_LENGTH) {
+                    req = req.header(CONTENT_LENGTH, b.len());
+                }
+                req.body(b)
+            }
+        }
+    }
+
+    /// Send one attempt, observing its latency by route and status (`error` without one).
+    async fn timed_send(
+        &self,
+        route: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let started = Instant::now();
+        let result = req.send().await;
+        let status_label = match &result {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(_) => "error".to_string(),
+        };
+        self.metrics
+            .latency
+            .with_label_values(&[route, &status_label])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// How long to wait before retrying a retryable status, when a retry is allowed.
+    fn status_retry_wait(
+        &self,
+        resp: &reqwest::Response,
+        body_replayable: Result<(), &'static str>,
+        attempt: u32,
+    ) -> Option<Duration> {
+        let status = resp.status();
+        if retryable_status(status.as_u16())
+            && self.may_retry(status.as_str(), body_replayable, attempt)
+        {
+            Some(self.backoff(attempt, retry_after(resp.headers())))
+        } else {
+            None
         }
     }
 
@@ -496,6 +518,41 @@ impl UpstreamClient {
         let jitter = rand::thread_rng().gen_range(0.5..1.5);
         let wait = retry_after.unwrap_or_else(|| exp.mul_f64(jitter));
         wait.min(self.retry.max_wait)
+    }
+}
+
+/// A request body across attempts: a stream sent once, fixed bytes, or a replayable stream.
+struct AttemptBody {
+    single_shot: bool,
+    once: Option<reqwest::Body>,
+    fixed: Option<Bytes>,
+    replay: Option<ReplayBody>,
+}
+
+impl AttemptBody {
+    fn new(body: ForwardBody) -> Self {
+        let single_shot = matches!(body, ForwardBody::Stream(_));
+        let (once, fixed, replay) = match body {
+            ForwardBody::Stream(b) => (Some(b), None, None),
+            ForwardBody::Bytes(b) => (None, Some(b), None),
+            ForwardBody::Empty => (None, None, None),
+            ForwardBody::Replayable(r) => (None, None, Some(r)),
+        };
+        AttemptBody {
+            single_shot,
+            once,
+            fixed,
+            replay,
+        }
+    }
+
+    /// Whether the body can be sent again (`Err` names why not, for the give-up metric).
+    fn replayable(&self) -> Result<(), &'static str> {
+        match &self.replay {
+            _ if self.single_shot => Err("streamed"),
+            Some(r) if !r.can_replay() => Err("replay_overflow"),
+            _ => Ok(()),
+        }
     }
 }
 

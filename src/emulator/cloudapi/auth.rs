@@ -34,9 +34,23 @@ pub fn verify<'s>(
     body: &[u8],
     action: &str,
 ) -> Result<&'s EmulatorAccount, Fault> {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let parsed = parse_authorization_header(req)?;
+    let account = find_account(state, &parsed)?;
+    reject_session_token(req)?;
+    let timestamp = check_timestamp(state, req)?;
+    check_signature(req, body, account, &parsed, timestamp)?;
+    check_permission(account, action)?;
+    Ok(account)
+}
+
+fn header<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The `Authorization` header, parsed: scope service `tcr`, `content-type` and `host` signed.
+fn parse_authorization_header(req: &HttpRequest) -> Result<signer::ParsedAuthorization, Fault> {
     let authorization =
-        header("authorization").ok_or_else(|| invalid_authorization("it is missing"))?;
+        header(req, "authorization").ok_or_else(|| invalid_authorization("it is missing"))?;
     let parsed =
         signer::parse_authorization(authorization).map_err(|e| invalid_authorization(e.0))?;
     if parsed.service != "tcr" {
@@ -52,7 +66,14 @@ pub fn verify<'s>(
             )));
         }
     }
-    let account = state
+    Ok(parsed)
+}
+
+fn find_account<'s>(
+    state: &'s EmulatorState,
+    parsed: &signer::ParsedAuthorization,
+) -> Result<&'s EmulatorAccount, Fault> {
+    state
         .cfg
         .accounts
         .iter()
@@ -62,14 +83,23 @@ pub fn verify<'s>(
                 "AuthFailure.SecretIdNotFound",
                 "The SecretId is not found, please ensure that your SecretId is correct.",
             )
-        })?;
-    if header("x-tc-token").is_some_and(|t| !t.is_empty()) {
+        })
+}
+
+/// Temporary credentials (`X-TC-Token`) are refused: long-term API keys only.
+fn reject_session_token(req: &HttpRequest) -> Result<(), Fault> {
+    if header(req, "x-tc-token").is_some_and(|t| !t.is_empty()) {
         return Err(Fault::new(
             "AuthFailure.TokenFailure",
             "The X-TC-Token is invalid: the emulator accepts long-term API keys only.",
         ));
     }
-    let timestamp = match header("x-tc-timestamp") {
+    Ok(())
+}
+
+/// `X-TC-Timestamp`, at most [`MAX_SKEW_SECS`] from the emulator's clock.
+fn check_timestamp(state: &EmulatorState, req: &HttpRequest) -> Result<i64, Fault> {
+    let timestamp = match header(req, "x-tc-timestamp") {
         Some(t) => t
             .trim()
             .parse::<i64>()
@@ -85,15 +115,29 @@ pub fn verify<'s>(
             ),
         ));
     }
+    Ok(timestamp)
+}
+
+/// Rebuild the canonical request from the received signed headers and compare signatures.
+fn check_signature(
+    req: &HttpRequest,
+    body: &[u8],
+    account: &EmulatorAccount,
+    parsed: &signer::ParsedAuthorization,
+    timestamp: i64,
+) -> Result<(), Fault> {
     if parsed.date != signer::utc_date(timestamp) {
         return Err(signature_failure());
     }
     let mut values = Vec::with_capacity(parsed.signed_headers.len());
     for name in &parsed.signed_headers {
-        values.push((name.as_str(), header(name).ok_or_else(signature_failure)?));
+        values.push((
+            name.as_str(),
+            header(req, name).ok_or_else(signature_failure)?,
+        ));
     }
     let is_get = req.method() == Method::GET;
-    let payload: &[u8] = if header("x-tc-content-sha256") == Some(UNSIGNED_PAYLOAD) {
+    let payload: &[u8] = if header(req, "x-tc-content-sha256") == Some(UNSIGNED_PAYLOAD) {
         UNSIGNED_PAYLOAD.as_bytes()
     } else if is_get {
         b""
@@ -116,6 +160,11 @@ pub fn verify<'s>(
     if !signer::signatures_equal(&computed.signature, &parsed.signature) {
         return Err(signature_failure());
     }
+    Ok(())
+}
+
+/// CAM: may `account` call `action`?
+fn check_permission(account: &EmulatorAccount, action: &str) -> Result<(), Fault> {
     if !account.may(action) {
         return Err(Fault::new(
             "AuthFailure.UnauthorizedOperation",
@@ -124,5 +173,5 @@ pub fn verify<'s>(
             ),
         ));
     }
-    Ok(account)
+    Ok(())
 }

@@ -107,12 +107,37 @@ pub(crate) async fn put(
     r: &str,
 ) -> HandlerResult {
     authorize(req, state, repo, Action::Push)?;
-    let reference = Reference::parse(r).map_err(|e| match r.contains(':') {
+    let reference = parse_put_reference(r)?;
+    let body = read_body(req, payload, state).await?;
+    let doc = parse_manifest_json(&body)?;
+    let digest = Digest::sha256_of(&body);
+    check_pushed_digest(&reference, &digest)?;
+    let media_type = manifest_media_type(req, &doc);
+    let refs_size = check_references(state, repo, &doc, &media_type).await?;
+    let meta = manifest_meta(state, &doc, media_type, body.len() as u64, refs_size)?;
+    let subject = meta.subject.clone();
+    let tag = match &reference {
+        Reference::Tag(t) => Some(t.as_str()),
+        Reference::Digest(_) => None,
+    };
+    state
+        .storage
+        .put_manifest(repo.as_str(), &digest, &body, meta, tag)
+        .map_err(storage_error)?;
+    Ok(put_created(repo, &digest, subject))
+}
+
+/// The PUT reference: a malformed digest is `DIGEST_INVALID`, a malformed tag `TAG_INVALID`.
+fn parse_put_reference(r: &str) -> Result<Reference, OciError> {
+    Reference::parse(r).map_err(|e| match r.contains(':') {
         true => OciError::new(ErrorCode::DigestInvalid, e.to_string()),
         false => OciError::new(ErrorCode::TagInvalid, e.to_string()),
-    })?;
-    let body = read_body(req, payload, state).await?;
-    let doc: Value = serde_json::from_slice(&body)
+    })
+}
+
+/// The body as a JSON object (`MANIFEST_INVALID` otherwise).
+fn parse_manifest_json(body: &[u8]) -> Result<Value, OciError> {
+    let doc: Value = serde_json::from_slice(body)
         .map_err(|e| OciError::new(ErrorCode::ManifestInvalid, format!("invalid JSON: {e}")))?;
     if !doc.is_object() {
         return Err(OciError::new(
@@ -120,15 +145,25 @@ pub(crate) async fn put(
             "manifest must be a JSON object",
         ));
     }
-    let digest = Digest::sha256_of(&body);
-    if let Reference::Digest(d) = &reference {
-        if d != &digest {
+    Ok(doc)
+}
+
+/// Pushed by digest: the body must hash to it.
+fn check_pushed_digest(reference: &Reference, digest: &Digest) -> Result<(), OciError> {
+    if let Reference::Digest(d) = reference {
+        if d != digest {
             return Err(OciError::new(
                 ErrorCode::DigestInvalid,
                 format!("manifest digest {digest} does not match {d}"),
             ));
         }
     }
+    Ok(())
+}
+
+/// The media type: the `Content-Type` header (unless octet-stream), else the body's
+/// `mediaType`, else OCI index or manifest by shape.
+fn manifest_media_type(req: &HttpRequest, doc: &Value) -> String {
     let header_type = req
         .headers()
         .get("content-type")
@@ -139,58 +174,101 @@ pub(crate) async fn put(
         .get("mediaType")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let media_type = header_type.or(body_type).unwrap_or_else(|| {
+    header_type.or(body_type).unwrap_or_else(|| {
         if doc.get("manifests").is_some() {
             media::OCI_INDEX.to_string()
         } else {
             media::OCI_MANIFEST.to_string()
         }
-    });
+    })
+}
 
-    let mut refs_size = 0u64;
+/// Check that what the manifest references is there (schema 1 is not looked into); returns the
+/// total size of the references.
+async fn check_references(
+    state: &State,
+    repo: &RepoName,
+    doc: &Value,
+    media_type: &str,
+) -> Result<u64, OciError> {
     let is_schema1 =
         media_type == media::DOCKER_SCHEMA1 || media_type == media::DOCKER_SCHEMA1_SIGNED;
-    if !is_schema1 {
-        let config = doc.get("config").into_iter();
-        let layers = doc
-            .get("layers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten();
-        for desc in config.chain(layers) {
-            refs_size += desc.get("size").and_then(Value::as_u64).unwrap_or(0);
-            if desc.get("urls").is_some() {
-                continue; // foreign layer
-            }
-            let d = descriptor_digest(desc).ok_or_else(|| {
-                OciError::new(ErrorCode::ManifestInvalid, "descriptor without digest")
-            })?;
-            let d = parse_digest(d)?;
-            if state
-                .storage
-                .blob_in_repo(repo.as_str(), &d)
-                .await
-                .is_none()
-            {
-                return Err(blob_unknown(d.as_str()));
-            }
+    if is_schema1 {
+        return Ok(0);
+    }
+    let mut refs_size = 0u64;
+    check_blob_references(state, repo, doc, &mut refs_size).await?;
+    check_child_manifests(state, repo, doc, &mut refs_size)?;
+    Ok(refs_size)
+}
+
+/// The config and layers must be blobs linked in the repository (foreign layers excepted);
+/// their sizes are added to `size`.
+async fn check_blob_references(
+    state: &State,
+    repo: &RepoName,
+    doc: &Value,
+    size: &mut u64,
+) -> Result<(), OciError> {
+    let config = doc.get("config").into_iter();
+    let layers = doc
+        .get("layers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for desc in config.chain(layers) {
+        *size += desc.get("size").and_then(Value::as_u64).unwrap_or(0);
+        if desc.get("urls").is_some() {
+            continue; // foreign layer
         }
-        for child in doc
-            .get("manifests")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+        let d = parse_digest(required_descriptor_digest(desc)?)?;
+        if state
+            .storage
+            .blob_in_repo(repo.as_str(), &d)
+            .await
+            .is_none()
         {
-            refs_size += child.get("size").and_then(Value::as_u64).unwrap_or(0);
-            let d = descriptor_digest(child).ok_or_else(|| {
-                OciError::new(ErrorCode::ManifestInvalid, "descriptor without digest")
-            })?;
-            let d = parse_digest(d)?;
-            if state.storage.manifest_meta(repo.as_str(), &d).is_none() {
-                return Err(blob_unknown(d.as_str()));
-            }
+            return Err(blob_unknown(d.as_str()));
         }
     }
+    Ok(())
+}
+
+/// An index's children must be manifests in the repository; their sizes are added to `size`.
+fn check_child_manifests(
+    state: &State,
+    repo: &RepoName,
+    doc: &Value,
+    size: &mut u64,
+) -> Result<(), OciError> {
+    for child in doc
+        .get("manifests")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        *size += child.get("size").and_then(Value::as_u64).unwrap_or(0);
+        let d = parse_digest(required_descriptor_digest(child)?)?;
+        if state.storage.manifest_meta(repo.as_str(), &d).is_none() {
+            return Err(blob_unknown(d.as_str()));
+        }
+    }
+    Ok(())
+}
+
+fn required_descriptor_digest(desc: &Value) -> Result<&str, OciError> {
+    descriptor_digest(desc)
+        .ok_or_else(|| OciError::new(ErrorCode::ManifestInvalid, "descriptor without digest"))
+}
+
+/// What is stored beside the manifest's bytes (a malformed `subject` digest is refused).
+fn manifest_meta(
+    state: &State,
+    doc: &Value,
+    media_type: String,
+    size: u64,
+    refs_size: u64,
+) -> Result<ManifestMeta, OciError> {
     let subject = doc
         .get("subject")
         .and_then(descriptor_digest)
@@ -205,23 +283,19 @@ pub(crate) async fn put(
                 .and_then(Value::as_str)
         })
         .map(str::to_string);
-    let meta = ManifestMeta {
+    Ok(ManifestMeta {
         media_type,
-        size: body.len() as u64,
+        size,
         refs_size,
-        subject: subject.clone(),
+        subject,
         artifact_type,
         annotations: doc.get("annotations").filter(|a| a.is_object()).cloned(),
         created_ms: state.clock.now_ms(),
-    };
-    let tag = match &reference {
-        Reference::Tag(t) => Some(t.as_str()),
-        Reference::Digest(_) => None,
-    };
-    state
-        .storage
-        .put_manifest(repo.as_str(), &digest, &body, meta, tag)
-        .map_err(storage_error)?;
+    })
+}
+
+/// `201 Created` with `Location`, `Docker-Content-Digest` and `OCI-Subject` when there is one.
+fn put_created(repo: &RepoName, digest: &Digest, subject: Option<String>) -> HttpResponse {
     let mut resp = HttpResponse::Created();
     resp.insert_header(("Location", format!("/v2/{repo}/manifests/{digest}")))
         .insert_header(("Docker-Content-Digest", digest.as_str()))
@@ -229,7 +303,7 @@ pub(crate) async fn put(
     if let Some(s) = subject {
         resp.insert_header(("OCI-Subject", s));
     }
-    Ok(resp.finish())
+    resp.finish()
 }
 
 /// `DELETE /v2/<name>/manifests/<reference>`: untag (tag) or delete with its tags (digest).
