@@ -214,35 +214,50 @@ pub async fn find_instance(
         });
     }
     let lookup = client.with_region(region.unwrap_or(DEFAULT_REGION));
-    let api_err =
-        |e: ApiError| DiscoveryError::Api(e.humanize_with("DescribeInstances", &keys.secret_id), e);
-    let describe = |req: DescribeInstancesRequest| {
-        let lookup = lookup.clone();
-        async move {
-            lookup
-                .call::<_, DescribeInstancesResponse>(keys, "DescribeInstances", &req)
-                .await
-                .map(|r| r.registries)
-        }
-    };
-    if let Some(id) = registry_id {
-        let found = describe(DescribeInstancesRequest {
-            registry_ids: Some(vec![id.to_string()]),
-            all_region: Some(true),
-            limit: Some(100),
-            ..Default::default()
-        })
-        .await
-        .map_err(api_err)?;
-        return match found.iter().find(|r| r.registry_id == id) {
-            Some(r) => running(info_of(r)),
-            None => Err(DiscoveryError::NotFound {
-                name: id.to_string(),
-                domain,
-                secret_id: crate::tencentcloud::secret_id_prefix(&keys.secret_id),
-            }),
-        };
+    match registry_id {
+        Some(id) => find_by_id(&lookup, keys, id, domain).await,
+        None => find_by_domain(&lookup, keys, domain).await,
     }
+}
+
+fn api_error(keys: &ApiCredential) -> impl Fn(ApiError) -> DiscoveryError + '_ {
+    |e: ApiError| DiscoveryError::Api(e.humanize_with("DescribeInstances", &keys.secret_id), e)
+}
+
+/// The configured instance id, looked up in every region.
+async fn find_by_id(
+    lookup: &TcrApiClient,
+    keys: &ApiCredential,
+    id: &str,
+    domain: String,
+) -> Result<InstanceInfo, DiscoveryError> {
+    let req = DescribeInstancesRequest {
+        registry_ids: Some(vec![id.to_string()]),
+        all_region: Some(true),
+        limit: Some(100),
+        ..Default::default()
+    };
+    let found = lookup
+        .call::<_, DescribeInstancesResponse>(keys, "DescribeInstances", &req)
+        .await
+        .map(|r| r.registries)
+        .map_err(api_error(keys))?;
+    match found.iter().find(|r| r.registry_id == id) {
+        Some(r) => running(info_of(r)),
+        None => Err(DiscoveryError::NotFound {
+            name: id.to_string(),
+            domain,
+            secret_id: crate::tencentcloud::secret_id_prefix(&keys.secret_id),
+        }),
+    }
+}
+
+/// The instance whose public domain (or name, the domain's first label) is `domain`.
+async fn find_by_domain(
+    lookup: &TcrApiClient,
+    keys: &ApiCredential,
+    domain: String,
+) -> Result<InstanceInfo, DiscoveryError> {
     let name = domain
         .split(['.', ':'])
         .next()
@@ -259,7 +274,7 @@ pub async fn find_instance(
         lookup
             .describe_instances(keys, Some(&name), true)
             .await
-            .map_err(api_err)?
+            .map_err(api_error(keys))?
     };
     // Prefer an exact public-domain match, then an exact name match.
     let pick = |list: &[Registry]| {
@@ -275,7 +290,7 @@ pub async fn find_instance(
     let all = lookup
         .describe_instances(keys, None, true)
         .await
-        .map_err(api_err)?;
+        .map_err(api_error(keys))?;
     match all
         .iter()
         .find(|r| r.public_domain.eq_ignore_ascii_case(&domain))

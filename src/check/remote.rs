@@ -287,59 +287,70 @@ async fn check_data_plane(
     r: &mut Report,
 ) {
     let url = format!("{}/v2/", cfg.tcr.registry_url.trim_end_matches('/'));
-    let name = "data plane";
     let resp = match http.get(&url).send().await {
         Ok(resp) => resp,
-        Err(e) => {
-            let chain = error_chain(&e);
-            let tls = tcr_adapter::upstream::tls_diag::looks_like_tls(&chain);
-            let ca = cfg.tcr.ca_file.as_ref().and_then(|p| std::fs::read(p).ok());
-            let diag_url = url.clone();
-            let explained = if tls {
-                tokio::task::spawn_blocking(move || {
-                    tcr_adapter::upstream::tls_diag::diagnose(&diag_url, ca.as_deref())
-                })
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten()
-            } else {
-                None
-            };
-            if let Some(words) = explained {
-                r.fail(
-                    name,
-                    format!("GET {url}: {words}"),
-                    "the data plane's TLS certificate does not verify",
-                    "do what the message above says (the adapter refuses to send credentials over an unverified connection)",
-                );
-                r.skip(
-                    "token realm",
-                    "the data plane's certificate does not verify",
-                );
-                return;
-            }
-            r.fail(
-                name,
-                format!("GET {url}: no answer ({chain})"),
-                if tls {
-                    "the data plane's TLS certificate is not trusted"
-                } else {
-                    "wrong host or port, DNS, firewall, or the instance's public access is off (TCR allows the public endpoint only from whitelisted IPs)"
-                },
-                if tls {
-                    "set tcr.ca_file to the CA bundle signing it"
-                } else {
-                    "check tcr.registry_url; in the TCR console enable public access and whitelist this host's egress IP (or use the VPC endpoint)"
-                },
-            );
-            r.skip("token realm", "the data plane is unreachable");
-            return;
-        }
+        Err(e) => return data_plane_unreachable(cfg, &url, &e, r).await,
     };
+    if let Some((realm, service)) = read_challenge(&url, resp, r) {
+        check_realm(http, &realm, &service, token, r).await;
+    }
+}
+
+/// Why `GET /v2/` got no answer, in plain words (a TLS failure diagnosed).
+async fn data_plane_unreachable(cfg: &Config, url: &str, e: &reqwest::Error, r: &mut Report) {
+    let name = "data plane";
+    let url = url.to_string();
+    let chain = error_chain(e);
+    let tls = tcr_adapter::upstream::tls_diag::looks_like_tls(&chain);
+    let ca = cfg.tcr.ca_file.as_ref().and_then(|p| std::fs::read(p).ok());
+    let diag_url = url.clone();
+    let explained = if tls {
+        tokio::task::spawn_blocking(move || {
+            tcr_adapter::upstream::tls_diag::diagnose(&diag_url, ca.as_deref())
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten()
+    } else {
+        None
+    };
+    if let Some(words) = explained {
+        r.fail(
+                name,
+                format!("GET {url}: {words}"),
+                "the data plane's TLS certificate does not verify",
+                "do what the message above says (the adapter refuses to send credentials over an unverified connection)",
+            );
+        r.skip(
+            "token realm",
+            "the data plane's certificate does not verify",
+        );
+        return;
+    }
+    r.fail(
+            name,
+            format!("GET {url}: no answer ({chain})"),
+            if tls {
+                "the data plane's TLS certificate is not trusted"
+            } else {
+                "wrong host or port, DNS, firewall, or the instance's public access is off (TCR allows the public endpoint only from whitelisted IPs)"
+            },
+            if tls {
+                "set tcr.ca_file to the CA bundle signing it"
+            } else {
+                "check tcr.registry_url; in the TCR console enable public access and whitelist this host's egress IP (or use the VPC endpoint)"
+            },
+        );
+    r.skip("token realm", "the data plane is unreachable");
+}
+
+/// The data plane's answer to `GET /v2/`: the Bearer challenge's realm and service, if any.
+fn read_challenge(url: &str, resp: reqwest::Response, r: &mut Report) -> Option<(String, String)> {
+    let name = "data plane";
     let status = resp.status();
     let challenge = bearer_of(&resp);
-    let (realm, service) = match (status.as_u16(), challenge) {
+    match (status.as_u16(), challenge) {
         (401, Some((realm, service))) => {
             r.ok(
                 name,
@@ -347,7 +358,7 @@ async fn check_data_plane(
                     "GET {url} → 401 with a Bearer challenge (realm {realm}, service {service})"
                 ),
             );
-            (realm, service)
+            Some((realm, service))
         }
         (s, _) if (200..300).contains(&s) => {
             r.ok(
@@ -355,7 +366,7 @@ async fn check_data_plane(
                 format!("GET {url} → {status} without authentication (no token realm)"),
             );
             r.skip("token realm", "the data plane asks for no credentials");
-            return;
+            None
         }
         _ => {
             r.fail(
@@ -365,10 +376,20 @@ async fn check_data_plane(
                 "set tcr.registry_url to the instance's data plane, e.g. https://<instance>.tencentcloudcr.com",
             );
             r.skip("token realm", "no Bearer challenge");
-            return;
+            None
         }
-    };
-    let mut req = http.get(&realm).query(&[("service", service.as_str())]);
+    }
+}
+
+/// The realm with the instance token (or without credentials).
+async fn check_realm(
+    http: &reqwest::Client,
+    realm: &str,
+    service: &str,
+    token: Option<&InstanceToken>,
+    r: &mut Report,
+) {
+    let mut req = http.get(realm).query(&[("service", service)]);
     let with = match token {
         Some(t) => {
             req = req.header(
