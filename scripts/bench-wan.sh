@@ -165,16 +165,26 @@ ns_of() { # client path parallel
 run_no=0
 for CONFIG in $CONFIGS; do
   lat=${CONFIG%%:*}; BANDWIDTH=${CONFIG##*:}
-  read -r EREG EAPI AP APN < <(free_ports 4)
-  wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP (dedup), :$APN (no dedup)"
-  env TCR_ADAPTER__EMULATOR__REGISTRY_LISTEN=127.0.0.1:$EREG \
-      TCR_ADAPTER__EMULATOR__API_LISTEN=127.0.0.1:$EAPI \
-      TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat-$BANDWIDTH" \
-      TCR_ADAPTER__EMULATOR__FAULTS__LATENCY_MS="$lat" \
-      TCR_ADAPTER__EMULATOR__FAULTS__BANDWIDTH_KIB_PER_SEC="$BANDWIDTH" \
-      TCR_ADAPTER__LOG__LEVEL=warn \
-      "$BIN" emulator >"$WWORK/logs/emulator-$lat-$BANDWIDTH.log" 2>&1 &
-  emu_pid=$!; WPIDS+=("$emu_pid")
+  # A port picked by free_ports can be taken by someone else before the emulator binds it: retry.
+  for attempt in 1 2 3; do
+    read -r EREG EAPI AP APN < <(free_ports 4)
+    wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP (dedup), :$APN (no dedup)"
+    env TCR_ADAPTER__EMULATOR__REGISTRY_LISTEN=127.0.0.1:$EREG \
+        TCR_ADAPTER__EMULATOR__API_LISTEN=127.0.0.1:$EAPI \
+        TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat-$BANDWIDTH-$attempt" \
+        TCR_ADAPTER__EMULATOR__FAULTS__LATENCY_MS="$lat" \
+        TCR_ADAPTER__EMULATOR__FAULTS__BANDWIDTH_KIB_PER_SEC="$BANDWIDTH" \
+        TCR_ADAPTER__LOG__LEVEL=warn \
+        "$BIN" emulator >"$WWORK/logs/emulator-$lat-$BANDWIDTH.log" 2>&1 &
+    emu_pid=$!; WPIDS+=("$emu_pid")
+    for _ in $(seq 1 200); do
+      curl -s -o /dev/null "http://127.0.0.1:$EREG/v2/" && break
+      kill -0 "$emu_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -0 "$emu_pid" 2>/dev/null && break
+    wlog "emulator exited ($(tail -n 1 "$WWORK/logs/emulator-$lat-$BANDWIDTH.log")); new ports"
+  done
   wait_up "http://127.0.0.1:$EREG/v2/" emulator
   wait_up "http://127.0.0.1:$EAPI/metrics" "emulator API"
   start_adapter "$AP" true "$WWORK/logs/adapter-$lat-$BANDWIDTH.log"; ad_pid=$LAST_PID
