@@ -23,6 +23,7 @@
 # task per image; "skopeo" keeps skopeo's blob-info cache for the whole run, so it
 # mounts the base layers it already pushed, as skopeo does; "nocache" starts every copy with an
 # empty cache, so every repository uploads the base layers again, as Harbor's replication does),
+# BENCH_WAN_ROUTES=1 (log the emulator's requests of every run by route, method and status),
 # BENCH_WAN_BIN (binary to run; default target/release/tcr-adapter, built unless
 # BENCH_SKIP_BUILD=1), BENCH_TMPDIR (default /tmp), BENCH_RESULTS (JSON lines appended, as
 # bench/measure.py writes them), BENCH_WAN_OUT (the table as TSV).
@@ -217,6 +218,7 @@ for CONFIG in $CONFIGS; do
           $M layouts --dir "$layout" --count "$N" --layer-sizes "$LAYER_SIZES" --shared $((${#SIZES_ARR[@]} - 1))
           distinct=$(du -sb "$layout/blobs" | awk '{print $1}')
         fi
+        if [[ ${BENCH_WAN_ROUTES:-0} == 1 ]]; then curl -s "http://127.0.0.1:$EAPI/metrics" >"$WWORK/m0"; fi
         req0=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
         up0=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
         # The adapter's /metrics: same text format, same summing.
@@ -240,6 +242,20 @@ for CONFIG in $CONFIGS; do
         t1=$(date +%s.%N)
         if [[ -n $layout ]]; then rm -rf "$layout"; fi
         req1=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
+        if [[ ${BENCH_WAN_ROUTES:-0} == 1 ]]; then  # what the emulator received, by route/method/status
+          curl -s "http://127.0.0.1:$EAPI/metrics" >"$WWORK/m1"
+          python3 - "$WWORK/m0" "$WWORK/m1" <<'EOF' >&2
+import re, sys
+def load(f):
+    return {m.group(1): float(m.group(2)) for m in
+            (re.match(r'tcr_emulator_registry_requests_total\{(.*)\} (\S+)$', l.strip()) for l in open(f)) if m}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+for k in sorted(b):
+    d = b[k] - a.get(k, 0)
+    if d:
+        print("      %5d  %s" % (d, k))
+EOF
+        fi
         up1=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
         mounts=-
         if [[ -n $mport ]]; then
