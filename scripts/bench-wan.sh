@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
-# WAN benchmark (issue 17): a project of N images sharing base layers pushed with skopeo into the
-# TCR emulator across a modelled WAN (`emulator.faults.latency_ms` per request,
+# WAN benchmark (issue 17): a project of N images sharing base layers pushed into the TCR
+# emulator across a modelled WAN (`emulator.faults.latency_ms` per request,
 # `emulator.faults.bandwidth_kib_per_sec` per connection), direct and through the adapter
-# (`tcr-adapter serve` pointed at that emulator), one image after another and ten at a time.
+# (`tcr-adapter serve` pointed at that emulator, with layer dedup off and on), one image after
+# another and ten at a time, by a Harbor 2.0-style client (bench/harbor_push.py) and by skopeo.
 #
 #   scripts/bench-wan.sh                                  # on its own (builds the release binary)
 #   BENCH_WAN=1 scripts/bench.sh                          # from bench.sh, with its binary
 #   BENCH_WAN_IMAGES=3 BENCH_WAN_LAYER_SIZES=524288,262144,65536 scripts/bench-wan.sh   # small
+#   BENCH_WAN_CLIENTS=harbor20 BENCH_WAN_CONFIGS="0:0 25:0 100:0 25:8192" scripts/bench-wan.sh
 #
 # Knobs: BENCH_WAN_IMAGES (N, default 12), BENCH_WAN_LAYER_SIZES (bytes of the layers of each
 # image, default 8 MiB,4 MiB,1 MiB; the first two are the shared base layers, the last is the
 # image's own), BENCH_WAN_LATENCIES (default "0 25", ms per request), BENCH_WAN_BANDWIDTHS (caps
 # in KiB/s per connection, default "0" = unlimited; e.g. "0 10240"), BENCH_WAN_PARALLEL (default
-# "1 10"), BENCH_WAN_CLIENTS
-# (default "skopeo nocache": "skopeo" keeps skopeo's blob-info cache for the whole run, so it
+# "1 10"), BENCH_WAN_CONFIGS (overrides the two above: "latency_ms:KiB/s" pairs, e.g.
+# "0:0 25:0 100:0 25:8192"), BENCH_WAN_PATHS (default "direct adapter-nodedup adapter": straight
+# to the emulator, through an adapter with `TCR_ADAPTER__WAN__DEDUP=false`, through an adapter
+# with the default `wan.dedup = true`), BENCH_WAN_CLIENTS
+# (default "harbor20 skopeo nocache": "harbor20" is bench/harbor_push.py, Harbor 2.0's
+# replication push: per blob HEAD, and only on 404 POST + monolithic PUT, never a mount, one
+# task per image; "skopeo" keeps skopeo's blob-info cache for the whole run, so it
 # mounts the base layers it already pushed, as skopeo does; "nocache" starts every copy with an
 # empty cache, so every repository uploads the base layers again, as Harbor's replication does),
+# BENCH_WAN_ROUTES=1 (log the emulator's requests of every run by route, method and status),
 # BENCH_WAN_BIN (binary to run; default target/release/tcr-adapter, built unless
 # BENCH_SKIP_BUILD=1), BENCH_TMPDIR (default /tmp), BENCH_RESULTS (JSON lines appended, as
 # bench/measure.py writes them), BENCH_WAN_OUT (the table as TSV).
 #
 # Per row: wall time of the whole push, and what the emulator saw during it (its /metrics on the
-# API port): data-plane requests, and blob bytes received (request bodies of upload routes).
+# API port): data-plane requests, and blob bytes received (request bodies of upload routes); the
+# adapter's dedup mounts (its /metrics); and the ratios of time, requests and blob bytes to the
+# direct row of the same client, parallelism and WAN. Every run pushes fresh random content into
+# its own namespaces (nothing a previous run pushed can be mounted or found); every WAN setting
+# gets a fresh emulator data directory and fresh adapters.
 # Every process started here is stopped by PID on exit; the temporary directory is removed.
 # skopeo's blob-info cache: as root it lives in /var/lib/containers/cache, shared with whatever
 # else runs skopeo on this machine; here each run gets a fresh private HOME/XDG tree and
@@ -35,7 +47,12 @@ LAYER_SIZES=${BENCH_WAN_LAYER_SIZES:-8388608,4194304,1048576}
 LATENCIES=${BENCH_WAN_LATENCIES:-"0 25"}
 BANDWIDTHS=${BENCH_WAN_BANDWIDTHS:-0}
 PARALLELS=${BENCH_WAN_PARALLEL:-"1 10"}
-CLIENTS=${BENCH_WAN_CLIENTS:-"skopeo nocache"}
+CLIENTS=${BENCH_WAN_CLIENTS:-"harbor20 skopeo nocache"}
+PATHS=${BENCH_WAN_PATHS:-"direct adapter-nodedup adapter"}
+CONFIGS=${BENCH_WAN_CONFIGS:-}
+if [[ -z $CONFIGS ]]; then
+  for b in $BANDWIDTHS; do for l in $LATENCIES; do CONFIGS+="$l:$b "; done; done
+fi
 BIN=${BENCH_WAN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tcr-adapter}
 TMPBASE=${BENCH_TMPDIR:-/tmp}
 RESULTS=${BENCH_RESULTS:-/dev/null}
@@ -48,9 +65,11 @@ REGID=tcr-emulator
 wlog() { printf '[bench-wan %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 wdie() { wlog "ERROR: $*"; exit 1; }
 
-for tool in skopeo python3 curl openssl xargs; do
+for tool in python3 curl openssl xargs; do
   command -v "$tool" >/dev/null || wdie "$tool is not installed"
 done
+python3 -c "import requests" 2>/dev/null || wdie "python3 requests is missing (scripts/install-test-deps.sh)"
+case " $CLIENTS " in *" skopeo "*|*" nocache "*) command -v skopeo >/dev/null || wdie "skopeo is not installed";; esac
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 && -z ${BENCH_WAN_BIN:-} ]]; then
   (cd "$ROOT" && cargo build --release --bin tcr-adapter >&2)
 fi
@@ -105,96 +124,180 @@ fresh_home() {
   echo "$home"
 }
 
-# One image: copy_one home dest prefix creds i
+# One image: copy_one home layout dest prefix creds i
 copy_one() {
-  local home=$1 dest=$2 prefix=$3 creds=$4 i=$5
+  local home=$1 layout=$2 dest=$3 prefix=$4 creds=$5 i=$6
   env HOME="$home" XDG_DATA_HOME="$home/data" XDG_CONFIG_HOME="$home/config" \
       XDG_CACHE_HOME="$home/cache" XDG_RUNTIME_DIR="$home/run" _CONTAINERS_ROOTLESS_UID=1000 \
     skopeo copy --quiet --dest-tls-verify=false --dest-creds "$creds" \
-      "oci:$WWORK/layout:img$i" "docker://$dest/${prefix}img$i:v1"
+      "oci:$layout:img$i" "docker://$dest/${prefix}img$i:v1"
 }
 export -f copy_one fresh_home
 export WWORK
 
-wlog "building $N images (layers $LAYER_SIZES, the first two shared by all)"
-$M layouts --dir "$WWORK/layout" --count "$N" --layer-sizes "$LAYER_SIZES" --shared 2
-distinct=$(du -sb "$WWORK/layout/blobs" | awk '{print $1}')
+wlog "project: $N images (layers $LAYER_SIZES, all but the last shared by all); fresh random content per run"
+read -r -a SIZES_ARR <<<"${LAYER_SIZES//,/ }"
 
 TABLE=$WWORK/table.tsv
-printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\tseconds\trequests\tblob_MB_received\n' >"$TABLE"
+printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\tseconds\trequests\tblob_MB_received\tdistinct_MB\tmounts\n' >"$TABLE"
 
-for BANDWIDTH in $BANDWIDTHS; do
-for lat in $LATENCIES; do
-  read -r EREG EAPI AP < <(free_ports 3)
-  wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP"
-  env TCR_ADAPTER__EMULATOR__REGISTRY_LISTEN=127.0.0.1:$EREG \
-      TCR_ADAPTER__EMULATOR__API_LISTEN=127.0.0.1:$EAPI \
-      TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat-$BANDWIDTH" \
-      TCR_ADAPTER__EMULATOR__FAULTS__LATENCY_MS="$lat" \
-      TCR_ADAPTER__EMULATOR__FAULTS__BANDWIDTH_KIB_PER_SEC="$BANDWIDTH" \
-      TCR_ADAPTER__LOG__LEVEL=warn \
-      "$BIN" emulator >"$WWORK/logs/emulator-$lat-$BANDWIDTH.log" 2>&1 &
-  emu_pid=$!; WPIDS+=("$emu_pid")
-  wait_up "http://127.0.0.1:$EREG/v2/" emulator
-  wait_up "http://127.0.0.1:$EAPI/metrics" "emulator API"
-  env TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$AP \
+start_adapter() { # port dedup(true|false) log
+  env TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$1 \
       TCR_ADAPTER__TCR__REGISTRY_URL=http://127.0.0.1:$EREG \
       TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI \
       TCR_ADAPTER__TCR__REGISTRY_ID=$REGID TCR_ADAPTER__TCR__REGION=$REGION \
       TCR_ADAPTER__TCR__SECRET_ID=$SID TCR_ADAPTER__TCR__SECRET_KEY=$SKEY \
       TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
       TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
+      TCR_ADAPTER__WAN__DEDUP="$2" \
       TCR_ADAPTER__LOG__LEVEL=warn \
-      "$BIN" serve >"$WWORK/logs/adapter-$lat-$BANDWIDTH.log" 2>&1 &
-  ad_pid=$!; WPIDS+=("$ad_pid")
-  wait_up "http://127.0.0.1:$AP/healthz" adapter
+      "$BIN" serve >"$3" 2>&1 &
+  LAST_PID=$!; WPIDS+=("$LAST_PID")
+}
 
-  # Every namespace of this latency, created beforehand on both paths (the data path is measured).
+# Namespace names are at most 30 characters: short forms of client and path.
+ns_of() { # client path parallel
+  local c=$1 p=$2
+  case $p in direct) p=d;; adapter) p=a;; adapter-nodedup) p=an;; esac
+  case $c in harbor20) c=h20;; skopeo) c=sk;; nocache) c=nc;; esac
+  echo "wan-$c-$p-p$3"
+}
+
+run_no=0
+for CONFIG in $CONFIGS; do
+  lat=${CONFIG%%:*}; BANDWIDTH=${CONFIG##*:}
+  # A port picked by free_ports can be taken by someone else before the emulator binds it: retry.
+  for attempt in 1 2 3; do
+    read -r EREG EAPI AP APN < <(free_ports 4)
+    wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP (dedup), :$APN (no dedup)"
+    env TCR_ADAPTER__EMULATOR__REGISTRY_LISTEN=127.0.0.1:$EREG \
+        TCR_ADAPTER__EMULATOR__API_LISTEN=127.0.0.1:$EAPI \
+        TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat-$BANDWIDTH-$attempt" \
+        TCR_ADAPTER__EMULATOR__FAULTS__LATENCY_MS="$lat" \
+        TCR_ADAPTER__EMULATOR__FAULTS__BANDWIDTH_KIB_PER_SEC="$BANDWIDTH" \
+        TCR_ADAPTER__LOG__LEVEL=warn \
+        "$BIN" emulator >"$WWORK/logs/emulator-$lat-$BANDWIDTH.log" 2>&1 &
+    emu_pid=$!; WPIDS+=("$emu_pid")
+    for _ in $(seq 1 200); do
+      curl -s -o /dev/null "http://127.0.0.1:$EREG/v2/" && break
+      kill -0 "$emu_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -0 "$emu_pid" 2>/dev/null && break
+    wlog "emulator exited ($(tail -n 1 "$WWORK/logs/emulator-$lat-$BANDWIDTH.log")); new ports"
+  done
+  wait_up "http://127.0.0.1:$EREG/v2/" emulator
+  wait_up "http://127.0.0.1:$EAPI/metrics" "emulator API"
+  start_adapter "$AP" true "$WWORK/logs/adapter-$lat-$BANDWIDTH.log"; ad_pid=$LAST_PID
+  start_adapter "$APN" false "$WWORK/logs/adapter-nodedup-$lat-$BANDWIDTH.log"; adn_pid=$LAST_PID
+  wait_up "http://127.0.0.1:$AP/healthz" adapter
+  wait_up "http://127.0.0.1:$APN/healthz" "adapter (no dedup)"
+
+  # Every namespace of this WAN setting, created beforehand on all paths (the data path is measured).
   namespaces=()
-  for c in $CLIENTS; do for p in direct adapter; do for par in $PARALLELS; do
-    namespaces+=("wan-$c-$p-p$par")
+  for c in $CLIENTS; do for p in $PATHS; do for par in $PARALLELS; do
+    namespaces+=("$(ns_of "$c" "$p" "$par")")
   done; done; done
   read -r DUSER DTOKEN < <($M setup --api "127.0.0.1:$EAPI" --secret-id $SID --secret-key $SKEY \
     --region $REGION --registry-id $REGID --namespaces "$(IFS=,; echo "${namespaces[*]}")")
 
   for c in $CLIENTS; do
     for par in $PARALLELS; do
-      for p in direct adapter; do
-        if [[ $p == direct ]]; then dest=127.0.0.1:$EREG; creds="$DUSER:$DTOKEN"
-        else dest=127.0.0.1:$AP; creds="$SID:$SKEY"; fi
-        ns="wan-$c-$p-p$par"
+      for p in $PATHS; do
+        case $p in
+          direct) dest=127.0.0.1:$EREG; user=$DUSER; pass=$DTOKEN; mport= ;;
+          adapter) dest=127.0.0.1:$AP; user=$SID; pass=$SKEY; mport=$AP ;;
+          adapter-nodedup) dest=127.0.0.1:$APN; user=$SID; pass=$SKEY; mport=$APN ;;
+          *) wdie "unknown path $p" ;;
+        esac
+        ns=$(ns_of "$c" "$p" "$par")
+        run_no=$((run_no + 1))
+        layout=
+        if [[ $c != harbor20 ]]; then  # fresh content for this run
+          layout=$WWORK/layout-$run_no
+          $M layouts --dir "$layout" --count "$N" --layer-sizes "$LAYER_SIZES" --shared $((${#SIZES_ARR[@]} - 1))
+          distinct=$(du -sb "$layout/blobs" | awk '{print $1}')
+        fi
+        if [[ ${BENCH_WAN_ROUTES:-0} == 1 ]]; then curl -s "http://127.0.0.1:$EAPI/metrics" >"$WWORK/m0"; fi
         req0=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
         up0=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
-        home=$(fresh_home)
+        # The adapter's /metrics: same text format, same summing.
+        mnt0=0; [[ -n $mport ]] && mnt0=$(metric_sum "$mport" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}')
         t0=$(date +%s.%N)
-        if [[ $c == skopeo ]]; then
-          seq 0 $((N - 1)) | xargs -P "$par" -I{} bash -c 'copy_one "$@"' _ "$home" "$dest" "$ns/" "$creds" {}
+        if [[ $c == harbor20 ]]; then
+          out=$(python3 "$ROOT/bench/harbor_push.py" --registry "http://$dest" --user "$user" \
+            --password "$pass" --namespace "$ns" --images "$N" --layer-sizes "$LAYER_SIZES" \
+            --parallel "$par")
+          distinct=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["distinct_bytes"])' "$out")
+          wlog "    client: $out"
+        elif [[ $c == skopeo ]]; then
+          home=$(fresh_home)
+          seq 0 $((N - 1)) | xargs -P "$par" -I{} bash -c 'copy_one "$@"' _ "$home" "$layout" "$dest" "$ns/" "$user:$pass" {}
+          if [[ -z $(ls -A "$home/data/containers/cache" 2>/dev/null) ]]; then
+            wdie "skopeo did not keep its blob-info cache in $home/data/containers/cache"
+          fi
         else
-          seq 0 $((N - 1)) | xargs -P "$par" -I{} bash -c 'copy_one "$(fresh_home)" "$@"' _ "$dest" "$ns/" "$creds" {}
+          seq 0 $((N - 1)) | xargs -P "$par" -I{} bash -c 'copy_one "$(fresh_home)" "$@"' _ "$layout" "$dest" "$ns/" "$user:$pass" {}
         fi
         t1=$(date +%s.%N)
-        if [[ $c == skopeo ]] && [[ -z $(ls -A "$home/data/containers/cache" 2>/dev/null) ]]; then
-          wdie "skopeo did not keep its blob-info cache in $home/data/containers/cache"
-        fi
+        if [[ -n $layout ]]; then rm -rf "$layout"; fi
         req1=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
+        if [[ ${BENCH_WAN_ROUTES:-0} == 1 ]]; then  # what the emulator received, by route/method/status
+          curl -s "http://127.0.0.1:$EAPI/metrics" >"$WWORK/m1"
+          python3 - "$WWORK/m0" "$WWORK/m1" <<'EOF' >&2
+import re, sys
+def load(f):
+    return {m.group(1): float(m.group(2)) for m in
+            (re.match(r'tcr_emulator_registry_requests_total\{(.*)\} (\S+)$', l.strip()) for l in open(f)) if m}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+for k in sorted(b):
+    d = b[k] - a.get(k, 0)
+    if d:
+        print("      %5d  %s" % (d, k))
+EOF
+        fi
         up1=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
+        mounts=-
+        if [[ -n $mport ]]; then
+          mounts=$(( $(metric_sum "$mport" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}') - mnt0 ))
+        fi
         secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
+        # harbor20: the client's own clock (excludes python start-up and generating the content).
+        if [[ $c == harbor20 ]]; then
+          secs=$(python3 -c 'import json,sys; print("%.2f" % json.loads(sys.argv[1])["seconds"])' "$out")
+        fi
         mb=$(awk -v a="$up0" -v b="$up1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lat" "$BANDWIDTH" "$c" "$p" "$par" "$secs" \
-          "$((req1 - req0))" "$mb" >>"$TABLE"
-        printf '{"test": "wan push %s images (%s, %s at a time, %s ms, %s KiB/s)", "upstream": "emulator", "path": "%s", "run": "1", "value": %s, "unit": "s", "requests": %s, "blob_bytes": %s}\n' \
-          "$N" "$c" "$par" "$lat" "$BANDWIDTH" "$p" "$secs" "$((req1 - req0))" "$((up1 - up0))" >>"$RESULTS"
-        wlog "  $c $p x$par: ${secs} s, $((req1 - req0)) requests, ${mb} MB of blobs"
+        dmb=$(awk -v b="$distinct" 'BEGIN {printf "%.1f", b / 1e6}')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lat" "$BANDWIDTH" "$c" "$p" "$par" "$secs" \
+          "$((req1 - req0))" "$mb" "$dmb" "$mounts" >>"$TABLE"
+        printf '{"test": "wan push %s images (%s, %s at a time, %s ms, %s KiB/s)", "upstream": "emulator", "path": "%s", "run": "1", "value": %s, "unit": "s", "requests": %s, "blob_bytes": %s, "distinct_bytes": %s}\n' \
+          "$N" "$c" "$par" "$lat" "$BANDWIDTH" "$p" "$secs" "$((req1 - req0))" "$((up1 - up0))" "$distinct" >>"$RESULTS"
+        wlog "  $c $p x$par: ${secs} s, $((req1 - req0)) requests, ${mb} MB of blobs (distinct ${dmb} MB), mounts $mounts"
       done
     done
   done
-  kill "$ad_pid" "$emu_pid" 2>/dev/null || true
-  wait "$ad_pid" "$emu_pid" 2>/dev/null || true
-done
+  kill "$ad_pid" "$adn_pid" "$emu_pid" 2>/dev/null || true
+  wait "$ad_pid" "$adn_pid" "$emu_pid" 2>/dev/null || true
 done
 
-printf '\nWAN push of %s images (distinct content %.1f MB), emulator-side counts\n' "$N" \
-  "$(awk -v b="$distinct" 'BEGIN {print b / 1e6}')"
-column -t -s $'\t' "$TABLE"
-[[ -n ${BENCH_WAN_OUT:-} ]] && cp "$TABLE" "$BENCH_WAN_OUT"
+# Ratios to the direct row of the same WAN setting, client and parallelism.
+python3 - "$TABLE" >"$WWORK/table-ratios.tsv" <<'EOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+head, rows = rows[0], rows[1:]
+key = lambda r: (r[0], r[1], r[2], r[4])
+direct = {key(r): r for r in rows if r[3] == "direct"}
+print("\t".join(head + ["time_vs_direct", "requests_vs_direct", "blobMB_vs_direct",
+                        "blobMB_vs_distinct"]))
+for r in rows:
+    d = direct.get(key(r))
+    ratio = lambda i: "%.2f" % (float(r[i]) / float(d[i])) if d and float(d[i]) else "-"
+    bd = "%.2f" % (float(r[7]) / float(r[8])) if float(r[8]) else "-"
+    print("\t".join(r + [ratio(5), ratio(6), ratio(7), bd]))
+EOF
+
+printf '\nWAN push of %s images (layers %s bytes, all but the last shared), emulator-side counts;\n' "$N" "$LAYER_SIZES"
+printf 'ratios against the direct row of the same WAN setting, client and parallelism\n'
+column -t -s $'\t' "$WWORK/table-ratios.tsv"
+if [[ -n ${BENCH_WAN_OUT:-} ]]; then cp "$WWORK/table-ratios.tsv" "$BENCH_WAN_OUT"; fi
 exit 0
