@@ -5,7 +5,9 @@
 //! has, the adapter mounts it into X (`POST …/uploads/?mount=&from=`) **with the caller's own
 //! credential**, so TCR decides who may read the source, and answers 200: the client then skips
 //! the upload. A mount TCR refuses falls back to the ordinary answer and forgets the entry. A
-//! HEAD for a blob that is being uploaded right now waits (bounded) for that upload, then mounts.
+//! HEAD for a blob that is being uploaded right now waits (bounded) for that upload, then mounts;
+//! so does a HEAD for a blob another job has just found missing (a claim: the upload that job is
+//! about to make), which is what ten replication jobs pushing the same base layer look like.
 //! Bounded in memory (`wan.dedup_entries`), per process: a cold replica is correct, just slower.
 
 use std::collections::{HashMap, VecDeque};
@@ -25,6 +27,16 @@ use crate::upstream::{BasicAuth, Forward, ForwardBody, UpstreamPath};
 const REPOS_PER_DIGEST: usize = 4;
 /// How long a HEAD waits for an upload of the same blob in flight.
 const WAIT_FOR_UPLOAD: Duration = Duration::from_secs(120);
+/// How long a claim holds other HEADs back before its upload has started.
+const CLAIM_TTL: Duration = Duration::from_secs(15);
+
+#[derive(Clone)]
+struct InFlight {
+    repo: RepoName,
+    done: watch::Receiver<bool>,
+    /// When the claim was made; `None` once the upload itself is in flight.
+    claimed: Option<std::time::Instant>,
+}
 
 #[derive(Default)]
 struct Known {
@@ -36,7 +48,12 @@ struct Known {
 pub struct BlobIndex {
     capacity: usize,
     known: Mutex<(HashMap<Digest, Known>, VecDeque<Digest>)>,
-    uploading: dashmap::DashMap<Digest, (RepoName, watch::Receiver<bool>)>,
+    /// Uploads in flight, and claims: a HEAD that found the blob nowhere, from a caller who may
+    /// push, announces the upload that follows (`Some(when)`), so that HEADs from other jobs
+    /// wait for it instead of uploading the same bytes at the same time.
+    uploading: dashmap::DashMap<Digest, InFlight>,
+    /// The sender of each open claim, taken over by the claimer's upload.
+    claims: dashmap::DashMap<Digest, watch::Sender<bool>>,
     metrics: DedupMetrics,
 }
 
@@ -96,6 +113,7 @@ impl BlobIndex {
             capacity: capacity.max(1),
             known: Mutex::new((HashMap::new(), VecDeque::new())),
             uploading: dashmap::DashMap::new(),
+            claims: dashmap::DashMap::new(),
             metrics: DedupMetrics::new(),
         }
     }
@@ -137,6 +155,12 @@ impl BlobIndex {
         }
     }
 
+    /// Whether `repo` is known to have `digest`.
+    fn holds(&self, digest: &Digest, repo: &RepoName) -> bool {
+        let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.get(digest).is_some_and(|k| k.repos.contains(repo))
+    }
+
     /// Other repositories that have `digest`, and its size when known.
     fn sources(&self, digest: &Digest, except: &RepoName) -> (Vec<RepoName>, Option<u64>) {
         let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,19 +173,83 @@ impl BlobIndex {
         }
     }
 
-    /// Mark an upload of `digest` into `repo` as in flight until the mark is dropped.
+    /// Mark an upload of `digest` into `repo` as in flight until the mark is dropped (taking
+    /// over a claim on it, so that HEADs waiting on the claim see this upload end).
     pub fn uploading(&self, digest: &Digest, repo: &RepoName) -> UploadMark {
-        let (tx, rx) = watch::channel(false);
-        self.uploading.insert(digest.clone(), (repo.clone(), rx));
+        let tx = match self.claims.remove(digest) {
+            Some((_, tx)) => tx,
+            None => watch::channel(false).0,
+        };
+        let entry = InFlight {
+            repo: repo.clone(),
+            done: tx.subscribe(),
+            claimed: None,
+        };
+        self.uploading.insert(digest.clone(), entry);
         UploadMark { tx: Some(tx) }
     }
 
-    /// Wait (bounded) for an upload of `digest` in flight; the repository it went to.
-    async fn wait_for_upload(&self, digest: &Digest) -> Option<RepoName> {
-        let (repo, mut rx) = self.uploading.get(digest).map(|e| e.value().clone())?;
-        let _ = tokio::time::timeout(WAIT_FOR_UPLOAD, rx.wait_for(|done| *done)).await;
-        self.uploading.remove_if(digest, |_, (_, rx)| *rx.borrow());
-        Some(repo)
+    /// Announce that `repo`'s caller, who found `digest` nowhere, is about to upload it.
+    fn claim(&self, digest: &Digest, repo: &RepoName) {
+        let (tx, rx) = watch::channel(false);
+        let entry = InFlight {
+            repo: repo.clone(),
+            done: rx,
+            claimed: Some(std::time::Instant::now()),
+        };
+        self.uploading.insert(digest.clone(), entry);
+        self.claims.insert(digest.clone(), tx);
+    }
+
+    /// Wait (bounded) for an upload of `digest` in flight, or claimed by another repository
+    /// than `target`: a claim holds for [`CLAIM_TTL`] until its upload starts, the upload for
+    /// [`WAIT_FOR_UPLOAD`]. `None` when there was nothing to wait for.
+    async fn wait_for_upload(&self, digest: &Digest, target: &RepoName) -> Option<RepoName> {
+        let mut entry = self.uploading.get(digest).map(|e| e.value().clone())?;
+        if let Some(at) = entry.claimed {
+            if &entry.repo == target {
+                return None; // one's own claim is never waited on
+            }
+            let left = CLAIM_TTL.saturating_sub(at.elapsed());
+            let timed_out = tokio::time::timeout(left, entry.done.wait_for(|d| *d))
+                .await
+                .is_err();
+            if timed_out {
+                // No upload came, or it is still running: wait on it if it started.
+                let started = self.uploading.get(digest).map(|e| e.value().clone());
+                match started {
+                    Some(e) if e.claimed.is_none() => entry = e,
+                    _ => {
+                        self.expire_claim(digest);
+                        return None;
+                    }
+                }
+            }
+        }
+        let _ = tokio::time::timeout(WAIT_FOR_UPLOAD, entry.done.wait_for(|d| *d)).await;
+        self.uploading.remove_if(digest, |_, e| *e.done.borrow());
+        Some(entry.repo)
+    }
+
+    /// A blob read in `repo` answered: a claim `repo` made on it needs no upload after all.
+    pub fn settle(&self, digest: &Digest, repo: &RepoName) {
+        let own_claim = self
+            .uploading
+            .remove_if(digest, |_, e| e.claimed.is_some() && &e.repo == repo)
+            .is_some();
+        if own_claim {
+            if let Some((_, tx)) = self.claims.remove(digest) {
+                let _ = tx.send(true);
+            }
+        }
+    }
+
+    /// A claim whose upload never came: forget it.
+    fn expire_claim(&self, digest: &Digest) {
+        self.uploading.remove_if(digest, |_, e| {
+            e.claimed.is_some_and(|at| at.elapsed() >= CLAIM_TTL)
+        });
+        self.claims.remove(digest);
     }
 }
 
@@ -178,12 +266,15 @@ pub async fn answer_head(
     if !grant.allows(&Access::repository(client.as_str(), &["push"])) {
         return None;
     }
-    if let Some(repo) = index.wait_for_upload(digest).await {
-        if &repo != target {
-            index.learn(digest, &repo, None);
-        }
+    if index.holds(digest, target) {
+        return None; // known to be there: TCR's own HEAD answers it
     }
+    let waited = index.wait_for_upload(digest, target).await.is_some();
     let (sources, size) = index.sources(digest, target);
+    if sources.is_empty() && !waited {
+        index.claim(digest, target);
+        return None;
+    }
     let credential = grant.identity.upstream.as_ref().map(|c| BasicAuth {
         username: c.username.clone(),
         password: c.password.clone(),
