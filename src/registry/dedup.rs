@@ -62,6 +62,8 @@ pub struct BlobIndex {
 pub struct DedupMetrics {
     pub mounts: prometheus::IntCounterVec,
     pub bytes_saved: prometheus::IntCounter,
+    /// Claims whose upload never came (a HEAD waited for nothing until the claim expired).
+    pub claims_expired: prometheus::IntCounter,
 }
 
 impl DedupMetrics {
@@ -85,12 +87,18 @@ impl DedupMetrics {
                 "Blob bytes not sent to TCR because a mount made the upload unnecessary",
             )
             .expect("valid metric"),
+            claims_expired: prometheus::IntCounter::new(
+                "tcr_adapter_dedup_claims_expired_total",
+                "HEADs that waited on another job's announced upload that never came",
+            )
+            .expect("valid metric"),
         }
     }
 
     pub fn register(&self, r: &prometheus::Registry) -> prometheus::Result<()> {
         r.register(Box::new(self.mounts.clone()))?;
-        r.register(Box::new(self.bytes_saved.clone()))
+        r.register(Box::new(self.bytes_saved.clone()))?;
+        r.register(Box::new(self.claims_expired.clone()))
     }
 }
 
@@ -246,6 +254,7 @@ impl BlobIndex {
 
     /// A claim whose upload never came: forget it.
     fn expire_claim(&self, digest: &Digest) {
+        self.metrics.claims_expired.inc();
         self.uploading.remove_if(digest, |_, e| {
             e.claimed.is_some_and(|at| at.elapsed() >= CLAIM_TTL)
         });
