@@ -132,13 +132,26 @@ impl BlobIndex {
 
     /// Remember that upstream repository `repo` has `digest` (of `size` bytes, when known).
     pub fn learn(&self, digest: &Digest, repo: &RepoName, size: Option<u64>) {
+        self.remember(digest, repo, size, true);
+    }
+
+    /// [`Self::learn`] from a client's claim (a pushed manifest's descriptor): its size is used
+    /// only while TCR has not said the size itself.
+    pub fn learn_hint(&self, digest: &Digest, repo: &RepoName, size: Option<u64>) {
+        self.remember(digest, repo, size, false);
+    }
+
+    fn remember(&self, digest: &Digest, repo: &RepoName, size: Option<u64>, authoritative: bool) {
         let mut guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *guard;
         let entry = map.entry(digest.clone()).or_insert_with(|| {
             order.push_back(digest.clone());
             Known::default()
         });
-        entry.size = size.or(entry.size);
+        entry.size = match authoritative {
+            true => size.or(entry.size),
+            false => entry.size.or(size),
+        };
         if !entry.repos.contains(repo) {
             if entry.repos.len() >= REPOS_PER_DIGEST {
                 entry.repos.remove(0);
@@ -492,6 +505,21 @@ mod tests {
             "the oldest digest was evicted"
         );
         assert_eq!(idx.sources(&d(3), &b).0, vec![a]);
+    }
+
+    #[test]
+    fn a_size_tcr_said_beats_a_size_a_manifest_claimed() {
+        let idx = BlobIndex::new(8);
+        let (a, b) = (
+            RepoName::parse("ns/a").unwrap(),
+            RepoName::parse("ns/b").unwrap(),
+        );
+        idx.learn_hint(&d(1), &a, Some(999));
+        idx.learn(&d(1), &a, Some(10));
+        idx.learn_hint(&d(1), &a, Some(999));
+        assert_eq!(idx.sources(&d(1), &b).1, Some(10));
+        idx.learn_hint(&d(2), &a, Some(5));
+        assert_eq!(idx.sources(&d(2), &b).1, Some(5));
     }
 
     #[test]

@@ -71,9 +71,10 @@ fn learn(front: &RegistryFront, route: &Route, plan: &Plan, resp: &reqwest::Resp
     };
     match (&route.endpoint, &route.method) {
         (Endpoint::Blob { digest, .. }, &Method::GET | &Method::HEAD) => {
-            let size = resp
-                .headers()
-                .get(CONTENT_LENGTH)
+            // Only a 200 carries the blob's size (a relayed 307 to object storage does not).
+            let size = (resp.status().as_u16() == 200)
+                .then(|| resp.headers().get(CONTENT_LENGTH))
+                .flatten()
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
             index.learn(digest, repo, size);
@@ -93,7 +94,7 @@ fn learn(front: &RegistryFront, route: &Route, plan: &Plan, resp: &reqwest::Resp
                 .map(super::dedup::referenced_blobs)
                 .unwrap_or_default()
             {
-                index.learn(&d, repo, size);
+                index.learn_hint(&d, repo, size);
             }
         }
         _ => {}
