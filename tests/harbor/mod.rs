@@ -70,7 +70,6 @@ impl Env {
     /// the emulator's certificate, which covers 127.0.0.1) trusting the emulator's CA with
     /// `tcr.ca_file`, and a client that trusts that CA only.
     pub async fn start_tls() -> Env {
-        let port = common::free_port();
         let mut tls_dir = None;
         let mut e = Env::start(
             |ec| {
@@ -80,19 +79,32 @@ impl Env {
             |_| {},
         )
         .await;
-        // Restart the adapter over HTTPS now that the emulator wrote its files.
+        // Restart the adapter over HTTPS now that the emulator wrote its files. Its port is in
+        // its public URL, so it is picked first; another listener may take it in between, so a
+        // taken port is picked again (a few times).
         e.adapter.stop().await;
         let tls = tls_dir.expect("emulator config seen");
-        let mut c = adapter_config(&e.emu);
-        c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        c.server.public_url = format!("https://127.0.0.1:{port}");
-        c.server.tls.cert_file = Some(tls.join("cert.pem"));
-        c.server.tls.key_file = Some(tls.join("key.pem"));
-        c.tcr.ca_file = Some(tls.join("ca.pem"));
-        assert!(c.tcr.registry_url.starts_with("https://"));
-        e.adapter = app::start(c, clock::system())
-            .await
-            .expect("adapter starts");
+        let mut attempts = 0;
+        let port = loop {
+            let port = common::free_port();
+            let mut c = adapter_config(&e.emu);
+            c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+            c.server.public_url = format!("https://127.0.0.1:{port}");
+            c.server.tls.cert_file = Some(tls.join("cert.pem"));
+            c.server.tls.key_file = Some(tls.join("key.pem"));
+            c.tcr.ca_file = Some(tls.join("ca.pem"));
+            assert!(c.tcr.registry_url.starts_with("https://"));
+            match app::start(c, clock::system()).await {
+                Ok(adapter) => {
+                    e.adapter = adapter;
+                    break port;
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && attempts < 5 => {
+                    attempts += 1;
+                }
+                Err(err) => panic!("adapter starts: {err:?}"),
+            }
+        };
         let ca = std::fs::read(tls.join("ca.pem")).unwrap();
         e.base = format!("https://127.0.0.1:{port}");
         e.http = Client::builder()
