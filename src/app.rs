@@ -139,7 +139,7 @@ impl AdapterState {
         } else {
             None
         };
-        let front = build_registry_front(&cfg, &metrics, &upstream, &namespaces, front_keys);
+        let front = build_registry_front(&cfg, &metrics, &upstream, &namespaces, front_keys)?;
         let harbor = build_harbor_front(&cfg, &metrics, &upstream, &namespaces, &resolver);
         Ok(AdapterState {
             harbor: web::Data::new(harbor),
@@ -248,15 +248,24 @@ fn build_resolver(
     resolver
 }
 
-/// The `/v2/` front, with the WAN blob index when `wan.dedup` is on.
+/// The `/v2/` front, with the WAN blob index when `wan.dedup` is on and the upload spool when
+/// `wan.pipeline` is (emptied here: a spool that cannot be made is a start-up error).
 fn build_registry_front(
     cfg: &Config,
     metrics: &AdapterMetrics,
     upstream: &Arc<UpstreamClient>,
     namespaces: &Arc<NamespaceProvisioner>,
     provisioner_keys: Option<crate::tencentcloud::ApiCredential>,
-) -> RegistryFront {
-    RegistryFront {
+) -> std::io::Result<RegistryFront> {
+    let pipeline = match cfg.wan.pipeline {
+        true => {
+            let p = crate::registry::pipeline::Pipeline::new(&cfg.wan)?;
+            let _ = p.metrics().register(&metrics.registry);
+            Some(Arc::new(p))
+        }
+        false => None,
+    };
+    Ok(RegistryFront {
         upstream: upstream.clone(),
         namespaces: namespaces.clone(),
         public_base: cfg.server.public_base(),
@@ -270,7 +279,8 @@ fn build_registry_front(
             let _ = index.metrics().register(&metrics.registry);
             Arc::new(index)
         }),
-    }
+        pipeline,
+    })
 }
 
 /// The Harbor API persona (`/api/...`, `/chartrepo/...`).

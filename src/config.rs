@@ -61,6 +61,27 @@ pub struct WanConfig {
     pub dedup: bool,
     /// Digests remembered (where each blob is known to exist upstream), per process.
     pub dedup_entries: usize,
+    /// Pipelined uploads: blobs are received into a local spool, verified and acknowledged at
+    /// once, and sent to TCR in the background; a manifest PUT is forwarded only when TCR has
+    /// every blob it references.
+    pub pipeline: bool,
+    /// Where pipelined blobs wait for their upload (emptied at start). Empty: a directory
+    /// `tcr-adapter-spool` in the system's temporary directory.
+    pub spool_dir: String,
+    /// Bytes the spool may hold; a client sending more waits (back-pressure).
+    pub spool_max_bytes: u64,
+    /// Background uploads to TCR at once.
+    pub max_parallel_uploads: usize,
+}
+
+impl WanConfig {
+    /// `spool_dir`, or the default under the system's temporary directory.
+    pub fn spool_path(&self) -> std::path::PathBuf {
+        match self.spool_dir.is_empty() {
+            true => std::env::temp_dir().join("tcr-adapter-spool"),
+            false => self.spool_dir.clone().into(),
+        }
+    }
 }
 
 impl Default for WanConfig {
@@ -68,6 +89,10 @@ impl Default for WanConfig {
         WanConfig {
             dedup: true,
             dedup_entries: 100_000,
+            pipeline: false,
+            spool_dir: String::new(),
+            spool_max_bytes: 8 << 30,
+            max_parallel_uploads: 4,
         }
     }
 }
@@ -576,6 +601,10 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.emulator.faults.registry_5xx_ratio) {
             return bad("emulator.faults.registry_5xx_ratio must be within 0..1".into());
+        }
+        if self.wan.pipeline && (self.wan.spool_max_bytes < 1 << 20 || self.wan.max_parallel_uploads == 0)
+        {
+            return bad("wan.spool_max_bytes must be at least 1 MiB and wan.max_parallel_uploads at least 1".into());
         }
         for pattern in self.namespaces.allow.iter().chain(&self.namespaces.deny) {
             if let Err(e) = globset::Glob::new(pattern) {

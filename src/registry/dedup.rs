@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::RegistryFront;
 use crate::auth::{Access, Grant};
 use crate::oci::{Digest, RepoName};
-use crate::upstream::{BasicAuth, Forward, ForwardBody, UpstreamPath};
+use super::calls::{credential_of, Calls, Mounted};
 
 /// Repositories remembered per digest.
 const REPOS_PER_DIGEST: usize = 4;
@@ -183,7 +183,7 @@ impl BlobIndex {
     }
 
     /// Other repositories that have `digest`, and its size when known.
-    fn sources(&self, digest: &Digest, except: &RepoName) -> (Vec<RepoName>, Option<u64>) {
+    pub(crate) fn sources(&self, digest: &Digest, except: &RepoName) -> (Vec<RepoName>, Option<u64>) {
         let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
         match guard.0.get(digest) {
             Some(k) => (
@@ -297,17 +297,17 @@ pub async fn answer_head(
         index.claim(digest, target);
         return None;
     }
-    let credential = grant.identity.upstream.as_ref().map(|c| BasicAuth {
-        username: c.username.clone(),
-        password: c.password.clone(),
-    });
+    let calls = Calls {
+        front,
+        credential: credential_of(grant),
+    };
     for source in sources {
-        match mount(front, target, &source, digest, credential.clone()).await {
+        match calls.mount(target, &source, digest).await {
             Mounted::Yes => {
                 index.metrics.mounts.with_label_values(&["mounted"]).inc();
                 let size = match size {
                     Some(n) => Some(n),
-                    None => head_size(front, target, digest, credential.clone()).await,
+                    None => calls.head_size(target, digest).await,
                 };
                 let size = size?;
                 index.metrics.bytes_saved.inc_by(size);
@@ -327,134 +327,8 @@ pub async fn answer_head(
     None
 }
 
-enum Mounted {
-    Yes,
-    No,
-    Error,
-}
-
-/// `POST /v2/<target>/blobs/uploads/?mount=<digest>&from=<source>` with the caller's credential;
-/// a session TCR opened instead (the mount was refused) is cancelled.
-async fn mount(
-    front: &RegistryFront,
-    target: &RepoName,
-    source: &RepoName,
-    digest: &Digest,
-    credential: Option<BasicAuth>,
-) -> Mounted {
-    let path = UpstreamPath::root()
-        .lit("v2")
-        .repo(target)
-        .lit("blobs")
-        .lit("uploads")
-        .slash()
-        .with_pairs([("mount", digest.as_str()), ("from", source.as_str())]);
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::CONTENT_LENGTH, 0.into());
-    let fwd = Forward {
-        method: reqwest::Method::POST,
-        path,
-        headers,
-        body: ForwardBody::Empty,
-        scopes: vec![
-            format!("repository:{target}:pull,push"),
-            format!("repository:{source}:pull"),
-        ],
-        credential: credential.clone(),
-        route: "dedup_mount",
-    };
-    let resp = match front.upstream.send(fwd).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "dedup mount failed");
-            return Mounted::Error;
-        }
-    };
-    match resp.status().as_u16() {
-        201 => Mounted::Yes,
-        202 => {
-            cancel_session(front, target, resp, credential).await;
-            Mounted::No
-        }
-        s if (400..500).contains(&s) => Mounted::No,
-        _ => Mounted::Error,
-    }
-}
-
-/// Cancel the upload session TCR opened for a refused mount (best effort).
-async fn cancel_session(
-    front: &RegistryFront,
-    target: &RepoName,
-    resp: reqwest::Response,
-    credential: Option<BasicAuth>,
-) {
-    let Some(id) = resp
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|l| l.split('?').next())
-        .and_then(|p| p.rsplit('/').next())
-        .map(str::to_string)
-    else {
-        return;
-    };
-    let Ok(path) = UpstreamPath::root()
-        .lit("v2")
-        .repo(target)
-        .lit("blobs")
-        .lit("uploads")
-        .push(&id)
-    else {
-        return;
-    };
-    let fwd = Forward {
-        method: reqwest::Method::DELETE,
-        path,
-        headers: Default::default(),
-        body: ForwardBody::Empty,
-        scopes: vec![format!("repository:{target}:pull,push")],
-        credential,
-        route: "dedup_mount",
-    };
-    let _ = front.upstream.send(fwd).await;
-}
-
-/// The blob's size from a HEAD in `repo`.
-async fn head_size(
-    front: &RegistryFront,
-    repo: &RepoName,
-    digest: &Digest,
-    credential: Option<BasicAuth>,
-) -> Option<u64> {
-    let path = UpstreamPath::root()
-        .lit("v2")
-        .repo(repo)
-        .lit("blobs")
-        .push(digest.as_str())
-        .ok()?;
-    let fwd = Forward {
-        method: reqwest::Method::HEAD,
-        path,
-        headers: Default::default(),
-        body: ForwardBody::Empty,
-        scopes: vec![format!("repository:{repo}:pull")],
-        credential,
-        route: "blob",
-    };
-    let resp = front.upstream.send(fwd).await.ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    resp.headers()
-        .get(reqwest::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 /// The answer to the HEAD: the blob is there.
-fn found(digest: &Digest, size: u64) -> HttpResponse {
+pub fn found(digest: &Digest, size: u64) -> HttpResponse {
     let empty = futures_util::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
     HttpResponse::build(StatusCode::OK)
         .insert_header(("Docker-Content-Digest", digest.as_str()))

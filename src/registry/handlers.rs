@@ -12,7 +12,8 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use super::plan::Plan;
 use super::request::Route;
 use super::route::Endpoint;
-use super::{cloud, dedup, respond, RegistryFront, RouteInfo};
+use super::pipeline::{self, Intercept};
+use super::{cloud, respond, RegistryFront, RouteInfo};
 use crate::auth::{AuthService, Grant};
 use crate::oci::{OciError, Reference};
 
@@ -28,8 +29,13 @@ pub async fn dispatch(
     if let Some(answer) = answer_locally(&route, &front, &grant).await? {
         return Ok(answer);
     }
+    let payload = match pipeline::intercept(&front, &route, &grant, &req, payload).await? {
+        Intercept::Answered(answer) => return Ok(answer),
+        Intercept::Pass(payload) => payload,
+    };
     route.ensure_namespace(&front, &grant).await?;
     let mut plan = Plan::new(&req, payload, &route, &front, &grant).await?;
+    pipeline::commit_point(&front, &route, plan.manifest.as_deref()).await?;
     let _in_flight = route.mark_upload(&front);
     let resp = plan.send(&front, &route, &grant).await?;
     let resp =
@@ -60,14 +66,14 @@ pub async fn dispatch_base(
 /// provisioner).
 async fn answer_locally(
     route: &Route,
-    front: &RegistryFront,
+    front: &web::Data<RegistryFront>,
     grant: &Grant,
 ) -> Result<Option<HttpResponse>, OciError> {
     let caller_keys = grant.identity.api_keys.as_ref();
     match (&route.endpoint, &route.method, &route.upstream) {
         (Endpoint::Base, _, _) => Ok(Some(empty_json())),
         (Endpoint::Blob { digest, name }, &Method::HEAD, Some(up)) => {
-            Ok(dedup::answer_head(front, name, up, grant, digest).await)
+            Ok(pipeline::answer_head(front, name, up, grant, digest).await)
         }
         (Endpoint::Catalog, &Method::GET, _) => match caller_keys {
             Some(keys) => cloud::catalog(front, keys, &route.query).await.map(Some),

@@ -4,11 +4,13 @@
 //! state travels in the rewritten `Location`.
 
 pub mod body;
+mod calls;
 pub mod cloud;
 pub mod dedup;
 mod failure;
 mod handlers;
 pub mod metrics;
+pub mod pipeline;
 mod plan;
 mod redirect;
 mod request;
@@ -45,6 +47,8 @@ pub struct RegistryFront {
     pub redirects: crate::config::RedirectMode,
     /// `wan.dedup`: where blobs are known to exist upstream (none: dedup off).
     pub dedup: Option<Arc<dedup::BlobIndex>>,
+    /// `wan.pipeline`: pipelined uploads through a local spool (none: off).
+    pub pipeline: Option<Arc<pipeline::Pipeline>>,
 }
 
 /// Route and repository of a request, left in its extensions for the access log.

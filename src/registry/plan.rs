@@ -54,10 +54,7 @@ impl Plan {
                 .with_query(&route.query),
             headers,
             scopes: scopes(route, front),
-            credential: grant.identity.upstream.as_ref().map(|c| BasicAuth {
-                username: c.username.clone(),
-                password: c.password.clone(),
-            }),
+            credential: super::calls::credential_of(grant),
             route: route.endpoint.label(),
             method: route.method.clone(),
             manifest: match &body {

@@ -73,7 +73,16 @@ pub fn adapter_config(emu: &EmulatorHandle) -> Config {
     cfg.tcr.region = emu.state.cfg.region.clone();
     cfg.tcr.secret_id = DEMO_SECRET_ID.into();
     cfg.tcr.secret_key = Secret::new(DEMO_SECRET_KEY);
+    test_mode(&mut cfg);
     cfg
+}
+
+/// `TCR_TEST_WAN_PIPELINE=1` runs a suite with pipelined uploads (`wan.pipeline = true`): the
+/// README's test command runs the conformance port and the Harbor replays once more that way.
+pub fn test_mode(cfg: &mut Config) {
+    if std::env::var("TCR_TEST_WAN_PIPELINE").is_ok_and(|v| v == "1") {
+        cfg.wan.pipeline = true;
+    }
 }
 
 /// Run skopeo (with a throw-away HOME) and return its stdout; a failure fails the test with

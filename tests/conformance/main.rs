@@ -68,6 +68,7 @@ fn adapter_config(emu: &common::TestEmulator, provisioner: bool) -> Config {
         cfg.tcr.secret_id = common::DEMO_SECRET_ID.into();
         cfg.tcr.secret_key = Secret::new(common::DEMO_SECRET_KEY);
     }
+    common::test_mode(&mut cfg);
     cfg
 }
 

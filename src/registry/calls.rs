@@ -1,0 +1,233 @@
+//! The upstream calls the adapter makes on its own account rather than relaying a client's
+//! request: a blob HEAD, a cross-repository mount, an upload session opened, completed or
+//! cancelled. Each runs with the caller's own credential (TCR decides what it may do) and every
+//! path is built by the shared builder. Used by layer dedup and by pipelined uploads.
+
+use crate::auth::Grant;
+use crate::oci::{Digest, RepoName};
+use crate::upstream::{BasicAuth, Forward, ForwardBody, UpstreamPath};
+
+use super::RegistryFront;
+
+/// Who the calls run as, and where.
+pub struct Calls<'a> {
+    pub front: &'a RegistryFront,
+    pub credential: Option<BasicAuth>,
+}
+
+/// What TCR said to a mount.
+pub enum Mounted {
+    Yes,
+    /// Refused (no read permission on the source, or the blob is not there).
+    No,
+    /// No answer, or a server error.
+    Error,
+}
+
+/// The caller's upstream credential (`None`: anonymous).
+pub fn credential_of(grant: &Grant) -> Option<BasicAuth> {
+    grant.identity.upstream.as_ref().map(|c| BasicAuth {
+        username: c.username.clone(),
+        password: c.password.clone(),
+    })
+}
+
+fn uploads(repo: &RepoName) -> UpstreamPath {
+    UpstreamPath::root()
+        .lit("v2")
+        .repo(repo)
+        .lit("blobs")
+        .lit("uploads")
+}
+
+fn push_scope(repo: &RepoName) -> String {
+    format!("repository:{repo}:pull,push")
+}
+
+impl Calls<'_> {
+    fn forward(&self, method: reqwest::Method, path: UpstreamPath, scopes: Vec<String>) -> Forward {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if method == reqwest::Method::POST {
+            headers.insert(reqwest::header::CONTENT_LENGTH, 0.into());
+        }
+        Forward {
+            method,
+            path,
+            headers,
+            body: ForwardBody::Empty,
+            scopes,
+            credential: self.credential.clone(),
+            route: "adapter_call",
+        }
+    }
+
+    /// `POST /v2/<target>/blobs/uploads/?mount=<digest>&from=<source>`; a session TCR opened
+    /// instead (the mount was refused) is cancelled.
+    pub async fn mount(&self, target: &RepoName, source: &RepoName, digest: &Digest) -> Mounted {
+        let path = uploads(target)
+            .slash()
+            .with_pairs([("mount", digest.as_str()), ("from", source.as_str())]);
+        let scopes = vec![push_scope(target), format!("repository:{source}:pull")];
+        let mut fwd = self.forward(reqwest::Method::POST, path, scopes);
+        fwd.route = "dedup_mount";
+        let resp = match self.front.upstream.send(fwd).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "mount failed");
+                return Mounted::Error;
+            }
+        };
+        match resp.status().as_u16() {
+            201 => Mounted::Yes,
+            202 => {
+                if let Some(loc) = location(&resp) {
+                    self.cancel(target, &loc).await;
+                }
+                Mounted::No
+            }
+            s if (400..500).contains(&s) => Mounted::No,
+            _ => Mounted::Error,
+        }
+    }
+
+    /// `DELETE` an upload session TCR opened (best effort).
+    pub async fn cancel(&self, repo: &RepoName, location: &str) {
+        let Some(path) = session_path(repo, location) else {
+            return;
+        };
+        let path = path.with_query("");
+        let fwd = self.forward(reqwest::Method::DELETE, path, vec![push_scope(repo)]);
+        let _ = self.front.upstream.send(fwd).await;
+    }
+
+    /// The blob's size from a HEAD in `repo` (`None`: not there, or no answer).
+    pub async fn head_size(&self, repo: &RepoName, digest: &Digest) -> Option<u64> {
+        let path = UpstreamPath::root()
+            .lit("v2")
+            .repo(repo)
+            .lit("blobs")
+            .push(digest.as_str())
+            .ok()?;
+        let scopes = vec![format!("repository:{repo}:pull")];
+        let mut fwd = self.forward(reqwest::Method::HEAD, path, scopes);
+        fwd.route = "blob";
+        let resp = self.front.upstream.send(fwd).await.ok()?;
+        if resp.status().as_u16() != 200 {
+            return None;
+        }
+        resp.headers()
+            .get(reqwest::header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/`: a new session, as TCR's `Location`.
+    pub async fn open_session(&self, repo: &RepoName) -> Result<String, String> {
+        let fwd = self.forward(
+            reqwest::Method::POST,
+            uploads(repo).slash(),
+            vec![push_scope(repo)],
+        );
+        let resp = self.front.upstream.send(fwd).await.map_err(|e| e.to_string())?;
+        match (resp.status().as_u16(), location(&resp)) {
+            (202, Some(loc)) => Ok(loc),
+            (s, _) => Err(format!("TCR answered {s} to an upload start")),
+        }
+    }
+
+    /// `PUT <session>?digest=` with the whole blob (`len` bytes): the upload completed.
+    pub async fn complete(
+        &self,
+        repo: &RepoName,
+        location: &str,
+        digest: &Digest,
+        body: reqwest::Body,
+        len: u64,
+    ) -> Result<(), String> {
+        let path = session_path(repo, location)
+            .ok_or_else(|| "TCR's upload Location is not usable".to_string())?;
+        let query = append_digest(path_query(location), digest);
+        let mut fwd = self.forward(
+            reqwest::Method::PUT,
+            path.with_query(&query),
+            vec![push_scope(repo)],
+        );
+        fwd.route = "upload";
+        fwd.headers
+            .insert(reqwest::header::CONTENT_LENGTH, len.into());
+        fwd.headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::HeaderValue::from_static("application/octet-stream"),
+        );
+        fwd.body = ForwardBody::Stream(body);
+        let resp = self.front.upstream.send(fwd).await.map_err(|e| e.to_string())?;
+        match resp.status().as_u16() {
+            201 => Ok(()),
+            s => Err(format!(
+                "TCR answered {s} to the upload: {}",
+                crate::upstream::error_message(&resp.bytes().await.unwrap_or_default())
+            )),
+        }
+    }
+}
+
+/// TCR's `Location` header.
+fn location(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The upload session a `Location` names, as a path in `repo` (its last segment is the
+/// session id; anything that is not a safe segment is refused).
+fn session_path(repo: &RepoName, location: &str) -> Option<UpstreamPath> {
+    let path = location.split(['?', '#']).next()?;
+    let id = path.rsplit_once("/blobs/uploads/")?.1;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    uploads(repo).push(id).ok()
+}
+
+/// The (encoded) query of a `Location`.
+fn path_query(location: &str) -> &str {
+    location
+        .split_once('?')
+        .map(|(_, q)| q.split('#').next().unwrap_or(""))
+        .unwrap_or("")
+}
+
+/// `query` with `digest=<digest>` appended.
+fn append_digest(query: &str, digest: &Digest) -> String {
+    let pair = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("digest", digest.as_str())
+        .finish();
+    match query.is_empty() {
+        true => pair,
+        false => format!("{query}&{pair}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_location_becomes_a_safe_path_and_keeps_its_query() {
+        let repo = RepoName::parse("ns/app").unwrap();
+        let loc = "https://tcr.example/v2/ns/app/blobs/uploads/abc-1?_state=x%3D%3D";
+        let p = session_path(&repo, loc).unwrap();
+        assert_eq!(p.path(), "/v2/ns/app/blobs/uploads/abc-1");
+        let d = Digest::sha256_of(b"x");
+        assert_eq!(
+            append_digest(path_query(loc), &d),
+            format!("_state=x%3D%3D&digest=sha256%3A{}", d.encoded())
+        );
+        assert!(session_path(&repo, "/v2/ns/app/blobs/uploads/").is_none());
+        assert!(session_path(&repo, "/v2/ns/app/blobs/uploads/..").is_none());
+        assert!(session_path(&repo, "/v2/ns/app/manifests/x").is_none());
+    }
+}

@@ -1,0 +1,313 @@
+//! The background half of pipelined uploads: each acknowledged blob becomes a job that brings it
+//! into TCR — an upload of the spooled bytes (`wan.max_parallel_uploads` at once, three
+//! attempts, each on a fresh upstream session) or a mount from a repository that has it (after
+//! that repository's own job, when it has one). A job ends `Done` or `Failed`; the manifest PUT
+//! waits for the jobs of the blobs it references (the commit point).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use tokio::sync::{watch, Semaphore};
+
+use super::spool::Reservation;
+use crate::oci::{Digest, RepoName};
+use crate::registry::calls::{Calls, Mounted};
+use crate::registry::RegistryFront;
+use crate::upstream::BasicAuth;
+
+/// Attempts per background upload.
+const ATTEMPTS: u32 = 3;
+/// Finished jobs nobody committed are forgotten after this long.
+const KEEP_FINISHED: Duration = Duration::from_secs(900);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    Pending,
+    Done,
+    Failed(String),
+}
+
+/// A blob on its way into one repository.
+#[derive(Clone)]
+pub struct Job {
+    pub size: u64,
+    pub state: watch::Receiver<State>,
+    /// The spooled bytes while they wait (an upload job).
+    pub file: Option<PathBuf>,
+    started: Instant,
+}
+
+impl Job {
+    pub fn current(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// Wait until the job has ended (bounded by `limit`).
+    pub async fn outcome(&mut self, limit: Duration) -> State {
+        let ended = tokio::time::timeout(limit, self.state.wait_for(|s| *s != State::Pending));
+        match ended.await {
+            Ok(Ok(s)) => s.clone(),
+            Ok(Err(_)) => State::Failed("the transfer was abandoned".into()),
+            Err(_) => State::Failed(format!("still not in TCR after {}s", limit.as_secs())),
+        }
+    }
+}
+
+/// `tcr_adapter_pipeline_*`.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    pub spool_bytes: prometheus::IntGauge,
+    pub in_flight: prometheus::IntGauge,
+    pub jobs: prometheus::IntCounterVec,
+}
+
+impl PipelineMetrics {
+    pub fn new() -> Self {
+        let jobs = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tcr_adapter_pipeline_jobs_total",
+                "Pipelined blobs brought into TCR in the background, by kind (upload, mount) and \
+                 result (done, failed)",
+            ),
+            &["kind", "result"],
+        )
+        .expect("valid metric");
+        for k in ["upload", "mount"] {
+            for r in ["done", "failed"] {
+                jobs.with_label_values(&[k, r]);
+            }
+        }
+        PipelineMetrics {
+            spool_bytes: prometheus::IntGauge::new(
+                "tcr_adapter_pipeline_spool_bytes",
+                "Bytes reserved in the upload spool (sessions and blobs waiting for TCR)",
+            )
+            .expect("valid metric"),
+            in_flight: prometheus::IntGauge::new(
+                "tcr_adapter_pipeline_uploads_in_flight",
+                "Background uploads to TCR running now",
+            )
+            .expect("valid metric"),
+            jobs,
+        }
+    }
+
+    pub fn register(&self, r: &prometheus::Registry) -> prometheus::Result<()> {
+        r.register(Box::new(self.spool_bytes.clone()))?;
+        r.register(Box::new(self.in_flight.clone()))?;
+        r.register(Box::new(self.jobs.clone()))
+    }
+}
+
+type Key = (RepoName, Digest);
+
+pub struct Jobs {
+    map: dashmap::DashMap<Key, Job>,
+    parallel: Arc<Semaphore>,
+    pub metrics: PipelineMetrics,
+}
+
+/// What a background upload sends, and as whom.
+pub struct Transfer {
+    pub repo: RepoName,
+    pub digest: Digest,
+    pub size: u64,
+    pub credential: Option<BasicAuth>,
+}
+
+impl Jobs {
+    pub fn new(parallel: usize, metrics: PipelineMetrics) -> Self {
+        Jobs {
+            map: dashmap::DashMap::new(),
+            parallel: Arc::new(Semaphore::new(parallel.max(1))),
+            metrics,
+        }
+    }
+
+    pub fn get(&self, repo: &RepoName, digest: &Digest) -> Option<Job> {
+        self.map
+            .get(&(repo.clone(), digest.clone()))
+            .map(|j| j.value().clone())
+    }
+
+    pub fn remove(&self, repo: &RepoName, digest: &Digest) {
+        self.map.remove(&(repo.clone(), digest.clone()));
+    }
+
+    /// A job (not failed) bringing `digest` into another repository than `except`.
+    pub fn elsewhere(&self, digest: &Digest, except: &RepoName) -> Option<(RepoName, Job)> {
+        self.map
+            .iter()
+            .filter(|e| &e.key().1 == digest && &e.key().0 != except)
+            .find(|e| !matches!(e.value().current(), State::Failed(_)))
+            .map(|e| (e.key().0.clone(), e.value().clone()))
+    }
+
+    /// Register a job unless a live one exists; its sender.
+    fn register(&self, key: Key, size: u64, file: Option<PathBuf>) -> Option<watch::Sender<State>> {
+        self.map.retain(|_, j| {
+            j.current() == State::Pending || j.started.elapsed() < KEEP_FINISHED
+        });
+        if self
+            .map
+            .get(&key)
+            .is_some_and(|j| !matches!(j.current(), State::Failed(_)))
+        {
+            return None;
+        }
+        let (tx, rx) = watch::channel(State::Pending);
+        let job = Job {
+            size,
+            state: rx,
+            file,
+            started: Instant::now(),
+        };
+        self.map.insert(key, job);
+        Some(tx)
+    }
+
+    /// Upload the spooled `file` in the background. `false`: a job for it was already running
+    /// (the file and its reservation are freed).
+    pub fn start_upload(
+        &self,
+        front: web::Data<RegistryFront>,
+        t: Transfer,
+        file: PathBuf,
+        reservation: Reservation,
+    ) -> bool {
+        let key = (t.repo.clone(), t.digest.clone());
+        let Some(tx) = self.register(key, t.size, Some(file.clone())) else {
+            let spool = &super::of(&front).spool;
+            let _ = std::fs::remove_file(&file);
+            spool.release(reservation);
+            return false;
+        };
+        let parallel = self.parallel.clone();
+        actix_web::rt::spawn(async move {
+            let pipeline = super::of(&front);
+            let slot = parallel.acquire_owned().await;
+            pipeline.jobs.metrics.in_flight.inc();
+            let result = upload_with_retries(&front, &t, &file).await;
+            pipeline.jobs.metrics.in_flight.dec();
+            drop(slot);
+            let _ = tokio::fs::remove_file(&file).await;
+            pipeline.spool.release(reservation);
+            let outcome = ended(&pipeline.jobs.metrics, "upload", result);
+            if outcome == State::Done {
+                if let Some(index) = &front.dedup {
+                    index.learn(&t.digest, &t.repo, Some(t.size));
+                }
+            }
+            let _ = tx.send(outcome);
+        });
+        true
+    }
+
+    /// Mount `digest` into `t.repo` from `source` in the background, once `source`'s own job
+    /// (if any) has brought it into TCR.
+    pub fn start_mount(
+        &self,
+        front: web::Data<RegistryFront>,
+        t: Transfer,
+        source: RepoName,
+        source_job: Option<Job>,
+    ) {
+        let key = (t.repo.clone(), t.digest.clone());
+        let Some(tx) = self.register(key, t.size, None) else {
+            return;
+        };
+        actix_web::rt::spawn(async move {
+            let result = mount_after(&front, &t, &source, source_job).await;
+            let pipeline = super::of(&front);
+            let _ = tx.send(ended(&pipeline.jobs.metrics, "mount", result));
+        });
+    }
+}
+
+/// Count the outcome and log a failure.
+fn ended(metrics: &PipelineMetrics, kind: &str, result: Result<(), String>) -> State {
+    match result {
+        Ok(()) => {
+            metrics.jobs.with_label_values(&[kind, "done"]).inc();
+            State::Done
+        }
+        Err(e) => {
+            metrics.jobs.with_label_values(&[kind, "failed"]).inc();
+            tracing::warn!(kind, error = %e, "pipelined blob not brought into TCR");
+            State::Failed(e)
+        }
+    }
+}
+
+async fn upload_with_retries(front: &RegistryFront, t: &Transfer, file: &PathBuf) -> Result<(), String> {
+    let calls = Calls {
+        front,
+        credential: t.credential.clone(),
+    };
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+        }
+        let location = match calls.open_session(&t.repo).await {
+            Ok(l) => l,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let body = match tokio::fs::File::open(file).await {
+            Ok(f) => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                f,
+                256 * 1024,
+            )),
+            Err(e) => return Err(format!("the spooled blob is gone: {e}")),
+        };
+        match calls.complete(&t.repo, &location, &t.digest, body, t.size).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                calls.cancel(&t.repo, &location).await;
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn mount_after(
+    front: &RegistryFront,
+    t: &Transfer,
+    source: &RepoName,
+    source_job: Option<Job>,
+) -> Result<(), String> {
+    if let Some(mut job) = source_job {
+        if let State::Failed(e) = job.outcome(super::COMMIT_WAIT).await {
+            return Err(format!("the blob's upload into {source} failed: {e}"));
+        }
+    }
+    let calls = Calls {
+        front,
+        credential: t.credential.clone(),
+    };
+    let index = front.dedup.as_ref();
+    match calls.mount(&t.repo, source, &t.digest).await {
+        Mounted::Yes => {
+            if let Some(index) = index {
+                index.metrics().mounts.with_label_values(&["mounted"]).inc();
+                index.metrics().bytes_saved.inc_by(t.size);
+                index.learn(&t.digest, &t.repo, Some(t.size));
+            }
+            Ok(())
+        }
+        Mounted::No => {
+            if let Some(index) = index {
+                index.metrics().mounts.with_label_values(&["refused"]).inc();
+                index.forget(&t.digest, source);
+            }
+            Err(format!("TCR refused to mount it from {source}"))
+        }
+        Mounted::Error => Err(format!("the mount from {source} got no answer")),
+    }
+}

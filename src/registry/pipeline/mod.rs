@@ -1,0 +1,332 @@
+//! Pipelined uploads (`wan.pipeline = true`): the steps of the `/v2/` pipeline that let a
+//! client's round trips stay on the LAN. An upload session is answered by the adapter; the
+//! bytes go into a bounded local spool, their digest is checked as they arrive, the client gets
+//! its `201` at once and the blob travels to TCR in the background ([`jobs`]). A blob HEAD for a
+//! blob that is on its way, or that another repository has, is answered here (the latter starts
+//! a background mount with the caller's credential). The **manifest PUT is the commit point**:
+//! it is forwarded only when every blob it references that the pipeline handled is confirmed in
+//! TCR, and fails (`MANIFEST_BLOB_UNKNOWN`, so the client pushes the blob again) when one could
+//! not be brought in. Nothing half-committed becomes visible in TCR: a blob without its manifest
+//! is unreferenced, and a restart empties the spool before any manifest could name its blobs.
+//!
+//! Sessions live on the replica that opened them: behind a load balancer, use session affinity
+//! or a shared `wan.spool_dir` (replicas do not share the session table, so affinity it is).
+
+pub mod jobs;
+mod spool;
+
+use std::time::Duration;
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use self::jobs::{Jobs, PipelineMetrics, State, Transfer};
+use self::spool::Spool;
+use super::calls::{credential_of, Calls};
+use super::request::Route;
+use super::route::Endpoint;
+use super::{body, dedup, RegistryFront};
+use crate::auth::{Access, Grant};
+use crate::config::WanConfig;
+use crate::oci::{Digest, ErrorCode, OciError, RepoName};
+
+/// How long a manifest PUT waits for the blobs it references.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(1800);
+
+pub struct Pipeline {
+    pub spool: Spool,
+    pub jobs: Jobs,
+}
+
+impl Pipeline {
+    /// The pipeline of `wan`, its spool emptied.
+    pub fn new(wan: &WanConfig) -> std::io::Result<Pipeline> {
+        let metrics = PipelineMetrics::new();
+        let spool = Spool::open(
+            &wan.spool_path(),
+            wan.spool_max_bytes,
+            metrics.spool_bytes.clone(),
+        )?;
+        Ok(Pipeline {
+            spool,
+            jobs: Jobs::new(wan.max_parallel_uploads, metrics),
+        })
+    }
+
+    pub fn metrics(&self) -> &PipelineMetrics {
+        &self.jobs.metrics
+    }
+}
+
+/// The pipeline of a front that has one (background jobs only run where it does).
+fn of(front: &RegistryFront) -> &Pipeline {
+    front.pipeline.as_deref().expect("a pipelined job runs only with wan.pipeline")
+}
+
+/// What the pipeline did with a request.
+pub enum Intercept {
+    Answered(HttpResponse),
+    Pass(web::Payload),
+}
+
+/// The step that answers upload sessions and spooled blob reads locally.
+pub async fn intercept(
+    front: &web::Data<RegistryFront>,
+    route: &Route,
+    grant: &Grant,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Intercept, OciError> {
+    let (Some(p), Some(up)) = (front.pipeline.as_deref(), route.upstream.as_ref()) else {
+        return Ok(Intercept::Pass(payload));
+    };
+    let answer = match (&route.endpoint, &route.method) {
+        (Endpoint::UploadStart { name }, &Method::POST)
+            if route.mount_from.is_none() && !names_digest(&route.query) =>
+        {
+            route.ensure_namespace(front, grant).await?;
+            let id = p.spool.create(up);
+            session_answer(StatusCode::ACCEPTED, route, name, &id, 0)
+        }
+        (Endpoint::Upload { name, id }, _) if id.starts_with("p.") => {
+            let s = Step { front, p, route, grant, name, up, id };
+            s.session(req, payload).await?
+        }
+        (Endpoint::Blob { digest, .. }, &Method::GET) => match spooled(p, up, digest).await {
+            Some(resp) => resp,
+            None => return Ok(Intercept::Pass(payload)),
+        },
+        _ => return Ok(Intercept::Pass(payload)),
+    };
+    Ok(Intercept::Answered(answer))
+}
+
+/// One request on a pipelined session.
+struct Step<'a> {
+    front: &'a web::Data<RegistryFront>,
+    p: &'a Pipeline,
+    route: &'a Route,
+    grant: &'a Grant,
+    name: &'a RepoName,
+    up: &'a RepoName,
+    id: &'a str,
+}
+
+impl Step<'_> {
+    async fn session(&self, req: &HttpRequest, payload: web::Payload) -> Result<HttpResponse, OciError> {
+        let session = self.p.spool.get(self.id, self.up)?;
+        let mut s = session.lock().await;
+        match self.route.method {
+            Method::GET => Ok(session_answer(StatusCode::NO_CONTENT, self.route, self.name, self.id, s.size)),
+            Method::DELETE => {
+                drop(s);
+                self.p.spool.remove(self.id).await;
+                Ok(HttpResponse::NoContent().finish())
+            }
+            Method::PATCH => {
+                check_range(req, s.size)?;
+                self.p.spool.receive(&mut s, payload).await?;
+                Ok(session_answer(StatusCode::ACCEPTED, self.route, self.name, self.id, s.size))
+            }
+            _ => self.finish(req, &mut s, payload).await,
+        }
+    }
+
+    /// `PUT ?digest=`: the last bytes, the digest checked, the blob handed to a background job.
+    async fn finish(
+        &self,
+        req: &HttpRequest,
+        s: &mut spool::Session,
+        payload: web::Payload,
+    ) -> Result<HttpResponse, OciError> {
+        let digest = self.route.upload_digest().ok_or_else(|| {
+            OciError::new(ErrorCode::DigestInvalid, "digest query parameter required")
+        })?;
+        let _uploading = self.route.mark_upload(self.front);
+        let len = content_length(req);
+        if s.size == 0 && len.is_some_and(|n| n > self.p.spool.max_bytes / 2) {
+            self.p.spool.remove(self.id).await;
+            self.passthrough(&digest, len.unwrap_or(0), payload).await?;
+        } else {
+            self.p.spool.receive(s, payload).await?;
+            let (file, reservation) = self.p.spool.seal(self.id, s, &digest).await?;
+            let t = Transfer {
+                repo: self.up.clone(),
+                digest: digest.clone(),
+                size: s.size,
+                credential: credential_of(self.grant),
+            };
+            self.p.jobs.start_upload(self.front.clone(), t, file, reservation);
+        }
+        Ok(HttpResponse::Created()
+            .insert_header(("Location", blob_url(self.route, self.name, &digest)))
+            .insert_header(("Docker-Content-Digest", digest.as_str()))
+            .finish())
+    }
+
+    /// A blob too big for the spool goes straight to TCR, as without the pipeline.
+    async fn passthrough(&self, digest: &Digest, len: u64, payload: web::Payload) -> Result<(), OciError> {
+        let calls = Calls {
+            front: self.front,
+            credential: credential_of(self.grant),
+        };
+        let unavailable = |e: String| {
+            OciError::new(ErrorCode::Unavailable, e).with_status(StatusCode::BAD_GATEWAY)
+        };
+        let location = calls.open_session(self.up).await.map_err(unavailable)?;
+        let (stream, pump) = body::bridge(payload, self.front.metrics.bytes_in.clone());
+        body::drive(calls.complete(self.up, &location, digest, stream, len), pump)
+            .await
+            .map_err(unavailable)?;
+        if let Some(index) = &self.front.dedup {
+            index.learn(digest, self.up, Some(len));
+        }
+        Ok(())
+    }
+}
+
+/// A blob HEAD: on its way into this repository (the pipeline's answer), or — for a caller
+/// who may push — on its way into or known in another one (a background mount, answered now);
+/// else layer dedup's answer, and the pipeline's once more (a HEAD that waited on another
+/// job's upload finds that job now).
+pub async fn answer_head(
+    front: &web::Data<RegistryFront>,
+    client: &RepoName,
+    target: &RepoName,
+    grant: &Grant,
+    digest: &Digest,
+) -> Option<HttpResponse> {
+    let pipelined = || head_locally(front, client, target, grant, digest);
+    if let Some(r) = front.pipeline.as_ref().and_then(|_| pipelined()) {
+        return Some(r);
+    }
+    if let Some(r) = dedup::answer_head(front, client, target, grant, digest).await {
+        return Some(r);
+    }
+    front.pipeline.as_ref().and_then(|_| pipelined())
+}
+
+fn head_locally(
+    front: &web::Data<RegistryFront>,
+    client: &RepoName,
+    target: &RepoName,
+    grant: &Grant,
+    digest: &Digest,
+) -> Option<HttpResponse> {
+    let p = of(front);
+    if let Some(job) = p.jobs.get(target, digest) {
+        match job.current() {
+            State::Failed(_) => p.jobs.remove(target, digest),
+            _ => return Some(dedup::found(digest, job.size)),
+        }
+    }
+    if !grant.allows(&Access::repository(client.as_str(), &["push"])) {
+        return None;
+    }
+    let (source, size, source_job) = match p.jobs.elsewhere(digest, target) {
+        Some((repo, job)) => (repo, job.size, Some(job)),
+        None => {
+            let (sources, size) = front.dedup.as_ref()?.sources(digest, target);
+            (sources.into_iter().next()?, size?, None)
+        }
+    };
+    let t = Transfer {
+        repo: target.clone(),
+        digest: digest.clone(),
+        size,
+        credential: credential_of(grant),
+    };
+    p.jobs.start_mount(front.clone(), t, source, source_job);
+    Some(dedup::found(digest, size))
+}
+
+/// The commit point: a manifest PUT waits until TCR has every blob the pipeline handled for
+/// it; one that could not be brought in fails the PUT (nothing is forwarded).
+pub async fn commit_point(
+    front: &RegistryFront,
+    route: &Route,
+    manifest: Option<&[u8]>,
+) -> Result<(), OciError> {
+    let (Some(p), Some(up), Some(m)) = (front.pipeline.as_deref(), &route.upstream, manifest)
+    else {
+        return Ok(());
+    };
+    let blobs = dedup::referenced_blobs(m);
+    let mut committed = Vec::new();
+    for (d, _) in &blobs {
+        let Some(mut job) = p.jobs.get(up, d) else {
+            continue;
+        };
+        if let State::Failed(e) = job.outcome(COMMIT_WAIT).await {
+            p.jobs.remove(up, d);
+            return Err(OciError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("blob {d} could not be brought into TCR ({e}); nothing was committed: push the blob again"),
+            ));
+        }
+        committed.push(d);
+    }
+    for d in committed {
+        p.jobs.remove(up, d);
+    }
+    Ok(())
+}
+
+/// A GET of a blob still waiting in the spool, served from there.
+async fn spooled(p: &Pipeline, up: &RepoName, digest: &Digest) -> Option<HttpResponse> {
+    let job = p.jobs.get(up, digest)?;
+    let file = tokio::fs::File::open(job.file.as_ref()?).await.ok()?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    Some(
+        HttpResponse::Ok()
+            .insert_header(("Docker-Content-Digest", digest.as_str()))
+            .insert_header(("Content-Type", "application/octet-stream"))
+            .body(actix_web::body::SizedStream::new(job.size, stream)),
+    )
+}
+
+/// The answer to a session request: where it continues and how much it holds.
+fn session_answer(status: StatusCode, route: &Route, name: &RepoName, id: &str, size: u64) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((
+            "Location",
+            format!("{}/v2/{name}/blobs/uploads/{id}", route.base),
+        ))
+        .insert_header(("Docker-Upload-UUID", id))
+        .insert_header(("Range", format!("0-{}", size.saturating_sub(1))))
+        .finish()
+}
+
+fn blob_url(route: &Route, name: &RepoName, digest: &Digest) -> String {
+    format!("{}/v2/{name}/blobs/{digest}", route.base)
+}
+
+/// A chunk must start where the session ends (`Content-Range: <start>-<end>`).
+fn check_range(req: &HttpRequest, size: u64) -> Result<(), OciError> {
+    let Some(range) = req.headers().get("content-range").and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let start = range
+        .trim_start_matches("bytes ")
+        .split_once('-')
+        .and_then(|(s, _)| s.trim().parse::<u64>().ok());
+    match start {
+        Some(s) if s == size => Ok(()),
+        _ => Err(OciError::new(
+            ErrorCode::RangeInvalid,
+            format!("the next chunk must start at byte {size}"),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)),
+    }
+}
+
+fn names_digest(query: &str) -> bool {
+    url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "digest")
+}
+
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
