@@ -36,6 +36,8 @@ pub struct Job {
     pub state: watch::Receiver<State>,
     /// The spooled bytes while they wait (an upload job).
     pub file: Option<PathBuf>,
+    /// Whose credential runs it (a mount from it is offered to the same caller only).
+    owner: Option<String>,
     started: Instant,
 }
 
@@ -101,15 +103,15 @@ impl PipelineMetrics {
     }
 }
 
-type Key = (RepoName, Digest);
-
 pub struct Jobs {
-    map: dashmap::DashMap<Key, Job>,
+    /// Per digest, the repositories it is on its way into (or was brought into lately).
+    map: dashmap::DashMap<Digest, Vec<(RepoName, Job)>>,
     parallel: Arc<Semaphore>,
+    last_prune: std::sync::Mutex<Instant>,
     pub metrics: PipelineMetrics,
 }
 
-/// What a background upload sends, and as whom.
+/// What a background job brings into TCR, and as whom.
 pub struct Transfer {
     pub repo: RepoName,
     pub digest: Digest,
@@ -117,54 +119,85 @@ pub struct Transfer {
     pub credential: Option<BasicAuth>,
 }
 
+impl Transfer {
+    fn owner(&self) -> Option<String> {
+        self.credential.as_ref().map(|c| c.username.clone())
+    }
+}
+
 impl Jobs {
     pub fn new(parallel: usize, metrics: PipelineMetrics) -> Self {
         Jobs {
             map: dashmap::DashMap::new(),
             parallel: Arc::new(Semaphore::new(parallel.max(1))),
+            last_prune: std::sync::Mutex::new(Instant::now()),
             metrics,
         }
     }
 
     pub fn get(&self, repo: &RepoName, digest: &Digest) -> Option<Job> {
-        self.map
-            .get(&(repo.clone(), digest.clone()))
-            .map(|j| j.value().clone())
+        let jobs = self.map.get(digest)?;
+        jobs.iter().find(|(r, _)| r == repo).map(|(_, j)| j.clone())
     }
 
     pub fn remove(&self, repo: &RepoName, digest: &Digest) {
-        self.map.remove(&(repo.clone(), digest.clone()));
+        if let Some(mut jobs) = self.map.get_mut(digest) {
+            jobs.retain(|(r, _)| r != repo);
+        }
+        self.map.remove_if(digest, |_, v| v.is_empty());
     }
 
-    /// A job (not failed) bringing `digest` into another repository than `except`.
-    pub fn elsewhere(&self, digest: &Digest, except: &RepoName) -> Option<(RepoName, Job)> {
-        self.map
-            .iter()
-            .filter(|e| &e.key().1 == digest && &e.key().0 != except)
-            .find(|e| !matches!(e.value().current(), State::Failed(_)))
-            .map(|e| (e.key().0.clone(), e.value().clone()))
+    /// A job (not failed) of the same `owner` bringing `digest` into another repository than
+    /// `except`: a mount from there will be allowed once it is done.
+    pub fn elsewhere(
+        &self,
+        digest: &Digest,
+        except: &RepoName,
+        owner: Option<&str>,
+    ) -> Option<(RepoName, Job)> {
+        let jobs = self.map.get(digest)?;
+        jobs.iter()
+            .filter(|(r, j)| r != except && j.owner.as_deref() == owner)
+            .find(|(_, j)| !matches!(j.current(), State::Failed(_)))
+            .map(|(r, j)| (r.clone(), j.clone()))
+    }
+
+    /// Forget finished jobs older than [`KEEP_FINISHED`] (at most every ten seconds).
+    fn prune(&self) {
+        {
+            let mut last = self.last_prune.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < Duration::from_secs(10) {
+                return;
+            }
+            *last = Instant::now();
+        }
+        self.map.retain(|_, jobs| {
+            jobs.retain(|(_, j)| {
+                j.current() == State::Pending || j.started.elapsed() < KEEP_FINISHED
+            });
+            !jobs.is_empty()
+        });
     }
 
     /// Register a job unless a live one exists; its sender.
-    fn register(&self, key: Key, size: u64, file: Option<PathBuf>) -> Option<watch::Sender<State>> {
-        self.map.retain(|_, j| {
-            j.current() == State::Pending || j.started.elapsed() < KEEP_FINISHED
-        });
-        if self
-            .map
-            .get(&key)
-            .is_some_and(|j| !matches!(j.current(), State::Failed(_)))
-        {
-            return None;
+    fn register(&self, t: &Transfer, file: Option<PathBuf>) -> Option<watch::Sender<State>> {
+        self.prune();
+        let mut jobs = self.map.entry(t.digest.clone()).or_default();
+        if let Some(i) = jobs.iter().position(|(r, _)| r == &t.repo) {
+            if !matches!(jobs[i].1.current(), State::Failed(_)) {
+                return None;
+            }
+            jobs.remove(i);
         }
         let (tx, rx) = watch::channel(State::Pending);
         let job = Job {
-            size,
+            size: t.size,
             state: rx,
             file,
+            owner: t.owner(),
             started: Instant::now(),
         };
-        self.map.insert(key, job);
+        jobs.push((t.repo.clone(), job));
         Some(tx)
     }
 
@@ -177,8 +210,7 @@ impl Jobs {
         file: PathBuf,
         reservation: Reservation,
     ) -> bool {
-        let key = (t.repo.clone(), t.digest.clone());
-        let Some(tx) = self.register(key, t.size, Some(file.clone())) else {
+        let Some(tx) = self.register(&t, Some(file.clone())) else {
             let spool = &super::of(&front).spool;
             let _ = std::fs::remove_file(&file);
             spool.release(reservation);
@@ -214,8 +246,7 @@ impl Jobs {
         source: RepoName,
         source_job: Option<Job>,
     ) {
-        let key = (t.repo.clone(), t.digest.clone());
-        let Some(tx) = self.register(key, t.size, None) else {
+        let Some(tx) = self.register(&t, None) else {
             return;
         };
         actix_web::rt::spawn(async move {

@@ -92,10 +92,14 @@ pub async fn intercept(
             let s = Step { front, p, route, grant, name, up, id };
             s.session(req, payload).await?
         }
-        (Endpoint::Blob { digest, .. }, &Method::GET) => match spooled(p, up, digest).await {
+        (Endpoint::Blob { digest, .. }, &Method::GET) => match spooled(p, up, digest, req).await {
             Some(resp) => resp,
             None => return Ok(Intercept::Pass(payload)),
         },
+        (Endpoint::Blob { digest, .. }, &Method::DELETE) => {
+            p.jobs.remove(up, digest);
+            return Ok(Intercept::Pass(payload));
+        }
         _ => return Ok(Intercept::Pass(payload)),
     };
     Ok(Intercept::Answered(answer))
@@ -185,10 +189,11 @@ impl Step<'_> {
     }
 }
 
-/// A blob HEAD: on its way into this repository (the pipeline's answer), or — for a caller
-/// who may push — on its way into or known in another one (a background mount, answered now);
-/// else layer dedup's answer, and the pipeline's once more (a HEAD that waited on another
-/// job's upload finds that job now).
+/// A blob HEAD: on its way into this repository, or lately brought in (the pipeline's answer);
+/// or — for a caller who may push — on its way into another repository by the same caller's
+/// hand (a background mount after that job, answered now: the caller may read the source);
+/// else layer dedup's answer (a synchronous mount, with its fallback), and the pipeline's once
+/// more (a HEAD that waited on another job's upload finds that job now).
 pub async fn answer_head(
     front: &web::Data<RegistryFront>,
     client: &RepoName,
@@ -223,21 +228,17 @@ fn head_locally(
     if !grant.allows(&Access::repository(client.as_str(), &["push"])) {
         return None;
     }
-    let (source, size, source_job) = match p.jobs.elsewhere(digest, target) {
-        Some((repo, job)) => (repo, job.size, Some(job)),
-        None => {
-            let (sources, size) = front.dedup.as_ref()?.sources(digest, target);
-            (sources.into_iter().next()?, size?, None)
-        }
-    };
+    let credential = credential_of(grant);
+    let owner = credential.as_ref().map(|c| c.username.as_str());
+    let (source, job) = p.jobs.elsewhere(digest, target, owner)?;
     let t = Transfer {
         repo: target.clone(),
         digest: digest.clone(),
-        size,
-        credential: credential_of(grant),
+        size: job.size,
+        credential,
     };
-    p.jobs.start_mount(front.clone(), t, source, source_job);
-    Some(dedup::found(digest, size))
+    p.jobs.start_mount(front.clone(), t, source, Some(job.clone()));
+    Some(dedup::found(digest, job.size))
 }
 
 /// The commit point: a manifest PUT waits until TCR has every blob the pipeline handled for
@@ -251,9 +252,7 @@ pub async fn commit_point(
     else {
         return Ok(());
     };
-    let blobs = dedup::referenced_blobs(m);
-    let mut committed = Vec::new();
-    for (d, _) in &blobs {
+    for (d, _) in &dedup::referenced_blobs(m) {
         let Some(mut job) = p.jobs.get(up, d) else {
             continue;
         };
@@ -264,17 +263,23 @@ pub async fn commit_point(
                 format!("blob {d} could not be brought into TCR ({e}); nothing was committed: push the blob again"),
             ));
         }
-        committed.push(d);
-    }
-    for d in committed {
-        p.jobs.remove(up, d);
     }
     Ok(())
 }
 
-/// A GET of a blob still waiting in the spool, served from there.
-async fn spooled(p: &Pipeline, up: &RepoName, digest: &Digest) -> Option<HttpResponse> {
-    let job = p.jobs.get(up, digest)?;
+/// A GET of a blob still waiting in the spool, served from there; a range of it is read from
+/// TCR once the blob has arrived there.
+async fn spooled(
+    p: &Pipeline,
+    up: &RepoName,
+    digest: &Digest,
+    req: &HttpRequest,
+) -> Option<HttpResponse> {
+    let mut job = p.jobs.get(up, digest)?;
+    if req.headers().contains_key("range") {
+        job.outcome(COMMIT_WAIT).await;
+        return None;
+    }
     let file = tokio::fs::File::open(job.file.as_ref()?).await.ok()?;
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
     Some(
