@@ -602,7 +602,8 @@ impl Config {
         if !(0.0..=1.0).contains(&self.emulator.faults.registry_5xx_ratio) {
             return bad("emulator.faults.registry_5xx_ratio must be within 0..1".into());
         }
-        if self.wan.pipeline && (self.wan.spool_max_bytes < 1 << 20 || self.wan.max_parallel_uploads == 0)
+        if self.wan.pipeline
+            && (self.wan.spool_max_bytes < 1 << 20 || self.wan.max_parallel_uploads == 0)
         {
             return bad("wan.spool_max_bytes must be at least 1 MiB and wan.max_parallel_uploads at least 1".into());
         }

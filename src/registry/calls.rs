@@ -130,7 +130,12 @@ impl Calls<'_> {
             uploads(repo).slash(),
             vec![push_scope(repo)],
         );
-        let resp = self.front.upstream.send(fwd).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .front
+            .upstream
+            .send(fwd)
+            .await
+            .map_err(|e| e.to_string())?;
         match (resp.status().as_u16(), location(&resp)) {
             (202, Some(loc)) => Ok(loc),
             (s, _) => Err(format!("TCR answered {s} to an upload start")),
@@ -162,7 +167,12 @@ impl Calls<'_> {
             reqwest::header::HeaderValue::from_static("application/octet-stream"),
         );
         fwd.body = ForwardBody::Stream(body);
-        let resp = self.front.upstream.send(fwd).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .front
+            .upstream
+            .send(fwd)
+            .await
+            .map_err(|e| e.to_string())?;
         match resp.status().as_u16() {
             201 => Ok(()),
             s => Err(format!(

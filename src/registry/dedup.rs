@@ -18,10 +18,10 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use tokio::sync::watch;
 
+use super::calls::{credential_of, Calls, Mounted};
 use super::RegistryFront;
 use crate::auth::{Access, Grant};
 use crate::oci::{Digest, RepoName};
-use super::calls::{credential_of, Calls, Mounted};
 
 /// Repositories remembered per digest.
 const REPOS_PER_DIGEST: usize = 4;
@@ -183,7 +183,11 @@ impl BlobIndex {
     }
 
     /// Other repositories that have `digest`, and its size when known.
-    pub(crate) fn sources(&self, digest: &Digest, except: &RepoName) -> (Vec<RepoName>, Option<u64>) {
+    pub(crate) fn sources(
+        &self,
+        digest: &Digest,
+        except: &RepoName,
+    ) -> (Vec<RepoName>, Option<u64>) {
         let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
         match guard.0.get(digest) {
             Some(k) => (

@@ -9,10 +9,10 @@
 use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
+use super::pipeline::{self, Intercept};
 use super::plan::Plan;
 use super::request::Route;
 use super::route::Endpoint;
-use super::pipeline::{self, Intercept};
 use super::{cloud, respond, RegistryFront, RouteInfo};
 use crate::auth::{AuthService, Grant};
 use crate::oci::{OciError, Reference};

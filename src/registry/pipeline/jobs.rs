@@ -65,8 +65,8 @@ pub struct PipelineMetrics {
     pub jobs: prometheus::IntCounterVec,
 }
 
-impl PipelineMetrics {
-    pub fn new() -> Self {
+impl Default for PipelineMetrics {
+    fn default() -> Self {
         let jobs = prometheus::IntCounterVec::new(
             prometheus::Opts::new(
                 "tcr_adapter_pipeline_jobs_total",
@@ -95,7 +95,9 @@ impl PipelineMetrics {
             jobs,
         }
     }
+}
 
+impl PipelineMetrics {
     pub fn register(&self, r: &prometheus::Registry) -> prometheus::Result<()> {
         r.register(Box::new(self.spool_bytes.clone()))?;
         r.register(Box::new(self.in_flight.clone()))?;
@@ -272,7 +274,11 @@ fn ended(metrics: &PipelineMetrics, kind: &str, result: Result<(), String>) -> S
     }
 }
 
-async fn upload_with_retries(front: &RegistryFront, t: &Transfer, file: &PathBuf) -> Result<(), String> {
+async fn upload_with_retries(
+    front: &RegistryFront,
+    t: &Transfer,
+    file: &PathBuf,
+) -> Result<(), String> {
     let calls = Calls {
         front,
         credential: t.credential.clone(),
@@ -296,7 +302,10 @@ async fn upload_with_retries(front: &RegistryFront, t: &Transfer, file: &PathBuf
             )),
             Err(e) => return Err(format!("the spooled blob is gone: {e}")),
         };
-        match calls.complete(&t.repo, &location, &t.digest, body, t.size).await {
+        match calls
+            .complete(&t.repo, &location, &t.digest, body, t.size)
+            .await
+        {
             Ok(()) => return Ok(()),
             Err(e) => {
                 calls.cancel(&t.repo, &location).await;

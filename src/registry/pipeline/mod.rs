@@ -41,7 +41,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// The pipeline of `wan`, its spool emptied.
     pub fn new(wan: &WanConfig) -> std::io::Result<Pipeline> {
-        let metrics = PipelineMetrics::new();
+        let metrics = PipelineMetrics::default();
         let spool = Spool::open(
             &wan.spool_path(),
             wan.spool_max_bytes,
@@ -60,7 +60,10 @@ impl Pipeline {
 
 /// The pipeline of a front that has one (background jobs only run where it does).
 fn of(front: &RegistryFront) -> &Pipeline {
-    front.pipeline.as_deref().expect("a pipelined job runs only with wan.pipeline")
+    front
+        .pipeline
+        .as_deref()
+        .expect("a pipelined job runs only with wan.pipeline")
 }
 
 /// What the pipeline did with a request.
@@ -89,7 +92,15 @@ pub async fn intercept(
             session_answer(StatusCode::ACCEPTED, route, name, &id, 0)
         }
         (Endpoint::Upload { name, id }, _) if id.starts_with("p.") => {
-            let s = Step { front, p, route, grant, name, up, id };
+            let s = Step {
+                front,
+                p,
+                route,
+                grant,
+                name,
+                up,
+                id,
+            };
             s.session(req, payload).await?
         }
         (Endpoint::Blob { digest, .. }, &Method::GET) => match spooled(p, up, digest, req).await {
@@ -117,20 +128,35 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    async fn session(&self, req: &HttpRequest, payload: web::Payload) -> Result<HttpResponse, OciError> {
+    async fn session(
+        &self,
+        req: &HttpRequest,
+        payload: web::Payload,
+    ) -> Result<HttpResponse, OciError> {
         let session = self.p.spool.get(self.id, self.up)?;
         let mut s = session.lock().await;
         match self.route.method {
-            Method::GET => Ok(session_answer(StatusCode::NO_CONTENT, self.route, self.name, self.id, s.size)),
+            Method::GET => Ok(session_answer(
+                StatusCode::NO_CONTENT,
+                self.route,
+                self.name,
+                self.id,
+                s.size,
+            )),
             Method::DELETE => {
-                drop(s);
-                self.p.spool.remove(self.id).await;
+                self.p.spool.discard(self.id, &mut s).await;
                 Ok(HttpResponse::NoContent().finish())
             }
             Method::PATCH => {
                 check_range(req, s.size)?;
                 self.p.spool.receive(&mut s, payload).await?;
-                Ok(session_answer(StatusCode::ACCEPTED, self.route, self.name, self.id, s.size))
+                Ok(session_answer(
+                    StatusCode::ACCEPTED,
+                    self.route,
+                    self.name,
+                    self.id,
+                    s.size,
+                ))
             }
             _ => self.finish(req, &mut s, payload).await,
         }
@@ -149,7 +175,7 @@ impl Step<'_> {
         let _uploading = self.route.mark_upload(self.front);
         let len = content_length(req);
         if s.size == 0 && len.is_some_and(|n| n > self.p.spool.max_bytes / 2) {
-            self.p.spool.remove(self.id).await;
+            self.p.spool.discard(self.id, s).await;
             self.passthrough(&digest, len.unwrap_or(0), payload).await?;
         } else {
             self.p.spool.receive(s, payload).await?;
@@ -160,7 +186,9 @@ impl Step<'_> {
                 size: s.size,
                 credential: credential_of(self.grant),
             };
-            self.p.jobs.start_upload(self.front.clone(), t, file, reservation);
+            self.p
+                .jobs
+                .start_upload(self.front.clone(), t, file, reservation);
         }
         Ok(HttpResponse::Created()
             .insert_header(("Location", blob_url(self.route, self.name, &digest)))
@@ -169,7 +197,12 @@ impl Step<'_> {
     }
 
     /// A blob too big for the spool goes straight to TCR, as without the pipeline.
-    async fn passthrough(&self, digest: &Digest, len: u64, payload: web::Payload) -> Result<(), OciError> {
+    async fn passthrough(
+        &self,
+        digest: &Digest,
+        len: u64,
+        payload: web::Payload,
+    ) -> Result<(), OciError> {
         let calls = Calls {
             front: self.front,
             credential: credential_of(self.grant),
@@ -179,9 +212,12 @@ impl Step<'_> {
         };
         let location = calls.open_session(self.up).await.map_err(unavailable)?;
         let (stream, pump) = body::bridge(payload, self.front.metrics.bytes_in.clone());
-        body::drive(calls.complete(self.up, &location, digest, stream, len), pump)
-            .await
-            .map_err(unavailable)?;
+        body::drive(
+            calls.complete(self.up, &location, digest, stream, len),
+            pump,
+        )
+        .await
+        .map_err(unavailable)?;
         if let Some(index) = &self.front.dedup {
             index.learn(digest, self.up, Some(len));
         }
@@ -237,7 +273,8 @@ fn head_locally(
         size: job.size,
         credential,
     };
-    p.jobs.start_mount(front.clone(), t, source, Some(job.clone()));
+    p.jobs
+        .start_mount(front.clone(), t, source, Some(job.clone()));
     Some(dedup::found(digest, job.size))
 }
 
@@ -291,7 +328,13 @@ async fn spooled(
 }
 
 /// The answer to a session request: where it continues and how much it holds.
-fn session_answer(status: StatusCode, route: &Route, name: &RepoName, id: &str, size: u64) -> HttpResponse {
+fn session_answer(
+    status: StatusCode,
+    route: &Route,
+    name: &RepoName,
+    id: &str,
+    size: u64,
+) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((
             "Location",
@@ -308,7 +351,11 @@ fn blob_url(route: &Route, name: &RepoName, digest: &Digest) -> String {
 
 /// A chunk must start where the session ends (`Content-Range: <start>-<end>`).
 fn check_range(req: &HttpRequest, size: u64) -> Result<(), OciError> {
-    let Some(range) = req.headers().get("content-range").and_then(|v| v.to_str().ok()) else {
+    let Some(range) = req
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(());
     };
     let start = range

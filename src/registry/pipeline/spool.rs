@@ -114,7 +114,11 @@ impl Spool {
     }
 
     /// The session `id` in `repo` (another repository's session is unknown here).
-    pub fn get(&self, id: &str, repo: &RepoName) -> Result<Arc<tokio::sync::Mutex<Session>>, OciError> {
+    pub fn get(
+        &self,
+        id: &str,
+        repo: &RepoName,
+    ) -> Result<Arc<tokio::sync::Mutex<Session>>, OciError> {
         let unknown = || {
             OciError::new(
                 ErrorCode::BlobUploadUnknown,
@@ -128,13 +132,11 @@ impl Spool {
         }
     }
 
-    /// Drop a session and its bytes.
-    pub async fn remove(&self, id: &str) {
-        if let Some((_, (_, s))) = self.sessions.remove(id) {
-            let mut s = s.lock().await;
-            let _ = tokio::fs::remove_file(&s.file).await;
-            self.release(std::mem::take(&mut s.reservation));
-        }
+    /// Drop a session (locked by the caller) and its bytes.
+    pub async fn discard(&self, id: &str, s: &mut Session) {
+        self.sessions.remove(id);
+        let _ = tokio::fs::remove_file(&s.file).await;
+        self.release(std::mem::take(&mut s.reservation));
     }
 
     /// Free a reservation.
@@ -197,7 +199,11 @@ impl Spool {
     }
 
     /// Append the client's body to the session, hashing it on the way.
-    pub async fn receive(&self, s: &mut Session, mut payload: web::Payload) -> Result<(), OciError> {
+    pub async fn receive(
+        &self,
+        s: &mut Session,
+        mut payload: web::Payload,
+    ) -> Result<(), OciError> {
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -206,8 +212,11 @@ impl Spool {
             .map_err(spool_error)?;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| {
-                OciError::new(ErrorCode::BlobUploadInvalid, format!("reading the body: {e}"))
-                    .with_status(StatusCode::BAD_REQUEST)
+                OciError::new(
+                    ErrorCode::BlobUploadInvalid,
+                    format!("reading the body: {e}"),
+                )
+                .with_status(StatusCode::BAD_REQUEST)
             })?;
             let need = (s.size + chunk.len() as u64).saturating_sub(s.reservation.bytes);
             if need > 0 {
@@ -235,9 +244,7 @@ impl Spool {
             _ => file_digest(&s.file, digest).await?,
         };
         if &actual != digest {
-            self.sessions.remove(id);
-            let _ = tokio::fs::remove_file(&s.file).await;
-            self.release(std::mem::take(&mut s.reservation));
+            self.discard(id, s).await;
             return Err(OciError::new(
                 ErrorCode::DigestInvalid,
                 format!("the uploaded bytes have digest {actual}, not {digest}"),
@@ -245,9 +252,13 @@ impl Spool {
         }
         let blob = self.dir.join("blobs").join(id);
         if s.size == 0 {
-            tokio::fs::File::create(&s.file).await.map_err(spool_error)?;
+            tokio::fs::File::create(&s.file)
+                .await
+                .map_err(spool_error)?;
         }
-        tokio::fs::rename(&s.file, &blob).await.map_err(spool_error)?;
+        tokio::fs::rename(&s.file, &blob)
+            .await
+            .map_err(spool_error)?;
         self.sessions.remove(id);
         Ok((blob, std::mem::take(&mut s.reservation)))
     }

@@ -1,0 +1,127 @@
+//! What the WAN tests share: Harbor 2.0's way of pushing an image (HEAD each blob, POST + PUT
+//! only when absent, then the manifest), seeded layers, and readings of what reached TCR (the
+//! emulator's request journal) and of the adapter's metrics.
+#![allow(dead_code)]
+
+use reqwest::Method;
+use serde_json::json;
+use tcr_adapter::oci::Digest;
+
+use crate::harbor::{Env, OCI_MANIFEST};
+
+/// `len` bytes derived from `seed`.
+pub fn layer(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+/// Upload requests that reached TCR for `digest` (monolithic or final chunk).
+pub fn uploads_of(e: &Env, digest: &Digest) -> usize {
+    let raw = digest.as_str().to_string();
+    let encoded = raw.replace(':', "%3A");
+    e.emu
+        .state
+        .journal
+        .entries()
+        .iter()
+        .filter(|j| j.method == "PUT" || j.method == "POST")
+        .filter(|j| {
+            j.target.contains(&format!("digest={raw}"))
+                || j.target.contains(&format!("digest={encoded}"))
+        })
+        .count()
+}
+
+/// `HEAD /v2/<repo>/blobs/<d>`: status, `Content-Length`, `Docker-Content-Digest`.
+pub async fn head_blob(
+    e: &Env,
+    repo: &str,
+    d: &Digest,
+    token: &str,
+) -> (u16, Option<String>, Option<String>) {
+    let r = e
+        .req(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{d}"),
+            Some(token),
+            &[],
+            None,
+        )
+        .await;
+    let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+    (
+        r.status().as_u16(),
+        h("content-length"),
+        h("docker-content-digest"),
+    )
+}
+
+/// What Harbor 2.0 does per blob: HEAD, and POST + PUT only when absent. Whether it uploaded.
+pub async fn harbor_push_blob(e: &Env, repo: &str, token: &str, data: &[u8]) -> bool {
+    let d = Digest::sha256_of(data);
+    let (s, len, dig) = head_blob(e, repo, &d, token).await;
+    if s == 200 {
+        assert_eq!(
+            len.as_deref(),
+            Some(data.len().to_string().as_str()),
+            "{repo}"
+        );
+        assert_eq!(dig.as_deref(), Some(d.as_str()), "{repo}");
+        return false;
+    }
+    assert_eq!(s, 404, "{repo}");
+    e.push_blob(repo, token, data, false, true).await;
+    true
+}
+
+/// The manifest of an image made of `config` and `layers`.
+pub fn manifest_of(config: &[u8], layers: &[&[u8]]) -> String {
+    let desc = |b: &[u8], mt: &str| json!({"mediaType": mt, "digest": Digest::sha256_of(b).to_string(), "size": b.len()});
+    json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": desc(config, "application/vnd.oci.image.config.v1+json"),
+        "layers": layers.iter().map(|l| desc(l, "application/vnd.oci.image.layer.v1.tar")).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// The config blob of `repo`'s image.
+pub fn config_of(repo: &str) -> Vec<u8> {
+    json!({"architecture": "amd64", "os": "linux", "repo": repo})
+        .to_string()
+        .into_bytes()
+}
+
+/// Push `repo:v1` (a base layer, its own layer, a config) as Harbor 2.0 does; how many blobs
+/// it uploaded.
+pub async fn push_image(e: &Env, repo: &str, base: &[u8], own: &[u8]) -> usize {
+    let t = e
+        .keys_token(&[&format!("repository:{repo}:pull,push")])
+        .await;
+    let config = config_of(repo);
+    let mut uploaded = 0;
+    for blob in [base, own, &config] {
+        uploaded += usize::from(harbor_push_blob(e, repo, &t, blob).await);
+    }
+    let manifest = manifest_of(&config, &[base, own]);
+    e.put_manifest(repo, "v1", &t, OCI_MANIFEST, manifest.as_bytes())
+        .await;
+    uploaded
+}
+
+/// The value of the first metric line starting with `line_start` (0 when absent).
+pub fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
+}
+
+/// `GET /v2/<repo>/blobs/<d>` with a pull token: the bytes (the answer must be 200).
+pub async fn pull_blob(e: &Env, repo: &str, d: &Digest) -> Vec<u8> {
+    let t = e.keys_token(&[&format!("repository:{repo}:pull")]).await;
+    let r = e.get(&format!("/v2/{repo}/blobs/{d}"), &t).await;
+    assert_eq!(r.status(), 200, "{repo} {d}");
+    r.bytes().await.unwrap().to_vec()
+}
