@@ -15,9 +15,10 @@
 # image's own), BENCH_WAN_LATENCIES (default "0 25", ms per request), BENCH_WAN_BANDWIDTHS (caps
 # in KiB/s per connection, default "0" = unlimited; e.g. "0 10240"), BENCH_WAN_PARALLEL (default
 # "1 10"), BENCH_WAN_CONFIGS (overrides the two above: "latency_ms:KiB/s" pairs, e.g.
-# "0:0 25:0 100:0 25:8192"), BENCH_WAN_PATHS (default "direct adapter-nodedup adapter": straight
+# "0:0 25:0 100:0 25:8192"), BENCH_WAN_PATHS (default "direct adapter-nodedup adapter adapter-pipeline": straight
 # to the emulator, through an adapter with `TCR_ADAPTER__WAN__DEDUP=false`, through an adapter
-# with the default `wan.dedup = true`), BENCH_WAN_CLIENTS
+# with the default `wan.dedup = true`, through an adapter with `wan.pipeline = true` too),
+# BENCH_WAN_CLIENTS
 # (default "harbor20 skopeo nocache": "harbor20" is bench/harbor_push.py, Harbor 2.0's
 # replication push: per blob HEAD, and only on 404 POST + monolithic PUT, never a mount, one
 # task per image; "skopeo" keeps skopeo's blob-info cache for the whole run, so it
@@ -48,7 +49,7 @@ LATENCIES=${BENCH_WAN_LATENCIES:-"0 25"}
 BANDWIDTHS=${BENCH_WAN_BANDWIDTHS:-0}
 PARALLELS=${BENCH_WAN_PARALLEL:-"1 10"}
 CLIENTS=${BENCH_WAN_CLIENTS:-"harbor20 skopeo nocache"}
-PATHS=${BENCH_WAN_PATHS:-"direct adapter-nodedup adapter"}
+PATHS=${BENCH_WAN_PATHS:-"direct adapter-nodedup adapter adapter-pipeline"}
 CONFIGS=${BENCH_WAN_CONFIGS:-}
 if [[ -z $CONFIGS ]]; then
   for b in $BANDWIDTHS; do for l in $LATENCIES; do CONFIGS+="$l:$b "; done; done
@@ -141,7 +142,7 @@ read -r -a SIZES_ARR <<<"${LAYER_SIZES//,/ }"
 TABLE=$WWORK/table.tsv
 printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\tseconds\trequests\tblob_MB_received\tdistinct_MB\tmounts\n' >"$TABLE"
 
-start_adapter() { # port dedup(true|false) log
+start_adapter() { # port dedup(true|false) log [pipeline(true|false)]
   env TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$1 \
       TCR_ADAPTER__TCR__REGISTRY_URL=http://127.0.0.1:$EREG \
       TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI \
@@ -149,7 +150,8 @@ start_adapter() { # port dedup(true|false) log
       TCR_ADAPTER__TCR__SECRET_ID=$SID TCR_ADAPTER__TCR__SECRET_KEY=$SKEY \
       TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
       TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
-      TCR_ADAPTER__WAN__DEDUP="$2" \
+      TCR_ADAPTER__WAN__DEDUP="$2" TCR_ADAPTER__WAN__PIPELINE="${4:-false}" \
+      TCR_ADAPTER__WAN__SPOOL_DIR="$WWORK/spool" \
       TCR_ADAPTER__LOG__LEVEL=warn \
       "$BIN" serve >"$3" 2>&1 &
   LAST_PID=$!; WPIDS+=("$LAST_PID")
@@ -158,7 +160,7 @@ start_adapter() { # port dedup(true|false) log
 # Namespace names are at most 30 characters: short forms of client and path.
 ns_of() { # client path parallel
   local c=$1 p=$2
-  case $p in direct) p=d;; adapter) p=a;; adapter-nodedup) p=an;; esac
+  case $p in direct) p=d;; adapter) p=a;; adapter-nodedup) p=an;; adapter-pipeline) p=ap;; esac
   case $c in harbor20) c=h20;; skopeo) c=sk;; nocache) c=nc;; esac
   echo "wan-$c-$p-p$3"
 }
@@ -168,8 +170,8 @@ for CONFIG in $CONFIGS; do
   lat=${CONFIG%%:*}; BANDWIDTH=${CONFIG##*:}
   # A port picked by free_ports can be taken by someone else before the emulator binds it: retry.
   for attempt in 1 2 3; do
-    read -r EREG EAPI AP APN < <(free_ports 4)
-    wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP (dedup), :$APN (no dedup)"
+    read -r EREG EAPI AP APN APP < <(free_ports 5)
+    wlog "latency ${lat} ms, bandwidth ${BANDWIDTH} KiB/s: emulator :$EREG (API :$EAPI), adapter :$AP (dedup), :$APN (no dedup), :$APP (dedup + pipeline)"
     env TCR_ADAPTER__EMULATOR__REGISTRY_LISTEN=127.0.0.1:$EREG \
         TCR_ADAPTER__EMULATOR__API_LISTEN=127.0.0.1:$EAPI \
         TCR_ADAPTER__EMULATOR__DATA_DIR="$WWORK/emulator-$lat-$BANDWIDTH-$attempt" \
@@ -192,6 +194,10 @@ for CONFIG in $CONFIGS; do
   start_adapter "$APN" false "$WWORK/logs/adapter-nodedup-$lat-$BANDWIDTH.log"; adn_pid=$LAST_PID
   wait_up "http://127.0.0.1:$AP/healthz" adapter
   wait_up "http://127.0.0.1:$APN/healthz" "adapter (no dedup)"
+  if [[ " $PATHS " == *" adapter-pipeline "* ]]; then
+    start_adapter "$APP" true "$WWORK/logs/adapter-pipeline-$lat-$BANDWIDTH.log" true; adp_pid=$LAST_PID
+    wait_up "http://127.0.0.1:$APP/healthz" "adapter (pipeline)"
+  fi
 
   # Every namespace of this WAN setting, created beforehand on all paths (the data path is measured).
   namespaces=()
@@ -208,6 +214,7 @@ for CONFIG in $CONFIGS; do
           direct) dest=127.0.0.1:$EREG; user=$DUSER; pass=$DTOKEN; mport= ;;
           adapter) dest=127.0.0.1:$AP; user=$SID; pass=$SKEY; mport=$AP ;;
           adapter-nodedup) dest=127.0.0.1:$APN; user=$SID; pass=$SKEY; mport=$APN ;;
+          adapter-pipeline) dest=127.0.0.1:$APP; user=$SID; pass=$SKEY; mport=$APP ;;
           *) wdie "unknown path $p" ;;
         esac
         ns=$(ns_of "$c" "$p" "$par")
@@ -276,8 +283,9 @@ EOF
       done
     done
   done
-  kill "$ad_pid" "$adn_pid" "$emu_pid" 2>/dev/null || true
-  wait "$ad_pid" "$adn_pid" "$emu_pid" 2>/dev/null || true
+  kill "$ad_pid" "$adn_pid" ${adp_pid:-} "$emu_pid" 2>/dev/null || true
+  wait "$ad_pid" "$adn_pid" ${adp_pid:-} "$emu_pid" 2>/dev/null || true
+  adp_pid=
 done
 
 # Ratios to the direct row of the same WAN setting, client and parallelism.

@@ -14,6 +14,10 @@ echo "== cargo test"
 mkdir -p target
 test_rc=0
 cargo test --no-fail-fast --all-targets 2>&1 | tee target/test-output.log || test_rc=$?
+# The OCI conformance port and the Harbor replays once more with pipelined uploads.
+echo "== cargo test with wan.pipeline = true (conformance, Harbor replays and flows)"
+TCR_TEST_WAN_PIPELINE=1 cargo test --no-fail-fast --test conformance --test harbor_provider \
+  --test adapter_proxy 2>&1 | tee -a target/test-output.log || test_rc=$?
 # The image from the real Dockerfile, the real compose stack, and the static binary
 # (self-contained: each script also runs alone). A failure fails the run, after the tally.
 echo "== container check"
