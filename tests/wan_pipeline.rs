@@ -117,10 +117,56 @@ async fn a_wrong_digest_is_refused_and_nothing_reaches_tcr() {
     assert!(r.text().await.unwrap().contains("DIGEST_INVALID"));
     let (s, _, _) = wan_support::head_blob(&e, "pipe/bad", &wrong, &t).await;
     assert_eq!(s, 404);
-    assert_eq!(upstream_blob_requests(&e, "pipe/bad"), 1, "only the HEAD");
-    // The session is gone with its bytes.
+    let puts = |e: &Env| {
+        let journal = e.emu.state.journal.entries();
+        journal.iter().filter(|j| j.method == "PUT").count()
+    };
+    assert_eq!(puts(&e), 0, "no upload reached TCR");
+    // The session is gone with its bytes, and so is the one opened upstream ahead of need.
     let r = e.http.get(&loc).bearer_auth(&t).send().await.unwrap();
     assert_eq!(r.status(), 404);
+    assert_eq!(open_upstream_sessions(&e).await, 0);
+}
+
+/// Upload sessions open in TCR, once the adapter's background work has settled (2 s at most).
+async fn open_upstream_sessions(e: &Env) -> usize {
+    let dir = e.emu.state.cfg.data_dir.join("registry/uploads");
+    let count = || std::fs::read_dir(&dir).map_or(0, |d| d.count());
+    for _ in 0..20 {
+        if count() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_tcr_has_but_the_adapter_never_saw_is_not_sent_again() {
+    let e = pipelined(|_| {}).await;
+    let repo = "pipe/known";
+    let data = layer(51, 256 << 10);
+    let d = Digest::sha256_of(&data);
+    // Pushed straight to TCR, behind the adapter's back (into a namespace the adapter made).
+    push_image(&e, "pipe/warm", &layer(53, 100), &layer(54, 100)).await;
+    let scope = format!("repository:{repo}:*");
+    let up = common::token_as(&e.http, &e.emu.registry_url(), &e.user, &e.pass, &scope).await;
+    let loc = common::start_upload(&e.http, &e.emu.registry_url(), repo, &up).await;
+    let r = e
+        .http
+        .put(common::with_digest(&loc, d.as_str()))
+        .bearer_auth(&up)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Through the pipelined adapter: its HEAD says absent (never heard of), the client uploads
+    // to the spool, the background check finds it in TCR and sends nothing.
+    assert_eq!(push_image(&e, repo, &data, &layer(52, 1000)).await, 3);
+    assert_eq!(uploads_of(&e, &d), 1, "only the direct upload reached TCR");
+    assert_eq!(pull_blob(&e, repo, &d).await, data);
+    assert_eq!(open_upstream_sessions(&e).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

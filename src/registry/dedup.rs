@@ -176,6 +176,15 @@ impl BlobIndex {
         }
     }
 
+    /// Whether `digest` is known nowhere and nobody is uploading (or about to upload) it.
+    pub(crate) fn unheard_of(&self, digest: &Digest) -> bool {
+        let known = {
+            let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            guard.0.get(digest).is_some_and(|k| !k.repos.is_empty())
+        };
+        !known && !self.uploading.contains_key(digest)
+    }
+
     /// Whether `repo` is known to have `digest`.
     fn holds(&self, digest: &Digest, repo: &RepoName) -> bool {
         let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
@@ -215,7 +224,7 @@ impl BlobIndex {
     }
 
     /// Announce that `repo`'s caller, who found `digest` nowhere, is about to upload it.
-    fn claim(&self, digest: &Digest, repo: &RepoName) {
+    pub(crate) fn claim(&self, digest: &Digest, repo: &RepoName) {
         let (tx, rx) = watch::channel(false);
         let entry = InFlight {
             repo: repo.clone(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use tokio::sync::{watch, Semaphore};
 
+use super::ahead::{settled, Ahead};
 use super::spool::Reservation;
 use crate::oci::{Digest, RepoName};
 use crate::registry::calls::{Calls, Mounted};
@@ -119,6 +120,10 @@ pub struct Transfer {
     pub digest: Digest,
     pub size: u64,
     pub credential: Option<BasicAuth>,
+    /// An upload session opened ahead (for the first attempt).
+    pub session: Option<Ahead<Result<String, String>>>,
+    /// Whether TCR had the blob already, asked when its HEAD was answered ahead of TCR.
+    pub probe: Option<Ahead<bool>>,
 }
 
 impl Transfer {
@@ -208,7 +213,7 @@ impl Jobs {
     pub fn start_upload(
         &self,
         front: web::Data<RegistryFront>,
-        t: Transfer,
+        mut t: Transfer,
         file: PathBuf,
         reservation: Reservation,
     ) -> bool {
@@ -223,7 +228,7 @@ impl Jobs {
             let pipeline = super::of(&front);
             let slot = parallel.acquire_owned().await;
             pipeline.jobs.metrics.in_flight.inc();
-            let result = upload_with_retries(&front, &t, &file).await;
+            let result = upload_with_retries(&front, &mut t, &file).await;
             pipeline.jobs.metrics.in_flight.dec();
             drop(slot);
             let _ = tokio::fs::remove_file(&file).await;
@@ -276,19 +281,32 @@ fn ended(metrics: &PipelineMetrics, kind: &str, result: Result<(), String>) -> S
 
 async fn upload_with_retries(
     front: &RegistryFront,
-    t: &Transfer,
+    t: &mut Transfer,
     file: &PathBuf,
 ) -> Result<(), String> {
     let calls = Calls {
         front,
         credential: t.credential.clone(),
     };
+    let mut opened = t.session.take();
+    if let Some(probe) = t.probe.take() {
+        if settled(probe).await == Some(true) {
+            if let Some(Ok(location)) = opened_location(opened).await {
+                calls.cancel(&t.repo, &location).await;
+            }
+            return Ok(()); // TCR had it: nothing to send
+        }
+    }
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
         }
-        let location = match calls.open_session(&t.repo).await {
+        let location = match opened_location(opened.take()).await {
+            Some(Ok(l)) => Ok(l),
+            _ => calls.open_session(&t.repo).await,
+        };
+        let location = match location {
             Ok(l) => l,
             Err(e) => {
                 last = e;
@@ -314,6 +332,12 @@ async fn upload_with_retries(
         }
     }
     Err(last)
+}
+
+async fn opened_location(
+    opened: Option<Ahead<Result<String, String>>>,
+) -> Option<Result<String, String>> {
+    settled(opened?).await
 }
 
 async fn mount_after(

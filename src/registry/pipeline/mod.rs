@@ -12,6 +12,7 @@
 //! Sessions live on the replica that opened them: behind a load balancer, use session affinity
 //! or a shared `wan.spool_dir` (replicas do not share the session table, so affinity it is).
 
+mod ahead;
 pub mod jobs;
 mod spool;
 
@@ -36,6 +37,8 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(1800);
 pub struct Pipeline {
     pub spool: Spool,
     pub jobs: Jobs,
+    /// Existence checks of blobs answered "absent" ahead of TCR.
+    probes: ahead::Probes,
 }
 
 impl Pipeline {
@@ -50,6 +53,7 @@ impl Pipeline {
         Ok(Pipeline {
             spool,
             jobs: Jobs::new(wan.max_parallel_uploads, metrics),
+            probes: ahead::Probes::default(),
         })
     }
 
@@ -88,7 +92,8 @@ pub async fn intercept(
             if route.mount_from.is_none() && !names_digest(&route.query) =>
         {
             route.ensure_namespace(front, grant).await?;
-            let id = p.spool.create(up);
+            let opened = ahead::open_session((*front).clone(), up.clone(), credential_of(grant));
+            let id = p.spool.create(up, opened)?;
             session_answer(StatusCode::ACCEPTED, route, name, &id, 0)
         }
         (Endpoint::Upload { name, id }, _) if id.starts_with("p.") => {
@@ -144,7 +149,7 @@ impl Step<'_> {
                 s.size,
             )),
             Method::DELETE => {
-                self.p.spool.discard(self.id, &mut s).await;
+                self.discard(&mut s).await;
                 Ok(HttpResponse::NoContent().finish())
             }
             Method::PATCH => {
@@ -162,6 +167,15 @@ impl Step<'_> {
         }
     }
 
+    /// Drop the session, its bytes and the upstream session opened for it.
+    async fn discard(&self, s: &mut spool::Session) {
+        self.p.spool.discard(self.id, s).await;
+        if let Some(opened) = s.upstream.take() {
+            let cred = credential_of(self.grant);
+            ahead::cancel((*self.front).clone(), self.up.clone(), cred, opened);
+        }
+    }
+
     /// `PUT ?digest=`: the last bytes, the digest checked, the blob handed to a background job.
     async fn finish(
         &self,
@@ -174,17 +188,28 @@ impl Step<'_> {
         })?;
         let _uploading = self.route.mark_upload(self.front);
         let len = content_length(req);
+        let opened = s.upstream.take();
         if s.size == 0 && len.is_some_and(|n| n > self.p.spool.max_bytes / 2) {
             self.p.spool.discard(self.id, s).await;
-            self.passthrough(&digest, len.unwrap_or(0), payload).await?;
+            self.passthrough(&digest, len.unwrap_or(0), payload, opened)
+                .await?;
         } else {
             self.p.spool.receive(s, payload).await?;
-            let (file, reservation) = self.p.spool.seal(self.id, s, &digest).await?;
+            let (file, reservation) = match self.p.spool.seal(self.id, s, &digest).await {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    s.upstream = opened;
+                    self.discard(s).await;
+                    return Err(e);
+                }
+            };
             let t = Transfer {
                 repo: self.up.clone(),
                 digest: digest.clone(),
                 size: s.size,
                 credential: credential_of(self.grant),
+                session: opened,
+                probe: self.p.probes.take(self.up, &digest),
             };
             self.p
                 .jobs
@@ -202,6 +227,7 @@ impl Step<'_> {
         digest: &Digest,
         len: u64,
         payload: web::Payload,
+        opened: Option<ahead::Ahead<Result<String, String>>>,
     ) -> Result<(), OciError> {
         let calls = Calls {
             front: self.front,
@@ -210,7 +236,14 @@ impl Step<'_> {
         let unavailable = |e: String| {
             OciError::new(ErrorCode::Unavailable, e).with_status(StatusCode::BAD_GATEWAY)
         };
-        let location = calls.open_session(self.up).await.map_err(unavailable)?;
+        let location = match opened {
+            Some(opened) => ahead::settled(opened).await,
+            None => None,
+        };
+        let location = match location {
+            Some(Ok(l)) => l,
+            _ => calls.open_session(self.up).await.map_err(unavailable)?,
+        };
         let (stream, pump) = body::bridge(payload, self.front.metrics.bytes_in.clone());
         body::drive(
             calls.complete(self.up, &location, digest, stream, len),
@@ -227,9 +260,11 @@ impl Step<'_> {
 
 /// A blob HEAD: on its way into this repository, or lately brought in (the pipeline's answer);
 /// or — for a caller who may push — on its way into another repository by the same caller's
-/// hand (a background mount after that job, answered now: the caller may read the source);
-/// else layer dedup's answer (a synchronous mount, with its fallback), and the pipeline's once
-/// more (a HEAD that waited on another job's upload finds that job now).
+/// hand (a background mount after that job, answered now: the caller may read the source); or
+/// never heard of (absent, answered ahead of TCR: TCR is asked meanwhile and the upload that
+/// follows is skipped if it had it after all); else layer dedup's answer (a synchronous mount,
+/// with its fallback), and the pipeline's once more (a HEAD that waited on another job's
+/// upload finds that job now).
 pub async fn answer_head(
     front: &web::Data<RegistryFront>,
     client: &RepoName,
@@ -237,45 +272,91 @@ pub async fn answer_head(
     grant: &Grant,
     digest: &Digest,
 ) -> Option<HttpResponse> {
-    let pipelined = || head_locally(front, client, target, grant, digest);
-    if let Some(r) = front.pipeline.as_ref().and_then(|_| pipelined()) {
+    if front.pipeline.is_none() {
+        return dedup::answer_head(front, client, target, grant, digest).await;
+    }
+    let head = Head {
+        front,
+        p: of(front),
+        client,
+        target,
+        grant,
+        digest,
+    };
+    if let Some(r) = head.on_its_way().or_else(|| head.never_heard_of()) {
         return Some(r);
     }
     if let Some(r) = dedup::answer_head(front, client, target, grant, digest).await {
         return Some(r);
     }
-    front.pipeline.as_ref().and_then(|_| pipelined())
+    head.on_its_way()
 }
 
-fn head_locally(
-    front: &web::Data<RegistryFront>,
-    client: &RepoName,
-    target: &RepoName,
-    grant: &Grant,
-    digest: &Digest,
-) -> Option<HttpResponse> {
-    let p = of(front);
-    if let Some(job) = p.jobs.get(target, digest) {
-        match job.current() {
-            State::Failed(_) => p.jobs.remove(target, digest),
-            _ => return Some(dedup::found(digest, job.size)),
+/// A blob HEAD the pipeline may answer.
+struct Head<'a> {
+    front: &'a web::Data<RegistryFront>,
+    p: &'a Pipeline,
+    client: &'a RepoName,
+    target: &'a RepoName,
+    grant: &'a Grant,
+    digest: &'a Digest,
+}
+
+impl Head<'_> {
+    fn may_push(&self) -> bool {
+        let push = Access::repository(self.client.as_str(), &["push"]);
+        self.grant.allows(&push)
+    }
+
+    /// On its way here (or lately arrived), or on its way into another repository of the same
+    /// caller (then mounted from there in the background).
+    fn on_its_way(&self) -> Option<HttpResponse> {
+        let (p, digest, target) = (self.p, self.digest, self.target);
+        if let Some(job) = p.jobs.get(target, digest) {
+            match job.current() {
+                State::Failed(_) => p.jobs.remove(target, digest),
+                _ => return Some(dedup::found(digest, job.size)),
+            }
         }
+        if !self.may_push() {
+            return None;
+        }
+        let credential = credential_of(self.grant);
+        let owner = credential.as_ref().map(|c| c.username.as_str());
+        let (source, job) = p.jobs.elsewhere(digest, target, owner)?;
+        let t = Transfer {
+            repo: target.clone(),
+            digest: digest.clone(),
+            size: job.size,
+            credential,
+            session: None,
+            probe: None,
+        };
+        p.jobs
+            .start_mount((*self.front).clone(), t, source, Some(job.clone()));
+        Some(dedup::found(digest, job.size))
     }
-    if !grant.allows(&Access::repository(client.as_str(), &["push"])) {
-        return None;
+
+    /// A blob nobody here has seen anywhere, nor is uploading: absent, said without asking TCR
+    /// (claimed, so that other jobs wait for this upload; TCR is asked in the background).
+    fn never_heard_of(&self) -> Option<HttpResponse> {
+        let index = self.front.dedup.as_ref()?;
+        if !self.may_push() || !index.unheard_of(self.digest) {
+            return None;
+        }
+        index.claim(self.digest, self.target);
+        let credential = credential_of(self.grant);
+        let probe = ahead::probe(
+            (*self.front).clone(),
+            self.target.clone(),
+            self.digest.clone(),
+            credential,
+        );
+        self.p.probes.insert(self.target, self.digest, probe);
+        let absent = OciError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
+            .with_status(StatusCode::NOT_FOUND);
+        Some(actix_web::ResponseError::error_response(&absent))
     }
-    let credential = credential_of(grant);
-    let owner = credential.as_ref().map(|c| c.username.as_str());
-    let (source, job) = p.jobs.elsewhere(digest, target, owner)?;
-    let t = Transfer {
-        repo: target.clone(),
-        digest: digest.clone(),
-        size: job.size,
-        credential,
-    };
-    p.jobs
-        .start_mount(front.clone(), t, source, Some(job.clone()));
-    Some(dedup::found(digest, job.size))
 }
 
 /// The commit point: a manifest PUT waits until TCR has every blob the pipeline handled for

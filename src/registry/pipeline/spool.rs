@@ -24,6 +24,8 @@ const UNIT: u64 = 64 * 1024;
 const WAIT_FOR_ROOM: Duration = Duration::from_secs(120);
 /// A session nobody has touched for this long is dropped (its bytes freed).
 const IDLE_SESSION: Duration = Duration::from_secs(3600);
+/// Open sessions at most (each costs a little memory even without bytes).
+const MAX_SESSIONS: usize = 10_000;
 
 /// Bytes of the spool held by one session or one blob waiting for its upload.
 #[derive(Default)]
@@ -47,6 +49,8 @@ pub struct Session {
     hasher: openssl::sha::Sha256,
     pub reservation: Reservation,
     pub touched: Instant,
+    /// The upstream session opened for it ahead of need.
+    pub upstream: Option<super::ahead::Ahead<Result<String, String>>>,
 }
 
 pub struct Spool {
@@ -95,8 +99,19 @@ impl Spool {
     }
 
     /// A new session for `repo`: its id (`p.<32 hex>`, a valid upload id).
-    pub fn create(&self, repo: &RepoName) -> String {
+    pub fn create(
+        &self,
+        repo: &RepoName,
+        upstream: super::ahead::Ahead<Result<String, String>>,
+    ) -> Result<String, OciError> {
         self.sweep();
+        if self.sessions.len() >= MAX_SESSIONS {
+            return Err(OciError::new(
+                ErrorCode::TooManyRequests,
+                "too many open upload sessions on this adapter; finish or cancel some",
+            )
+            .with_status(StatusCode::TOO_MANY_REQUESTS));
+        }
         let id = format!("p.{}", uuid::Uuid::new_v4().simple());
         let session = Session {
             repo: repo.clone(),
@@ -105,12 +120,13 @@ impl Spool {
             hasher: openssl::sha::Sha256::new(),
             reservation: Reservation::default(),
             touched: Instant::now(),
+            upstream: Some(upstream),
         };
         self.sessions.insert(
             id.clone(),
             (repo.clone(), Arc::new(tokio::sync::Mutex::new(session))),
         );
-        id
+        Ok(id)
     }
 
     /// The session `id` in `repo` (another repository's session is unknown here).
