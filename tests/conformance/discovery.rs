@@ -1,12 +1,14 @@
 //! 03_discovery_test.go (v1.1.1): 16 specs.
 
-use crate::client::Resp;
+use crate::client::{manifest_path, Resp};
 use crate::fixtures::{
     TestBlob, ANNOTATION_KEY, ARTIFACT_TYPE_FILTER, EMPTY_JSON_DIGEST, OCI_INDEX, OCI_MANIFEST,
     REF_ARTIFACT_TYPE_A, TEST_TAG_NAME,
 };
 use crate::report::{Category, Status};
-use crate::suite::{post_put_blob, want, want_2xx, want_eq, Ctx, Outcome, PASS};
+use crate::suite::{
+    delete_blobs, push_blob, put_manifest, want, want_2xx, want_eq, Ctx, Outcome, PASS,
+};
 use reqwest::Method;
 use std::collections::HashMap;
 
@@ -24,14 +26,6 @@ pub fn tag_list(r: &Resp) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn put_manifest(x: &Ctx, reference: &str, ct: &str, m: &TestBlob) -> Result<Resp, String> {
-    let req =
-        x.c.req(Method::PUT, &format!("/v2/<name>/manifests/{reference}"))
-            .header("Content-Type", ct)
-            .body(&m.content);
-    x.c.go(req).await
-}
-
 /// PUT of a manifest with a `subject`: 2xx and `OCI-Subject` equal to the subject digest.
 async fn put_referrer(x: &Ctx, m: &TestBlob, ct: &str, subject: &str, what: &str) -> Outcome {
     let resp = put_manifest(x, &m.digest, ct, m).await?;
@@ -44,10 +38,10 @@ async fn put_referrer(x: &Ctx, m: &TestBlob, ct: &str, subject: &str, what: &str
     PASS
 }
 
-async fn push_blob(x: &Ctx, b: &TestBlob, what: &str) -> Outcome {
-    want_2xx(&post_put_blob(&x.c, &b.digest, &b.content).await?, &[])
-        .map_err(|e| format!("{what}: {e}"))?;
-    PASS
+/// `GET /v2/<name>/referrers/<digest>`.
+async fn get_referrers(x: &Ctx, digest: &str) -> Result<Resp, String> {
+    x.c.call(Method::GET, &format!("/v2/<name>/referrers/{digest}"))
+        .await
 }
 
 /// The body of a referrers response: 200, exact index Content-Type, its `manifests`.
@@ -136,7 +130,7 @@ pub async fn run(x: &mut Ctx) {
         "Test content discovery endpoints (listing tags)",
     );
     let r = async {
-        let resp = x.c.go(x.c.req(Method::GET, "/v2/<name>/tags/list")).await?;
+        let resp = x.c.call(Method::GET, "/v2/<name>/tags/list").await?;
         want(&resp, &[200])?;
         Ok(tag_list(&resp).len())
     }
@@ -197,10 +191,7 @@ pub async fn run(x: &mut Ctx) {
         "Test content discovery endpoints (listing references)",
     );
     let r = async {
-        let d = &x.f.dummy_digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}")))
-                .await?;
+        let resp = get_referrers(x, &x.f.dummy_digest).await?;
         let m = referrers(&resp)?;
         if !m.is_empty() {
             return Err(format!("expected no referrers, got {}", m.len()));
@@ -213,10 +204,7 @@ pub async fn run(x: &mut Ctx) {
         r,
     );
     let r = async {
-        let d = &x.f.manifests[4].digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}")))
-                .await?;
+        let resp = get_referrers(x, &x.f.manifests[4].digest).await?;
         let m = referrers(&resp)?;
         if m.len() != 5 {
             return Err(format!(
@@ -264,10 +252,7 @@ pub async fn run(x: &mut Ctx) {
         r,
     );
     let r = async {
-        let d = &x.f.manifests[3].digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}")))
-                .await?;
+        let resp = get_referrers(x, &x.f.manifests[3].digest).await?;
         let m = referrers(&resp)?;
         if m.len() != 1 {
             return Err(format!("expected 1 referrer, got {}", m.len()));
@@ -297,18 +282,14 @@ pub async fn run(x: &mut Ctx) {
             &f.refs_c_layer.digest,
         ];
         for reference in refs {
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(Method::DELETE, &format!("/v2/<name>/manifests/{reference}")))
-                    .await?;
+            let resp = x.c.call(Method::DELETE, &manifest_path(reference)).await?;
             want_2xx(&resp, &[405, 404]).map_err(|e| format!("DELETE {reference}: {e}"))?;
         }
         PASS
     }
     .await;
     x.record("Delete created manifest & associated tags", r);
-    for (d, name) in [
+    let blobs = vec![
         (
             x.f.configs[2].digest.clone(),
             "Delete config blob created in tests",
@@ -317,22 +298,12 @@ pub async fn run(x: &mut Ctx) {
             x.f.layer.digest.clone(),
             "Delete layer blob created in setup",
         ),
-    ] {
-        let r = async {
-            let resp =
-                x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{d}")))
-                    .await?;
-            // No 404 allowed here in v1.1.1.
-            want_2xx(&resp, &[405])?;
-            PASS
-        }
-        .await;
-        x.record(name, r);
-    }
+    ];
+    // No 404 allowed here in v1.1.1.
+    delete_blobs(x, blobs, &[405]).await;
     let r = async {
         let f = &x.f;
-        let m = |r: &str| format!("/v2/<name>/manifests/{r}");
-        let b = |d: &str| format!("/v2/<name>/blobs/{d}");
+        let (m, b) = (manifest_path, crate::client::blob_path);
         for path in [
             m(&f.refs_index.digest),
             m(&f.refs_a_config.digest),
@@ -345,7 +316,7 @@ pub async fn run(x: &mut Ctx) {
             b(&f.ref_blob_b.digest),
             b(&f.empty_json.digest),
         ] {
-            let resp = x.c.go(x.c.req(Method::DELETE, &path)).await?;
+            let resp = x.c.call(Method::DELETE, &path).await?;
             want_2xx(&resp, &[405, 404]).map_err(|e| format!("DELETE {path}: {e}"))?;
         }
         PASS

@@ -1,9 +1,10 @@
 //! 04_management_test.go (v1.1.1): 10 specs.
 
+use crate::client::{blob_path, manifest_path, Resp};
 use crate::discovery::tag_list;
 use crate::fixtures::{OCI_MANIFEST, TEST_TAG_NAME};
 use crate::report::{Category, Status};
-use crate::suite::{post_put_blob, want, want_2xx, Ctx, PASS};
+use crate::suite::{push_blob, put_manifest, want, want_2xx, Ctx, PASS};
 use reqwest::Method;
 
 pub async fn run(x: &mut Ctx) {
@@ -12,38 +13,19 @@ pub async fn run(x: &mut Ctx) {
     let mut blob_delete_allowed = true;
 
     x.section(Category::ContentManagement, "Setup");
-    let r = async {
-        let c = &x.f.configs[3];
-        want_2xx(&post_put_blob(&x.c, &c.digest, &c.content).await?, &[])?;
-        PASS
-    }
-    .await;
+    let r = push_blob(x, &x.f.configs[3], "config[3]").await;
     x.record("Populate registry with test config blob", r);
-    let r = async {
-        let l = &x.f.layer;
-        want_2xx(&post_put_blob(&x.c, &l.digest, &l.content).await?, &[])?;
-        PASS
-    }
-    .await;
+    let r = push_blob(x, &x.f.layer, "layer").await;
     x.record("Populate registry with test layer", r);
     let r = async {
-        let req =
-            x.c.req(
-                Method::PUT,
-                &format!("/v2/<name>/manifests/{tag_to_delete}"),
-            )
-            .header("Content-Type", OCI_MANIFEST)
-            .body(&x.f.manifests[3].content);
-        want_2xx(&x.c.go(req).await?, &[])?;
+        let resp = put_manifest(x, tag_to_delete, OCI_MANIFEST, &x.f.manifests[3]).await?;
+        want_2xx(&resp, &[])?;
         PASS
     }
     .await;
     x.record("Populate registry with test tag", r);
     let r = async {
-        let resp = x.c.go(x.c.req(Method::GET, "/v2/<name>/tags/list")).await?;
-        want(&resp, &[200])?;
-        serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .map_err(|e| format!("tags list JSON: {e}: {}", resp.text()))?;
+        let resp = get_tags_json(x).await?;
         Ok(tag_list(&resp).len())
     }
     .await;
@@ -59,11 +41,8 @@ pub async fn run(x: &mut Ctx) {
     x.section(Category::ContentManagement, "Manifest delete");
     let r = async {
         let resp =
-            x.c.go(x.c.req(
-                Method::DELETE,
-                &format!("/v2/<name>/manifests/{tag_to_delete}"),
-            ))
-            .await?;
+            x.c.call(Method::DELETE, &manifest_path(tag_to_delete))
+                .await?;
         want(&resp, &[400, 202, 405])?;
         if resp.code() == 400 {
             let codes = resp.error_codes()?;
@@ -81,11 +60,7 @@ pub async fn run(x: &mut Ctx) {
     );
     let m3 = x.f.manifests[3].digest.clone();
     let r = async {
-        let resp =
-            x.c.go(x
-                .c
-                .req(Method::DELETE, &format!("/v2/<name>/manifests/{m3}")))
-                .await?;
+        let resp = x.c.call(Method::DELETE, &manifest_path(&m3)).await?;
         want(&resp, &[202, 404])?;
         PASS
     }
@@ -95,9 +70,7 @@ pub async fn run(x: &mut Ctx) {
         r,
     );
     let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/manifests/{m3}")))
-                .await?;
+        let resp = x.c.call(Method::GET, &manifest_path(&m3)).await?;
         want(&resp, &[404, 200])?;
         PASS
     }
@@ -107,10 +80,7 @@ pub async fn run(x: &mut Ctx) {
         r,
     );
     let r = async {
-        let resp = x.c.go(x.c.req(Method::GET, "/v2/<name>/tags/list")).await?;
-        want(&resp, &[200])?;
-        serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .map_err(|e| format!("tags list JSON: {e}: {}", resp.text()))?;
+        let resp = get_tags_json(x).await?;
         let tags = tag_list(&resp);
         if tags.len() >= num_tags {
             return Err(format!(
@@ -128,14 +98,12 @@ pub async fn run(x: &mut Ctx) {
 
     x.section(Category::ContentManagement, "Blob delete");
     let r = async {
-        let c3 = &x.f.configs[3].digest;
         let resp =
-            x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{c3}")))
+            x.c.call(Method::DELETE, &blob_path(&x.f.configs[3].digest))
                 .await?;
         want(&resp, &[202, 404, 405]).map_err(|e| format!("config blob: {e}"))?;
-        let l = &x.f.layer.digest;
         let resp =
-            x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{l}")))
+            x.c.call(Method::DELETE, &blob_path(&x.f.layer.digest))
                 .await?;
         want(&resp, &[202, 404, 405]).map_err(|e| format!("layer blob: {e}"))?;
         Ok(resp.code() != 405)
@@ -150,9 +118,8 @@ pub async fn run(x: &mut Ctx) {
         if !blob_delete_allowed {
             return Ok(Status::Skip("blob delete answered 405".into()));
         }
-        let c3 = &x.f.configs[3].digest;
         let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{c3}")))
+            x.c.call(Method::GET, &blob_path(&x.f.configs[3].digest))
                 .await?;
         want(&resp, &[404])?;
         PASS
@@ -162,4 +129,13 @@ pub async fn run(x: &mut Ctx) {
         "GET request to deleted blob URL should yield 404 response",
         r,
     );
+}
+
+/// `GET /v2/<name>/tags/list`: 200 with a JSON body.
+async fn get_tags_json(x: &Ctx) -> Result<Resp, String> {
+    let resp = x.c.call(Method::GET, "/v2/<name>/tags/list").await?;
+    want(&resp, &[200])?;
+    serde_json::from_slice::<serde_json::Value>(&resp.body)
+        .map_err(|e| format!("tags list JSON: {e}: {}", resp.text()))?;
+    Ok(resp)
 }

@@ -1,8 +1,9 @@
 //! 01_pull_test.go (v1.1.1): 24 specs.
 
+use crate::client::{blob_path, manifest_path};
 use crate::fixtures::{ERROR_CODES, NONEXISTENT_MANIFEST, OCI_MANIFEST, TEST_TAG_NAME};
 use crate::report::{Category, Status};
-use crate::suite::{post_put_blob, want, want_2xx, want_eq, Ctx, PASS};
+use crate::suite::{delete_blobs, push_blob, put_manifest, want, want_2xx, want_eq, Ctx, PASS};
 use reqwest::Method;
 
 pub async fn run(x: &mut Ctx) {
@@ -11,31 +12,16 @@ pub async fn run(x: &mut Ctx) {
         (0, "Populate registry with test blob"),
         (1, "Populate registry with test blob"),
     ] {
-        let r = async {
-            let cfg = &x.f.configs[i];
-            want_2xx(&post_put_blob(&x.c, &cfg.digest, &cfg.content).await?, &[])?;
-            PASS
-        }
-        .await;
+        let r = push_blob(x, &x.f.configs[i], "config").await;
         x.record(name, r);
     }
-    let r = async {
-        want_2xx(
-            &post_put_blob(&x.c, &x.f.layer.digest, &x.f.layer.content).await?,
-            &[],
-        )?;
-        PASS
-    }
-    .await;
+    let r = push_blob(x, &x.f.layer, "layer").await;
     x.record("Populate registry with test layer", r);
     let tag = TEST_TAG_NAME.to_string();
     for (i, reference) in [(0, tag.clone()), (1, x.f.manifests[1].digest.clone())] {
         let r = async {
-            let req =
-                x.c.req(Method::PUT, &format!("/v2/<name>/manifests/{reference}"))
-                    .header("Content-Type", OCI_MANIFEST)
-                    .body(&x.f.manifests[i].content);
-            want_2xx(&x.c.go(req).await?, &[])?;
+            let resp = put_manifest(x, &reference, OCI_MANIFEST, &x.f.manifests[i]).await?;
+            want_2xx(&resp, &[])?;
             PASS
         }
         .await;
@@ -76,11 +62,7 @@ pub async fn run(x: &mut Ctx) {
         ),
     ] {
         let r = async {
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(method.clone(), &format!("/v2/<name>/blobs/{digest}")))
-                    .await?;
+            let resp = x.c.call(method.clone(), &blob_path(digest)).await?;
             want(&resp, &[code])?;
             let h = resp.header("Docker-Content-Digest");
             if method == Method::HEAD && code == 200 && !h.is_empty() {
@@ -155,8 +137,7 @@ pub async fn run(x: &mut Ctx) {
     ];
     for (method, name, reference, code, dcd) in specs {
         let r = async {
-            let mut req =
-                x.c.req(method, &format!("/v2/<name>/manifests/{reference}"));
+            let mut req = x.c.req(method, &manifest_path(reference));
             if code == 200 {
                 req = req.header("Accept", OCI_MANIFEST);
             }
@@ -202,18 +183,14 @@ pub async fn run(x: &mut Ctx) {
     ] {
         let r = async {
             let d = &x.f.manifests[i].digest;
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(Method::DELETE, &format!("/v2/<name>/manifests/{d}")))
-                    .await?;
+            let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
             want_2xx(&resp, &[405])?;
             PASS
         }
         .await;
         x.record(name, r);
     }
-    let blobs = [
+    let blobs = vec![
         (
             x.f.configs[0].digest.clone(),
             "Delete config[0] blob created in setup",
@@ -227,15 +204,5 @@ pub async fn run(x: &mut Ctx) {
             "Delete layer blob created in setup",
         ),
     ];
-    for (d, name) in blobs {
-        let r = async {
-            let resp =
-                x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{d}")))
-                    .await?;
-            want_2xx(&resp, &[404, 405])?;
-            PASS
-        }
-        .await;
-        x.record(name, r);
-    }
+    delete_blobs(x, blobs, &[404, 405]).await;
 }

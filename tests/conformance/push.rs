@@ -1,12 +1,13 @@
 //! 02_push_test.go (v1.1.1): 29 specs.
 
-use crate::client::Resp;
-use crate::fixtures::{EMPTY_LAYER_TEST_TAG, NONEXISTENT_MANIFEST, OCI_MANIFEST};
+use crate::client::{blob_path, manifest_path, Req, Resp};
+use crate::fixtures::{TestBlob, EMPTY_LAYER_TEST_TAG, NONEXISTENT_MANIFEST, OCI_MANIFEST};
 use crate::report::{Category, Status};
-use crate::suite::{want, want_2xx, want_eq, want_header, Ctx, PASS};
+use crate::suite::{delete_blobs, put_manifest, want, want_2xx, want_eq, want_header, Ctx, PASS};
 use reqwest::Method;
 
 const OCTET: &str = "application/octet-stream";
+const UPLOADS: &str = "/v2/<name>/blobs/uploads/";
 
 pub async fn run(x: &mut Ctx) {
     let mut last: Option<Resp> = None;
@@ -14,9 +15,7 @@ pub async fn run(x: &mut Ctx) {
 
     x.section(Category::Push, "Blob Upload Streamed");
     let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
-                .await?;
+        let resp = x.c.call(Method::POST, UPLOADS).await?;
         want_header(&resp, "Location")?;
         let req =
             x.c.req(Method::PATCH, &resp.relative_location())
@@ -27,8 +26,7 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = record_keep(
-        x,
+    last = x.record_keep(
         "PATCH request with blob in body should yield 202 response",
         r,
         last,
@@ -53,10 +51,7 @@ pub async fn run(x: &mut Ctx) {
 
     x.section(Category::Push, "Blob Upload Monolithic");
     let r = async {
-        let d = &x.f.dummy_digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{d}")))
-                .await?;
+        let resp = x.c.call(Method::GET, &blob_path(&x.f.dummy_digest)).await?;
         want(&resp, &[404])?;
         PASS
     }
@@ -65,29 +60,23 @@ pub async fn run(x: &mut Ctx) {
     let cfg1 = x.f.configs[1].clone();
     let r = async {
         let req =
-            x.c.req(Method::POST, "/v2/<name>/blobs/uploads/")
-                .header("Content-Length", &cfg1.len())
-                .header("Content-Type", OCTET)
+            x.c.req(Method::POST, UPLOADS)
                 .query("digest", &cfg1.digest)
-                .body(&cfg1.content);
+                .octet(&cfg1.content);
         let resp = x.c.go(req).await?;
         want_header(&resp, "Location")?;
         want(&resp, &[201, 202])?;
         Ok(resp)
     }
     .await;
-    last = record_keep(
-        x,
+    last = x.record_keep(
         "POST request with digest and blob should yield a 201 or 202",
         r,
         last,
     );
     let r = async {
         let prev = last.as_ref().ok_or("no previous response")?;
-        let d = &cfg1.digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{d}")))
-                .await?;
+        let resp = x.c.call(Method::GET, &blob_path(&cfg1.digest)).await?;
         if prev.code() == 202 {
             want(&resp, &[404]).map_err(|e| format!("after a 202 single POST: {e}"))?;
         } else {
@@ -101,45 +90,23 @@ pub async fn run(x: &mut Ctx) {
         r,
     );
     let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
-                .await?;
+        let resp = x.c.call(Method::POST, UPLOADS).await?;
         want(&resp, &[202])?;
         Ok(resp)
     }
     .await;
-    last = record_keep(x, "POST request should yield a session ID", r, last);
+    last = x.record_keep("POST request should yield a session ID", r, last);
     let r = async {
         let prev = last.as_ref().ok_or("no previous response")?;
-        let req =
-            x.c.req(Method::PUT, &prev.relative_location())
-                .header("Content-Length", &cfg1.len())
-                .header("Content-Type", OCTET)
-                .query("digest", &cfg1.digest)
-                .body(&cfg1.content);
-        let resp = x.c.go(req).await?;
-        want_header(&resp, "Location")?;
-        want(&resp, &[201])?;
-        PASS
+        put_blob_201(x, &prev.relative_location(), &cfg1).await
     }
     .await;
     x.record("PUT upload of a blob should yield a 201 Response", r);
     let r = get_blob_200(x, &cfg1.digest).await;
     x.record("GET request to existing blob should yield 200 response", r);
     let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
-                .await?;
-        let req =
-            x.c.req(Method::PUT, &resp.relative_location())
-                .header("Content-Length", &x.f.layer.len())
-                .header("Content-Type", OCTET)
-                .query("digest", &x.f.layer.digest)
-                .body(&x.f.layer.content);
-        let resp = x.c.go(req).await?;
-        want_header(&resp, "Location")?;
-        want(&resp, &[201])?;
-        PASS
+        let resp = x.c.call(Method::POST, UPLOADS).await?;
+        put_blob_201(x, &resp.relative_location(), &x.f.layer).await
     }
     .await;
     x.record("PUT upload of a layer blob should yield a 201 Response", r);
@@ -149,10 +116,7 @@ pub async fn run(x: &mut Ctx) {
 
     x.section(Category::Push, "Blob Upload Chunked");
     let r = async {
-        let req =
-            x.c.req(Method::POST, "/v2/<name>/blobs/uploads/")
-                .header("Content-Length", "0");
-        let resp = x.c.go(req).await?;
+        let resp = x.c.go(empty_post(x)).await?;
         want_header(&resp, "Location")?;
         // OCI-Chunk-Min-Length: the 42-byte blob is kept; a minimum above 22 would fail here.
         let min = resp.header("OCI-Chunk-Min-Length");
@@ -161,12 +125,7 @@ pub async fn run(x: &mut Ctx) {
                 "OCI-Chunk-Min-Length {min} is above the suite's chunk size"
             ));
         }
-        let req =
-            x.c.req(Method::PATCH, &resp.relative_location())
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.chunk2.len().to_string())
-                .header("Content-Range", &x.f.chunk2_range)
-                .body(&x.f.chunk2);
+        let req = patch_chunk(x, &resp.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
         want(&x.c.go(req).await?, &[416])?;
         PASS
     }
@@ -174,17 +133,9 @@ pub async fn run(x: &mut Ctx) {
     x.record("Out-of-order blob upload should return 416", r);
     let mut prev: Option<Resp> = None;
     let r = async {
-        let req =
-            x.c.req(Method::POST, "/v2/<name>/blobs/uploads/")
-                .header("Content-Length", "0");
-        let post = x.c.go(req).await?;
+        let post = x.c.go(empty_post(x)).await?;
         want_header(&post, "Location")?;
-        let req =
-            x.c.req(Method::PATCH, &post.relative_location())
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.chunk1.len().to_string())
-                .header("Content-Range", &x.f.chunk1_range)
-                .body(&x.f.chunk1);
+        let req = patch_chunk(x, &post.relative_location(), &x.f.chunk1, &x.f.chunk1_range);
         let resp = x.c.go(req).await?;
         Ok((post, resp))
     }
@@ -204,12 +155,7 @@ pub async fn run(x: &mut Ctx) {
     x.record("PATCH request with first chunk should return 202", r);
     let r = async {
         let p = prev.as_ref().ok_or("no POST response")?;
-        let req =
-            x.c.req(Method::PATCH, &p.relative_location())
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.chunk1.len().to_string())
-                .header("Content-Range", &x.f.chunk1_range)
-                .body(&x.f.chunk1);
+        let req = patch_chunk(x, &p.relative_location(), &x.f.chunk1, &x.f.chunk1_range);
         want(&x.c.go(req).await?, &[416])?;
         PASS
     }
@@ -217,39 +163,28 @@ pub async fn run(x: &mut Ctx) {
     x.record("Retry previous blob chunk should return 416", r);
     let r = async {
         let p = prev.as_ref().ok_or("no POST response")?;
-        let resp = x.c.go(x.c.req(Method::GET, &p.relative_location())).await?;
+        let resp = x.c.call(Method::GET, &p.relative_location()).await?;
         want(&resp, &[204])?;
         want_header(&resp, "Location")?;
         want_eq("Range", &resp.header("Range"), &x.f.chunk1_range)?;
         Ok(resp)
     }
     .await;
-    last = record_keep(
-        x,
+    last = x.record_keep(
         "Get on stale blob upload should return 204 with a range and location",
         r,
         last,
     );
     let r = async {
         let l = last.as_ref().ok_or("no previous response")?;
-        let req =
-            x.c.req(Method::PATCH, &l.relative_location())
-                .header("Content-Length", &x.f.chunk2.len().to_string())
-                .header("Content-Range", &x.f.chunk2_range)
-                .header("Content-Type", OCTET)
-                .body(&x.f.chunk2);
+        let req = patch_chunk(x, &l.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
         let resp = x.c.go(req).await?;
         want(&resp, &[202])?;
         want_header(&resp, "Location")?;
         Ok(resp)
     }
     .await;
-    last = record_keep(
-        x,
-        "PATCH request with second chunk should return 202",
-        r,
-        last,
-    );
+    last = x.record_keep("PATCH request with second chunk should return 202", r, last);
     let r = async {
         let l = last.as_ref().ok_or("no previous response")?;
         let req =
@@ -292,8 +227,7 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = record_keep(
-        x,
+    last = x.record_keep(
         "POST request to mount another repository's blob should return 201 or 202",
         r,
         last,
@@ -306,7 +240,7 @@ pub async fn run(x: &mut Ctx) {
         let l = last.as_ref().unwrap();
         let expected = format!("/v2/{}/blobs/{}", x.crossmount, x.f.blob_a.digest);
         want_eq("mount Location", &l.relative_location(), &expected)?;
-        let resp = x.c.go(x.c.req(Method::GET, &l.relative_location())).await?;
+        let resp = x.c.call(Method::GET, &l.relative_location()).await?;
         want(&resp, &[200])?;
         PASS
     }
@@ -344,11 +278,8 @@ pub async fn run(x: &mut Ctx) {
     x.section(Category::Push, "Manifest Upload");
     let r = async {
         let resp =
-            x.c.go(x.c.req(
-                Method::GET,
-                &format!("/v2/<name>/manifests/{NONEXISTENT_MANIFEST}"),
-            ))
-            .await?;
+            x.c.call(Method::GET, &manifest_path(NONEXISTENT_MANIFEST))
+                .await?;
         want(&resp, &[404])?;
         PASS
     }
@@ -356,11 +287,8 @@ pub async fn run(x: &mut Ctx) {
     x.record("GET nonexistent manifest should return 404", r);
     let r = async {
         for i in 0..4 {
-            let req =
-                x.c.req(Method::PUT, &format!("/v2/<name>/manifests/test{i}"))
-                    .header("Content-Type", OCI_MANIFEST)
-                    .body(&x.f.manifests[1].content);
-            let resp = x.c.go(req).await?;
+            let resp =
+                put_manifest(x, &format!("test{i}"), OCI_MANIFEST, &x.f.manifests[1]).await?;
             want_header(&resp, "Location").map_err(|e| format!("tag test{i}: {e}"))?;
             want(&resp, &[201]).map_err(|e| format!("tag test{i}: {e}"))?;
         }
@@ -369,14 +297,8 @@ pub async fn run(x: &mut Ctx) {
     .await;
     x.record("PUT should accept a manifest upload", r);
     let r = async {
-        let req =
-            x.c.req(
-                Method::PUT,
-                &format!("/v2/<name>/manifests/{EMPTY_LAYER_TEST_TAG}"),
-            )
-            .header("Content-Type", OCI_MANIFEST)
-            .body(&x.f.empty_layer_manifest.content);
-        let resp = x.c.go(req).await?;
+        let m = &x.f.empty_layer_manifest;
+        let resp = put_manifest(x, EMPTY_LAYER_TEST_TAG, OCI_MANIFEST, m).await?;
         if resp.code() == 201 {
             let loc = want_header(&resp, "Location")?;
             Ok((loc, Status::Pass))
@@ -397,9 +319,8 @@ pub async fn run(x: &mut Ctx) {
     });
     x.record("Registry should accept a manifest upload with no layers", r);
     let r = async {
-        let d = &x.f.manifests[1].digest;
         let req =
-            x.c.req(Method::GET, &format!("/v2/<name>/manifests/{d}"))
+            x.c.req(Method::GET, &manifest_path(&x.f.manifests[1].digest))
                 .header("Accept", OCI_MANIFEST);
         want(&x.c.go(req).await?, &[200])?;
         PASS
@@ -413,65 +334,50 @@ pub async fn run(x: &mut Ctx) {
     x.section(Category::Push, "Teardown");
     let r = async {
         let d = &x.f.manifests[1].digest;
-        let resp =
-            x.c.go(x
-                .c
-                .req(Method::DELETE, &format!("/v2/<name>/manifests/{d}")))
-                .await?;
+        let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
         want_2xx(&resp, &[405])?;
         if !empty_layer_ref.is_empty() {
             let d = &x.f.empty_layer_manifest.digest;
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(Method::DELETE, &format!("/v2/<name>/manifests/{d}")))
-                    .await?;
+            let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
             want_2xx(&resp, &[405]).map_err(|e| format!("empty-layer manifest: {e}"))?;
         }
         PASS
     }
     .await;
     x.record("Delete manifest created in tests", r);
-    for (d, name) in [
+    let blobs = vec![
         (cfg1.digest.clone(), "Delete config blob created in tests"),
         (layer.clone(), "Delete layer blob created in setup"),
-    ] {
-        let r = async {
-            let resp =
-                x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{d}")))
-                    .await?;
-            want_2xx(&resp, &[404, 405])?;
-            PASS
-        }
-        .await;
-        x.record(name, r);
-    }
+    ];
+    delete_blobs(x, blobs, &[404, 405]).await;
 }
 
-/// Record a spec whose response later specs use; a failure keeps the previous response
-/// (`lastResponse` is only assigned on success in the Go suite).
-fn record_keep(
-    x: &mut Ctx,
-    name: &'static str,
-    r: Result<Resp, String>,
-    prev: Option<Resp>,
-) -> Option<Resp> {
-    match r {
-        Ok(resp) => {
-            x.record(name, PASS);
-            Some(resp)
-        }
-        Err(e) => {
-            x.record(name, Err(e));
-            prev
-        }
-    }
+/// `POST /v2/<name>/blobs/uploads/` with an empty body, as the chunked specs open a session.
+fn empty_post(x: &Ctx) -> Req {
+    x.c.req(Method::POST, UPLOADS).header("Content-Length", "0")
+}
+
+/// A PATCH of one chunk to the session at `loc`, with its `Content-Range`.
+fn patch_chunk(x: &Ctx, loc: &str, chunk: &[u8], range: &str) -> Req {
+    x.c.req(Method::PATCH, loc)
+        .header("Content-Range", range)
+        .octet(chunk)
+}
+
+/// A monolithic PUT `?digest=` of `b` to the session at `loc`: 201 with a `Location`.
+async fn put_blob_201(x: &Ctx, loc: &str, b: &TestBlob) -> crate::suite::Outcome {
+    let req =
+        x.c.req(Method::PUT, loc)
+            .query("digest", &b.digest)
+            .octet(&b.content);
+    let resp = x.c.go(req).await?;
+    want_header(&resp, "Location")?;
+    want(&resp, &[201])?;
+    PASS
 }
 
 async fn get_blob_200(x: &Ctx, d: &str) -> crate::suite::Outcome {
-    let resp =
-        x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{d}")))
-            .await?;
+    let resp = x.c.call(Method::GET, &blob_path(d)).await?;
     want(&resp, &[200])?;
     PASS
 }
