@@ -76,6 +76,17 @@ pub fn adapter_config(emu: &EmulatorHandle) -> Config {
     cfg
 }
 
+/// `cfg` on HTTPS at `127.0.0.1:<port>` (its public URL too), serving the certificate and key
+/// a self-signed emulator wrote to `tls` (they cover 127.0.0.1), and trusting that emulator's
+/// `ca.pem` towards TCR.
+pub fn serve_https_with_emulator_certs(cfg: &mut Config, port: u16, tls: &std::path::Path) {
+    cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.server.public_url = format!("https://127.0.0.1:{port}");
+    cfg.server.tls.cert_file = Some(tls.join("cert.pem"));
+    cfg.server.tls.key_file = Some(tls.join("key.pem"));
+    cfg.tcr.ca_file = Some(tls.join("ca.pem"));
+}
+
 /// Run skopeo (with a throw-away HOME) and return its stdout; a failure fails the test with
 /// skopeo's stderr.
 pub async fn skopeo(args: &[&str]) -> String {

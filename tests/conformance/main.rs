@@ -78,6 +78,12 @@ async fn run_suite_with_instance_token(emu: &common::TestEmulator, base: &str) -
     run_suite(base, &user, &pass, NAME, CROSSMOUNT).await
 }
 
+/// The suite against `base` (trusting `ca_pem` too) with the demo API keys.
+async fn run_suite_with_api_keys(base: &str, ca_pem: Option<&[u8]>) -> Report {
+    let (id, key) = (common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    suite::run_suite_trusting(base, ca_pem, id, key, NAME, CROSSMOUNT).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_data_plane_is_oci_conformant() {
     let emu = common::start_emulator().await;
@@ -111,14 +117,7 @@ async fn adapter_with_api_keys_is_oci_conformant() {
     let emu = common::start_emulator().await;
     // Namespaces are not pre-created: the adapter creates them on the first push.
     let adapter = start_adapter(adapter_config(&emu, false)).await;
-    let report = run_suite(
-        &format!("http://{}", adapter.addr),
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-        NAME,
-        CROSSMOUNT,
-    )
-    .await;
+    let report = run_suite_with_api_keys(&format!("http://{}", adapter.addr), None).await;
     assert_conformant(&report);
     for repo in [NAME, CROSSMOUNT] {
         assert!(
@@ -155,23 +154,11 @@ async fn adapter_over_tls_on_both_sides_is_oci_conformant() {
     let tls = emu.dir.path().join("tls");
     let port = common::free_port();
     let mut cfg = adapter_config(&emu, false);
-    cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    cfg.server.public_url = format!("https://127.0.0.1:{port}");
-    cfg.server.tls.cert_file = Some(tls.join("cert.pem"));
-    cfg.server.tls.key_file = Some(tls.join("key.pem"));
-    cfg.tcr.ca_file = Some(tls.join("ca.pem"));
+    common::serve_https_with_emulator_certs(&mut cfg, port, &tls);
     assert!(cfg.tcr.registry_url.starts_with("https://"));
     let adapter = start_adapter(cfg).await;
     let ca = std::fs::read(tls.join("ca.pem")).unwrap();
-    let report = suite::run_suite_trusting(
-        &format!("https://127.0.0.1:{port}"),
-        Some(&ca),
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-        NAME,
-        CROSSMOUNT,
-    )
-    .await;
+    let report = run_suite_with_api_keys(&format!("https://127.0.0.1:{port}"), Some(&ca)).await;
     assert_conformant(&report);
     adapter.stop().await;
 }

@@ -4,7 +4,7 @@ use crate::client::{blob_path, manifest_path, Resp};
 use crate::discovery::tag_list;
 use crate::fixtures::{OCI_MANIFEST, TEST_TAG_NAME};
 use crate::report::{Category, Status};
-use crate::suite::{push_blob, put_manifest, want, want_2xx, Ctx, PASS};
+use crate::suite::{push_blobs, put_manifest, spec, want, want_2xx, Ctx, PASS};
 use reqwest::Method;
 
 pub async fn run(x: &mut Ctx) {
@@ -13,17 +13,19 @@ pub async fn run(x: &mut Ctx) {
     let mut blob_delete_allowed = true;
 
     x.section(Category::ContentManagement, "Setup");
-    let r = push_blob(x, &x.f.configs[3], "config[3]").await;
-    x.record("Populate registry with test config blob", r);
-    let r = push_blob(x, &x.f.layer, "layer").await;
-    x.record("Populate registry with test layer", r);
-    let r = async {
+    let blobs = vec![
+        (
+            x.f.configs[3].clone(),
+            "Populate registry with test config blob",
+        ),
+        (x.f.layer.clone(), "Populate registry with test layer"),
+    ];
+    push_blobs(x, blobs).await;
+    spec!(x, "Populate registry with test tag", {
         let resp = put_manifest(x, tag_to_delete, OCI_MANIFEST, &x.f.manifests[3]).await?;
         want_2xx(&resp, &[])?;
         PASS
-    }
-    .await;
-    x.record("Populate registry with test tag", r);
+    });
     let r = async {
         let resp = get_tags_json(x).await?;
         Ok(tag_list(&resp).len())
@@ -39,7 +41,7 @@ pub async fn run(x: &mut Ctx) {
     );
 
     x.section(Category::ContentManagement, "Manifest delete");
-    let r = async {
+    spec!(x, "DELETE request to manifest tag should return 202, unless tag deletion is disallowed (400/405)", {
         let resp =
             x.c.call(Method::DELETE, &manifest_path(tag_to_delete))
                 .await?;
@@ -52,48 +54,36 @@ pub async fn run(x: &mut Ctx) {
             }
         }
         PASS
-    }
-    .await;
-    x.record(
-        "DELETE request to manifest tag should return 202, unless tag deletion is disallowed (400/405)",
-        r,
-    );
+    });
     let m3 = x.f.manifests[3].digest.clone();
-    let r = async {
-        let resp = x.c.call(Method::DELETE, &manifest_path(&m3)).await?;
-        want(&resp, &[202, 404])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "DELETE request to manifest (digest) should yield 202 response unless already deleted",
-        r,
+        {
+            let resp = x.c.call(Method::DELETE, &manifest_path(&m3)).await?;
+            want(&resp, &[202, 404])?;
+            PASS
+        }
     );
-    let r = async {
+    spec!(x, "GET request to deleted manifest URL should yield 404 response, unless delete is disallowed", {
         let resp = x.c.call(Method::GET, &manifest_path(&m3)).await?;
         want(&resp, &[404, 200])?;
         PASS
-    }
-    .await;
-    x.record(
-        "GET request to deleted manifest URL should yield 404 response, unless delete is disallowed",
-        r,
-    );
-    let r = async {
-        let resp = get_tags_json(x).await?;
-        let tags = tag_list(&resp);
-        if tags.len() >= num_tags {
-            return Err(format!(
-                "tags list did not shrink: {} tags before, now {tags:?}",
-                num_tags
-            ));
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    });
+    spec!(
+        x,
         "GET request to tags list should reflect manifest deletion",
-        r,
+        {
+            let resp = get_tags_json(x).await?;
+            let tags = tag_list(&resp);
+            if tags.len() >= num_tags {
+                return Err(format!(
+                    "tags list did not shrink: {} tags before, now {tags:?}",
+                    num_tags
+                ));
+            }
+            PASS
+        }
     );
 
     x.section(Category::ContentManagement, "Blob delete");
@@ -114,20 +104,19 @@ pub async fn run(x: &mut Ctx) {
         Status::Pass
     });
     x.record("DELETE request to blob URL should yield 202 response", r);
-    let r = async {
-        if !blob_delete_allowed {
-            return Ok(Status::Skip("blob delete answered 405".into()));
-        }
-        let resp =
-            x.c.call(Method::GET, &blob_path(&x.f.configs[3].digest))
-                .await?;
-        want(&resp, &[404])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to deleted blob URL should yield 404 response",
-        r,
+        {
+            if !blob_delete_allowed {
+                return Ok(Status::Skip("blob delete answered 405".into()));
+            }
+            let resp =
+                x.c.call(Method::GET, &blob_path(&x.f.configs[3].digest))
+                    .await?;
+            want(&resp, &[404])?;
+            PASS
+        }
     );
 }
 

@@ -3,29 +3,26 @@
 use crate::client::{blob_path, manifest_path};
 use crate::fixtures::{ERROR_CODES, NONEXISTENT_MANIFEST, OCI_MANIFEST, TEST_TAG_NAME};
 use crate::report::{Category, Status};
-use crate::suite::{delete_blobs, push_blob, put_manifest, want, want_2xx, want_eq, Ctx, PASS};
+use crate::suite::{
+    delete_blobs, push_blobs, put_manifest, spec, want, want_2xx, want_eq, Ctx, PASS,
+};
 use reqwest::Method;
 
 pub async fn run(x: &mut Ctx) {
     x.section(Category::Pull, "Setup");
-    for (i, name) in [
-        (0, "Populate registry with test blob"),
-        (1, "Populate registry with test blob"),
-    ] {
-        let r = push_blob(x, &x.f.configs[i], "config").await;
-        x.record(name, r);
-    }
-    let r = push_blob(x, &x.f.layer, "layer").await;
-    x.record("Populate registry with test layer", r);
+    let blobs = vec![
+        (x.f.configs[0].clone(), "Populate registry with test blob"),
+        (x.f.configs[1].clone(), "Populate registry with test blob"),
+        (x.f.layer.clone(), "Populate registry with test layer"),
+    ];
+    push_blobs(x, blobs).await;
     let tag = TEST_TAG_NAME.to_string();
     for (i, reference) in [(0, tag.clone()), (1, x.f.manifests[1].digest.clone())] {
-        let r = async {
+        spec!(x, "Populate registry with test manifest", {
             let resp = put_manifest(x, &reference, OCI_MANIFEST, &x.f.manifests[i]).await?;
             want_2xx(&resp, &[])?;
             PASS
-        }
-        .await;
-        x.record("Populate registry with test manifest", r);
+        });
     }
     x.record(
         "Get tag name from environment",
@@ -61,7 +58,7 @@ pub async fn run(x: &mut Ctx) {
             200,
         ),
     ] {
-        let r = async {
+        spec!(x, name, {
             let resp = x.c.call(method.clone(), &blob_path(digest)).await?;
             want(&resp, &[code])?;
             let h = resp.header("Docker-Content-Digest");
@@ -69,9 +66,7 @@ pub async fn run(x: &mut Ctx) {
                 want_eq("Docker-Content-Digest", &h, digest)?;
             }
             PASS
-        }
-        .await;
-        x.record(name, r);
+        });
     }
 
     x.section(Category::Pull, "Pull manifests");
@@ -136,7 +131,7 @@ pub async fn run(x: &mut Ctx) {
         ),
     ];
     for (method, name, reference, code, dcd) in specs {
-        let r = async {
+        spec!(x, name, {
             let mut req = x.c.req(method, &manifest_path(reference));
             if code == 200 {
                 req = req.header("Accept", OCI_MANIFEST);
@@ -148,32 +143,29 @@ pub async fn run(x: &mut Ctx) {
                 want_eq("Docker-Content-Digest", &h, d)?;
             }
             PASS
-        }
-        .await;
-        x.record(name, r);
+        });
     }
 
     x.section(Category::Pull, "Error codes");
-    let r = async {
-        let req =
-            x.c.req(Method::GET, "/v2/<name>/manifests/sha256:totallywrong")
-                .header("Content-Type", OCI_MANIFEST)
-                .body(b"blablabla");
-        let resp = x.c.go(req).await?;
-        want(&resp, &[400, 404])?;
-        if resp.code() == 400 {
-            let codes = resp.error_codes()?;
-            let first = codes.first().ok_or("400 with an empty `errors` array")?;
-            if !ERROR_CODES.contains(&first.as_str()) {
-                return Err(format!("400 with unknown error code {first:?}"));
-            }
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "400 response body should contain OCI-conforming JSON message",
-        r,
+        {
+            let req =
+                x.c.req(Method::GET, "/v2/<name>/manifests/sha256:totallywrong")
+                    .header("Content-Type", OCI_MANIFEST)
+                    .body(b"blablabla");
+            let resp = x.c.go(req).await?;
+            want(&resp, &[400, 404])?;
+            if resp.code() == 400 {
+                let codes = resp.error_codes()?;
+                let first = codes.first().ok_or("400 with an empty `errors` array")?;
+                if !ERROR_CODES.contains(&first.as_str()) {
+                    return Err(format!("400 with unknown error code {first:?}"));
+                }
+            }
+            PASS
+        }
     );
 
     x.section(Category::Pull, "Teardown");
@@ -181,14 +173,12 @@ pub async fn run(x: &mut Ctx) {
         (0, "Delete manifest[0] created in setup"),
         (1, "Delete manifest[1] created in setup"),
     ] {
-        let r = async {
+        spec!(x, name, {
             let d = &x.f.manifests[i].digest;
             let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
             want_2xx(&resp, &[405])?;
             PASS
-        }
-        .await;
-        x.record(name, r);
+        });
     }
     let blobs = vec![
         (

@@ -3,7 +3,9 @@
 use crate::client::{blob_path, manifest_path, Req, Resp};
 use crate::fixtures::{TestBlob, EMPTY_LAYER_TEST_TAG, NONEXISTENT_MANIFEST, OCI_MANIFEST};
 use crate::report::{Category, Status};
-use crate::suite::{delete_blobs, put_manifest, want, want_2xx, want_eq, want_header, Ctx, PASS};
+use crate::suite::{
+    delete_blobs, put_manifest, spec, want, want_2xx, want_eq, want_header, Ctx, PASS,
+};
 use reqwest::Method;
 
 const OCTET: &str = "application/octet-stream";
@@ -26,37 +28,34 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = x.record_keep(
+    x.record_keep(
         "PATCH request with blob in body should yield 202 response",
         r,
-        last,
+        &mut last,
     );
-    let r = async {
-        let prev = last.as_ref().ok_or("no previous response")?;
-        let req =
-            x.c.req(Method::PUT, &prev.relative_location())
-                .query("digest", &x.f.blob_a.digest)
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.blob_a.len());
-        let resp = x.c.go(req).await?;
-        want(&resp, &[201])?;
-        want_header(&resp, "Location")?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "PUT request to session URL with digest should yield 201 response",
-        r,
+        {
+            let prev = previous(&last)?;
+            let req =
+                x.c.req(Method::PUT, &prev.relative_location())
+                    .query("digest", &x.f.blob_a.digest)
+                    .header("Content-Type", OCTET)
+                    .header("Content-Length", &x.f.blob_a.len());
+            let resp = x.c.go(req).await?;
+            want(&resp, &[201])?;
+            want_header(&resp, "Location")?;
+            PASS
+        }
     );
 
     x.section(Category::Push, "Blob Upload Monolithic");
-    let r = async {
+    spec!(x, "GET nonexistent blob should result in 404 response", {
         let resp = x.c.call(Method::GET, &blob_path(&x.f.dummy_digest)).await?;
         want(&resp, &[404])?;
         PASS
-    }
-    .await;
-    x.record("GET nonexistent blob should result in 404 response", r);
+    });
     let cfg1 = x.f.configs[1].clone();
     let r = async {
         let req =
@@ -69,25 +68,24 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = x.record_keep(
+    x.record_keep(
         "POST request with digest and blob should yield a 201 or 202",
         r,
-        last,
+        &mut last,
     );
-    let r = async {
-        let prev = last.as_ref().ok_or("no previous response")?;
-        let resp = x.c.call(Method::GET, &blob_path(&cfg1.digest)).await?;
-        if prev.code() == 202 {
-            want(&resp, &[404]).map_err(|e| format!("after a 202 single POST: {e}"))?;
-        } else {
-            want(&resp, &[200])?;
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to blob URL from prior request should yield 200 or 404 based on response code",
-        r,
+        {
+            let prev = previous(&last)?;
+            let resp = x.c.call(Method::GET, &blob_path(&cfg1.digest)).await?;
+            if prev.code() == 202 {
+                want(&resp, &[404]).map_err(|e| format!("after a 202 single POST: {e}"))?;
+            } else {
+                want(&resp, &[200])?;
+            }
+            PASS
+        }
     );
     let r = async {
         let resp = x.c.call(Method::POST, UPLOADS).await?;
@@ -95,27 +93,27 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = x.record_keep("POST request should yield a session ID", r, last);
-    let r = async {
-        let prev = last.as_ref().ok_or("no previous response")?;
+    x.record_keep("POST request should yield a session ID", r, &mut last);
+    spec!(x, "PUT upload of a blob should yield a 201 Response", {
+        let prev = previous(&last)?;
         put_blob_201(x, &prev.relative_location(), &cfg1).await
-    }
-    .await;
-    x.record("PUT upload of a blob should yield a 201 Response", r);
+    });
     let r = get_blob_200(x, &cfg1.digest).await;
     x.record("GET request to existing blob should yield 200 response", r);
-    let r = async {
-        let resp = x.c.call(Method::POST, UPLOADS).await?;
-        put_blob_201(x, &resp.relative_location(), &x.f.layer).await
-    }
-    .await;
-    x.record("PUT upload of a layer blob should yield a 201 Response", r);
+    spec!(
+        x,
+        "PUT upload of a layer blob should yield a 201 Response",
+        {
+            let resp = x.c.call(Method::POST, UPLOADS).await?;
+            put_blob_201(x, &resp.relative_location(), &x.f.layer).await
+        }
+    );
     let layer = x.f.layer.digest.clone();
     let r = get_blob_200(x, &layer).await;
     x.record("GET request to existing layer should yield 200 response", r);
 
     x.section(Category::Push, "Blob Upload Chunked");
-    let r = async {
+    spec!(x, "Out-of-order blob upload should return 416", {
         let resp = x.c.go(empty_post(x)).await?;
         want_header(&resp, "Location")?;
         // OCI-Chunk-Min-Length: the 42-byte blob is kept; a minimum above 22 would fail here.
@@ -128,9 +126,7 @@ pub async fn run(x: &mut Ctx) {
         let req = patch_chunk(x, &resp.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
         want(&x.c.go(req).await?, &[416])?;
         PASS
-    }
-    .await;
-    x.record("Out-of-order blob upload should return 416", r);
+    });
     let mut prev: Option<Resp> = None;
     let r = async {
         let post = x.c.go(empty_post(x)).await?;
@@ -153,14 +149,12 @@ pub async fn run(x: &mut Ctx) {
         Err(e) => Err(e),
     };
     x.record("PATCH request with first chunk should return 202", r);
-    let r = async {
+    spec!(x, "Retry previous blob chunk should return 416", {
         let p = prev.as_ref().ok_or("no POST response")?;
         let req = patch_chunk(x, &p.relative_location(), &x.f.chunk1, &x.f.chunk1_range);
         want(&x.c.go(req).await?, &[416])?;
         PASS
-    }
-    .await;
-    x.record("Retry previous blob chunk should return 416", r);
+    });
     let r = async {
         let p = prev.as_ref().ok_or("no POST response")?;
         let resp = x.c.call(Method::GET, &p.relative_location()).await?;
@@ -170,13 +164,13 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = x.record_keep(
+    x.record_keep(
         "Get on stale blob upload should return 204 with a range and location",
         r,
-        last,
+        &mut last,
     );
     let r = async {
-        let l = last.as_ref().ok_or("no previous response")?;
+        let l = previous(&last)?;
         let req = patch_chunk(x, &l.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
         let resp = x.c.go(req).await?;
         want(&resp, &[202])?;
@@ -184,9 +178,13 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = x.record_keep("PATCH request with second chunk should return 202", r, last);
-    let r = async {
-        let l = last.as_ref().ok_or("no previous response")?;
+    x.record_keep(
+        "PATCH request with second chunk should return 202",
+        r,
+        &mut last,
+    );
+    spec!(x, "PUT request with digest should return 201", {
+        let l = previous(&last)?;
         let req =
             x.c.req(Method::PUT, &l.relative_location())
                 .header("Content-Length", "0")
@@ -196,26 +194,23 @@ pub async fn run(x: &mut Ctx) {
         want(&resp, &[201])?;
         want_header(&resp, "Location")?;
         PASS
-    }
-    .await;
-    x.record("PUT request with digest should return 201", r);
+    });
 
     x.section(Category::Push, "Cross-Repository Blob Mount");
-    let r = async {
-        let req =
-            x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
-                .query("mount", &x.f.dummy_digest);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[202])?;
-        if resp.absolute_location().is_empty() {
-            return Err(format!("202 without Location: {}", resp.describe()));
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "Cross-mounting of a blob without the from argument should yield session id",
-        r,
+        {
+            let req =
+                x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
+                    .query("mount", &x.f.dummy_digest);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[202])?;
+            if resp.absolute_location().is_empty() {
+                return Err(format!("202 without Location: {}", resp.describe()));
+            }
+            PASS
+        }
     );
     let r = async {
         let req =
@@ -227,43 +222,41 @@ pub async fn run(x: &mut Ctx) {
         Ok(resp)
     }
     .await;
-    last = x.record_keep(
+    x.record_keep(
         "POST request to mount another repository's blob should return 201 or 202",
         r,
-        last,
+        &mut last,
     );
     let mount_code = last.as_ref().map(|l| l.code()).unwrap_or(0);
-    let r = async {
-        if mount_code != 201 {
-            return Ok(Status::Skip(format!("mount answered {mount_code}")));
-        }
-        let l = last.as_ref().unwrap();
-        let expected = format!("/v2/{}/blobs/{}", x.crossmount, x.f.blob_a.digest);
-        want_eq("mount Location", &l.relative_location(), &expected)?;
-        let resp = x.c.call(Method::GET, &l.relative_location()).await?;
-        want(&resp, &[200])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to test digest within cross-mount namespace should return 200",
-        r,
+        {
+            if mount_code != 201 {
+                return Ok(Status::Skip(format!("mount answered {mount_code}")));
+            }
+            let l = last.as_ref().unwrap();
+            let expected = format!("/v2/{}/blobs/{}", x.crossmount, x.f.blob_a.digest);
+            want_eq("mount Location", &l.relative_location(), &expected)?;
+            let resp = x.c.call(Method::GET, &l.relative_location()).await?;
+            want(&resp, &[200])?;
+            PASS
+        }
     );
-    let r = async {
-        if mount_code != 202 {
-            return Ok(Status::Skip(format!("mount answered {mount_code}")));
-        }
-        let loc = last.as_ref().unwrap().relative_location();
-        let prefix = format!("/v2/{}/blobs/uploads/", x.crossmount);
-        if !loc.starts_with(&prefix) {
-            return Err(format!("Location {loc:?} does not start with {prefix:?}"));
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "Cross-mounting of nonexistent blob should yield session id",
-        r,
+        {
+            if mount_code != 202 {
+                return Ok(Status::Skip(format!("mount answered {mount_code}")));
+            }
+            let loc = last.as_ref().unwrap().relative_location();
+            let prefix = format!("/v2/{}/blobs/uploads/", x.crossmount);
+            if !loc.starts_with(&prefix) {
+                return Err(format!("Location {loc:?} does not start with {prefix:?}"));
+            }
+            PASS
+        }
     );
     for name in [
         "Cross-mounting without from, and automatic content discovery enabled should return a 201",
@@ -276,16 +269,14 @@ pub async fn run(x: &mut Ctx) {
     }
 
     x.section(Category::Push, "Manifest Upload");
-    let r = async {
+    spec!(x, "GET nonexistent manifest should return 404", {
         let resp =
             x.c.call(Method::GET, &manifest_path(NONEXISTENT_MANIFEST))
                 .await?;
         want(&resp, &[404])?;
         PASS
-    }
-    .await;
-    x.record("GET nonexistent manifest should return 404", r);
-    let r = async {
+    });
+    spec!(x, "PUT should accept a manifest upload", {
         for i in 0..4 {
             let resp =
                 put_manifest(x, &format!("test{i}"), OCI_MANIFEST, &x.f.manifests[1]).await?;
@@ -293,9 +284,7 @@ pub async fn run(x: &mut Ctx) {
             want(&resp, &[201]).map_err(|e| format!("tag test{i}: {e}"))?;
         }
         PASS
-    }
-    .await;
-    x.record("PUT should accept a manifest upload", r);
+    });
     let r = async {
         let m = &x.f.empty_layer_manifest;
         let resp = put_manifest(x, EMPTY_LAYER_TEST_TAG, OCI_MANIFEST, m).await?;
@@ -318,21 +307,20 @@ pub async fn run(x: &mut Ctx) {
         s
     });
     x.record("Registry should accept a manifest upload with no layers", r);
-    let r = async {
-        let req =
-            x.c.req(Method::GET, &manifest_path(&x.f.manifests[1].digest))
-                .header("Accept", OCI_MANIFEST);
-        want(&x.c.go(req).await?, &[200])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to manifest URL (digest) should yield 200 response",
-        r,
+        {
+            let req =
+                x.c.req(Method::GET, &manifest_path(&x.f.manifests[1].digest))
+                    .header("Accept", OCI_MANIFEST);
+            want(&x.c.go(req).await?, &[200])?;
+            PASS
+        }
     );
 
     x.section(Category::Push, "Teardown");
-    let r = async {
+    spec!(x, "Delete manifest created in tests", {
         let d = &x.f.manifests[1].digest;
         let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
         want_2xx(&resp, &[405])?;
@@ -342,14 +330,18 @@ pub async fn run(x: &mut Ctx) {
             want_2xx(&resp, &[405]).map_err(|e| format!("empty-layer manifest: {e}"))?;
         }
         PASS
-    }
-    .await;
-    x.record("Delete manifest created in tests", r);
+    });
     let blobs = vec![
         (cfg1.digest.clone(), "Delete config blob created in tests"),
         (layer.clone(), "Delete layer blob created in setup"),
     ];
     delete_blobs(x, blobs, &[404, 405]).await;
+}
+
+/// The response an earlier spec kept (`lastResponse`).
+fn previous(last: &Option<Resp>) -> Result<&Resp, String> {
+    last.as_ref()
+        .ok_or_else(|| "no previous response".to_string())
 }
 
 /// `POST /v2/<name>/blobs/uploads/` with an empty body, as the chunked specs open a session.

@@ -36,26 +36,33 @@ impl Ctx {
             status,
         });
     }
-    /// Record a spec whose response later specs use; a failure keeps the previous response
-    /// (`lastResponse` is only assigned on success in the Go suite).
+    /// Record a spec whose response later specs use: on success it replaces `last`; a failure
+    /// keeps the previous response (`lastResponse` is only assigned on success in the Go suite).
     pub fn record_keep(
         &mut self,
         name: &'static str,
         r: Result<Resp, String>,
-        prev: Option<Resp>,
-    ) -> Option<Resp> {
+        last: &mut Option<Resp>,
+    ) {
         match r {
             Ok(resp) => {
                 self.record(name, PASS);
-                Some(resp)
+                *last = Some(resp);
             }
-            Err(e) => {
-                self.record(name, Err(e));
-                prev
-            }
+            Err(e) => self.record(name, Err(e)),
         }
     }
 }
+
+/// `spec!(x, name, { ... })`: one spec — run the body as an `async` block yielding an
+/// [`Outcome`], and record it under `name`.
+macro_rules! spec {
+    ($x:ident, $name:expr, { $($body:tt)* }) => {{
+        let r = async { $($body)* }.await;
+        $x.record($name, r);
+    }};
+}
+pub(crate) use spec;
 
 /// `Expect(resp.StatusCode()).To(SatisfyAny(Equal(a), Equal(b), ...))`.
 pub fn want(r: &Resp, codes: &[u16]) -> Result<(), String> {
@@ -111,15 +118,18 @@ pub async fn push_blob(x: &Ctx, b: &TestBlob, what: &str) -> Outcome {
     PASS
 }
 
-/// `PUT /v2/<name>/manifests/<reference>` of `m` as `ct`: the response.
-pub async fn put_manifest(
-    x: &Ctx,
-    reference: &str,
-    ct: &str,
-    m: &TestBlob,
-) -> Result<Resp, String> {
+/// Setup specs that push blobs, one spec per `(blob, name)` ([`push_blob`]).
+pub async fn push_blobs(x: &mut Ctx, blobs: Vec<(TestBlob, &'static str)>) {
+    for (b, name) in blobs {
+        let r = push_blob(x, &b, name).await;
+        x.record(name, r);
+    }
+}
+
+/// `PUT /v2/<name>/manifests/<tag>` (a tag or a digest) of `m` as `ct`: the response.
+pub async fn put_manifest(x: &Ctx, tag: &str, ct: &str, m: &TestBlob) -> Result<Resp, String> {
     let req =
-        x.c.req(reqwest::Method::PUT, &manifest_path(reference))
+        x.c.req(reqwest::Method::PUT, &manifest_path(tag))
             .header("Content-Type", ct)
             .body(&m.content);
     x.c.go(req).await

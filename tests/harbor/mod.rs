@@ -88,11 +88,7 @@ impl Env {
         let port = loop {
             let port = common::free_port();
             let mut c = adapter_config(&e.emu);
-            c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
-            c.server.public_url = format!("https://127.0.0.1:{port}");
-            c.server.tls.cert_file = Some(tls.join("cert.pem"));
-            c.server.tls.key_file = Some(tls.join("key.pem"));
-            c.tcr.ca_file = Some(tls.join("ca.pem"));
+            common::serve_https_with_emulator_certs(&mut c, port, &tls);
             assert!(c.tcr.registry_url.starts_with("https://"));
             match app::start(c, clock::system()).await {
                 Ok(adapter) => {
