@@ -47,6 +47,10 @@ impl Req {
             .header("Content-Length", &b.len().to_string())
             .body(b)
     }
+    /// A whole blob for a monolithic upload: `?digest=` and its bytes ([`Req::octet`]).
+    pub fn whole_blob(self, b: &crate::fixtures::TestBlob) -> Req {
+        self.query("digest", &b.digest).octet(&b.content)
+    }
 }
 
 /// `/v2/<name>/blobs/<digest>`.

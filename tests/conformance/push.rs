@@ -4,7 +4,7 @@ use crate::client::{blob_path, manifest_path, Req, Resp};
 use crate::fixtures::{TestBlob, EMPTY_LAYER_TEST_TAG, NONEXISTENT_MANIFEST, OCI_MANIFEST};
 use crate::report::{Category, Status};
 use crate::suite::{
-    delete_blobs, put_manifest, spec, want, want_2xx, want_eq, want_header, Ctx, PASS,
+    delete_blobs, put_manifest, spec, spec_keep, want, want_2xx, want_eq, want_header, Ctx, PASS,
 };
 use reqwest::Method;
 
@@ -16,22 +16,21 @@ pub async fn run(x: &mut Ctx) {
     let mut empty_layer_ref = String::new();
 
     x.section(Category::Push, "Blob Upload Streamed");
-    let r = async {
-        let resp = x.c.call(Method::POST, UPLOADS).await?;
-        want_header(&resp, "Location")?;
-        let req =
-            x.c.req(Method::PATCH, &resp.relative_location())
-                .header("Content-Type", OCTET)
-                .body(&x.f.blob_a.content);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[202])?;
-        Ok(resp)
-    }
-    .await;
-    x.record_keep(
+    spec_keep!(
+        x,
+        last,
         "PATCH request with blob in body should yield 202 response",
-        r,
-        &mut last,
+        {
+            let resp = x.c.call(Method::POST, UPLOADS).await?;
+            want_header(&resp, "Location")?;
+            let req =
+                x.c.req(Method::PATCH, &resp.relative_location())
+                    .header("Content-Type", OCTET)
+                    .body(&x.f.blob_a.content);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[202])?;
+            Ok(resp)
+        }
     );
     spec!(
         x,
@@ -57,21 +56,20 @@ pub async fn run(x: &mut Ctx) {
         PASS
     });
     let cfg1 = x.f.configs[1].clone();
-    let r = async {
-        let req =
-            x.c.req(Method::POST, UPLOADS)
-                .query("digest", &cfg1.digest)
-                .octet(&cfg1.content);
-        let resp = x.c.go(req).await?;
-        want_header(&resp, "Location")?;
-        want(&resp, &[201, 202])?;
-        Ok(resp)
-    }
-    .await;
-    x.record_keep(
+    spec_keep!(
+        x,
+        last,
         "POST request with digest and blob should yield a 201 or 202",
-        r,
-        &mut last,
+        {
+            let req =
+                x.c.req(Method::POST, UPLOADS)
+                    .query("digest", &cfg1.digest)
+                    .octet(&cfg1.content);
+            let resp = x.c.go(req).await?;
+            want_header(&resp, "Location")?;
+            want(&resp, &[201, 202])?;
+            Ok(resp)
+        }
     );
     spec!(
         x,
@@ -87,13 +85,11 @@ pub async fn run(x: &mut Ctx) {
             PASS
         }
     );
-    let r = async {
+    spec_keep!(x, last, "POST request should yield a session ID", {
         let resp = x.c.call(Method::POST, UPLOADS).await?;
         want(&resp, &[202])?;
         Ok(resp)
-    }
-    .await;
-    x.record_keep("POST request should yield a session ID", r, &mut last);
+    });
     spec!(x, "PUT upload of a blob should yield a 201 Response", {
         let prev = previous(&last)?;
         put_blob_201(x, &prev.relative_location(), &cfg1).await
@@ -155,33 +151,31 @@ pub async fn run(x: &mut Ctx) {
         want(&x.c.go(req).await?, &[416])?;
         PASS
     });
-    let r = async {
-        let p = prev.as_ref().ok_or("no POST response")?;
-        let resp = x.c.call(Method::GET, &p.relative_location()).await?;
-        want(&resp, &[204])?;
-        want_header(&resp, "Location")?;
-        want_eq("Range", &resp.header("Range"), &x.f.chunk1_range)?;
-        Ok(resp)
-    }
-    .await;
-    x.record_keep(
+    spec_keep!(
+        x,
+        last,
         "Get on stale blob upload should return 204 with a range and location",
-        r,
-        &mut last,
+        {
+            let p = prev.as_ref().ok_or("no POST response")?;
+            let resp = x.c.call(Method::GET, &p.relative_location()).await?;
+            want(&resp, &[204])?;
+            want_header(&resp, "Location")?;
+            want_eq("Range", &resp.header("Range"), &x.f.chunk1_range)?;
+            Ok(resp)
+        }
     );
-    let r = async {
-        let l = previous(&last)?;
-        let req = patch_chunk(x, &l.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[202])?;
-        want_header(&resp, "Location")?;
-        Ok(resp)
-    }
-    .await;
-    x.record_keep(
+    spec_keep!(
+        x,
+        last,
         "PATCH request with second chunk should return 202",
-        r,
-        &mut last,
+        {
+            let l = previous(&last)?;
+            let req = patch_chunk(x, &l.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[202])?;
+            want_header(&resp, "Location")?;
+            Ok(resp)
+        }
     );
     spec!(x, "PUT request with digest should return 201", {
         let l = previous(&last)?;
@@ -212,20 +206,19 @@ pub async fn run(x: &mut Ctx) {
             PASS
         }
     );
-    let r = async {
-        let req =
-            x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
-                .query("mount", &x.f.blob_a.digest)
-                .query("from", &x.c.name);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[201, 202])?;
-        Ok(resp)
-    }
-    .await;
-    x.record_keep(
+    spec_keep!(
+        x,
+        last,
         "POST request to mount another repository's blob should return 201 or 202",
-        r,
-        &mut last,
+        {
+            let req =
+                x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
+                    .query("mount", &x.f.blob_a.digest)
+                    .query("from", &x.c.name);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[201, 202])?;
+            Ok(resp)
+        }
     );
     let mount_code = last.as_ref().map(|l| l.code()).unwrap_or(0);
     spec!(

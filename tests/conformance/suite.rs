@@ -64,6 +64,16 @@ macro_rules! spec {
 }
 pub(crate) use spec;
 
+/// `spec_keep!(x, last, name, { ... })`: a spec whose body yields the response later specs use
+/// ([`Ctx::record_keep`] into `last`).
+macro_rules! spec_keep {
+    ($x:ident, $last:ident, $name:expr, { $($body:tt)* }) => {{
+        let r = async { $($body)* }.await;
+        $x.record_keep($name, r, &mut $last);
+    }};
+}
+pub(crate) use spec_keep;
+
 /// `Expect(resp.StatusCode()).To(SatisfyAny(Equal(a), Equal(b), ...))`.
 pub fn want(r: &Resp, codes: &[u16]) -> Result<(), String> {
     if codes.contains(&r.code()) {
