@@ -61,10 +61,7 @@ pub async fn run(x: &mut Ctx) {
         last,
         "POST request with digest and blob should yield a 201 or 202",
         {
-            let req =
-                x.c.req(Method::POST, UPLOADS)
-                    .query("digest", &cfg1.digest)
-                    .octet(&cfg1.content);
+            let req = x.c.req(Method::POST, UPLOADS).whole_blob(&cfg1);
             let resp = x.c.go(req).await?;
             want_header(&resp, "Location")?;
             want(&resp, &[201, 202])?;
@@ -351,10 +348,7 @@ fn patch_chunk(x: &Ctx, loc: &str, chunk: &[u8], range: &str) -> Req {
 
 /// A monolithic PUT `?digest=` of `b` to the session at `loc`: 201 with a `Location`.
 async fn put_blob_201(x: &Ctx, loc: &str, b: &TestBlob) -> crate::suite::Outcome {
-    let req =
-        x.c.req(Method::PUT, loc)
-            .query("digest", &b.digest)
-            .octet(&b.content);
+    let req = x.c.req(Method::PUT, loc).whole_blob(b);
     let resp = x.c.go(req).await?;
     want_header(&resp, "Location")?;
     want(&resp, &[201])?;
