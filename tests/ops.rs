@@ -93,29 +93,40 @@ level = "info"
     );
     let path = dir.join("adapter.toml");
     std::fs::write(&path, config).unwrap();
+    run_until_listening("serve", &path, Stdio::piped(), "tcr-adapter listening on ").await
+}
+
+/// `tcr-adapter <command> --config <path>` with an empty environment and stdout piped: the child
+/// and the first word after `ready` on its stdout (it must print it within 20 s). Stdout keeps
+/// being drained so the child never blocks on it.
+async fn run_until_listening(
+    command: &str,
+    path: &std::path::Path,
+    stderr: Stdio,
+    ready: &str,
+) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .args(["serve", "--config"])
-        .arg(&path)
+        .args([command, "--config"])
+        .arg(path)
         .env_clear()
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(20), async {
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l.strip_prefix("tcr-adapter listening on ") {
+            if let Some(rest) = l.strip_prefix(ready) {
                 return rest.split_whitespace().next().unwrap().to_string();
             }
         }
-        panic!("the adapter exited before listening")
+        panic!("tcr-adapter {command} exited before listening")
     })
     .await
-    .expect("the adapter starts");
-    // Keep draining stdout so the child never blocks on it.
+    .unwrap_or_else(|_| panic!("tcr-adapter {command} starts"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    (child, addr)
 }
 
 fn sigterm(child: &tokio::process::Child) {
@@ -302,26 +313,13 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
 async fn the_emulator_command_exits_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::emulator_toml(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .args(["emulator", "--config"])
-        .arg(&path)
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let registry = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l.strip_prefix("TCR emulator: data plane ") {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("the emulator exited before listening")
-    })
-    .await
-    .expect("the emulator starts");
+    let (mut child, registry) = run_until_listening(
+        "emulator",
+        &path,
+        Stdio::null(),
+        "TCR emulator: data plane ",
+    )
+    .await;
     let r = reqwest::get(format!("{registry}/v2/")).await.unwrap();
     assert_eq!(r.status(), 401);
     sigterm(&child);
