@@ -8,8 +8,8 @@ use tcr_adapter::config::ChartDuplicates;
 use crate::common::charts::{chart_archive, multipart_chart, sha256_hex};
 use crate::harbor::Env;
 use crate::{
-    emulator_chart, emulator_chart_calls, json, prepare_for_push, replicate_chart, ChartRun, Creds,
-    Gen,
+    emulator_chart, emulator_chart_calls, error_message, json, prepare_for_push, replicate_chart,
+    ChartRun, Creds, Gen,
 };
 
 #[tokio::test]
@@ -47,13 +47,7 @@ async fn absent_is_404_never_403() {
     ] {
         let (s, v) = Gen::V1_8.at(&e, &c).get_json(path).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
-        assert!(
-            v["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("not found"),
-            "{v}"
-        );
+        assert!(error_message(&v).contains("not found"), "{v}");
     }
     // A wrong password is a 401, not an "absent".
     let bad = Creds {
@@ -212,25 +206,10 @@ async fn a_real_helm_client_adds_the_adapters_repository_and_pulls() {
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert!(e.namespaces().contains(&"helmns".to_string()));
-    for creds in [Creds::api_keys(), lt] {
-        let dest = tempfile::tempdir().unwrap();
-        let report = crate::common::helm_pull(
-            &format!("{}/chartrepo/helmns", e.base),
-            &creds.user,
-            &creds.pass,
-            "hello",
-            "0.3.0",
-            dest.path(),
-        )
-        .await;
-        assert_eq!(report["entries"]["hello"], serde_json::json!(["0.3.0"]));
-        assert_eq!(report["digest"], format!("sha256:{}", sha256_hex(&archive)));
-        let pulled = std::fs::read(report["file"].as_str().unwrap()).unwrap();
-        assert!(
-            pulled == archive,
-            "{}: helm pull gets the pushed bytes",
-            creds.user
-        );
+    let url = format!("{}/chartrepo/helmns", e.base);
+    for c in [Creds::api_keys(), lt] {
+        let creds = (c.user.as_str(), c.pass.as_str());
+        crate::common::assert_helm_pulls(&url, creds, ("hello", "0.3.0"), &archive).await;
     }
     // Anonymous Helm against a private namespace is asked to log in (401 + Basic challenge).
     let r = e.get_anon("/chartrepo/helmns/index.yaml").await;

@@ -17,7 +17,6 @@ mod replays;
 use crate::common::SendOk;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
-use tcr_adapter::emulator::TokenKind;
 
 use common::charts::multipart_chart;
 use harbor::{basic, Env};
@@ -122,6 +121,11 @@ impl Harbor<'_> {
         let body = serde_json::json!({"project_name": name, "metadata": {"public": public}});
         self.post_project(&body).await
     }
+}
+
+/// The `message` of the first entry of a Harbor/OCI error body (`""` when there is none).
+pub fn error_message(v: &Value) -> &str {
+    v["errors"][0]["message"].as_str().unwrap_or("")
 }
 
 pub async fn json(r: Response) -> (StatusCode, Value) {
@@ -254,16 +258,7 @@ pub async fn replicate_chart(
 
 /// The archive as the emulator (TCR) holds it, read with an instance token.
 pub async fn emulator_chart(e: &Env, ns: &str, file: &str) -> (StatusCode, Vec<u8>) {
-    let tok = e.emu.state.tokens.issue(common::DEMO_UIN, TokenKind::Temp);
-    let r = e
-        .http
-        .get(format!(
-            "{}/chartrepo/{ns}/charts/{file}",
-            e.emu.registry_url()
-        ))
-        .header("Authorization", basic(&tok.username, &tok.token))
-        .send_ok()
-        .await;
+    let r = common::tcr_chart_file(&e.http, &e.emu, ns, file).await;
     (r.status(), r.bytes().await.unwrap().to_vec())
 }
 

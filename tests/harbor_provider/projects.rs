@@ -7,7 +7,16 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::harbor::Env;
-use crate::{json, Creds, Gen};
+use crate::{error_message, json, Creds, Gen, Harbor};
+
+/// `GET <path>` answers 200 with exactly one project, `name`: the listing.
+async fn lists_only(h: Harbor<'_>, path: &str, name: &str) -> serde_json::Value {
+    let (s, v) = h.get_json(path).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["name"], name);
+    v
+}
 
 #[tokio::test]
 async fn racing_project_creation_makes_one_create_namespace_each() {
@@ -59,13 +68,12 @@ async fn project_listing_forms_and_paging() {
         assert_eq!(r.status(), 201);
     }
     // 1.x: name= (substring upstream, exact here) with page parameters.
-    let (s, v) = Gen::V1_8
-        .at(&e, &c)
-        .get_json("/api/projects?name=alpha&page=1&page_size=500")
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v[0]["name"], "alpha");
+    let v = lists_only(
+        Gen::V1_8.at(&e, &c),
+        "/api/projects?name=alpha&page=1&page_size=500",
+        "alpha",
+    )
+    .await;
     assert!(v[0]["project_id"].as_i64().unwrap() > 0);
     assert_eq!(
         v[0]["metadata"]["public"], "false",
@@ -109,13 +117,7 @@ async fn bad_project_requests_get_clear_4xx() {
         .await;
     let (s, v) = json(r).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(
-        v["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("metadata.public"),
-        "{v}"
-    );
+    assert!(error_message(&v).contains("metadata.public"), "{v}");
     let r = Gen::V1_10
         .at(&e, &c)
         .call(
@@ -149,13 +151,12 @@ async fn without_api_keys_projects_are_probed_on_the_data_plane() {
     let e = Env::without_provisioner_keys().await;
     e.emu.state.namespaces.create("exists", false).unwrap();
     let c = Creds::long_term(&e);
-    let (s, v) = Gen::V2_5
-        .at(&e, &c)
-        .get_json("/api/projects?q=name%3D%7Bexists+missing%7D")
-        .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v[0]["name"], "exists");
+    lists_only(
+        Gen::V2_5.at(&e, &c),
+        "/api/projects?q=name%3D%7Bexists+missing%7D",
+        "exists",
+    )
+    .await;
     let r = Gen::V2_5
         .at(&e, &c)
         .create_project("exists", json!("false"))
@@ -170,10 +171,7 @@ async fn without_api_keys_projects_are_probed_on_the_data_plane() {
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(
-        v["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("needs TencentCloud API keys"),
+        error_message(&v).contains("needs TencentCloud API keys"),
         "{v}"
     );
     let (s, _) = Gen::V2_5.at(&e, &c).get_json("/api/projects").await;

@@ -125,27 +125,22 @@ async fn run(e: &Env, g: Gen, c: &Creds, project: &str, charts: &Charts) {
     assert_eq!(r.status(), 404);
 }
 
-#[tokio::test]
-async fn harbor_1_8_0() {
-    generation(Gen::V1_8).await;
+/// One `#[tokio::test]` per generation: `name => Gen`.
+macro_rules! generation_tests {
+    ($($name:ident => $g:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                generation(Gen::$g).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test]
-async fn harbor_1_10() {
-    generation(Gen::V1_10).await;
-}
-
-#[tokio::test]
-async fn harbor_2_0() {
-    generation(Gen::V2_0).await;
-}
-
-#[tokio::test]
-async fn harbor_2_3() {
-    generation(Gen::V2_3).await;
-}
-
-#[tokio::test]
-async fn harbor_2_5() {
-    generation(Gen::V2_5).await;
+generation_tests! {
+    harbor_1_8_0 => V1_8,
+    harbor_1_10 => V1_10,
+    harbor_2_0 => V2_0,
+    harbor_2_3 => V2_3,
+    harbor_2_5 => V2_5,
 }
