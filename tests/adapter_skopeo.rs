@@ -35,18 +35,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
     for (tag, digest, all) in [("single", &single, false), ("multi", &multi, true)] {
         let from = format!("oci:{}:{tag}", src.display());
         let to = format!("docker://{host}/skopeo/app:{tag}");
-        let mut args = vec![
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &keys,
-        ];
-        if all {
-            args.push("--all");
-        }
-        args.extend([from.as_str(), to.as_str()]);
-        common::skopeo(&args).await;
+        common::skopeo_copy(&from, &to, &keys, &["--preserve-digests"], all).await;
         let raw = common::skopeo_raw_manifest(&format!("{host}/skopeo/app:{tag}"), &keys).await;
         assert_eq!(
             manifest_digest(&raw),

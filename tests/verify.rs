@@ -105,16 +105,9 @@ async fn verify_lists_exactly_what_is_missing_then_passes() {
 
     let config = verify_config(tmp.path(), &emu.handle);
     let report = tmp.path().join("report.md");
-    let (code, out, err) = run_verify(&[
-        "--config",
-        &config,
-        "--source",
-        &dist,
-        "--format",
-        "json",
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let json_args = ["--config", &config, "--source", &dist, "--format", "json"];
+    let (code, out, err) =
+        run_verify(&[&json_args[..], &["--report", report.to_str().unwrap()]].concat());
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let expected: BTreeSet<Key> = [
@@ -196,18 +189,8 @@ async fn verify_lists_exactly_what_is_missing_then_passes() {
     assert!(table.contains("app/api:v6"), "{table}");
 
     // Filters: one project, one tag glob.
-    let (code, out, _) = run_verify(&[
-        "--config",
-        &config,
-        "--source",
-        &dist,
-        "--format",
-        "json",
-        "--project",
-        "app",
-        "--tag",
-        "v[1-5]",
-    ]);
+    let filters = ["--project", "app", "--tag", "v[1-5]"];
+    let (code, out, _) = run_verify(&[&json_args[..], &filters].concat());
     assert_eq!(code, 0, "{out}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["totals"]["ok"], 10);
@@ -217,8 +200,7 @@ async fn verify_lists_exactly_what_is_missing_then_passes() {
     copy_tags(&dist, &a, "app/api", &tags("v", 6..=8), false).await;
     skopeo_copy(&dist, &a, "lib/base:v3", "lib/base:v3", false).await;
     skopeo_copy(&dist, &a, "lib/multi:m6", "lib/multi:m6", true).await;
-    let (code, out, err) =
-        run_verify(&["--config", &config, "--source", &dist, "--format", "json"]);
+    let (code, out, err) = run_verify(&json_args);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["complete"], true);

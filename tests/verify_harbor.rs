@@ -221,18 +221,9 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
     let config = config.to_str().unwrap();
     let src_creds = format!("{USER}:{PASSWORD}");
     // Detected as Harbor (no --source-kind); --project proj leaves other/c out.
-    let args = [
-        "--config",
-        config,
-        "--source",
-        &source,
-        "--source-creds",
-        &src_creds,
-        "--project",
-        "proj",
-        "--format",
-        "json",
-    ];
+    let from = ["--config", config, "--source", &source];
+    let as_admin = [&from[..], &["--source-creds", &src_creds]].concat();
+    let args = [&as_admin[..], &["--project", "proj", "--format", "json"]].concat();
     let (code, out, err) = run_verify(&args);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -298,13 +289,7 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
     assert_eq!(v["totals"]["ok"], 8, "{out}");
 
     // Without charts and with the tag filter, the images present make it complete.
-    let (code, out, _) = run_verify(&[
-        "--config",
-        config,
-        "--source",
-        &source,
-        "--source-creds",
-        &src_creds,
+    let images = [
         "--source-kind",
         "harbor",
         "--project",
@@ -312,21 +297,14 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
         "--no-charts",
         "--tag",
         "1",
-    ]);
+    ];
+    let (code, out, _) = run_verify(&[&as_admin[..], &images].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("COMPLETE"), "{out}");
 
     // Wrong credentials: an error, not a report.
-    let (code, out, err) = run_verify(&[
-        "--config",
-        config,
-        "--source",
-        &source,
-        "--source-creds",
-        "admin:wrong",
-        "--source-kind",
-        "harbor",
-    ]);
+    let wrong = ["--source-creds", "admin:wrong", "--source-kind", "harbor"];
+    let (code, out, err) = run_verify(&[&from[..], &wrong].concat());
     assert_eq!(code, 2, "{out}");
     assert!(err.contains("credentials refused"), "{err}");
     assert!(!err.contains("wrong"), "the password leaked: {err}");

@@ -106,6 +106,19 @@ pub async fn skopeo(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `skopeo copy <flags> --dest-tls-verify=false --dest-creds <creds> [--all] <from> <to>`: an
+/// image (or with `all` an index and every platform) to a plain-HTTP registry.
+pub async fn skopeo_copy(from: &str, to: &str, creds: &str, flags: &[&str], all: bool) {
+    let mut args = vec!["copy"];
+    args.extend(flags);
+    args.extend(["--dest-tls-verify=false", "--dest-creds", creds]);
+    if all {
+        args.push("--all");
+    }
+    args.extend([from, to]);
+    skopeo(&args).await;
+}
+
 /// `skopeo copy --all --preserve-digests` of `oci:<layout>:<tag>` to `docker://<dest>` (plain
 /// HTTP, `creds` as `user:password`).
 pub async fn skopeo_push(layout: &std::path::Path, tag: &str, dest: &str, creds: &str) {

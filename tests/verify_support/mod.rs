@@ -132,18 +132,7 @@ pub async fn skopeo_copy(dist: &str, adapter: &str, src: &str, dst: &str, all: b
     let s = format!("docker://{}/{src}", dist.trim_start_matches("http://"));
     let d = format!("docker://{}/{dst}", adapter.trim_start_matches("http://"));
     let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
-    let mut args = vec![
-        "copy",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds,
-    ];
-    if all {
-        args.push("--all");
-    }
-    args.extend([s.as_str(), d.as_str()]);
-    common::skopeo(&args).await;
+    common::skopeo_copy(&s, &d, &creds, &["--src-tls-verify=false"], all).await;
 }
 
 /// The string fields `keys` of each of a JSON report's `items`, as a set.
