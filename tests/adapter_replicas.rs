@@ -24,15 +24,14 @@ fn replica_config(emu: &common::TestEmulator, public_url: &str, keys: (&str, &st
     cfg
 }
 
-async fn token(http: &reqwest::Client, base: &str, scope: &str) -> String {
-    common::token_as(
-        http,
-        base,
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-        scope,
-    )
-    .await
+/// A replica behind `public_url` signing and sealing with `keys`.
+async fn start_replica(
+    emu: &common::TestEmulator,
+    public_url: &str,
+    keys: (&str, &str),
+) -> app::AdapterHandle {
+    let cfg = replica_config(emu, public_url, keys);
+    app::start(cfg, clock::system()).await.unwrap()
 }
 
 /// Path and query of an absolute or relative URL.
@@ -51,19 +50,13 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let emu = common::start_emulator().await;
     let lb = format!("http://127.0.0.1:{}", common::free_port());
     let keys = (SIGNING_KEY, SEALING_KEY);
-    let a = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
-    let b = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
+    let a = start_replica(&emu, &lb, keys).await;
+    let b = start_replica(&emu, &lb, keys).await;
     let other_keys = (
         "b3RoZXItc2lnbmluZy1rZXktMzItYnl0ZXMtbG9uZyEhIQ==",
         "b3RoZXItc2VhbGluZy1rZXktMzItYnl0ZXMtbG9uZyE=",
     );
-    let c = app::start(replica_config(&emu, &lb, other_keys), clock::system())
-        .await
-        .unwrap();
+    let c = start_replica(&emu, &lb, other_keys).await;
     let (base_a, base_b, base_c) = (
         format!("http://{}", a.addr),
         format!("http://{}", b.addr),
@@ -74,7 +67,7 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .build()
         .unwrap();
 
-    let tok = token(&http, &base_a, "repository:replicas/app:pull,push").await;
+    let tok = common::token(&base_a, "repository:replicas/app:pull,push").await;
     let bearer = format!("Bearer {tok}");
 
     // The token from A opens B; C (other keys) calls it an invalid token.
@@ -196,12 +189,8 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     let port = common::free_port();
     let lb = format!("http://127.0.0.1:{port}");
     let keys = (SIGNING_KEY, SEALING_KEY);
-    let a = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
-    let b = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
+    let a = start_replica(&emu, &lb, keys).await;
+    let b = start_replica(&emu, &lb, keys).await;
     let nginx_dir = tempfile::tempdir().unwrap();
     let _nginx = common::nginx(
         nginx_dir.path(),
@@ -212,10 +201,7 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
 
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let mut layout = oci_layout::Layout::new(&src);
-    let single = layout.tag_image("single", 11);
-    let multi = layout.tag_index("multi", 12);
-    layout.finish();
+    let (single, multi) = oci_layout::image_and_index(&src, ("single", 11), ("multi", 12));
     let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
     let host = format!("127.0.0.1:{port}");
     for (tag, digest) in [("single", &single), ("multi", &multi)] {

@@ -26,10 +26,7 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
 
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let mut layout = oci_layout::Layout::new(&src);
-    let single = layout.tag_image("single", 1);
-    let multi = layout.tag_index("multi", 2);
-    layout.finish();
+    let (single, multi) = oci_layout::image_and_index(&src, ("single", 1), ("multi", 2));
 
     // copy: API keys as Harbor would present them.
     for (tag, digest, all) in [("single", &single, false), ("multi", &multi, true)] {
