@@ -7,7 +7,7 @@ mod common;
 mod oci_layout;
 
 use crate::common::SendOk;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use tcr_adapter::app;
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, Secret};
@@ -68,20 +68,12 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .unwrap();
 
     let tok = common::token(&base_a, "repository:replicas/app:pull,push").await;
-    let bearer = format!("Bearer {tok}");
+    let authed = |m: Method, url: String| http.request(m, url).bearer_auth(&tok);
 
     // The token from A opens B; C (other keys) calls it an invalid token.
-    let r = http
-        .get(format!("{base_b}/v2/"))
-        .header("Authorization", &bearer)
-        .send_ok()
-        .await;
+    let r = authed(Method::GET, format!("{base_b}/v2/")).send_ok().await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = http
-        .get(format!("{base_c}/v2/"))
-        .header("Authorization", &bearer)
-        .send_ok()
-        .await;
+    let r = authed(Method::GET, format!("{base_c}/v2/")).send_ok().await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = crate::common::header(&r, "www-authenticate");
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
@@ -89,18 +81,17 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     // POST on A, PATCH on B, PUT on A: one upload across replicas.
     let layer = oci_layout::bytes(7, 300_000);
     let digest = Digest::sha256_of(&layer);
-    let r = http
-        .post(format!("{base_a}/v2/replicas/app/blobs/uploads/"))
-        .header("Authorization", &bearer)
-        .header("Content-Length", "0")
-        .send_ok()
-        .await;
+    let r = authed(
+        Method::POST,
+        format!("{base_a}/v2/replicas/app/blobs/uploads/"),
+    )
+    .header("Content-Length", "0")
+    .send_ok()
+    .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = crate::common::header(&r, "location");
     assert!(loc.starts_with(&lb), "Location on the public URL: {loc}");
-    let r = http
-        .patch(format!("{base_b}{}", path_of(&loc)))
-        .header("Authorization", &bearer)
+    let r = authed(Method::PATCH, format!("{base_b}{}", path_of(&loc)))
         .header("Content-Type", "application/octet-stream")
         .header("Content-Range", format!("0-{}", 99_999))
         .body(layer[..100_000].to_vec())
@@ -111,9 +102,7 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let loc = crate::common::header(&r, "location");
     let put = format!("{base_a}{}", path_of(&loc));
     let sep = if put.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{put}{sep}digest={digest}"))
-        .header("Authorization", &bearer)
+    let r = authed(Method::PUT, format!("{put}{sep}digest={digest}"))
         .body(layer[100_000..].to_vec())
         .send_ok()
         .await;
@@ -123,22 +112,19 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let cd = Digest::sha256_of(config);
-    let r = http
-        .post(format!(
-            "{base_b}/v2/replicas/app/blobs/uploads/?digest={cd}"
-        ))
-        .header("Authorization", &bearer)
-        .body(config.to_vec())
-        .send_ok()
-        .await;
+    let r = authed(
+        Method::POST,
+        format!("{base_b}/v2/replicas/app/blobs/uploads/?digest={cd}"),
+    )
+    .body(config.to_vec())
+    .send_ok()
+    .await;
     assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::ACCEPTED);
     if r.status() == StatusCode::ACCEPTED {
         let loc = crate::common::header(&r, "location");
         let put = format!("{base_b}{}", path_of(&loc));
         let sep = if put.contains('?') { '&' } else { '?' };
-        let r = http
-            .put(format!("{put}{sep}digest={cd}"))
-            .header("Authorization", &bearer)
+        let r = authed(Method::PUT, format!("{put}{sep}digest={cd}"))
             .body(config.to_vec())
             .send_ok()
             .await;
@@ -152,28 +138,31 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     })
     .to_string();
     let md = Digest::sha256_of(manifest.as_bytes());
-    let r = http
-        .put(format!("{base_b}/v2/replicas/app/manifests/v1"))
-        .header("Authorization", &bearer)
-        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest.clone())
-        .send_ok()
-        .await;
+    let r = authed(
+        Method::PUT,
+        format!("{base_b}/v2/replicas/app/manifests/v1"),
+    )
+    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+    .body(manifest.clone())
+    .send_ok()
+    .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = http
-        .get(format!("{base_a}/v2/replicas/app/manifests/v1"))
-        .header("Authorization", &bearer)
-        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-        .send_ok()
-        .await;
+    let r = authed(
+        Method::GET,
+        format!("{base_a}/v2/replicas/app/manifests/v1"),
+    )
+    .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+    .send_ok()
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["docker-content-digest"], md.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_bytes());
-    let r = http
-        .get(format!("{base_a}/v2/replicas/app/blobs/{digest}"))
-        .header("Authorization", &bearer)
-        .send_ok()
-        .await;
+    let r = authed(
+        Method::GET,
+        format!("{base_a}/v2/replicas/app/blobs/{digest}"),
+    )
+    .send_ok()
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(Digest::sha256_of(&r.bytes().await.unwrap()), digest);
 
