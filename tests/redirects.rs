@@ -11,7 +11,7 @@ mod oci_layout;
 
 use crate::common::SendOk;
 use harbor::{Env, DOCKER_MANIFEST, OCI_MANIFEST};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use tcr_adapter::config::RedirectMode;
 use tcr_adapter::oci::Digest;
 
@@ -211,12 +211,7 @@ async fn follow_streams_storage_bytes_through_the_adapter() {
     let d = Digest::sha256_of(layer);
     let before = storage_requests(&e, "GET");
     let r = e
-        .send_with(
-            Method::GET,
-            &format!("/v2/{repo}/blobs/{d}"),
-            &t,
-            &[("Range", "bytes=10-19")],
-        )
+        .get_range(&format!("/v2/{repo}/blobs/{d}"), &t, "bytes=10-19")
         .await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(

@@ -238,6 +238,30 @@ impl Env {
         self.req(method, path, Some(token), headers, None).await
     }
 
+    /// `GET <path>` with `Range: <range>`.
+    pub async fn get_range(&self, path: &str, token: &str, range: &str) -> reqwest::Response {
+        self.send_with(Method::GET, path, token, &[("Range", range)])
+            .await
+    }
+
+    /// `<method> /v2/<repo>/manifests/<reference>` with a token and extra headers (`Accept`).
+    pub async fn manifest(
+        &self,
+        method: Method,
+        (repo, reference): (&str, &str),
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        self.send_with(method, &path, token, headers).await
+    }
+
+    /// A token for `repository:<repo>:pull,push` as `user:pass`.
+    pub async fn push_token(&self, repo: &str, user: &str, pass: &str) -> String {
+        self.token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
+            .await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.req(Method::GET, path, Some(token), &[], None).await
     }
@@ -359,9 +383,7 @@ impl Env {
 
     /// Harbor 1.8.0: HEAD manifest and blobs (absent), chunked blob PUTs, schema2 manifest.
     pub async fn replay_1_8(&self, repo: &str, user: &str, pass: &str) {
-        let t = self
-            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
-            .await;
+        let t = self.push_token(repo, user, pass).await;
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         let ld = Digest::sha256_of(&layer);
@@ -374,9 +396,7 @@ impl Env {
 
     /// Harbor 1.10: like 1.8 with `Content-Length` and a raw `digest=`.
     pub async fn replay_1_10(&self, repo: &str, user: &str, pass: &str) {
-        let t = self
-            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
-            .await;
+        let t = self.push_token(repo, user, pass).await;
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         self.push_image(repo, &t, [&layer, &config, &manifest], false)
@@ -386,9 +406,7 @@ impl Env {
 
     /// Harbor 2.0: an OCI index, children by digest then the index by tag, encoded digests.
     pub async fn replay_2_0(&self, repo: &str, user: &str, pass: &str) {
-        let t = self
-            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
-            .await;
+        let t = self.push_token(repo, user, pass).await;
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         let mut children = Vec::new();
         for arch in ["amd64", "arm64"] {
