@@ -129,6 +129,21 @@ async fn run_until_listening(
     (child, addr)
 }
 
+/// SIGTERM to `child`, which must then exit 0: everything it wrote to stderr.
+async fn sigterm_and_stderr(mut child: tokio::process::Child) -> String {
+    sigterm(&child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    stderr
+}
+
 fn sigterm(child: &tokio::process::Child) {
     let pid = child.id().expect("running").to_string();
     let ok = std::process::Command::new("kill")
@@ -143,7 +158,7 @@ fn sigterm(child: &tokio::process::Child) {
 async fn json_access_log_line_carries_the_request_id() {
     let emu = common::start_emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn_binary(&emu, dir.path()).await;
+    let (child, base) = spawn_binary(&emu, dir.path()).await;
     let tok = common::token(&base, "repository:demo/app:pull").await;
     let resp = reqwest::Client::new()
         .get(format!("{base}/v2/demo/app/tags/list"))
@@ -159,16 +174,7 @@ async fn json_access_log_line_carries_the_request_id() {
     let resp = reqwest::get(format!("{base}/v2/")).await.unwrap();
     let generated = crate::common::header(&resp, "x-request-id");
     assert!(generated.len() >= 16, "{generated}");
-    sigterm(&child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    assert!(child.wait().await.unwrap().success());
+    let stderr = sigterm_and_stderr(child).await;
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
@@ -269,7 +275,7 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
     let mut layout = oci_layout::Layout::new(&src);
     layout.tag_image("v1", 7);
     layout.finish();
-    let (mut child, base) = spawn_binary(&emu, dir.path()).await;
+    let (child, base) = spawn_binary(&emu, dir.path()).await;
     let host = base.trim_start_matches("http://");
     let keys = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
     common::skopeo_push(&src, "v1", &format!("{host}/plainhttp/app:v1"), &keys).await;
@@ -284,16 +290,7 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
         .find_map(|l| l.strip_prefix("tcr_adapter_client_protocol_errors_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no client protocol error counter in:\n{metrics}"));
-    sigterm(&child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    assert!(child.wait().await.unwrap().success());
+    let stderr = sigterm_and_stderr(child).await;
     assert!(count >= 1, "skopeo's TLS attempt was not seen: {count}");
     let errors: Vec<&str> = stderr
         .lines()

@@ -75,18 +75,7 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     let done = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
     let loc = crate::common::header(&r, "location");
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .bearer_auth(&tok)
-        .body(blob[done..].to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    assert_eq!(
-        emu.handle.state.storage.stored_size(&digest).await,
-        Some(blob.len() as u64)
-    );
+    crate::assert_upload_completes(&emu.handle, (&loc, &tok), &blob, done, &digest).await;
     record(
         "one of two adapter processes behind nginx killed with SIGKILL during a streamed PATCH",
         "1 kill -9",

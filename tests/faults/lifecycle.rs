@@ -63,23 +63,8 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     let done: usize = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
     let loc = crate::common::header(&r, "location");
-    let resume = if done == 1_000_000 {
-        &blob[done..]
-    } else {
-        panic!("partial chunk kept: {range}")
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .bearer_auth(&tok)
-        .body(resume.to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    assert_eq!(
-        emu.handle.state.storage.stored_size(&digest).await,
-        Some(blob.len() as u64)
-    );
+    assert_eq!(done, 1_000_000, "partial chunk kept: {range}");
+    crate::assert_upload_completes(&emu.handle, (&loc, &tok), &blob, done, &digest).await;
     record(
         "adapter process killed with SIGKILL during a chunked upload, restarted",
         "1 kill -9 mid-PATCH",

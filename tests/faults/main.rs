@@ -18,6 +18,30 @@ mod tokens;
 
 use harbor::Env;
 
+/// The interrupted upload resumed at `loc` completes: a PUT `?digest=` of `blob[done..]`
+/// answers 201, and TCR (the emulator) then stores all of `blob` under `digest`.
+pub async fn assert_upload_completes(
+    emu: &tcr_adapter::emulator::EmulatorHandle,
+    (loc, tok): (&str, &str),
+    blob: &[u8],
+    done: usize,
+    digest: &tcr_adapter::oci::Digest,
+) {
+    use crate::common::SendOk;
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = reqwest::Client::new()
+        .put(format!("{loc}{sep}digest={digest}"))
+        .bearer_auth(tok)
+        .body(blob[done..].to_vec())
+        .send_ok()
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(
+        emu.state.storage.stored_size(digest).await,
+        Some(blob.len() as u64)
+    );
+}
+
 /// One row of RELIABILITY.md: appended as a JSON line to `$TCR_RELIABILITY_LOG` when it is set
 /// (scripts/reliability.sh sets it and renders the file).
 pub fn record(fault: &str, injected: &str, client_saw: &str, verified: &str) {
