@@ -23,17 +23,7 @@ fn crafted(name: &str, version: &str) -> Vec<u8> {
 }
 
 async fn post_chart(g: &Guarded, ns: &str, ct: &str, body: Vec<u8>) -> (u16, String) {
-    let r = g
-        .env
-        .http
-        .post(format!("{}/api/chartrepo/{ns}/charts", g.env.base))
-        .header("Authorization", keys())
-        .header("Content-Type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    crate::post_chart(&g.env, ns, ct, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

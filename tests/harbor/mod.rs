@@ -256,6 +256,22 @@ impl Env {
         self.send_with(method, &path, token, headers).await
     }
 
+    /// A token from TCR's own realm (the emulator's data plane) for `scope`, with the instance
+    /// credentials: for reading or changing TCR behind the adapter's back.
+    pub async fn tcr_token(&self, scope: &str) -> String {
+        let up = self.emu.registry_url();
+        let tok: serde_json::Value = reqwest::Client::new()
+            .get(format!("{up}/service/token"))
+            .query(&[("service", "harbor-registry"), ("scope", scope)])
+            .header("Authorization", basic(&self.user, &self.pass))
+            .send_ok()
+            .await
+            .json()
+            .await
+            .unwrap();
+        tok["token"].as_str().unwrap().to_string()
+    }
+
     /// A token for `repository:<repo>:pull,push` as `user:pass`.
     pub async fn push_token(&self, repo: &str, user: &str, pass: &str) -> String {
         self.token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
