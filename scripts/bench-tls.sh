@@ -66,16 +66,7 @@ curl -sf -o /dev/null --cacert "$CA" "https://127.0.0.1:$TA/healthz" || die "the
 log "TLS: starting nginx (https :$TN -> https :$TREG)"
 mkdir -p "$WORK/nginx-tls/tmp"
 cat >"$WORK/nginx-tls/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-master_process on;
-pid $WORK/nginx-tls/nginx.pid;
-error_log $WORK/logs/nginx-tls.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx-tls/tmp/body;
-  proxy_temp_path $WORK/nginx-tls/tmp/proxy;
+$(nginx_conf_head "$WORK/nginx-tls" "$WORK/logs/nginx-tls.log")
   upstream emulator_tls { server 127.0.0.1:$TREG; keepalive 64; }
   server {
     listen 127.0.0.1:$TN ssl;
@@ -90,14 +81,7 @@ http {
       proxy_ssl_verify on;
       proxy_ssl_name localhost;  # nginx checks DNS names only; the certificate also names localhost
       proxy_ssl_session_reuse on;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 900s;
-      proxy_send_timeout 900s;
+$(nginx_proxy_settings)
     }
   }
 }

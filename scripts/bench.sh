@@ -172,30 +172,14 @@ nginx_server() { # listen upstream
     chunked_transfer_encoding on;
     location / {
       proxy_pass http://$2;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_buffering off;
-      proxy_request_buffering off;
+$(nginx_proxy_settings)
       proxy_connect_timeout 60s;
-      proxy_read_timeout 900s;
-      proxy_send_timeout 900s;
     }
   }
 EOF
 }
 cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/logs/nginx.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
+$(nginx_conf_head "$WORK/nginx" "$WORK/logs/nginx.log")
   upstream emulator { server 127.0.0.1:$EREG; keepalive 64; }
   upstream distribution { server 127.0.0.1:$DREG; keepalive 64; }
 $(nginx_server "$N1" emulator)

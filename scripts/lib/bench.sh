@@ -32,3 +32,36 @@ stop_pids() {
   for pid in "$@"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
   for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
 }
+
+# nginx_conf_head <prefix dir> <error log>: the start of an nginx.conf for `nginx -p <prefix dir>`,
+# up to and inside `http {` (no access log, temporary files under <prefix dir>/tmp); the caller
+# adds its upstreams and servers and closes the block.
+nginx_conf_head() {
+  cat <<EOF
+worker_processes auto;
+daemon off;
+master_process on;
+pid $1/nginx.pid;
+error_log $2 warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/tmp/body;
+  proxy_temp_path $1/tmp/proxy;
+EOF
+}
+
+# nginx_proxy_settings: the proxy directives of every measured nginx location: HTTP/1.1 with
+# keep-alive to the upstream, the client's Host and scheme, nothing buffered, long timeouts.
+nginx_proxy_settings() {
+  cat <<'EOF'
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 900s;
+      proxy_send_timeout 900s;
+EOF
+}
