@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use futures_util::StreamExt;
+use reqwest::Method;
 use tcr_adapter::app;
 use tcr_adapter::clock;
 use tcr_adapter::config::Config;
@@ -132,7 +133,7 @@ async fn what_goes_on_the_wire() {
 
     // Sized PUT: Content-Length forwarded, not chunked; Authorization/Connection not forwarded.
     let r = authed(
-        reqwest::Method::PUT,
+        Method::PUT,
         format!("{base}/v2/ns/app/blobs/uploads/u1?_state=a%2Bb&digest={d}"),
     )
     .header("Connection", "keep-alive, X-Secret")
@@ -150,7 +151,7 @@ async fn what_goes_on_the_wire() {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..5).map(|_| Ok(vec![1u8; 1000])).collect();
     let r = authed(
-        reqwest::Method::PUT,
+        Method::PUT,
         format!(
             "{base}/v2/ns/app/blobs/uploads/u2?digest={}",
             d.replace(':', "%3A")
@@ -163,7 +164,7 @@ async fn what_goes_on_the_wire() {
     .await;
     assert_eq!(r.status(), 201);
     // Repeated Accept lines merged; 307 relayed as is.
-    let r = authed(reqwest::Method::GET, format!("{base}/v2/ns/app/blobs/{d}"))
+    let r = authed(Method::GET, format!("{base}/v2/ns/app/blobs/{d}"))
         .header("Accept", "a/1")
         .header("Accept", "b/2")
         .send_ok()
@@ -171,24 +172,18 @@ async fn what_goes_on_the_wire() {
     assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["location"], "https://storage.example/obj?sig=1");
     // 503 twice, then 200: retried.
-    let r = authed(
-        reqwest::Method::GET,
-        format!("{base}/v2/ns/flaky/manifests/x"),
-    )
-    .send_ok()
-    .await;
+    let r = authed(Method::GET, format!("{base}/v2/ns/flaky/manifests/x"))
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["docker-content-digest"],
         manifest_digest.as_str()
     );
     // No digest upstream on HEAD: computed.
-    let r = authed(
-        reqwest::Method::HEAD,
-        format!("{base}/v2/ns/nodigest/manifests/x"),
-    )
-    .send_ok()
-    .await;
+    let r = authed(Method::HEAD, format!("{base}/v2/ns/nodigest/manifests/x"))
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["docker-content-digest"],
@@ -199,12 +194,9 @@ async fn what_goes_on_the_wire() {
         MANIFEST.len().to_string().as_str()
     );
     // Upstream 401 "project not found" on a read: 404 MANIFEST_UNKNOWN.
-    let r = authed(
-        reqwest::Method::HEAD,
-        format!("{base}/v2/ns/gone/manifests/x"),
-    )
-    .send_ok()
-    .await;
+    let r = authed(Method::HEAD, format!("{base}/v2/ns/gone/manifests/x"))
+        .send_ok()
+        .await;
     assert_eq!(r.status(), 404);
 
     let seen = log.lock().unwrap().clone();

@@ -7,6 +7,8 @@ mod common;
 use tcr_adapter::config::{EmulatorAccount, Secret};
 use tcr_adapter::emulator::EmulatorHandle;
 
+const DEMO_ID: &str = common::DEMO_SECRET_ID;
+const DEMO_KEY: &str = common::DEMO_SECRET_KEY;
 const LIMITED_ID: &str = "AKIDlimitedNoCreateNamespace000000";
 const LIMITED_KEY: &str = "limitedSecretKEY0000000000000000";
 
@@ -86,13 +88,7 @@ fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
 async fn all_ok_against_the_emulator() {
     let dir = tempfile::tempdir().unwrap();
     let emu = emulator(dir.path()).await;
-    let (code, out) = check_with_keys(
-        dir.path(),
-        &emu,
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-    )
-    .await;
+    let (code, out) = check_with_keys(dir.path(), &emu, DEMO_ID, DEMO_KEY).await;
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("[FAIL]"), "{out}");
     for item in [
@@ -122,7 +118,7 @@ async fn wrong_secret_key_names_the_signature_and_the_fix() {
     let (code, out) = check_with_keys(
         dir.path(),
         &emu,
-        common::DEMO_SECRET_ID,
+        DEMO_ID,
         "notTheRightSecretKey000000000000",
     )
     .await;

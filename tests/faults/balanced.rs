@@ -48,14 +48,8 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     let digest = Digest::sha256_of(&blob);
     let loc = start_upload(&http, &base, repo, &tok).await;
     assert!(loc.starts_with(&base), "{loc}");
-    let r = http
-        .patch(&loc)
-        .bearer_auth(&tok)
-        .body(blob[..1_000_000].to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 202);
-    let loc = crate::common::header(&r, "location");
+    let first = http.patch(&loc).bearer_auth(&tok);
+    let loc = crate::patch_accepted(first.body(blob[..1_000_000].to_vec())).await;
     // A PATCH streams through the first process, which dies half-way.
     let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(blob[1_000_000..1_500_000].to_vec()))

@@ -27,15 +27,9 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let digest = Digest::sha256_of(&blob);
     let loc = start_upload(&http, &base, repo, &tok).await;
-    let r = http
-        .patch(&loc)
-        .bearer_auth(&tok)
-        .header("Content-Range", format!("0-{}", 1_000_000 - 1))
-        .body(blob[..1_000_000].to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 202);
-    let loc = crate::common::header(&r, "location");
+    let first = http.patch(&loc).bearer_auth(&tok);
+    let first = first.header("Content-Range", format!("0-{}", 1_000_000 - 1));
+    let loc = crate::patch_accepted(first.body(blob[..1_000_000].to_vec())).await;
     // A second PATCH is cut by kill -9 while its body streams.
     let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(vec![7u8; 100_000])).await.unwrap();

@@ -18,6 +18,14 @@ mod tokens;
 
 use harbor::Env;
 
+/// Send a PATCH of an upload session: it must be accepted (202); the session's next Location.
+pub async fn patch_accepted(patch: reqwest::RequestBuilder) -> String {
+    use crate::common::SendOk;
+    let r = patch.send_ok().await;
+    assert_eq!(r.status(), 202);
+    crate::common::header(&r, "location")
+}
+
 /// The interrupted upload resumed at `loc` completes: a PUT `?digest=` of `blob[done..]`
 /// answers 201, and TCR (the emulator) then stores all of `blob` under `digest`.
 pub async fn assert_upload_completes(

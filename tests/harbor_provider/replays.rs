@@ -94,14 +94,8 @@ async fn run(e: &Env, g: Gen, c: &Creds, project: &str, charts: &Charts) {
         .token_as(&c.user, &c.pass, &[&format!("repository:{repo}:pull")])
         .await;
     assert_eq!(e.head_manifest(&repo, "v1", &t).await, 200);
-    let r = g
-        .at(e, c)
-        .call(
-            Method::DELETE,
-            &format!("/api/repositories/{repo}/tags/v1"),
-            None,
-        )
-        .await;
+    let tag_v1 = format!("/api/repositories/{repo}/tags/v1");
+    let r = g.at(e, c).call(Method::DELETE, &tag_v1, None).await;
     assert!(
         r.status().is_success(),
         "{g:?}: image delete {} {}",
@@ -114,14 +108,7 @@ async fn run(e: &Env, g: Gen, c: &Creds, project: &str, charts: &Charts) {
         "{g:?}: tag gone from TCR"
     );
     // A second deletion finds nothing: Harbor's HEAD gets 404 and skips it.
-    let r = g
-        .at(e, c)
-        .call(
-            Method::DELETE,
-            &format!("/api/repositories/{repo}/tags/v1"),
-            None,
-        )
-        .await;
+    let r = g.at(e, c).call(Method::DELETE, &tag_v1, None).await;
     assert_eq!(r.status(), 404);
 }
 
