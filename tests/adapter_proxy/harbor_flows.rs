@@ -131,12 +131,7 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
 #[tokio::test]
 async fn harbor_2_0_pushes_an_index_and_1_x_pushes_one_child() {
     let e = Env::default().await;
-    let t = e
-        .token(&[
-            "repository:proj20/multi:pull,push",
-            "repository:proj10/multi:pull,push",
-        ])
-        .await;
+    let t = e.token_to_push(&["proj20/multi", "proj10/multi"]).await;
     let mut children = Vec::new();
     for arch in ["amd64", "arm64"] {
         let (layer, config, manifest) = image(arch, OCI_MANIFEST);

@@ -75,12 +75,7 @@ async fn delete_tags_and_catalog() {
 #[tokio::test]
 async fn chunked_upload_status_mount_range_and_referrers() {
     let e = Env::default().await;
-    let t = e
-        .token(&[
-            "repository:projc/app:pull,push",
-            "repository:projc/copy:pull,push",
-        ])
-        .await;
+    let t = e.token_to_push(&["projc/app", "projc/copy"]).await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let d = Digest::sha256_of(&data).to_string();
     let r = e.start_upload("projc/app", &t).await;

@@ -127,6 +127,17 @@ async fn a_failed_reupload_leaves_the_existing_version_byte_identical() {
     g.assert_untouched().await;
 }
 
+/// In `proja`, TCR holds `stored.0` with exactly the bytes `stored.1`, and no `absent` file.
+async fn assert_only_chart_reached_tcr(g: &Guarded, stored: (&str, &[u8]), absent: &str) {
+    assert_eq!(
+        upstream_chart(&g.env, "proja", stored.0).await,
+        sha256_hex(stored.1)
+    );
+    assert!(upstream_chart(&g.env, "proja", absent)
+        .await
+        .starts_with("absent"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_is_read_as_tcr_reads_it() {
     let g = Guarded::start().await;
@@ -136,13 +147,7 @@ async fn multipart_is_read_as_tcr_reads_it() {
     let (ct, body) = multipart_parts(&[("file", "chart", &decoy), ("chart", "real.tgz", &real)]);
     let (s, text) = post_chart(&g, "proja", &ct, body).await;
     assert_eq!(s, 201, "{text}");
-    assert_eq!(
-        upstream_chart(&g.env, "proja", "real-1.0.0.tgz").await,
-        sha256_hex(&real)
-    );
-    assert!(upstream_chart(&g.env, "proja", "decoy-1.0.0.tgz")
-        .await
-        .starts_with("absent"));
+    assert_only_chart_reached_tcr(&g, ("real-1.0.0.tgz", &real), "decoy-1.0.0.tgz").await;
     // An unquoted form name is valid (RFC 7578 takes a token).
     let other = chart_archive("plain", "1.0.0", 256);
     let mut body = b"--B0\r\nContent-Disposition: form-data; name=chart; filename=plain.tgz\r\n\
@@ -162,12 +167,6 @@ async fn multipart_is_read_as_tcr_reads_it() {
     let (ct, body) = multipart_parts(&[("chart", "a.tgz", &one), ("chart", "b.tgz", &two)]);
     let (s, text) = post_chart(&g, "proja", &ct, body).await;
     assert_eq!(s, 201, "{text}");
-    assert_eq!(
-        upstream_chart(&g.env, "proja", "first-1.0.0.tgz").await,
-        sha256_hex(&one)
-    );
-    assert!(upstream_chart(&g.env, "proja", "second-1.0.0.tgz")
-        .await
-        .starts_with("absent"));
+    assert_only_chart_reached_tcr(&g, ("first-1.0.0.tgz", &one), "second-1.0.0.tgz").await;
     let _ = raw; // the raw client is used by the other modules
 }

@@ -43,6 +43,15 @@ pub async fn start_emulator() -> TestEmulator {
     TestEmulator { handle, dir }
 }
 
+/// [`start_emulator`] holding the namespaces `(name, public)`.
+pub async fn start_emulator_with_namespaces(namespaces: &[(&str, bool)]) -> TestEmulator {
+    let t = start_emulator().await;
+    for (name, public) in namespaces {
+        t.handle.state.namespaces.create(name, *public).unwrap();
+    }
+    t
+}
+
 pub async fn start_emulator_with(cfg: EmulatorConfig) -> EmulatorHandle {
     emulator::start(cfg, clock::system())
         .await

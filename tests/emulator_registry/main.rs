@@ -161,10 +161,7 @@ pub async fn emulator_with_ns() -> (TestEmulator, Client) {
 
 /// A fresh emulator with the namespaces `(name, public)`, and a client with Basic credentials.
 pub async fn emulator_with_namespaces(namespaces: &[(&str, bool)]) -> (TestEmulator, Client) {
-    let t = start_emulator().await;
-    for (name, public) in namespaces {
-        t.handle.state.namespaces.create(name, *public).unwrap();
-    }
+    let t = common::start_emulator_with_namespaces(namespaces).await;
     let c = Client::basic(&t);
     (t, c)
 }

@@ -272,6 +272,16 @@ impl Env {
         tok["token"].as_str().unwrap().to_string()
     }
 
+    /// A token ([`Env::token`]) to pull and push each of `repos`.
+    pub async fn token_to_push(&self, repos: &[&str]) -> String {
+        let scopes: Vec<String> = repos
+            .iter()
+            .map(|r| format!("repository:{r}:pull,push"))
+            .collect();
+        self.token(&scopes.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+    }
+
     /// A token for `repository:<repo>:pull,push` as `user:pass`.
     pub async fn push_token(&self, repo: &str, user: &str, pass: &str) -> String {
         self.token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
