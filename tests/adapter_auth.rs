@@ -26,8 +26,13 @@ async fn user_token(app: &Client, query: &str) -> TokenResponse {
 
 /// The check request of `repository:team/app:pull` with `token`.
 fn pull_check(token: &str) -> test::TestRequest {
+    check_with(&["repository:team/app:pull"], token)
+}
+
+/// The check request of `scopes` with `token`.
+fn check_with(scopes: &[&str], token: &str) -> test::TestRequest {
     test::TestRequest::get()
-        .uri(&check_uri(&["repository:team/app:pull"]))
+        .uri(&check_uri(scopes))
         .insert_header(bearer(token))
 }
 
@@ -135,21 +140,10 @@ async fn anonymous_token_requests_get_pull_only() {
     assert_eq!(claims.access[0].actions, ["pull"]);
     assert!(claims.access[1].actions.is_empty());
     assert!(claims.cred.is_none());
-    let (status, _, _) = call(
-        &app,
-        test::TestRequest::get()
-            .uri(&check_uri(&["repository:team/app:pull"]))
-            .insert_header(bearer(token)),
-    )
-    .await;
+    let (status, _, _) = call(&app, pull_check(token)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, www, _) = call(
-        &app,
-        test::TestRequest::get()
-            .uri(&check_uri(&["repository:team/app:push"]))
-            .insert_header(bearer(token)),
-    )
-    .await;
+    let push = check_with(&["repository:team/app:push"], token);
+    let (status, www, _) = call(&app, push).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(www.ends_with(r#"error="insufficient_scope""#), "{www}");
 }
@@ -164,12 +158,10 @@ async fn bearer_token_opens_what_it_grants_and_challenges_the_rest() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["subject"], USER);
 
-    let more = test::TestRequest::get()
-        .uri(&check_uri(&[
-            "repository:team/app:pull,push",
-            "repository:team/base:pull",
-        ]))
-        .insert_header(bearer(&t.token));
+    let more = check_with(
+        &["repository:team/app:pull,push", "repository:team/base:pull"],
+        &t.token,
+    );
     let (status, www, body) = call(&app, more).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -187,12 +179,10 @@ async fn star_grant_satisfies_any_action() {
     let f = fixture();
     let app = app!(f.auth.clone());
     let t = user_token(&app, "scope=repository:team/app:*&scope=registry:catalog:*").await;
-    let req = test::TestRequest::get()
-        .uri(&check_uri(&[
-            "repository:team/app:pull,push,delete",
-            "registry:catalog:*",
-        ]))
-        .insert_header(bearer(&t.token));
+    let req = check_with(
+        &["repository:team/app:pull,push,delete", "registry:catalog:*"],
+        &t.token,
+    );
     assert_eq!(call(&app, req).await.0, StatusCode::OK);
 }
 
@@ -357,9 +347,7 @@ async fn offline_token_gives_a_refresh_token_usable_with_the_oauth_post() {
     assert_eq!(body["scope"], "repository:team/app:pull,push");
     assert!(body["expires_in"].is_u64());
     let access = body["access_token"].as_str().unwrap();
-    let req = test::TestRequest::get()
-        .uri(&check_uri(&["repository:team/app:push"]))
-        .insert_header(bearer(access));
+    let req = check_with(&["repository:team/app:push"], access);
     assert_eq!(call(&app, req).await.0, StatusCode::OK);
 }
 

@@ -68,12 +68,14 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .unwrap();
 
     let tok = common::token(&base_a, "repository:replicas/app:pull,push").await;
-    let authed = |m: Method, url: String| http.request(m, url).bearer_auth(&tok);
+    let authed = |m: Method, base: &str, path: &str| {
+        http.request(m, format!("{base}{path}")).bearer_auth(&tok)
+    };
 
     // The token from A opens B; C (other keys) calls it an invalid token.
-    let r = authed(Method::GET, format!("{base_b}/v2/")).send_ok().await;
+    let r = authed(Method::GET, &base_b, "/v2/").send_ok().await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = authed(Method::GET, format!("{base_c}/v2/")).send_ok().await;
+    let r = authed(Method::GET, &base_c, "/v2/").send_ok().await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = crate::common::header(&r, "www-authenticate");
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
@@ -81,17 +83,14 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     // POST on A, PATCH on B, PUT on A: one upload across replicas.
     let layer = oci_layout::bytes(7, 300_000);
     let digest = Digest::sha256_of(&layer);
-    let r = authed(
-        Method::POST,
-        format!("{base_a}/v2/replicas/app/blobs/uploads/"),
-    )
-    .header("Content-Length", "0")
-    .send_ok()
-    .await;
+    let r = authed(Method::POST, &base_a, "/v2/replicas/app/blobs/uploads/")
+        .header("Content-Length", "0")
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = crate::common::header(&r, "location");
     assert!(loc.starts_with(&lb), "Location on the public URL: {loc}");
-    let r = authed(Method::PATCH, format!("{base_b}{}", path_of(&loc)))
+    let r = authed(Method::PATCH, &base_b, &path_of(&loc))
         .header("Content-Type", "application/octet-stream")
         .header("Content-Range", format!("0-{}", 99_999))
         .body(layer[..100_000].to_vec())
@@ -100,9 +99,8 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-99999");
     let loc = crate::common::header(&r, "location");
-    let put = format!("{base_a}{}", path_of(&loc));
-    let sep = if put.contains('?') { '&' } else { '?' };
-    let r = authed(Method::PUT, format!("{put}{sep}digest={digest}"))
+    let put = common::with_digest(&path_of(&loc), digest.as_str());
+    let r = authed(Method::PUT, &base_a, &put)
         .body(layer[100_000..].to_vec())
         .send_ok()
         .await;
@@ -112,19 +110,16 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let cd = Digest::sha256_of(config);
-    let r = authed(
-        Method::POST,
-        format!("{base_b}/v2/replicas/app/blobs/uploads/?digest={cd}"),
-    )
-    .body(config.to_vec())
-    .send_ok()
-    .await;
+    let post = format!("/v2/replicas/app/blobs/uploads/?digest={cd}");
+    let r = authed(Method::POST, &base_b, &post)
+        .body(config.to_vec())
+        .send_ok()
+        .await;
     assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::ACCEPTED);
     if r.status() == StatusCode::ACCEPTED {
         let loc = crate::common::header(&r, "location");
-        let put = format!("{base_b}{}", path_of(&loc));
-        let sep = if put.contains('?') { '&' } else { '?' };
-        let r = authed(Method::PUT, format!("{put}{sep}digest={cd}"))
+        let put = common::with_digest(&path_of(&loc), cd.as_str());
+        let r = authed(Method::PUT, &base_b, &put)
             .body(config.to_vec())
             .send_ok()
             .await;
@@ -138,28 +133,23 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     })
     .to_string();
     let md = Digest::sha256_of(manifest.as_bytes());
-    let r = authed(
-        Method::PUT,
-        format!("{base_b}/v2/replicas/app/manifests/v1"),
-    )
-    .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-    .body(manifest.clone())
-    .send_ok()
-    .await;
+    let r = authed(Method::PUT, &base_b, "/v2/replicas/app/manifests/v1")
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = authed(
-        Method::GET,
-        format!("{base_a}/v2/replicas/app/manifests/v1"),
-    )
-    .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-    .send_ok()
-    .await;
+    let r = authed(Method::GET, &base_a, "/v2/replicas/app/manifests/v1")
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send_ok()
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["docker-content-digest"], md.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_bytes());
     let r = authed(
         Method::GET,
-        format!("{base_a}/v2/replicas/app/blobs/{digest}"),
+        &base_a,
+        &format!("/v2/replicas/app/blobs/{digest}"),
     )
     .send_ok()
     .await;

@@ -98,6 +98,15 @@ fn header(r: &reqwest::Response, name: &str) -> String {
         .to_string()
 }
 
+/// A HEAD of a blob of `size` bytes and digest `d`: 200 with its Content-Length and digest, and
+/// no body.
+async fn assert_blob_head(r: reqwest::Response, size: usize, d: &Digest) {
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "Content-Length"), size.to_string());
+    assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
@@ -111,10 +120,7 @@ async fn blob_head_answers_from_metadata_and_reads_no_byte() {
 
     for _ in 0..3 {
         let r = e.req(Method::HEAD, &path).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(header(&r, "Content-Length"), size.to_string());
-        assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
-        assert!(r.bytes().await.unwrap().is_empty());
+        assert_blob_head(r, size, &d).await;
     }
     assert_eq!(e.file_bytes_read(), 0, "a HEAD read the blob file");
     assert_eq!(e.body_bytes("blob", "sent"), 0);
@@ -177,10 +183,7 @@ async fn storage_listener_head_answers_from_metadata_and_reads_no_byte() {
     );
     // The storage URL is used without Authorization, as object storage wants.
     let r = e.http.head(&signed).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(header(&r, "Content-Length"), size.to_string());
-    assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
-    assert!(r.bytes().await.unwrap().is_empty());
+    assert_blob_head(r, size, &d).await;
     assert_eq!(e.file_bytes_read(), 0, "a storage HEAD read the blob file");
     assert_eq!(e.body_bytes("storage", "sent"), 0);
 

@@ -139,6 +139,24 @@ pub fn image_and_index(dir: &Path, image: (&str, u64), index: (&str, u64)) -> (D
     (single, multi)
 }
 
+/// Every blob of `pulled` (a layout's [`blobs`]) is byte-identical to the blob of that name in
+/// the source layout `src`, and there are at least `at_least` of them.
+pub fn assert_blobs_from_source(
+    pulled: &std::collections::BTreeMap<String, Vec<u8>>,
+    src: &Path,
+    at_least: usize,
+) {
+    let source = blobs(src);
+    for (k, v) in pulled {
+        assert_eq!(Some(v), source.get(k), "blob {k} equals the source");
+    }
+    assert!(
+        pulled.len() >= at_least,
+        "index, 3 manifests, 3 configs, 3 layers: {}",
+        pulled.len()
+    );
+}
+
 /// Every blob file of a layout: name → bytes.
 pub fn blobs(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir.join("blobs/sha256"))
