@@ -127,6 +127,13 @@ async fn a_failed_reupload_leaves_the_existing_version_byte_identical() {
     g.assert_untouched().await;
 }
 
+/// A chart upload of the multipart `parts` into `proja`: it must be created (201).
+async fn post_parts_created(g: &Guarded, parts: &[(&str, &str, &[u8])]) {
+    let (ct, body) = multipart_parts(parts);
+    let (s, text) = post_chart(g, "proja", &ct, body).await;
+    assert_eq!(s, 201, "{text}");
+}
+
 /// In `proja`, TCR holds `stored.0` with exactly the bytes `stored.1`, and no `absent` file.
 async fn assert_only_chart_reached_tcr(g: &Guarded, stored: (&str, &[u8]), absent: &str) {
     assert_eq!(
@@ -144,9 +151,11 @@ async fn multipart_is_read_as_tcr_reads_it() {
     let decoy = chart_archive("decoy", "1.0.0", 256);
     let real = chart_archive("real", "1.0.0", 256);
     // `filename="chart"` in another part is not the chart part.
-    let (ct, body) = multipart_parts(&[("file", "chart", &decoy), ("chart", "real.tgz", &real)]);
-    let (s, text) = post_chart(&g, "proja", &ct, body).await;
-    assert_eq!(s, 201, "{text}");
+    post_parts_created(
+        &g,
+        &[("file", "chart", &decoy), ("chart", "real.tgz", &real)],
+    )
+    .await;
     assert_only_chart_reached_tcr(&g, ("real-1.0.0.tgz", &real), "decoy-1.0.0.tgz").await;
     // An unquoted form name is valid (RFC 7578 takes a token).
     let other = chart_archive("plain", "1.0.0", 256);
@@ -164,9 +173,7 @@ async fn multipart_is_read_as_tcr_reads_it() {
     // Two chart parts: the first one counts, and only it reaches TCR.
     let one = chart_archive("first", "1.0.0", 256);
     let two = chart_archive("second", "1.0.0", 256);
-    let (ct, body) = multipart_parts(&[("chart", "a.tgz", &one), ("chart", "b.tgz", &two)]);
-    let (s, text) = post_chart(&g, "proja", &ct, body).await;
-    assert_eq!(s, 201, "{text}");
+    post_parts_created(&g, &[("chart", "a.tgz", &one), ("chart", "b.tgz", &two)]).await;
     assert_only_chart_reached_tcr(&g, ("first-1.0.0.tgz", &one), "second-1.0.0.tgz").await;
     let _ = raw; // the raw client is used by the other modules
 }

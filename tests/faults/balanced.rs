@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tcr_adapter::oci::Digest;
 
-use crate::lifecycle::{adapter_toml, free_port, spawn, start_upload, token, wait_up};
+use crate::lifecycle::{adapter_toml, free_port, spawn, wait_up};
 use crate::{common, record};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,11 +42,9 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     wait_up(&format!("{base}/healthz")).await;
 
     let http = reqwest::Client::new();
-    let repo = "balanced/app";
-    let tok = token(&base, &format!("repository:{repo}:pull,push")).await;
     let blob: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
     let digest = Digest::sha256_of(&blob);
-    let loc = start_upload(&http, &base, repo, &tok).await;
+    let (tok, loc) = crate::push_session(&http, &base, "balanced/app").await;
     assert!(loc.starts_with(&base), "{loc}");
     let first = http.patch(&loc).bearer_auth(&tok);
     let loc = crate::patch_accepted(first.body(blob[..1_000_000].to_vec())).await;

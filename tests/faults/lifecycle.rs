@@ -12,8 +12,7 @@ use tcr_adapter::oci::Digest;
 use crate::{common, record};
 
 pub use crate::common::{
-    adapter_toml, free_port, serve_binary, spawn, start_upload, stream_of as tokio_stream_of,
-    token, wait_up,
+    adapter_toml, free_port, serve_binary, spawn, stream_of as tokio_stream_of, token, wait_up,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,11 +21,9 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let (adapter, base, cfg) = serve_binary(&emu, dir.path(), "", "").await;
     let http = reqwest::Client::new();
-    let repo = "killed/app";
-    let tok = token(&base, &format!("repository:{repo}:pull,push")).await;
     let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let digest = Digest::sha256_of(&blob);
-    let loc = start_upload(&http, &base, repo, &tok).await;
+    let (tok, loc) = crate::push_session(&http, &base, "killed/app").await;
     let first = http.patch(&loc).bearer_auth(&tok);
     let first = first.header("Content-Range", format!("0-{}", 1_000_000 - 1));
     let loc = crate::patch_accepted(first.body(blob[..1_000_000].to_vec())).await;

@@ -18,6 +18,14 @@ mod tokens;
 
 use harbor::Env;
 
+/// A push token for `repo` from the adapter at `base` and an upload session started there: the
+/// token and the session's Location.
+pub async fn push_session(http: &reqwest::Client, base: &str, repo: &str) -> (String, String) {
+    let tok = common::token(base, &format!("repository:{repo}:pull,push")).await;
+    let loc = common::start_upload(http, base, repo, &tok).await;
+    (tok, loc)
+}
+
 /// Send a PATCH of an upload session: it must be accepted (202); the session's next Location.
 pub async fn patch_accepted(patch: reqwest::RequestBuilder) -> String {
     use crate::common::SendOk;

@@ -12,6 +12,19 @@ use crate::{
     ChartRun, Creds, Gen,
 };
 
+/// One chart replication (no override) of a chart TCR does not hold yet: it is uploaded.
+async fn uploads_new_chart(
+    e: &Env,
+    g: Gen,
+    c: &Creds,
+    project: &str,
+    chart: (&str, &str),
+    archive: &[u8],
+) {
+    let ran = replicate_chart(e, g, c, project, chart, archive, false).await;
+    assert_eq!(ran, ChartRun::Uploaded);
+}
+
 #[tokio::test]
 async fn an_override_upload_succeeds_whatever_tcr_does_with_duplicates() {
     let first = chart_archive("dup", "1.0.0", 100);
@@ -94,17 +107,15 @@ async fn charts_read_back_with_relative_urls_and_case_insensitive_files() {
     let e = Env::default().await;
     let c = Creds::api_keys();
     prepare_for_push(&e, Gen::V1_10, &c, &["reads"]).await;
-    let ran = replicate_chart(
+    uploads_new_chart(
         &e,
         Gen::V1_10,
         &c,
         "reads",
         ("MixedCase", "2.1.0"),
         &archive,
-        false,
     )
     .await;
-    assert_eq!(ran, ChartRun::Uploaded);
     // Pull direction: list → versions → detail → download (metadata.urls[0], relative).
     let (s, list) = Gen::V1_10
         .at(&e, &c)
@@ -170,17 +181,7 @@ async fn namespace_rename_map_applies_to_charts() {
     let c = Creds::api_keys();
     prepare_for_push(&e, Gen::V2_5, &c, &["library"]).await;
     assert!(e.namespaces().contains(&"lib-tcr".to_string()));
-    let ran = replicate_chart(
-        &e,
-        Gen::V2_5,
-        &c,
-        "library",
-        ("mapped", "0.0.1"),
-        &archive,
-        false,
-    )
-    .await;
-    assert_eq!(ran, ChartRun::Uploaded);
+    uploads_new_chart(&e, Gen::V2_5, &c, "library", ("mapped", "0.0.1"), &archive).await;
     assert!(emulator_chart(&e, "lib-tcr", "mapped-0.0.1.tgz").await.1 == archive);
     let (s, v) = Gen::V2_5
         .at(&e, &c)
