@@ -73,13 +73,13 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         ),
         ("Accept", DOCKER_MANIFEST),
     ];
-    let r = e.manifest(Method::HEAD, (&repo, "v1"), &t, accept).await;
+    let r = e.manifest(Method::HEAD, (repo, "v1"), &t, accept).await;
     assert_eq!(r.status(), 404);
     let ld = Digest::sha256_of(&layer).to_string();
     let r = e.head(&format!("/v2/{repo}/blobs/{ld}"), &t).await;
     assert_eq!(r.status(), 404);
     // POST creates the namespace on the fly; Harbor 1.8.0 PUTs the blob chunked, no length.
-    let r = e.start_upload(&repo, &t).await;
+    let r = e.start_upload(repo, &t).await;
     assert_eq!(r.status(), 202);
     assert!(
         e.emu.state.namespaces.get("proj18").is_some(),
@@ -103,7 +103,7 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
     e.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
         .await;
     // Second run: HEAD answers the same digest, so Harbor skips.
-    let r = e.manifest(Method::HEAD, (&repo, "v1"), &t, accept).await;
+    let r = e.manifest(Method::HEAD, (repo, "v1"), &t, accept).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["docker-content-digest"],
