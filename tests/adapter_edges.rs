@@ -86,10 +86,7 @@ async fn the_token_endpoints_own_challenges_follow_forwarded_headers_only_when_t
             let r = e.req(Method::GET, path, None, &headers, None).await;
             assert_eq!(r.status(), 401);
             let chal = crate::common::header(&r, "www-authenticate");
-            assert!(
-                chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
-                "trust={trust}: {chal}"
-            );
+            harbor::assert_realm_under(&chal, &base, &format!("trust={trust}"));
         }
         e.adapter.stop().await;
     }

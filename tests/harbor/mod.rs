@@ -32,6 +32,14 @@ pub struct Env {
     pub pass: String,
 }
 
+/// `chal` (a `WWW-Authenticate`) sends clients to the token endpoint under `base`.
+pub fn assert_realm_under(chal: &str, base: &str, context: &str) {
+    assert!(
+        chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
+        "{context}: {chal}"
+    );
+}
+
 pub fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
