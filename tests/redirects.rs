@@ -11,7 +11,7 @@ mod oci_layout;
 
 use crate::common::SendOk;
 use harbor::{Env, DOCKER_MANIFEST, OCI_MANIFEST};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use tcr_adapter::config::RedirectMode;
 use tcr_adapter::oci::Digest;
 
@@ -129,18 +129,14 @@ async fn replays_then_reads(e: &Env, mode: RedirectMode) {
                     }
                 }
                 // What Harbor ends up with.
-                let got = following_client()
-                    .get(format!("{}{path}", e.base))
-                    .bearer_auth(&t)
-                    .send_ok()
-                    .await;
+                let follow = |m: Method| {
+                    let url = format!("{}{path}", e.base);
+                    following_client().request(m, url).bearer_auth(&t).send_ok()
+                };
+                let got = follow(Method::GET).await;
                 assert_eq!(got.status(), StatusCode::OK, "{path}");
                 assert_eq!(got.bytes().await.unwrap(), blob, "{path}");
-                let head = following_client()
-                    .head(format!("{}{path}", e.base))
-                    .bearer_auth(&t)
-                    .send_ok()
-                    .await;
+                let head = follow(Method::HEAD).await;
                 assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
                 assert_eq!(
                     head.headers()["content-length"],
