@@ -51,19 +51,14 @@ read -r TUSER TTOKEN < <($M setup --api "https://127.0.0.1:$TAPI" --secret-id $S
   --region $REGION --registry-id $REGID --namespaces "$(IFS=,; echo "${tls_ns[*]}")")
 
 log "TLS: starting the adapter (https :$TA -> https :$TREG)"
-env TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$TA \
+serve_adapter "$WORK/logs/adapter-tls.log" \
+    TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$TA \
     TCR_ADAPTER__SERVER__PUBLIC_URL=https://127.0.0.1:$TA \
     TCR_ADAPTER__SERVER__TLS__CERT_FILE="$TDIR/tls/cert.pem" \
     TCR_ADAPTER__SERVER__TLS__KEY_FILE="$TDIR/tls/key.pem" \
     TCR_ADAPTER__TCR__REGISTRY_URL=https://127.0.0.1:$TREG \
     TCR_ADAPTER__TCR__API_ENDPOINT=https://127.0.0.1:$TAPI \
-    TCR_ADAPTER__TCR__CA_FILE="$CA" \
-    TCR_ADAPTER__TCR__REGISTRY_ID=$REGID TCR_ADAPTER__TCR__REGION=$REGION \
-    TCR_ADAPTER__TCR__SECRET_ID=$SID TCR_ADAPTER__TCR__SECRET_KEY=$SKEY \
-    TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
-    TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
-    TCR_ADAPTER__LOG__LEVEL=warn \
-    "$BIN" serve >"$WORK/logs/adapter-tls.log" 2>&1 &
+    TCR_ADAPTER__TCR__CA_FILE="$CA"
 TA_PID=$!; PIDS+=("$TA_PID")
 for _ in $(seq 1 200); do curl -s -o /dev/null --cacert "$CA" "https://127.0.0.1:$TA/healthz" && break; sleep 0.05; done
 curl -sf -o /dev/null --cacert "$CA" "https://127.0.0.1:$TA/healthz" || die "the TLS adapter did not come up"
@@ -71,16 +66,7 @@ curl -sf -o /dev/null --cacert "$CA" "https://127.0.0.1:$TA/healthz" || die "the
 log "TLS: starting nginx (https :$TN -> https :$TREG)"
 mkdir -p "$WORK/nginx-tls/tmp"
 cat >"$WORK/nginx-tls/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-master_process on;
-pid $WORK/nginx-tls/nginx.pid;
-error_log $WORK/logs/nginx-tls.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx-tls/tmp/body;
-  proxy_temp_path $WORK/nginx-tls/tmp/proxy;
+$(nginx_conf_head "$WORK/nginx-tls" "$WORK/logs/nginx-tls.log")
   upstream emulator_tls { server 127.0.0.1:$TREG; keepalive 64; }
   server {
     listen 127.0.0.1:$TN ssl;
@@ -95,14 +81,7 @@ http {
       proxy_ssl_verify on;
       proxy_ssl_name localhost;  # nginx checks DNS names only; the certificate also names localhost
       proxy_ssl_session_reuse on;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 900s;
-      proxy_send_timeout 900s;
+$(nginx_proxy_settings)
     }
   }
 }
@@ -159,23 +138,21 @@ done
 log "TLS: building $SYNC_IMAGES OCI images, and $SYNC_IMAGES sharing two base layers"
 $M layouts --dir "$WORK/tls-layout" --count $SYNC_IMAGES
 $M layouts --dir "$WORK/tls-shared" --count $SYNC_IMAGES --shared 2
+# tls_copy <run> <test> <layout dir> <namespace prefix> [<namespace suffix>]: one skopeo figure,
+# the three paths taking turns, each into <prefix>-<path>-r<run><suffix>/.
+tls_copy() {
+  local r=$1 pre=$4 suf=${5:-}
+  $M skopeo --upstream emulator-tls --run "$r" --test "$2" \
+    --dir "$3" --count $SYNC_IMAGES --workdir "$WORK" --cert-dir "$CERTS" \
+    --target "direct,127.0.0.1:$TREG,$pre-direct-r$r$suf/,$TUSER,$TTOKEN" \
+    --target "adapter,127.0.0.1:$TA,$pre-adapter-r$r$suf/,$SID,$SKEY" \
+    --target "nginx,127.0.0.1:$TN,$pre-nginx-r$r$suf/,$TUSER,$TTOKEN"
+}
 for r in $(seq 1 "$RUNS"); do
   log "TLS: skopeo copy x$SYNC_IMAGES, run $r/$RUNS (the paths take turns)"
-  $M skopeo --upstream emulator-tls --run "$r" --test "skopeo copy ${SYNC_IMAGES} images" \
-    --dir "$WORK/tls-layout" --count $SYNC_IMAGES --workdir "$WORK" --cert-dir "$CERTS" \
-    --target "direct,127.0.0.1:$TREG,tsk-direct-r$r/,$TUSER,$TTOKEN" \
-    --target "adapter,127.0.0.1:$TA,tsk-adapter-r$r/,$SID,$SKEY" \
-    --target "nginx,127.0.0.1:$TN,tsk-nginx-r$r/,$TUSER,$TTOKEN"
+  tls_copy "$r" "skopeo copy ${SYNC_IMAGES} images" "$WORK/tls-layout" tsk
   log "TLS: mount-heavy copy x$SYNC_IMAGES into one existing namespace, run $r/$RUNS"
-  $M skopeo --upstream emulator-tls --run "$r" --test "mount-heavy copy ${SYNC_IMAGES} images, existing namespace" \
-    --dir "$WORK/tls-shared" --count $SYNC_IMAGES --workdir "$WORK" --cert-dir "$CERTS" \
-    --target "direct,127.0.0.1:$TREG,mnt-direct-r$r/,$TUSER,$TTOKEN" \
-    --target "adapter,127.0.0.1:$TA,mnt-adapter-r$r/,$SID,$SKEY" \
-    --target "nginx,127.0.0.1:$TN,mnt-nginx-r$r/,$TUSER,$TTOKEN"
+  tls_copy "$r" "mount-heavy copy ${SYNC_IMAGES} images, existing namespace" "$WORK/tls-shared" mnt
   log "TLS: mount-heavy copy x$SYNC_IMAGES, a new namespace each, run $r/$RUNS"
-  $M skopeo --upstream emulator-tls --run "$r" --test "mount-heavy copy ${SYNC_IMAGES} images, new namespaces" \
-    --dir "$WORK/tls-shared" --count $SYNC_IMAGES --workdir "$WORK" --cert-dir "$CERTS" \
-    --target "direct,127.0.0.1:$TREG,mntns-direct-r$r-{i}/,$TUSER,$TTOKEN" \
-    --target "adapter,127.0.0.1:$TA,mntns-adapter-r$r-{i}/,$SID,$SKEY" \
-    --target "nginx,127.0.0.1:$TN,mntns-nginx-r$r-{i}/,$TUSER,$TTOKEN"
+  tls_copy "$r" "mount-heavy copy ${SYNC_IMAGES} images, new namespaces" "$WORK/tls-shared" mntns "-{i}"
 done

@@ -58,10 +58,8 @@ BIN=${BENCH_WAN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/tcr-adapter}
 TMPBASE=${BENCH_TMPDIR:-/tmp}
 RESULTS=${BENCH_RESULTS:-/dev/null}
 M="python3 $ROOT/bench/measure.py"
-SID=AKIDtcradapterDEMO0000000000000000
-SKEY=tcradapterDEMOsecretKEY000000000
-REGION=ap-guangzhou
-REGID=tcr-emulator
+# shellcheck source=scripts/lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 
 wlog() { printf '[bench-wan %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 wdie() { wlog "ERROR: $*"; exit 1; }
@@ -80,16 +78,8 @@ WWORK=$(mktemp -d "$TMPBASE/tcr-bench-wan.XXXXXX")
 mkdir -p "$WWORK/logs"
 WPIDS=()
 wcleanup() {
-  local rc=$? pid
-  for pid in "${WPIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for pid in "${WPIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    (( alive )) || break
-    sleep 0.1
-  done
-  for pid in "${WPIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
-  for pid in "${WPIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local rc=$?
+  stop_pids "${WPIDS[@]}"
   if (( rc != 0 )); then tail -n 5 "$WWORK"/logs/*.log >&2 2>/dev/null || true; fi
   rm -rf "$WWORK"
 }
@@ -143,17 +133,10 @@ TABLE=$WWORK/table.tsv
 printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\tseconds\trequests\tblob_MB_received\tdistinct_MB\tmounts\n' >"$TABLE"
 
 start_adapter() { # port dedup(true|false) log [pipeline(true|false)]
-  env TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$1 \
-      TCR_ADAPTER__TCR__REGISTRY_URL=http://127.0.0.1:$EREG \
-      TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI \
-      TCR_ADAPTER__TCR__REGISTRY_ID=$REGID TCR_ADAPTER__TCR__REGION=$REGION \
-      TCR_ADAPTER__TCR__SECRET_ID=$SID TCR_ADAPTER__TCR__SECRET_KEY=$SKEY \
-      TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
-      TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
-      TCR_ADAPTER__WAN__DEDUP="$2" TCR_ADAPTER__WAN__PIPELINE="${4:-false}" \
-      TCR_ADAPTER__WAN__SPOOL_DIR="$WWORK/spool" \
-      TCR_ADAPTER__LOG__LEVEL=warn \
-      "$BIN" serve >"$3" 2>&1 &
+  serve_adapter "$3" TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$1 \
+    TCR_ADAPTER__TCR__REGISTRY_URL=http://127.0.0.1:$EREG \
+    TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI TCR_ADAPTER__WAN__DEDUP="$2" \
+    TCR_ADAPTER__WAN__PIPELINE="${4:-false}" TCR_ADAPTER__WAN__SPOOL_DIR="$WWORK/spool"
   LAST_PID=$!; WPIDS+=("$LAST_PID")
 }
 

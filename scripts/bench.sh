@@ -33,10 +33,8 @@ OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/tcr-adapter
 M="python3 $ROOT/bench/measure.py"
-SID=AKIDtcradapterDEMO0000000000000000
-SKEY=tcradapterDEMOsecretKEY000000000
-REGION=ap-guangzhou
-REGID=tcr-emulator
+# shellcheck source=scripts/lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 T_START=$(date +%s)
 LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 
@@ -80,17 +78,7 @@ export BENCH_RESULTS=$WORK/results.jsonl
 PIDS=()
 cleanup() {
   local rc=$?
-  local pid i
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  # graceful shutdown may wait for idle keep-alive connections: give it 5 s, then SIGKILL
-  for i in $(seq 1 50); do
-    alive=0
-    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    (( alive )) || break
-    sleep 0.1
-  done
-  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  stop_pids "${PIDS[@]}"
   if (( rc != 0 )); then
     log "failed (exit $rc); last log lines:"
     tail -n 5 "$WORK"/logs/*.log >&2 2>/dev/null || true
@@ -165,15 +153,8 @@ DIST_PID=$!; PIDS+=("$DIST_PID")
 wait_http "http://127.0.0.1:$DREG/v2/" distribution
 
 start_adapter() { # name port upstream_url
-  env TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$2 \
-      TCR_ADAPTER__TCR__REGISTRY_URL="$3" \
-      TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI \
-      TCR_ADAPTER__TCR__REGISTRY_ID=$REGID TCR_ADAPTER__TCR__REGION=$REGION \
-      TCR_ADAPTER__TCR__SECRET_ID=$SID TCR_ADAPTER__TCR__SECRET_KEY=$SKEY \
-      TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
-      TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
-      TCR_ADAPTER__LOG__LEVEL=warn \
-      "$BIN" serve >"$WORK/logs/$1.log" 2>&1 &
+  serve_adapter "$WORK/logs/$1.log" TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$2 \
+    TCR_ADAPTER__TCR__REGISTRY_URL="$3" TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI
 }
 log "starting the adapters (:$A1 -> emulator, :$A2 -> distribution)"
 start_adapter adapter-emulator "$A1" "http://127.0.0.1:$EREG"; A1_PID=$!; PIDS+=("$A1_PID")
@@ -191,30 +172,14 @@ nginx_server() { # listen upstream
     chunked_transfer_encoding on;
     location / {
       proxy_pass http://$2;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$http_host;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_buffering off;
-      proxy_request_buffering off;
+$(nginx_proxy_settings)
       proxy_connect_timeout 60s;
-      proxy_read_timeout 900s;
-      proxy_send_timeout 900s;
     }
   }
 EOF
 }
 cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes auto;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/logs/nginx.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/tmp/body;
-  proxy_temp_path $WORK/nginx/tmp/proxy;
+$(nginx_conf_head "$WORK/nginx" "$WORK/logs/nginx.log")
   upstream emulator { server 127.0.0.1:$EREG; keepalive 64; }
   upstream distribution { server 127.0.0.1:$DREG; keepalive 64; }
 $(nginx_server "$N1" emulator)

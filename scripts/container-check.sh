@@ -71,18 +71,8 @@ for plugin in bridge portmap firewall tuning host-local dnsname; do
   [ -x "/usr/lib/cni/$plugin" ] || die "CNI plugin /usr/lib/cni/$plugin is missing (containers would not resolve each other's names)"
 done
 
-mkdir -p "$CACHE_DIR"
-export CONTAINERS_CONF="$CACHE_DIR/containers.conf"
-cat > "$CONTAINERS_CONF" <<'EOF'
-# Written by scripts/container-check.sh: runc (crun refuses this host's cgroup layout) and ulimits
-# the sandbox allows (podman's defaults exceed them).
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[engine]
-runtime = "runc"
-EOF
-PODMAN=(podman --runtime runc)
-ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+# shellcheck source=scripts/lib/podman.sh
+source "$ROOT/scripts/lib/podman.sh"
 # podman logs "unable to get systemd connection to add healthchecks" for every container of an
 # image with a HEALTHCHECK (no systemd here): known, harmless, filtered out.
 prun() { "${PODMAN[@]}" run "$@" 2> >(grep -v 'unable to get systemd connection' >&2); }

@@ -66,17 +66,8 @@ say "ship: $SHIP ($(( SIZE_STRIPPED / 1048576 )) MiB, stripped; unstripped with 
 # ---------------------------------------------------------------- from an otherwise empty image
 [ "$(id -u)" = 0 ] || die "the image check needs root (rootful buildah/podman)"
 CACHE_DIR="${CONTAINER_CHECK_CACHE:-/var/cache/tcr-adapter-ci}"
-mkdir -p "$CACHE_DIR"
-export CONTAINERS_CONF="$CACHE_DIR/containers.conf"
-cat > "$CONTAINERS_CONF" <<'EOF'
-# Written by scripts/static-binary.sh (same as container-check.sh): runc, ulimits the sandbox allows.
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-[engine]
-runtime = "runc"
-EOF
-PODMAN=(podman --runtime runc)
-ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+# shellcheck source=scripts/lib/podman.sh
+source "$ROOT/scripts/lib/podman.sh"
 IMAGE=localhost/tcr-adapter-static:ci
 WORK=$(mktemp -d)
 CTRS=()

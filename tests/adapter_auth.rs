@@ -16,8 +16,25 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
-use tcr_adapter::auth::scope;
+use tcr_adapter::auth::{scope, TokenResponse};
 use tcr_adapter::clock::{self, ManualClock};
+
+/// A token from the token endpoint for `query`, as the configured user.
+async fn user_token(app: &Client, query: &str) -> TokenResponse {
+    get_token(app, query, USER, PASS).await
+}
+
+/// The check request of `repository:team/app:pull` with `token`.
+fn pull_check(token: &str) -> test::TestRequest {
+    check_with(&["repository:team/app:pull"], token)
+}
+
+/// The check request of `scopes` with `token`.
+fn check_with(scopes: &[&str], token: &str) -> test::TestRequest {
+    test::TestRequest::get()
+        .uri(&check_uri(scopes))
+        .insert_header(bearer(token))
+}
 
 #[actix_web::test]
 async fn token_answer_has_the_shape_harbor_and_containerd_need() {
@@ -48,13 +65,8 @@ async fn token_answer_has_the_shape_harbor_and_containerd_need() {
 async fn repeated_and_space_separated_scopes_are_granted_as_the_intersection() {
     let f = fixture();
     let app = app!(f.auth.clone());
-    let t = get_token(
-        &app,
-        "service=tcr-adapter&scope=repository:team/app:pull,push,admin%20repository:Bad_Name:pull\
-         &scope=registry:catalog:*&scope=repository:localhost:5000/team/app:pull&scope=repository:team/other:delete",
-        USER,
-        PASS,
-    )
+    let t = user_token(&app, "service=tcr-adapter&scope=repository:team/app:pull,push,admin%20repository:Bad_Name:pull\
+         &scope=registry:catalog:*&scope=repository:localhost:5000/team/app:pull&scope=repository:team/other:delete")
     .await;
     let claims = f.auth.verify_token(&t.token).unwrap();
     let got: Vec<String> = claims.access.iter().map(scope::render).collect();
@@ -76,7 +88,7 @@ async fn repeated_and_space_separated_scopes_are_granted_as_the_intersection() {
 async fn harbor_ping_without_scope_gets_a_token_that_opens_v2() {
     let f = fixture();
     let app = app!(f.auth.clone());
-    let t = get_token(&app, "service=tcr-adapter", USER, PASS).await;
+    let t = user_token(&app, "service=tcr-adapter").await;
     assert!(f.auth.verify_token(&t.token).unwrap().access.is_empty());
     let (status, _, body) = call(
         &app,
@@ -128,21 +140,10 @@ async fn anonymous_token_requests_get_pull_only() {
     assert_eq!(claims.access[0].actions, ["pull"]);
     assert!(claims.access[1].actions.is_empty());
     assert!(claims.cred.is_none());
-    let (status, _, _) = call(
-        &app,
-        test::TestRequest::get()
-            .uri(&check_uri(&["repository:team/app:pull"]))
-            .insert_header(bearer(token)),
-    )
-    .await;
+    let (status, _, _) = call(&app, pull_check(token)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, www, _) = call(
-        &app,
-        test::TestRequest::get()
-            .uri(&check_uri(&["repository:team/app:push"]))
-            .insert_header(bearer(token)),
-    )
-    .await;
+    let push = check_with(&["repository:team/app:push"], token);
+    let (status, www, _) = call(&app, push).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(www.ends_with(r#"error="insufficient_scope""#), "{www}");
 }
@@ -151,20 +152,16 @@ async fn anonymous_token_requests_get_pull_only() {
 async fn bearer_token_opens_what_it_grants_and_challenges_the_rest() {
     let f = fixture();
     let app = app!(f.auth.clone());
-    let t = get_token(&app, "scope=repository:team/app:pull", USER, PASS).await;
-    let ok = test::TestRequest::get()
-        .uri(&check_uri(&["repository:team/app:pull"]))
-        .insert_header(bearer(&t.token));
+    let t = user_token(&app, "scope=repository:team/app:pull").await;
+    let ok = pull_check(&t.token);
     let (status, _, body) = call(&app, ok).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["subject"], USER);
 
-    let more = test::TestRequest::get()
-        .uri(&check_uri(&[
-            "repository:team/app:pull,push",
-            "repository:team/base:pull",
-        ]))
-        .insert_header(bearer(&t.token));
+    let more = check_with(
+        &["repository:team/app:pull,push", "repository:team/base:pull"],
+        &t.token,
+    );
     let (status, www, body) = call(&app, more).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -181,19 +178,11 @@ async fn bearer_token_opens_what_it_grants_and_challenges_the_rest() {
 async fn star_grant_satisfies_any_action() {
     let f = fixture();
     let app = app!(f.auth.clone());
-    let t = get_token(
-        &app,
-        "scope=repository:team/app:*&scope=registry:catalog:*",
-        USER,
-        PASS,
-    )
-    .await;
-    let req = test::TestRequest::get()
-        .uri(&check_uri(&[
-            "repository:team/app:pull,push,delete",
-            "registry:catalog:*",
-        ]))
-        .insert_header(bearer(&t.token));
+    let t = user_token(&app, "scope=repository:team/app:*&scope=registry:catalog:*").await;
+    let req = check_with(
+        &["repository:team/app:pull,push,delete", "registry:catalog:*"],
+        &t.token,
+    );
     assert_eq!(call(&app, req).await.0, StatusCode::OK);
 }
 
@@ -201,7 +190,7 @@ async fn star_grant_satisfies_any_action() {
 async fn tampered_alg_none_and_garbage_tokens_are_invalid() {
     let f = fixture();
     let app = app!(f.auth.clone());
-    let t = get_token(&app, "scope=repository:team/app:pull", USER, PASS).await;
+    let t = user_token(&app, "scope=repository:team/app:pull").await;
     let parts: Vec<&str> = t.token.split('.').collect();
 
     // Payload altered to grant more: signature no longer matches.
@@ -227,12 +216,10 @@ async fn expired_tokens_are_invalid() {
     let manual = ManualClock::new(1_795_832_160_000);
     let f = fixture_with(&config(1, 2), None, manual.clone());
     let app = app!(f.auth.clone());
-    let t = get_token(&app, "scope=repository:team/app:pull", USER, PASS).await;
+    let t = user_token(&app, "scope=repository:team/app:pull").await;
     assert_eq!(t.issued_at, "2026-11-28T02:16:00Z");
     manual.advance_secs(899);
-    let req = test::TestRequest::get()
-        .uri(&check_uri(&["repository:team/app:pull"]))
-        .insert_header(bearer(&t.token));
+    let req = pull_check(&t.token);
     assert_eq!(call(&app, req).await.0, StatusCode::OK);
     manual.advance_secs(1);
     assert_invalid_token(&app, &t.token).await;
@@ -245,21 +232,17 @@ async fn replicas_with_the_same_keys_accept_each_others_tokens_and_others_do_not
     let other_signing = fixture_with(&config(9, 2), None, clock::system());
     let other_sealing = fixture_with(&config(1, 9), None, clock::system());
     let app_a = app!(a.auth.clone());
-    let t = get_token(&app_a, "scope=repository:team/app:pull", USER, PASS).await;
+    let t = user_token(&app_a, "scope=repository:team/app:pull").await;
 
     let app_b = app!(b.auth.clone());
-    let req = test::TestRequest::get()
-        .uri(&check_uri(&["repository:team/app:pull"]))
-        .insert_header(bearer(&t.token));
+    let req = pull_check(&t.token);
     let (status, _, body) = call(&app_b, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["upstream_user"], USER);
 
     assert_invalid_token(&app!(other_signing.auth.clone()), &t.token).await;
     // Signed right but sealed with another key: the credential cannot be opened.
-    let req = test::TestRequest::get()
-        .uri(&check_uri(&["repository:team/app:pull"]))
-        .insert_header(bearer(&t.token));
+    let req = pull_check(&t.token);
     let (status, www, _) = call(&app!(other_sealing.auth.clone()), req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(www.ends_with(r#"error="invalid_token""#), "{www}");
@@ -290,7 +273,7 @@ async fn valid_registry_credentials_are_checked_once_then_cached() {
     let f = fixture();
     let app = app!(f.auth.clone());
     for _ in 0..5 {
-        get_token(&app, "scope=repository:team/app:pull", USER, PASS).await;
+        user_token(&app, "scope=repository:team/app:pull").await;
     }
     assert_eq!(f.validator.calls.load(Ordering::SeqCst), 1);
 }
@@ -331,11 +314,9 @@ async fn push_into_a_denied_namespace_is_refused_by_the_token_endpoint() {
         .unwrap()
         .contains("forbidden-ns"));
     // Pull only creates nothing: the token is issued, but without access to the denied namespace.
-    let t = get_token(
+    let t = user_token(
         &app,
         "scope=repository:forbidden-ns/app:pull&scope=repository:team/app:pull",
-        USER,
-        PASS,
     )
     .await;
     let claims = f.auth.verify_token(&t.token).unwrap();
@@ -347,13 +328,7 @@ async fn push_into_a_denied_namespace_is_refused_by_the_token_endpoint() {
 async fn offline_token_gives_a_refresh_token_usable_with_the_oauth_post() {
     let f = fixture();
     let app = app!(f.auth.clone());
-    let t = get_token(
-        &app,
-        "scope=repository:team/app:pull&offline_token=true",
-        USER,
-        PASS,
-    )
-    .await;
+    let t = user_token(&app, "scope=repository:team/app:pull&offline_token=true").await;
     let refresh = t.refresh_token.expect("refresh_token");
     assert_ne!(refresh, t.token);
 
@@ -372,9 +347,7 @@ async fn offline_token_gives_a_refresh_token_usable_with_the_oauth_post() {
     assert_eq!(body["scope"], "repository:team/app:pull,push");
     assert!(body["expires_in"].is_u64());
     let access = body["access_token"].as_str().unwrap();
-    let req = test::TestRequest::get()
-        .uri(&check_uri(&["repository:team/app:push"]))
-        .insert_header(bearer(access));
+    let req = check_with(&["repository:team/app:push"], access);
     assert_eq!(call(&app, req).await.0, StatusCode::OK);
 }
 

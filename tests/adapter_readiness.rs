@@ -15,6 +15,19 @@ async fn readyz(env: &Env) -> (u16, Value) {
     (status, r.json().await.unwrap())
 }
 
+/// The adapter with one upstream URL (`set` puts it in the config) on a port nobody listens on:
+/// `/readyz` must answer 503. The environment, that URL and the body.
+async fn not_ready_with_dead(
+    set: impl FnOnce(&mut tcr_adapter::config::Config, String),
+) -> (Env, String, Value) {
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let url = dead.clone();
+    let env = Env::start(|_| {}, move |c| set(c, url)).await;
+    let (status, body) = readyz(&env).await;
+    assert_eq!(status, 503, "{body}");
+    (env, dead, body)
+}
+
 async fn base_probes(env: &Env) -> u64 {
     common::registry_requests(&env.emu, &[r#"route="base""#]).await
 }
@@ -40,10 +53,7 @@ async fn ready_when_both_planes_answer_and_probes_are_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
-    let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let env = Env::start(|_| {}, |c| c.tcr.api_endpoint = dead.clone()).await;
-    let (status, body) = readyz(&env).await;
-    assert_eq!(status, 503, "{body}");
+    let (env, dead, body) = not_ready_with_dead(|c, url| c.tcr.api_endpoint = url).await;
     assert_eq!(body["status"], "not ready");
     assert_eq!(body["checks"]["data_plane"], "ok");
     let why = body["checks"]["cloud_api"].as_str().unwrap();
@@ -55,10 +65,7 @@ async fn not_ready_when_the_cloud_api_is_unreachable_and_says_which() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_when_the_data_plane_is_unreachable() {
-    let dead = format!("http://127.0.0.1:{}", common::free_port());
-    let env = Env::start(|_| {}, |c| c.tcr.registry_url = dead.clone()).await;
-    let (status, body) = readyz(&env).await;
-    assert_eq!(status, 503, "{body}");
+    let (_env, dead, body) = not_ready_with_dead(|c, url| c.tcr.registry_url = url).await;
     assert_eq!(body["checks"]["cloud_api"], "ok");
     let why = body["checks"]["data_plane"].as_str().unwrap();
     assert!(why.contains(&dead), "{why}");

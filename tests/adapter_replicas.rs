@@ -7,7 +7,7 @@ mod common;
 mod oci_layout;
 
 use crate::common::SendOk;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use tcr_adapter::app;
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, Secret};
@@ -24,15 +24,14 @@ fn replica_config(emu: &common::TestEmulator, public_url: &str, keys: (&str, &st
     cfg
 }
 
-async fn token(http: &reqwest::Client, base: &str, scope: &str) -> String {
-    common::token_as(
-        http,
-        base,
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-        scope,
-    )
-    .await
+/// A replica behind `public_url` signing and sealing with `keys`.
+async fn start_replica(
+    emu: &common::TestEmulator,
+    public_url: &str,
+    keys: (&str, &str),
+) -> app::AdapterHandle {
+    let cfg = replica_config(emu, public_url, keys);
+    app::start(cfg, clock::system()).await.unwrap()
 }
 
 /// Path and query of an absolute or relative URL.
@@ -51,19 +50,13 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let emu = common::start_emulator().await;
     let lb = format!("http://127.0.0.1:{}", common::free_port());
     let keys = (SIGNING_KEY, SEALING_KEY);
-    let a = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
-    let b = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
+    let a = start_replica(&emu, &lb, keys).await;
+    let b = start_replica(&emu, &lb, keys).await;
     let other_keys = (
         "b3RoZXItc2lnbmluZy1rZXktMzItYnl0ZXMtbG9uZyEhIQ==",
         "b3RoZXItc2VhbGluZy1rZXktMzItYnl0ZXMtbG9uZyE=",
     );
-    let c = app::start(replica_config(&emu, &lb, other_keys), clock::system())
-        .await
-        .unwrap();
+    let c = start_replica(&emu, &lb, other_keys).await;
     let (base_a, base_b, base_c) = (
         format!("http://{}", a.addr),
         format!("http://{}", b.addr),
@@ -74,21 +67,15 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
         .build()
         .unwrap();
 
-    let tok = token(&http, &base_a, "repository:replicas/app:pull,push").await;
-    let bearer = format!("Bearer {tok}");
+    let tok = common::token(&base_a, "repository:replicas/app:pull,push").await;
+    let authed = |m: Method, base: &str, path: &str| {
+        http.request(m, format!("{base}{path}")).bearer_auth(&tok)
+    };
 
     // The token from A opens B; C (other keys) calls it an invalid token.
-    let r = http
-        .get(format!("{base_b}/v2/"))
-        .header("Authorization", &bearer)
-        .send_ok()
-        .await;
+    let r = authed(Method::GET, &base_b, "/v2/").send_ok().await;
     assert_eq!(r.status(), StatusCode::OK);
-    let r = http
-        .get(format!("{base_c}/v2/"))
-        .header("Authorization", &bearer)
-        .send_ok()
-        .await;
+    let r = authed(Method::GET, &base_c, "/v2/").send_ok().await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = crate::common::header(&r, "www-authenticate");
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
@@ -96,18 +83,14 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     // POST on A, PATCH on B, PUT on A: one upload across replicas.
     let layer = oci_layout::bytes(7, 300_000);
     let digest = Digest::sha256_of(&layer);
-    let r = http
-        .post(format!("{base_a}/v2/replicas/app/blobs/uploads/"))
-        .header("Authorization", &bearer)
+    let r = authed(Method::POST, &base_a, "/v2/replicas/app/blobs/uploads/")
         .header("Content-Length", "0")
         .send_ok()
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let loc = crate::common::header(&r, "location");
     assert!(loc.starts_with(&lb), "Location on the public URL: {loc}");
-    let r = http
-        .patch(format!("{base_b}{}", path_of(&loc)))
-        .header("Authorization", &bearer)
+    let r = authed(Method::PATCH, &base_b, &path_of(&loc))
         .header("Content-Type", "application/octet-stream")
         .header("Content-Range", format!("0-{}", 99_999))
         .body(layer[..100_000].to_vec())
@@ -116,11 +99,8 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["range"], "0-99999");
     let loc = crate::common::header(&r, "location");
-    let put = format!("{base_a}{}", path_of(&loc));
-    let sep = if put.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{put}{sep}digest={digest}"))
-        .header("Authorization", &bearer)
+    let put = common::with_digest(&path_of(&loc), digest.as_str());
+    let r = authed(Method::PUT, &base_a, &put)
         .body(layer[100_000..].to_vec())
         .send_ok()
         .await;
@@ -130,22 +110,16 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let cd = Digest::sha256_of(config);
-    let r = http
-        .post(format!(
-            "{base_b}/v2/replicas/app/blobs/uploads/?digest={cd}"
-        ))
-        .header("Authorization", &bearer)
+    let post = format!("/v2/replicas/app/blobs/uploads/?digest={cd}");
+    let r = authed(Method::POST, &base_b, &post)
         .body(config.to_vec())
         .send_ok()
         .await;
     assert!(r.status() == StatusCode::CREATED || r.status() == StatusCode::ACCEPTED);
     if r.status() == StatusCode::ACCEPTED {
         let loc = crate::common::header(&r, "location");
-        let put = format!("{base_b}{}", path_of(&loc));
-        let sep = if put.contains('?') { '&' } else { '?' };
-        let r = http
-            .put(format!("{put}{sep}digest={cd}"))
-            .header("Authorization", &bearer)
+        let put = common::with_digest(&path_of(&loc), cd.as_str());
+        let r = authed(Method::PUT, &base_b, &put)
             .body(config.to_vec())
             .send_ok()
             .await;
@@ -159,28 +133,26 @@ async fn an_upload_started_on_one_replica_finishes_on_the_other() {
     })
     .to_string();
     let md = Digest::sha256_of(manifest.as_bytes());
-    let r = http
-        .put(format!("{base_b}/v2/replicas/app/manifests/v1"))
-        .header("Authorization", &bearer)
+    let r = authed(Method::PUT, &base_b, "/v2/replicas/app/manifests/v1")
         .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .body(manifest.clone())
         .send_ok()
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = http
-        .get(format!("{base_a}/v2/replicas/app/manifests/v1"))
-        .header("Authorization", &bearer)
+    let r = authed(Method::GET, &base_a, "/v2/replicas/app/manifests/v1")
         .header("Accept", "application/vnd.oci.image.manifest.v1+json")
         .send_ok()
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["docker-content-digest"], md.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_bytes());
-    let r = http
-        .get(format!("{base_a}/v2/replicas/app/blobs/{digest}"))
-        .header("Authorization", &bearer)
-        .send_ok()
-        .await;
+    let r = authed(
+        Method::GET,
+        &base_a,
+        &format!("/v2/replicas/app/blobs/{digest}"),
+    )
+    .send_ok()
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(Digest::sha256_of(&r.bytes().await.unwrap()), digest);
 
@@ -196,12 +168,8 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
     let port = common::free_port();
     let lb = format!("http://127.0.0.1:{port}");
     let keys = (SIGNING_KEY, SEALING_KEY);
-    let a = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
-    let b = app::start(replica_config(&emu, &lb, keys), clock::system())
-        .await
-        .unwrap();
+    let a = start_replica(&emu, &lb, keys).await;
+    let b = start_replica(&emu, &lb, keys).await;
     let nginx_dir = tempfile::tempdir().unwrap();
     let _nginx = common::nginx(
         nginx_dir.path(),
@@ -212,10 +180,7 @@ async fn skopeo_through_an_nginx_load_balancer_over_two_replicas() {
 
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let mut layout = oci_layout::Layout::new(&src);
-    let single = layout.tag_image("single", 11);
-    let multi = layout.tag_index("multi", 12);
-    layout.finish();
+    let (single, multi) = oci_layout::image_and_index(&src, ("single", 11), ("multi", 12));
     let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
     let host = format!("127.0.0.1:{port}");
     for (tag, digest) in [("single", &single), ("multi", &multi)] {

@@ -26,27 +26,13 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
 
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let mut layout = oci_layout::Layout::new(&src);
-    let single = layout.tag_image("single", 1);
-    let multi = layout.tag_index("multi", 2);
-    layout.finish();
+    let (single, multi) = oci_layout::image_and_index(&src, ("single", 1), ("multi", 2));
 
     // copy: API keys as Harbor would present them.
     for (tag, digest, all) in [("single", &single, false), ("multi", &multi, true)] {
         let from = format!("oci:{}:{tag}", src.display());
         let to = format!("docker://{host}/skopeo/app:{tag}");
-        let mut args = vec![
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &keys,
-        ];
-        if all {
-            args.push("--all");
-        }
-        args.extend([from.as_str(), to.as_str()]);
-        common::skopeo(&args).await;
+        common::skopeo_copy(&from, &to, &keys, &["--preserve-digests"], all).await;
         let raw = common::skopeo_raw_manifest(&format!("{host}/skopeo/app:{tag}"), &keys).await;
         assert_eq!(
             manifest_digest(&raw),
@@ -94,14 +80,6 @@ async fn skopeo_copy_and_sync_keep_every_digest() {
     let b = oci_layout::blobs(&tmp.path().join("direct"));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     assert_eq!(a, b);
-    let src_blobs = oci_layout::blobs(&src);
-    for (k, v) in &a {
-        assert_eq!(Some(v), src_blobs.get(k), "blob {k} equals the source");
-    }
-    assert!(
-        a.len() >= 8,
-        "index + 3 manifests + 3 configs + 3 layers, got {}",
-        a.len()
-    );
+    oci_layout::assert_blobs_from_source(&a, &src, 8);
     adapter.stop().await;
 }

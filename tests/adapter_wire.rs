@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use futures_util::StreamExt;
+use reqwest::Method;
 use tcr_adapter::app;
 use tcr_adapter::clock;
 use tcr_adapter::config::Config;
@@ -126,20 +127,25 @@ async fn what_goes_on_the_wire() {
         .await
         .unwrap();
     let t = v["token"].as_str().expect("token").to_string();
+    let authed = |m: reqwest::Method, url: String| http.request(m, url).bearer_auth(&t);
+    let manifest_digest = Digest::sha256_of(MANIFEST.as_bytes());
+    let status_and_digest = |r: &reqwest::Response| {
+        let d = r.headers()["docker-content-digest"].to_str().unwrap();
+        (r.status().as_u16(), d.to_string())
+    };
     let d = Digest::sha256_of(b"hello").to_string();
 
     // Sized PUT: Content-Length forwarded, not chunked; Authorization/Connection not forwarded.
-    let r = http
-        .put(format!(
-            "{base}/v2/ns/app/blobs/uploads/u1?_state=a%2Bb&digest={d}"
-        ))
-        .bearer_auth(&t)
-        .header("Connection", "keep-alive, X-Secret")
-        .header("X-Secret", "hop")
-        .header("Proxy-Authorization", "Basic eA==")
-        .body(vec![7u8; 100_000])
-        .send_ok()
-        .await;
+    let r = authed(
+        Method::PUT,
+        format!("{base}/v2/ns/app/blobs/uploads/u1?_state=a%2Bb&digest={d}"),
+    )
+    .header("Connection", "keep-alive, X-Secret")
+    .header("X-Secret", "hop")
+    .header("Proxy-Authorization", "Basic eA==")
+    .body(vec![7u8; 100_000])
+    .send_ok()
+    .await;
     assert_eq!(r.status(), 201);
     assert_eq!(
         r.headers()["location"].to_str().unwrap(),
@@ -148,22 +154,21 @@ async fn what_goes_on_the_wire() {
     // Chunked PUT (Harbor 1.8.0): passed through chunked.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..5).map(|_| Ok(vec![1u8; 1000])).collect();
-    let r = http
-        .put(format!(
+    let r = authed(
+        Method::PUT,
+        format!(
             "{base}/v2/ns/app/blobs/uploads/u2?digest={}",
             d.replace(':', "%3A")
-        ))
-        .bearer_auth(&t)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send_ok()
-        .await;
+        ),
+    )
+    .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+        chunks,
+    )))
+    .send_ok()
+    .await;
     assert_eq!(r.status(), 201);
     // Repeated Accept lines merged; 307 relayed as is.
-    let r = http
-        .get(format!("{base}/v2/ns/app/blobs/{d}"))
-        .bearer_auth(&t)
+    let r = authed(Method::GET, format!("{base}/v2/ns/app/blobs/{d}"))
         .header("Accept", "a/1")
         .header("Accept", "b/2")
         .send_ok()
@@ -171,35 +176,21 @@ async fn what_goes_on_the_wire() {
     assert_eq!(r.status(), 307);
     assert_eq!(r.headers()["location"], "https://storage.example/obj?sig=1");
     // 503 twice, then 200: retried.
-    let r = http
-        .get(format!("{base}/v2/ns/flaky/manifests/x"))
-        .bearer_auth(&t)
+    let r = authed(Method::GET, format!("{base}/v2/ns/flaky/manifests/x"))
         .send_ok()
         .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["docker-content-digest"],
-        Digest::sha256_of(MANIFEST.as_bytes()).as_str()
-    );
+    assert_eq!(status_and_digest(&r), (200, manifest_digest.to_string()));
     // No digest upstream on HEAD: computed.
-    let r = http
-        .head(format!("{base}/v2/ns/nodigest/manifests/x"))
-        .bearer_auth(&t)
+    let r = authed(Method::HEAD, format!("{base}/v2/ns/nodigest/manifests/x"))
         .send_ok()
         .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["docker-content-digest"],
-        Digest::sha256_of(MANIFEST.as_bytes()).as_str()
-    );
+    assert_eq!(status_and_digest(&r), (200, manifest_digest.to_string()));
     assert_eq!(
         r.headers()["content-length"],
         MANIFEST.len().to_string().as_str()
     );
     // Upstream 401 "project not found" on a read: 404 MANIFEST_UNKNOWN.
-    let r = http
-        .head(format!("{base}/v2/ns/gone/manifests/x"))
-        .bearer_auth(&t)
+    let r = authed(Method::HEAD, format!("{base}/v2/ns/gone/manifests/x"))
         .send_ok()
         .await;
     assert_eq!(r.status(), 404);

@@ -7,6 +7,8 @@ mod common;
 use tcr_adapter::config::{EmulatorAccount, Secret};
 use tcr_adapter::emulator::EmulatorHandle;
 
+const DEMO_ID: &str = common::DEMO_SECRET_ID;
+const DEMO_KEY: &str = common::DEMO_SECRET_KEY;
 const LIMITED_ID: &str = "AKIDlimitedNoCreateNamespace000000";
 const LIMITED_KEY: &str = "limitedSecretKEY0000000000000000";
 
@@ -46,6 +48,32 @@ async fn check(dir: &std::path::Path, config: &str) -> (i32, String) {
     common::run_check(dir, config).await
 }
 
+/// `check` against `emu` (its own data plane) with the API keys `id`/`key`.
+async fn check_with_keys(
+    dir: &std::path::Path,
+    emu: &EmulatorHandle,
+    id: &str,
+    key: &str,
+) -> (i32, String) {
+    check(dir, &config(emu, &emu.registry_url(), id, key)).await
+}
+
+/// The config towards `emu`'s API with the demo keys, the data plane at `registry_url`, and the
+/// instance (`registry_id`, `region`) named so that nothing is looked up.
+fn config_naming_the_instance(emu: &EmulatorHandle, registry_url: &str) -> String {
+    let mut cfg = config(
+        emu,
+        registry_url,
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+    );
+    cfg.push_str(&format!(
+        "registry_id = \"{}\"\nregion = \"{}\"\n",
+        emu.state.cfg.registry_id, emu.state.cfg.region
+    ));
+    cfg
+}
+
 fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
     let start = out
         .find(prefix)
@@ -60,16 +88,7 @@ fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
 async fn all_ok_against_the_emulator() {
     let dir = tempfile::tempdir().unwrap();
     let emu = emulator(dir.path()).await;
-    let (code, out) = check(
-        dir.path(),
-        &config(
-            &emu,
-            &emu.registry_url(),
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-        ),
-    )
-    .await;
+    let (code, out) = check_with_keys(dir.path(), &emu, DEMO_ID, DEMO_KEY).await;
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("[FAIL]"), "{out}");
     for item in [
@@ -96,14 +115,11 @@ async fn all_ok_against_the_emulator() {
 async fn wrong_secret_key_names_the_signature_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let emu = emulator(dir.path()).await;
-    let (code, out) = check(
+    let (code, out) = check_with_keys(
         dir.path(),
-        &config(
-            &emu,
-            &emu.registry_url(),
-            common::DEMO_SECRET_ID,
-            "notTheRightSecretKey000000000000",
-        ),
+        &emu,
+        DEMO_ID,
+        "notTheRightSecretKey000000000000",
     )
     .await;
     assert_eq!(code, 1, "{out}");
@@ -125,11 +141,7 @@ async fn wrong_secret_key_names_the_signature_and_the_fix() {
 async fn key_without_create_namespace_fails_with_the_cam_explanation() {
     let dir = tempfile::tempdir().unwrap();
     let emu = emulator(dir.path()).await;
-    let (code, out) = check(
-        dir.path(),
-        &config(&emu, &emu.registry_url(), LIMITED_ID, LIMITED_KEY),
-    )
-    .await;
+    let (code, out) = check_with_keys(dir.path(), &emu, LIMITED_ID, LIMITED_KEY).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("[ ok ] CreateInstanceToken"), "{out}");
     let l = line(&out, "[FAIL] CreateNamespace");
@@ -144,17 +156,8 @@ async fn unreachable_data_plane_fails_with_the_url() {
     let dir = tempfile::tempdir().unwrap();
     let emu = emulator(dir.path()).await;
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut cfg = config(&emu, &url, common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
-    cfg.push_str(&format!(
-        "registry_id = \"{}\"\nregion = \"{}\"\n",
-        emu.state.cfg.registry_id, emu.state.cfg.region
-    ));
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let cfg = config_naming_the_instance(&emu, &url);
     let (code, out) = check(dir.path(), &cfg).await;
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "[FAIL] data plane");
@@ -180,16 +183,7 @@ async fn a_chart_repository_that_refuses_the_credential_is_explained() {
     let other_dir = tempfile::tempdir().unwrap();
     let emu = emulator(dir.path()).await;
     let other = emulator(other_dir.path()).await;
-    let mut cfg = config(
-        &emu,
-        &other.registry_url(),
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-    );
-    cfg.push_str(&format!(
-        "registry_id = \"{}\"\nregion = \"{}\"\n",
-        emu.state.cfg.registry_id, emu.state.cfg.region
-    ));
+    let cfg = config_naming_the_instance(&emu, &other.registry_url());
     let (code, out) = check(dir.path(), &cfg).await;
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "[FAIL] chart repository");

@@ -18,6 +18,13 @@ fn file(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
+/// The error of loading `file` (if any) with `vars` as the environment, as text (it must fail).
+fn load_err(file: Option<&tempfile::NamedTempFile>, vars: Vec<(String, String)>) -> String {
+    Config::load_with_env(file.map(|f| f.path()), vars)
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn defaults_need_no_file_and_no_environment() {
     let cfg = Config::load_with_env(None, env(&[])).unwrap();
@@ -97,20 +104,14 @@ fn environment_overrides_the_file() {
 #[test]
 fn unknown_keys_are_errors_that_name_the_key() {
     let f = file("[server]\nlisen = \"127.0.0.1:7000\"\n");
-    let err = Config::load_with_env(Some(f.path()), env(&[]))
-        .unwrap_err()
-        .to_string();
+    let err = load_err(Some(&f), env(&[]));
     assert!(err.contains("lisen"), "{err}");
 
     let f = file("[servre]\n");
-    let err = Config::load_with_env(Some(f.path()), env(&[]))
-        .unwrap_err()
-        .to_string();
+    let err = load_err(Some(&f), env(&[]));
     assert!(err.contains("servre"), "{err}");
 
-    let err = Config::load_with_env(None, env(&[("TCR_ADAPTER__TCR__SECRETID", "x")]))
-        .unwrap_err()
-        .to_string();
+    let err = load_err(None, env(&[("TCR_ADAPTER__TCR__SECRETID", "x")]));
     assert!(err.contains("secretid"), "{err}");
 }
 
@@ -130,20 +131,14 @@ fn secret_files_are_read_and_secrets_never_debug_printed() {
 
 #[test]
 fn invalid_values_are_explained() {
-    let err = Config::load_with_env(
+    let err = load_err(
         None,
         env(&[("TCR_ADAPTER__SERVER__PUBLIC_URL", "https://h/prefix")]),
-    )
-    .unwrap_err()
-    .to_string();
+    );
     assert!(err.contains("root of a host"), "{err}");
-    let err = Config::load_with_env(None, env(&[("TCR_ADAPTER__AUTH__TOKEN_TTL_SECS", "10")]))
-        .unwrap_err()
-        .to_string();
+    let err = load_err(None, env(&[("TCR_ADAPTER__AUTH__TOKEN_TTL_SECS", "10")]));
     assert!(err.contains("token_ttl_secs"), "{err}");
-    let err = Config::load_with_env(None, env(&[("TCR_ADAPTER__TCR__SECRET_ID", "AKIDx")]))
-        .unwrap_err()
-        .to_string();
+    let err = load_err(None, env(&[("TCR_ADAPTER__TCR__SECRET_ID", "AKIDx")]));
     assert!(err.contains("secret_key"), "{err}");
 }
 

@@ -340,19 +340,8 @@ async fn a_real_helm_client_adds_the_repository_and_pulls() {
     let archive = chart_archive("hello", "0.3.0", 2048);
     assert_eq!(repo.upload("helm", &archive).await.0, StatusCode::CREATED);
     let tok = repo.emu.state.tokens.issue(DEMO_UIN, TokenKind::LongTerm);
-    let dest = tempfile::tempdir().unwrap();
-    let report = common::helm_pull(
-        &format!("{}/chartrepo/helm", repo.emu.registry_url()),
-        &tok.username,
-        &tok.token,
-        "hello",
-        "0.3.0",
-        dest.path(),
-    )
-    .await;
-    assert_eq!(report["entries"]["hello"], serde_json::json!(["0.3.0"]));
-    assert_eq!(report["digest"], format!("sha256:{}", sha256_hex(&archive)));
-    let pulled = std::fs::read(report["file"].as_str().unwrap()).unwrap();
-    assert!(pulled == archive, "helm pull gets the uploaded bytes");
+    let url = format!("{}/chartrepo/helm", repo.emu.registry_url());
+    let creds = (tok.username.as_str(), tok.token.as_str());
+    common::assert_helm_pulls(&url, creds, ("hello", "0.3.0"), &archive).await;
     repo.emu.stop().await;
 }

@@ -56,6 +56,11 @@ impl Emu {
             .header("Authorization", &self.auth)
     }
 
+    /// `req(m, path)` sent as it is: the response.
+    async fn call(&self, m: Method, path: &str) -> reqwest::Response {
+        self.req(m, path).send().await.unwrap()
+    }
+
     async fn push(&self, repo: &str, data: Vec<u8>) -> Digest {
         let d = Digest::sha256_of(&data);
         let r = self
@@ -98,6 +103,15 @@ fn header(r: &reqwest::Response, name: &str) -> String {
         .to_string()
 }
 
+/// A HEAD of a blob of `size` bytes and digest `d`: 200 with its Content-Length and digest, and
+/// no body.
+async fn assert_blob_head(r: reqwest::Response, size: usize, d: &Digest) {
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "Content-Length"), size.to_string());
+    assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
@@ -110,11 +124,8 @@ async fn blob_head_answers_from_metadata_and_reads_no_byte() {
     let path = format!("/v2/ns/big/blobs/{d}");
 
     for _ in 0..3 {
-        let r = e.req(Method::HEAD, &path).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(header(&r, "Content-Length"), size.to_string());
-        assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
-        assert!(r.bytes().await.unwrap().is_empty());
+        let r = e.call(Method::HEAD, &path).await;
+        assert_blob_head(r, size, &d).await;
     }
     assert_eq!(e.file_bytes_read(), 0, "a HEAD read the blob file");
     assert_eq!(e.body_bytes("blob", "sent"), 0);
@@ -153,10 +164,8 @@ async fn blob_head_answers_from_metadata_and_reads_no_byte() {
     // A HEAD for an absent blob is still a 404.
     let absent = Digest::sha256_of(b"absent");
     let r = e
-        .req(Method::HEAD, &format!("/v2/ns/big/blobs/{absent}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::HEAD, &format!("/v2/ns/big/blobs/{absent}"))
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     e.stop().await;
 }
@@ -168,7 +177,7 @@ async fn storage_listener_head_answers_from_metadata_and_reads_no_byte() {
     let d = e.push("ns/big", pattern(size)).await;
     let path = format!("/v2/ns/big/blobs/{d}");
 
-    let r = e.req(Method::HEAD, &path).send().await.unwrap();
+    let r = e.call(Method::HEAD, &path).await;
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
     let signed = header(&r, "Location");
     assert!(
@@ -177,15 +186,12 @@ async fn storage_listener_head_answers_from_metadata_and_reads_no_byte() {
     );
     // The storage URL is used without Authorization, as object storage wants.
     let r = e.http.head(&signed).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(header(&r, "Content-Length"), size.to_string());
-    assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
-    assert!(r.bytes().await.unwrap().is_empty());
+    assert_blob_head(r, size, &d).await;
     assert_eq!(e.file_bytes_read(), 0, "a storage HEAD read the blob file");
     assert_eq!(e.body_bytes("storage", "sent"), 0);
 
     // A GET through the storage listener does read and send the whole blob.
-    let r = e.req(Method::GET, &path).send().await.unwrap();
+    let r = e.call(Method::GET, &path).await;
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
     let r = e.http.get(header(&r, "Location")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -209,11 +215,7 @@ async fn bandwidth_cap_paces_uploads_and_downloads() {
     assert!(up >= at_least, "monolithic upload of 1 MiB took {up:?}");
 
     // Session upload: POST, then PATCH with the body, then PUT.
-    let r = e
-        .req(Method::POST, "/v2/ns/slow2/blobs/uploads/")
-        .send()
-        .await
-        .unwrap();
+    let r = e.call(Method::POST, "/v2/ns/slow2/blobs/uploads/").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = header(&r, "Location");
     let t = Instant::now();
@@ -227,21 +229,13 @@ async fn bandwidth_cap_paces_uploads_and_downloads() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let patch = t.elapsed();
     assert!(patch >= at_least, "PATCH of 1 MiB took {patch:?}");
-    let r = e
-        .req(Method::PUT, &format!("{location}?digest={d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = e.call(Method::PUT, &format!("{location}?digest={d}")).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(e.body_bytes("upload", "received"), 2 * data.len() as u64);
 
     // Download.
     let t = Instant::now();
-    let r = e
-        .req(Method::GET, &format!("/v2/ns/slow/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+    let r = e.call(Method::GET, &format!("/v2/ns/slow/blobs/{d}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "Content-Length"), data.len().to_string());
     let got = r.bytes().await.unwrap();
@@ -252,10 +246,8 @@ async fn bandwidth_cap_paces_uploads_and_downloads() {
 
     // A HEAD is not paced (no body) and stays correct.
     let r = e
-        .req(Method::HEAD, &format!("/v2/ns/slow/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::HEAD, &format!("/v2/ns/slow/blobs/{d}"))
+        .await;
     assert_eq!(header(&r, "Content-Length"), data.len().to_string());
     e.stop().await;
 }
@@ -269,10 +261,8 @@ async fn no_cap_is_the_default_and_bodies_pass_whole() {
     let data = pattern(1024 * 1024);
     let d = e.push("ns/fast", data.clone()).await;
     let got = e
-        .req(Method::GET, &format!("/v2/ns/fast/blobs/{d}"))
-        .send()
+        .call(Method::GET, &format!("/v2/ns/fast/blobs/{d}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();

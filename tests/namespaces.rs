@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    emulator_config, start_emulator, start_emulator_with, DEMO_SECRET_ID, DEMO_SECRET_KEY,
+    emulator_config, start_emulator, start_emulator_with, start_emulator_with_namespaces,
+    DEMO_SECRET_ID, DEMO_SECRET_KEY,
 };
 use tcr_adapter::clock;
 use tcr_adapter::config::{EmulatorAccount, NamespacesConfig, Secret};
@@ -99,11 +100,9 @@ async fn concurrent_pushes_create_each_namespace_exactly_once() {
 
 #[tokio::test]
 async fn existing_namespace_is_found_and_cache_expires() {
-    let em = start_emulator().await;
+    // A substring match (`team-ab`) must not count as the namespace itself.
+    let em = start_emulator_with_namespaces(&[("already", true), ("team-ab", false)]).await;
     let h = &em.handle;
-    h.state.namespaces.create("already", true).unwrap();
-    // A substring match must not count as the namespace itself.
-    h.state.namespaces.create("team-ab", false).unwrap();
     let manual = clock::ManualClock::new(1_700_000_000_000);
     let p = provisioner(
         h,
@@ -357,10 +356,8 @@ async fn instance_is_found_from_the_registry_url_alone() {
 
 #[tokio::test]
 async fn catalog_pages_through_more_than_100_repositories_with_client_names() {
-    let em = start_emulator().await;
+    let em = start_emulator_with_namespaces(&[("lib-tcr", false), ("team-a", false)]).await;
     let h = &em.handle;
-    h.state.namespaces.create("lib-tcr", false).unwrap();
-    h.state.namespaces.create("team-a", false).unwrap();
     for i in 0..130 {
         h.state
             .storage
@@ -406,9 +403,8 @@ async fn catalog_pages_through_more_than_100_repositories_with_client_names() {
 
 #[tokio::test]
 async fn tags_are_deleted_through_the_api() {
-    let em = start_emulator().await;
+    let em = start_emulator_with_namespaces(&[("team-a", false)]).await;
     let h = &em.handle;
-    h.state.namespaces.create("team-a", false).unwrap();
     let body = br#"{"schemaVersion":2}"#;
     let digest = Digest::sha256_of(body);
     let meta: ManifestMeta = serde_json::from_value(serde_json::json!({

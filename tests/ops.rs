@@ -93,29 +93,55 @@ level = "info"
     );
     let path = dir.join("adapter.toml");
     std::fs::write(&path, config).unwrap();
+    run_until_listening("serve", &path, Stdio::piped(), "tcr-adapter listening on ").await
+}
+
+/// `tcr-adapter <command> --config <path>` with an empty environment and stdout piped: the child
+/// and the first word after `ready` on its stdout (it must print it within 20 s). Stdout keeps
+/// being drained so the child never blocks on it.
+async fn run_until_listening(
+    command: &str,
+    path: &std::path::Path,
+    stderr: Stdio,
+    ready: &str,
+) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .args(["serve", "--config"])
-        .arg(&path)
+        .args([command, "--config"])
+        .arg(path)
         .env_clear()
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = tokio::time::timeout(Duration::from_secs(20), async {
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l.strip_prefix("tcr-adapter listening on ") {
+            if let Some(rest) = l.strip_prefix(ready) {
                 return rest.split_whitespace().next().unwrap().to_string();
             }
         }
-        panic!("the adapter exited before listening")
+        panic!("tcr-adapter {command} exited before listening")
     })
     .await
-    .expect("the adapter starts");
-    // Keep draining stdout so the child never blocks on it.
+    .unwrap_or_else(|_| panic!("tcr-adapter {command} starts"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base)
+    (child, addr)
+}
+
+/// SIGTERM to `child`, which must then exit 0: everything it wrote to stderr.
+async fn sigterm_and_stderr(mut child: tokio::process::Child) -> String {
+    sigterm(&child);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    stderr
 }
 
 fn sigterm(child: &tokio::process::Child) {
@@ -132,7 +158,7 @@ fn sigterm(child: &tokio::process::Child) {
 async fn json_access_log_line_carries_the_request_id() {
     let emu = common::start_emulator().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = spawn_binary(&emu, dir.path()).await;
+    let (child, base) = spawn_binary(&emu, dir.path()).await;
     let tok = common::token(&base, "repository:demo/app:pull").await;
     let resp = reqwest::Client::new()
         .get(format!("{base}/v2/demo/app/tags/list"))
@@ -148,16 +174,7 @@ async fn json_access_log_line_carries_the_request_id() {
     let resp = reqwest::get(format!("{base}/v2/")).await.unwrap();
     let generated = crate::common::header(&resp, "x-request-id");
     assert!(generated.len() >= 16, "{generated}");
-    sigterm(&child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    assert!(child.wait().await.unwrap().success());
+    let stderr = sigterm_and_stderr(child).await;
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
@@ -258,7 +275,7 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
     let mut layout = oci_layout::Layout::new(&src);
     layout.tag_image("v1", 7);
     layout.finish();
-    let (mut child, base) = spawn_binary(&emu, dir.path()).await;
+    let (child, base) = spawn_binary(&emu, dir.path()).await;
     let host = base.trim_start_matches("http://");
     let keys = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
     common::skopeo_push(&src, "v1", &format!("{host}/plainhttp/app:v1"), &keys).await;
@@ -273,16 +290,7 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
         .find_map(|l| l.strip_prefix("tcr_adapter_client_protocol_errors_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no client protocol error counter in:\n{metrics}"));
-    sigterm(&child);
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    assert!(child.wait().await.unwrap().success());
+    let stderr = sigterm_and_stderr(child).await;
     assert!(count >= 1, "skopeo's TLS attempt was not seen: {count}");
     let errors: Vec<&str> = stderr
         .lines()
@@ -302,26 +310,13 @@ async fn a_skopeo_push_over_plain_http_logs_no_error() {
 async fn the_emulator_command_exits_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::emulator_toml(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
-        .args(["emulator", "--config"])
-        .arg(&path)
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let registry = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l.strip_prefix("TCR emulator: data plane ") {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("the emulator exited before listening")
-    })
-    .await
-    .expect("the emulator starts");
+    let (mut child, registry) = run_until_listening(
+        "emulator",
+        &path,
+        Stdio::null(),
+        "TCR emulator: data plane ",
+    )
+    .await;
     let r = reqwest::get(format!("{registry}/v2/")).await.unwrap();
     assert_eq!(r.status(), 401);
     sigterm(&child);

@@ -129,18 +129,14 @@ async fn replays_then_reads(e: &Env, mode: RedirectMode) {
                     }
                 }
                 // What Harbor ends up with.
-                let got = following_client()
-                    .get(format!("{}{path}", e.base))
-                    .bearer_auth(&t)
-                    .send_ok()
-                    .await;
+                let follow = |m: Method| {
+                    let url = format!("{}{path}", e.base);
+                    following_client().request(m, url).bearer_auth(&t).send_ok()
+                };
+                let got = follow(Method::GET).await;
                 assert_eq!(got.status(), StatusCode::OK, "{path}");
                 assert_eq!(got.bytes().await.unwrap(), blob, "{path}");
-                let head = following_client()
-                    .head(format!("{}{path}", e.base))
-                    .bearer_auth(&t)
-                    .send_ok()
-                    .await;
+                let head = follow(Method::HEAD).await;
                 assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
                 assert_eq!(
                     head.headers()["content-length"],
@@ -211,12 +207,7 @@ async fn follow_streams_storage_bytes_through_the_adapter() {
     let d = Digest::sha256_of(layer);
     let before = storage_requests(&e, "GET");
     let r = e
-        .send_with(
-            Method::GET,
-            &format!("/v2/{repo}/blobs/{d}"),
-            &t,
-            &[("Range", "bytes=10-19")],
-        )
+        .get_range(&format!("/v2/{repo}/blobs/{d}"), &t, "bytes=10-19")
         .await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(

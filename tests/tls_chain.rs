@@ -230,22 +230,55 @@ fn assert_words(what: &str, text: &str, words: &[&str]) {
     }
 }
 
+/// `check` trusting `ca_file` exits 1 naming every `want`, and the data path through an adapter
+/// trusting it answers 502 or 503 naming them too: `check`'s output.
+async fn assert_named_by_check_and_data_path(
+    dir: &Path,
+    emu: &EmulatorHandle,
+    ca_file: &Path,
+    want: &[&str],
+) -> String {
+    let (code, out) = check(dir, emu, ca_file).await;
+    assert_eq!(code, 1, "{out}");
+    assert_words("check", &out, want);
+    for (status, body) in data_path(emu, ca_file).await {
+        assert!(status == 502 || status == 503, "{status} {body}");
+        assert_words("data path", &body, want);
+    }
+    out
+}
+
+/// An emulator serving a certificate for `names` issued by `ca`, valid `from`..`to` days from now:
+/// the emulator and the certificate.
+async fn emulator_with_cert_from(
+    dir: &Path,
+    ca: &Ca,
+    names: &[&str],
+    (from, to): (i64, i64),
+) -> (EmulatorHandle, openssl::x509::X509) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let (cert, key) = ca
+        .issue(&names, days(from).unwrap(), days(to).unwrap())
+        .unwrap();
+    let emu = emulator_serving(
+        dir,
+        &cert.to_pem().unwrap(),
+        &key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .await;
+    (emu, cert)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_ca_is_named_by_check_and_the_data_path() {
     let dir = tempfile::tempdir().unwrap();
     let emu = common::start_emulator_with(self_signed_emulator(dir.path())).await;
     let (_, other) = ca_in(dir.path(), "some-other-ca");
-    let (code, out) = check(dir.path(), &emu, &other).await;
-    assert_eq!(code, 1, "{out}");
     let want = [
         "TCR's certificate (issued by CN=tcr-adapter emulator CA) is not signed by a CA the adapter trusts",
         "set tcr.ca_file to the PEM file of the CA that signed it",
     ];
-    assert_words("check", &out, &want);
-    for (status, body) in data_path(&emu, &other).await {
-        assert!(status == 502 || status == 503, "{status} {body}");
-        assert_words("data path", &body, &want);
-    }
+    assert_named_by_check_and_data_path(dir.path(), &emu, &other, &want).await;
     emu.stop().await;
 }
 
@@ -253,33 +286,19 @@ async fn untrusted_ca_is_named_by_check_and_the_data_path() {
 async fn expired_certificate_is_named_by_check_and_the_data_path() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, ca_path) = ca_in(dir.path(), "corp-ca");
-    let names = vec!["127.0.0.1".to_string(), "localhost".into()];
-    let (cert, key) = ca
-        .issue(&names, days(-30).unwrap(), days(-2).unwrap())
-        .unwrap();
-    let emu = emulator_serving(
-        dir.path(),
-        &cert.to_pem().unwrap(),
-        &key.private_key_to_pem_pkcs8().unwrap(),
-    )
-    .await;
+    let names = ["127.0.0.1", "localhost"];
+    let (emu, cert) = emulator_with_cert_from(dir.path(), &ca, &names, (-30, -2)).await;
     let expiry = cert.not_after().to_string();
     let want = [
         "TCR's certificate for 127.0.0.1 expired on ".to_string() + &expiry,
         "renew it".to_string(),
     ];
     let want: Vec<&str> = want.iter().map(String::as_str).collect();
-    let (code, out) = check(dir.path(), &emu, &ca_path).await;
-    assert_eq!(code, 1, "{out}");
-    assert_words("check", &out, &want);
+    let out = assert_named_by_check_and_data_path(dir.path(), &emu, &ca_path, &want).await;
     assert!(
         !out.contains("not signed by a CA"),
         "the CA is trusted:\n{out}"
     );
-    for (status, body) in data_path(&emu, &ca_path).await {
-        assert!(status == 502 || status == 503, "{status} {body}");
-        assert_words("data path", &body, &want);
-    }
     emu.stop().await;
 }
 
@@ -287,27 +306,12 @@ async fn expired_certificate_is_named_by_check_and_the_data_path() {
 async fn hostname_mismatch_is_named_by_check_and_the_data_path() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, ca_path) = ca_in(dir.path(), "corp-ca");
-    let names = vec!["tcr.example.com".to_string()];
-    let (cert, key) = ca
-        .issue(&names, days(-1).unwrap(), days(30).unwrap())
-        .unwrap();
-    let emu = emulator_serving(
-        dir.path(),
-        &cert.to_pem().unwrap(),
-        &key.private_key_to_pem_pkcs8().unwrap(),
-    )
-    .await;
+    let (emu, _) = emulator_with_cert_from(dir.path(), &ca, &["tcr.example.com"], (-1, 30)).await;
     let want = [
         "TCR's certificate is for tcr.example.com, not 127.0.0.1",
         "use one of those names in tcr.registry_url",
     ];
-    let (code, out) = check(dir.path(), &emu, &ca_path).await;
-    assert_eq!(code, 1, "{out}");
-    assert_words("check", &out, &want);
-    for (status, body) in data_path(&emu, &ca_path).await {
-        assert!(status == 502 || status == 503, "{status} {body}");
-        assert_words("data path", &body, &want);
-    }
+    assert_named_by_check_and_data_path(dir.path(), &emu, &ca_path, &want).await;
     emu.stop().await;
 }
 

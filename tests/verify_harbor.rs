@@ -205,26 +205,8 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
     .await
     .unwrap();
     let a = adapter.url().trim_start_matches("http://").to_string();
-    let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
-    for (repo, tag) in [
-        ("proj/a", "1"),
-        ("proj/a", "2"),
-        ("proj/a", "3"),
-        ("proj/b", "1"),
-    ] {
-        common::skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &format!(
-                "docker://{}/{repo}:{tag}",
-                dist.trim_start_matches("http://")
-            ),
-            &format!("docker://{a}/{repo}:{tag}"),
-        ])
-        .await;
+    for name in ["proj/a:1", "proj/a:2", "proj/a:3", "proj/b:1"] {
+        skopeo_copy(&dist, &a, name, name, false).await;
     }
     let config = tmp.path().join("verify.toml");
     std::fs::write(
@@ -239,52 +221,20 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
     let config = config.to_str().unwrap();
     let src_creds = format!("{USER}:{PASSWORD}");
     // Detected as Harbor (no --source-kind); --project proj leaves other/c out.
-    let (code, out, err) = run_verify(&[
-        "--config",
-        config,
-        "--source",
-        &source,
-        "--source-creds",
-        &src_creds,
-        "--project",
-        "proj",
-        "--format",
-        "json",
-    ]);
+    let from = ["--config", config, "--source", &source];
+    let as_admin = [&from[..], &["--source-creds", &src_creds]].concat();
+    let args = [&as_admin[..], &["--project", "proj", "--format", "json"]].concat();
+    let (code, out, err) = run_verify(&args);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let got: BTreeSet<(String, String, String, String, String)> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["status"].as_str().unwrap().into(),
-                i["kind"].as_str().unwrap().into(),
-                i["repository"].as_str().unwrap().into(),
-                i["tag"].as_str().unwrap().into(),
-                i["source_digest"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let fields = ["status", "kind", "repository", "tag", "source_digest"];
+    let got = item_fields(&v, fields);
     let mut want = BTreeSet::new();
     for (t, d) in &harbor_tags(&dist, "proj/b").await[1..] {
-        want.insert((
-            "missing".into(),
-            "image".into(),
-            "proj/b".into(),
-            t.clone(),
-            d.clone(),
-        ));
+        want.insert(["missing", "image", "proj/b", t, d].map(String::from));
     }
     for (ver, d) in &charts["web"] {
-        want.insert((
-            "missing".into(),
-            "chart".into(),
-            "proj/web".into(),
-            ver.clone(),
-            d.clone(),
-        ));
+        want.insert(["missing", "chart", "proj/web", ver, d].map(String::from));
     }
     assert_eq!(got, want, "{out}");
     assert_eq!(v["totals"]["ok"], 4);
@@ -306,33 +256,9 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
         let r = upload(version, payload).send_ok().await;
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     }
-    for tag in ["2", "3"] {
-        common::skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &format!(
-                "docker://{}/proj/b:{tag}",
-                dist.trim_start_matches("http://")
-            ),
-            &format!("docker://{a}/proj/b:{tag}"),
-        ])
-        .await;
+    for name in ["proj/b:2", "proj/b:3"] {
+        skopeo_copy(&dist, &a, name, name, false).await;
     }
-    let args = [
-        "--config",
-        config,
-        "--source",
-        &source,
-        "--source-creds",
-        &src_creds,
-        "--project",
-        "proj",
-        "--format",
-        "json",
-    ];
     let (code, out, err) = run_verify(&args);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -363,13 +289,7 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
     assert_eq!(v["totals"]["ok"], 8, "{out}");
 
     // Without charts and with the tag filter, the images present make it complete.
-    let (code, out, _) = run_verify(&[
-        "--config",
-        config,
-        "--source",
-        &source,
-        "--source-creds",
-        &src_creds,
+    let images = [
         "--source-kind",
         "harbor",
         "--project",
@@ -377,21 +297,14 @@ async fn verify_reads_a_harbor_source_with_its_charts() {
         "--no-charts",
         "--tag",
         "1",
-    ]);
+    ];
+    let (code, out, _) = run_verify(&[&as_admin[..], &images].concat());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("COMPLETE"), "{out}");
 
     // Wrong credentials: an error, not a report.
-    let (code, out, err) = run_verify(&[
-        "--config",
-        config,
-        "--source",
-        &source,
-        "--source-creds",
-        "admin:wrong",
-        "--source-kind",
-        "harbor",
-    ]);
+    let wrong = ["--source-creds", "admin:wrong", "--source-kind", "harbor"];
+    let (code, out, err) = run_verify(&[&from[..], &wrong].concat());
     assert_eq!(code, 2, "{out}");
     assert!(err.contains("credentials refused"), "{err}");
     assert!(!err.contains("wrong"), "the password leaked: {err}");

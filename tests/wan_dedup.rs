@@ -152,22 +152,10 @@ async fn a_mount_tcr_refuses_falls_back_to_an_upload() {
     // The source loses the blob behind the adapter's back: a mount from it is refused.
     let up = e.emu.registry_url();
     let http = reqwest::Client::new();
-    let tok: serde_json::Value = http
-        .get(format!("{up}/service/token"))
-        .query(&[
-            ("service", "harbor-registry"),
-            ("scope", "repository:src/app:*"),
-        ])
-        .header("Authorization", harbor::basic(&e.user, &e.pass))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tok = e.tcr_token("repository:src/app:*").await;
     let r = http
         .delete(format!("{up}/v2/src/app/blobs/{bd}"))
-        .bearer_auth(tok["token"].as_str().unwrap())
+        .bearer_auth(tok)
         .send()
         .await
         .unwrap();

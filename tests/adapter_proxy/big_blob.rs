@@ -2,9 +2,7 @@
 
 use crate::common;
 use crate::common::SendOk;
-use crate::harbor::basic;
 use reqwest::Client;
-use tcr_adapter::emulator::TokenKind;
 use tcr_adapter::oci::Digest;
 
 /// A deterministic blob of `mib` MiB, generated chunk by chunk (never held whole in memory).
@@ -60,22 +58,8 @@ async fn big_blob_streams_through_a_separate_adapter_process_in_bounded_memory()
         })
     };
 
-    let tok = emu
-        .handle
-        .state
-        .tokens
-        .issue(common::DEMO_UIN, TokenKind::LongTerm);
-    let url =
-        format!("{base}/service/token?service=tcr-adapter&scope=repository:big/blob:pull,push");
-    let v: serde_json::Value = http
-        .get(url)
-        .header("Authorization", basic(&tok.username, &tok.token))
-        .send_ok()
-        .await
-        .json()
-        .await
-        .unwrap();
-    let t = v["token"].as_str().unwrap().to_string();
+    let (user, pass) = common::instance_credentials(&emu.handle);
+    let t = common::token_as(&http, &base, &user, &pass, "repository:big/blob:pull,push").await;
     let mut h = openssl::sha::Sha256::new();
     for c in big_chunks(mib) {
         h.update(&c);

@@ -73,27 +73,13 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         ),
         ("Accept", DOCKER_MANIFEST),
     ];
-    let r = e
-        .send_with(
-            Method::HEAD,
-            &format!("/v2/{repo}/manifests/v1"),
-            &t,
-            accept,
-        )
-        .await;
+    let r = e.manifest(Method::HEAD, (repo, "v1"), &t, accept).await;
     assert_eq!(r.status(), 404);
     let ld = Digest::sha256_of(&layer).to_string();
     let r = e.head(&format!("/v2/{repo}/blobs/{ld}"), &t).await;
     assert_eq!(r.status(), 404);
     // POST creates the namespace on the fly; Harbor 1.8.0 PUTs the blob chunked, no length.
-    let r = e
-        .send_with(
-            Method::POST,
-            &format!("/v2/{repo}/blobs/uploads/"),
-            &t,
-            &[("Content-Length", "0")],
-        )
-        .await;
+    let r = e.start_upload(repo, &t).await;
     assert_eq!(r.status(), 202);
     assert!(
         e.emu.state.namespaces.get("proj18").is_some(),
@@ -117,14 +103,7 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
     e.put_manifest(repo, "v1", &t, DOCKER_MANIFEST, &manifest)
         .await;
     // Second run: HEAD answers the same digest, so Harbor skips.
-    let r = e
-        .send_with(
-            Method::HEAD,
-            &format!("/v2/{repo}/manifests/v1"),
-            &t,
-            accept,
-        )
-        .await;
+    let r = e.manifest(Method::HEAD, (repo, "v1"), &t, accept).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["docker-content-digest"],
@@ -135,13 +114,9 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
         manifest.len().to_string().as_str()
     );
     // Pull back: bytes identical, Content-Length kept, no gzip.
+    let blob = format!("/v2/{repo}/blobs/{ld}");
     let r = e
-        .send_with(
-            Method::GET,
-            &format!("/v2/{repo}/blobs/{ld}"),
-            &t,
-            &[("Accept-Encoding", "gzip")],
-        )
+        .send_with(Method::GET, &blob, &t, &[("Accept-Encoding", "gzip")])
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -156,12 +131,7 @@ async fn harbor_1_8_pushes_one_image_then_skips_it() {
 #[tokio::test]
 async fn harbor_2_0_pushes_an_index_and_1_x_pushes_one_child() {
     let e = Env::default().await;
-    let t = e
-        .token(&[
-            "repository:proj20/multi:pull,push",
-            "repository:proj10/multi:pull,push",
-        ])
-        .await;
+    let t = e.token_to_push(&["proj20/multi", "proj10/multi"]).await;
     let mut children = Vec::new();
     for arch in ["amd64", "arm64"] {
         let (layer, config, manifest) = image(arch, OCI_MANIFEST);
@@ -188,9 +158,9 @@ async fn harbor_2_0_pushes_an_index_and_1_x_pushes_one_child() {
     e.put_manifest("proj20/multi", "v1", &t, OCI_INDEX, &index)
         .await;
     let r = e
-        .send_with(
+        .manifest(
             Method::GET,
-            "/v2/proj20/multi/manifests/v1",
+            ("proj20/multi", "v1"),
             &t,
             &[
                 ("Accept", OCI_INDEX),

@@ -75,22 +75,10 @@ async fn delete_tags_and_catalog() {
 #[tokio::test]
 async fn chunked_upload_status_mount_range_and_referrers() {
     let e = Env::default().await;
-    let t = e
-        .token(&[
-            "repository:projc/app:pull,push",
-            "repository:projc/copy:pull,push",
-        ])
-        .await;
+    let t = e.token_to_push(&["projc/app", "projc/copy"]).await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let d = Digest::sha256_of(&data).to_string();
-    let r = e
-        .send_with(
-            Method::POST,
-            "/v2/projc/app/blobs/uploads/",
-            &t,
-            &[("Content-Length", "0")],
-        )
-        .await;
+    let r = e.start_upload("projc/app", &t).await;
     assert_eq!(r.status(), 202);
     let mut loc = crate::common::header(&r, "location");
     let mut offset = 0usize;
@@ -136,12 +124,7 @@ async fn chunked_upload_status_mount_range_and_referrers() {
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     // Range: 206 with the exact slice.
     let r = e
-        .send_with(
-            Method::GET,
-            &format!("/v2/projc/app/blobs/{d}"),
-            &t,
-            &[("Range", "bytes=10-19")],
-        )
+        .get_range(&format!("/v2/projc/app/blobs/{d}"), &t, "bytes=10-19")
         .await;
     assert_eq!(r.status(), 206);
     assert_eq!(

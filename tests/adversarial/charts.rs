@@ -23,17 +23,7 @@ fn crafted(name: &str, version: &str) -> Vec<u8> {
 }
 
 async fn post_chart(g: &Guarded, ns: &str, ct: &str, body: Vec<u8>) -> (u16, String) {
-    let r = g
-        .env
-        .http
-        .post(format!("{}/api/chartrepo/{ns}/charts", g.env.base))
-        .header("Authorization", keys())
-        .header("Content-Type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    crate::post_chart(&g.env, ns, ct, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,22 +127,36 @@ async fn a_failed_reupload_leaves_the_existing_version_byte_identical() {
     g.assert_untouched().await;
 }
 
+/// A chart upload of the multipart `parts` into `proja`: it must be created (201).
+async fn post_parts_created(g: &Guarded, parts: &[(&str, &str, &[u8])]) {
+    let (ct, body) = multipart_parts(parts);
+    let (s, text) = post_chart(g, "proja", &ct, body).await;
+    assert_eq!(s, 201, "{text}");
+}
+
+/// In `proja`, TCR holds `stored.0` with exactly the bytes `stored.1`, and no `absent` file.
+async fn assert_only_chart_reached_tcr(g: &Guarded, stored: (&str, &[u8]), absent: &str) {
+    assert_eq!(
+        upstream_chart(&g.env, "proja", stored.0).await,
+        sha256_hex(stored.1)
+    );
+    assert!(upstream_chart(&g.env, "proja", absent)
+        .await
+        .starts_with("absent"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_is_read_as_tcr_reads_it() {
     let g = Guarded::start().await;
     let decoy = chart_archive("decoy", "1.0.0", 256);
     let real = chart_archive("real", "1.0.0", 256);
     // `filename="chart"` in another part is not the chart part.
-    let (ct, body) = multipart_parts(&[("file", "chart", &decoy), ("chart", "real.tgz", &real)]);
-    let (s, text) = post_chart(&g, "proja", &ct, body).await;
-    assert_eq!(s, 201, "{text}");
-    assert_eq!(
-        upstream_chart(&g.env, "proja", "real-1.0.0.tgz").await,
-        sha256_hex(&real)
-    );
-    assert!(upstream_chart(&g.env, "proja", "decoy-1.0.0.tgz")
-        .await
-        .starts_with("absent"));
+    post_parts_created(
+        &g,
+        &[("file", "chart", &decoy), ("chart", "real.tgz", &real)],
+    )
+    .await;
+    assert_only_chart_reached_tcr(&g, ("real-1.0.0.tgz", &real), "decoy-1.0.0.tgz").await;
     // An unquoted form name is valid (RFC 7578 takes a token).
     let other = chart_archive("plain", "1.0.0", 256);
     let mut body = b"--B0\r\nContent-Disposition: form-data; name=chart; filename=plain.tgz\r\n\
@@ -169,15 +173,7 @@ async fn multipart_is_read_as_tcr_reads_it() {
     // Two chart parts: the first one counts, and only it reaches TCR.
     let one = chart_archive("first", "1.0.0", 256);
     let two = chart_archive("second", "1.0.0", 256);
-    let (ct, body) = multipart_parts(&[("chart", "a.tgz", &one), ("chart", "b.tgz", &two)]);
-    let (s, text) = post_chart(&g, "proja", &ct, body).await;
-    assert_eq!(s, 201, "{text}");
-    assert_eq!(
-        upstream_chart(&g.env, "proja", "first-1.0.0.tgz").await,
-        sha256_hex(&one)
-    );
-    assert!(upstream_chart(&g.env, "proja", "second-1.0.0.tgz")
-        .await
-        .starts_with("absent"));
+    post_parts_created(&g, &[("chart", "a.tgz", &one), ("chart", "b.tgz", &two)]).await;
+    assert_only_chart_reached_tcr(&g, ("first-1.0.0.tgz", &one), "second-1.0.0.tgz").await;
     let _ = raw; // the raw client is used by the other modules
 }

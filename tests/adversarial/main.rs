@@ -124,22 +124,10 @@ async fn fingerprint(env: &Env) -> Vec<(String, String)> {
     let up = env.emu.registry_url();
     for ns in ["proja", "projb"] {
         let repo = format!("{ns}/app");
-        let tok: serde_json::Value = http
-            .get(format!("{up}/service/token"))
-            .query(&[
-                ("service", "harbor-registry"),
-                ("scope", &format!("repository:{repo}:pull")),
-            ])
-            .header("Authorization", basic(&env.user, &env.pass))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tok = env.tcr_token(&format!("repository:{repo}:pull")).await;
         let r = http
             .head(format!("{up}/v2/{repo}/manifests/v1"))
-            .bearer_auth(tok["token"].as_str().unwrap())
+            .bearer_auth(tok)
             .header("Accept", harbor::OCI_INDEX)
             .send()
             .await
@@ -178,6 +166,13 @@ pub async fn upstream_chart(env: &Env, ns: &str, file: &str) -> String {
 pub async fn upload_ok(env: &Env, ns: &str, name: &str, version: &str) -> Vec<u8> {
     let archive = chart_archive(name, version, 2048);
     let (ct, body) = multipart_chart(&format!("{name}-{version}.tgz"), &archive);
+    let (s, text) = post_chart(env, ns, &ct, body).await;
+    assert_eq!(s, 201, "{text}");
+    archive
+}
+
+/// `POST /api/chartrepo/<ns>/charts` through the adapter with the demo keys: (status, body).
+pub async fn post_chart(env: &Env, ns: &str, ct: &str, body: Vec<u8>) -> (u16, String) {
     let r = env
         .http
         .post(format!("{}/api/chartrepo/{ns}/charts", env.base))
@@ -187,8 +182,7 @@ pub async fn upload_ok(env: &Env, ns: &str, name: &str, version: &str) -> Vec<u8
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    archive
+    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 /// A request written byte for byte on a fresh connection (no client normalises the target):

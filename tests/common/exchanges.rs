@@ -165,6 +165,40 @@ pub async fn helm_pull(
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A real Helm client ([`helm_pull`]) pulls `<chart>-<version>` from `repo_url` as `user:pass`
+/// and gets `archive`: the index lists exactly that version, its digest is the archive's SHA-256,
+/// and the pulled file holds the archive's bytes.
+pub async fn assert_helm_pulls(
+    repo_url: &str,
+    (user, pass): (&str, &str),
+    (chart, version): (&str, &str),
+    archive: &[u8],
+) {
+    let dest = tempfile::tempdir().unwrap();
+    let report = helm_pull(repo_url, user, pass, chart, version, dest.path()).await;
+    assert_eq!(report["entries"][chart], serde_json::json!([version]));
+    let digest = super::charts::sha256_hex(archive);
+    assert_eq!(report["digest"], format!("sha256:{digest}"));
+    let pulled = std::fs::read(report["file"].as_str().unwrap()).unwrap();
+    assert!(pulled == archive, "{user}: helm pull gets the pushed bytes");
+}
+
+/// `GET /chartrepo/<ns>/charts/<file>` on the emulator (TCR itself) with a temporary instance
+/// token: the response.
+pub async fn tcr_chart_file(
+    http: &reqwest::Client,
+    emu: &EmulatorHandle,
+    ns: &str,
+    file: &str,
+) -> reqwest::Response {
+    let tok = emu.state.tokens.issue(super::DEMO_UIN, TokenKind::Temp);
+    let url = format!("{}/chartrepo/{ns}/charts/{file}", emu.registry_url());
+    http.get(url)
+        .header("Authorization", basic(&tok.username, &tok.token))
+        .send_ok()
+        .await
+}
+
 /// The sending end of a streamed request body.
 pub type BodySender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
 /// A request in flight: its status, or the error when its body was cut.

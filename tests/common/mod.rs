@@ -43,6 +43,15 @@ pub async fn start_emulator() -> TestEmulator {
     TestEmulator { handle, dir }
 }
 
+/// [`start_emulator`] holding the namespaces `(name, public)`.
+pub async fn start_emulator_with_namespaces(namespaces: &[(&str, bool)]) -> TestEmulator {
+    let t = start_emulator().await;
+    for (name, public) in namespaces {
+        t.handle.state.namespaces.create(name, *public).unwrap();
+    }
+    t
+}
+
 pub async fn start_emulator_with(cfg: EmulatorConfig) -> EmulatorHandle {
     emulator::start(cfg, clock::system())
         .await
@@ -85,6 +94,17 @@ pub fn test_mode(cfg: &mut Config) {
     }
 }
 
+/// `cfg` on HTTPS at `127.0.0.1:<port>` (its public URL too), serving the certificate and key
+/// a self-signed emulator wrote to `tls` (they cover 127.0.0.1), and trusting that emulator's
+/// `ca.pem` towards TCR.
+pub fn serve_https_with_emulator_certs(cfg: &mut Config, port: u16, tls: &std::path::Path) {
+    cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.server.public_url = format!("https://127.0.0.1:{port}");
+    cfg.server.tls.cert_file = Some(tls.join("cert.pem"));
+    cfg.server.tls.key_file = Some(tls.join("key.pem"));
+    cfg.tcr.ca_file = Some(tls.join("ca.pem"));
+}
+
 /// Run skopeo (with a throw-away HOME) and return its stdout; a failure fails the test with
 /// skopeo's stderr.
 pub async fn skopeo(args: &[&str]) -> String {
@@ -102,6 +122,19 @@ pub async fn skopeo(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `skopeo copy <flags> --dest-tls-verify=false --dest-creds <creds> [--all] <from> <to>`: an
+/// image (or with `all` an index and every platform) to a plain-HTTP registry.
+pub async fn skopeo_copy(from: &str, to: &str, creds: &str, flags: &[&str], all: bool) {
+    let mut args = vec!["copy"];
+    args.extend(flags);
+    args.extend(["--dest-tls-verify=false", "--dest-creds", creds]);
+    if all {
+        args.push("--all");
+    }
+    args.extend([from, to]);
+    skopeo(&args).await;
 }
 
 /// `skopeo copy --all --preserve-digests` of `oci:<layout>:<tag>` to `docker://<dest>` (plain

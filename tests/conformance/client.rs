@@ -40,6 +40,27 @@ impl Req {
         self.body = Some(b.to_vec());
         self
     }
+    /// Blob bytes as the suite sends them: `Content-Type: application/octet-stream`, their
+    /// `Content-Length`, the body.
+    pub fn octet(self, b: &[u8]) -> Req {
+        self.header("Content-Type", "application/octet-stream")
+            .header("Content-Length", &b.len().to_string())
+            .body(b)
+    }
+    /// A whole blob for a monolithic upload: `?digest=` and its bytes ([`Req::octet`]).
+    pub fn whole_blob(self, b: &crate::fixtures::TestBlob) -> Req {
+        self.query("digest", &b.digest).octet(&b.content)
+    }
+}
+
+/// `/v2/<name>/blobs/<digest>`.
+pub fn blob_path(digest: &str) -> String {
+    format!("/v2/<name>/blobs/{digest}")
+}
+
+/// `/v2/<name>/manifests/<reference>`.
+pub fn manifest_path(reference: &str) -> String {
+    format!("/v2/<name>/manifests/{reference}")
 }
 
 /// A received response, body read in full (the suite only moves small bodies).
@@ -242,6 +263,11 @@ impl Reggie {
             headers,
             body,
         })
+    }
+
+    /// `client.Do(client.NewRequest(method, path))`: a request with nothing more set.
+    pub async fn call(&self, method: Method, path: &str) -> Result<Resp, String> {
+        self.go(self.req(method, path)).await
     }
 
     /// `client.Do(req)`: unauthenticated first, one retry with credentials on a 401.

@@ -1,12 +1,15 @@
 //! 03_discovery_test.go (v1.1.1): 16 specs.
 
-use crate::client::Resp;
+use crate::client::{manifest_path, Resp};
 use crate::fixtures::{
     TestBlob, ANNOTATION_KEY, ARTIFACT_TYPE_FILTER, EMPTY_JSON_DIGEST, OCI_INDEX, OCI_MANIFEST,
     REF_ARTIFACT_TYPE_A, TEST_TAG_NAME,
 };
 use crate::report::{Category, Status};
-use crate::suite::{post_put_blob, want, want_2xx, want_eq, Ctx, Outcome, PASS};
+use crate::suite::{
+    delete_blobs, push_blob, push_blobs, put_manifest, spec, want, want_2xx, want_eq, Ctx, Outcome,
+    PASS,
+};
 use reqwest::Method;
 use std::collections::HashMap;
 
@@ -24,14 +27,6 @@ pub fn tag_list(r: &Resp) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn put_manifest(x: &Ctx, reference: &str, ct: &str, m: &TestBlob) -> Result<Resp, String> {
-    let req =
-        x.c.req(Method::PUT, &format!("/v2/<name>/manifests/{reference}"))
-            .header("Content-Type", ct)
-            .body(&m.content);
-    x.c.go(req).await
-}
-
 /// PUT of a manifest with a `subject`: 2xx and `OCI-Subject` equal to the subject digest.
 async fn put_referrer(x: &Ctx, m: &TestBlob, ct: &str, subject: &str, what: &str) -> Outcome {
     let resp = put_manifest(x, &m.digest, ct, m).await?;
@@ -44,10 +39,10 @@ async fn put_referrer(x: &Ctx, m: &TestBlob, ct: &str, subject: &str, what: &str
     PASS
 }
 
-async fn push_blob(x: &Ctx, b: &TestBlob, what: &str) -> Outcome {
-    want_2xx(&post_put_blob(&x.c, &b.digest, &b.content).await?, &[])
-        .map_err(|e| format!("{what}: {e}"))?;
-    PASS
+/// `GET /v2/<name>/referrers/<digest>`.
+async fn get_referrers(x: &Ctx, digest: &str) -> Result<Resp, String> {
+    x.c.call(Method::GET, &format!("/v2/<name>/referrers/{digest}"))
+        .await
 }
 
 /// The body of a referrers response: 200, exact index Content-Type, its `manifests`.
@@ -83,25 +78,24 @@ pub async fn run(x: &mut Ctx) {
     let mut num_tags = 4usize;
 
     x.section(Category::ContentDiscovery, "Setup");
-    let r = push_blob(x, &x.f.configs[2], "config[2]").await;
-    x.record("Populate registry with test blob", r);
-    let r = push_blob(x, &x.f.layer, "layer").await;
-    x.record("Populate registry with test layer", r);
-    let r = async {
+    let blobs = vec![
+        (x.f.configs[2].clone(), "Populate registry with test blob"),
+        (x.f.layer.clone(), "Populate registry with test layer"),
+    ];
+    push_blobs(x, blobs).await;
+    spec!(x, "Populate registry with test tags", {
         for i in 0..num_tags {
             let resp =
                 put_manifest(x, &format!("test{i}"), OCI_MANIFEST, &x.f.manifests[2]).await?;
             want_2xx(&resp, &[]).map_err(|e| format!("tag test{i}: {e}"))?;
         }
         PASS
-    }
-    .await;
-    x.record("Populate registry with test tags", r);
+    });
     x.record(
         "Populate registry with test tags (no push)",
         Ok(Status::Skip("runContentDiscoverySetup".into())),
     );
-    let r = async {
+    spec!(x, "References setup", {
         let f = &x.f;
         let m4 = &f.manifests[4].digest;
         want_eq("empty JSON digest", &f.empty_json.digest, EMPTY_JSON_DIGEST)?;
@@ -127,16 +121,14 @@ pub async fn run(x: &mut Ctx) {
         )
         .await?;
         PASS
-    }
-    .await;
-    x.record("References setup", r);
+    });
 
     x.section(
         Category::ContentDiscovery,
         "Test content discovery endpoints (listing tags)",
     );
     let r = async {
-        let resp = x.c.go(x.c.req(Method::GET, "/v2/<name>/tags/list")).await?;
+        let resp = x.c.call(Method::GET, "/v2/<name>/tags/list").await?;
         want(&resp, &[200])?;
         Ok(tag_list(&resp).len())
     }
@@ -147,27 +139,26 @@ pub async fn run(x: &mut Ctx) {
     });
     x.record("GET request to list tags should yield 200 response", r);
     let half = num_tags / 2;
-    let r = async {
-        let req =
-            x.c.req(Method::GET, "/v2/<name>/tags/list")
-                .query("n", &half.to_string());
-        let resp = x.c.go(req).await?;
-        want(&resp, &[200])?;
-        let tags = tag_list(&resp);
-        if tags.len() != half {
-            return Err(format!(
-                "n={half} of {num_tags} tags gave {} tags: {tags:?}",
-                tags.len()
-            ));
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET number of tags should be limitable by `n` query parameter",
-        r,
+        {
+            let req =
+                x.c.req(Method::GET, "/v2/<name>/tags/list")
+                    .query("n", &half.to_string());
+            let resp = x.c.go(req).await?;
+            want(&resp, &[200])?;
+            let tags = tag_list(&resp);
+            if tags.len() != half {
+                return Err(format!(
+                    "n={half} of {num_tags} tags gave {} tags: {tags:?}",
+                    tags.len()
+                ));
+            }
+            PASS
+        }
     );
-    let r = async {
+    spec!(x, "GET start of tag is set by `last` query parameter", {
         let req =
             x.c.req(Method::GET, "/v2/<name>/tags/list")
                 .query("n", &half.to_string());
@@ -188,35 +179,26 @@ pub async fn run(x: &mut Ctx) {
             return Err(format!("tag list {tags:?} vs n={half}, last={last}"));
         }
         PASS
-    }
-    .await;
-    x.record("GET start of tag is set by `last` query parameter", r);
+    });
 
     x.section(
         Category::ContentDiscovery,
         "Test content discovery endpoints (listing references)",
     );
-    let r = async {
-        let d = &x.f.dummy_digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}")))
-                .await?;
-        let m = referrers(&resp)?;
-        if !m.is_empty() {
-            return Err(format!("expected no referrers, got {}", m.len()));
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to nonexistent blob should result in empty 200 response",
-        r,
+        {
+            let resp = get_referrers(x, &x.f.dummy_digest).await?;
+            let m = referrers(&resp)?;
+            if !m.is_empty() {
+                return Err(format!("expected no referrers, got {}", m.len()));
+            }
+            PASS
+        }
     );
-    let r = async {
-        let d = &x.f.manifests[4].digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}")))
-                .await?;
+    spec!(x, "GET request to existing blob should yield 200", {
+        let resp = get_referrers(x, &x.f.manifests[4].digest).await?;
         let m = referrers(&resp)?;
         if m.len() != 5 {
             return Err(format!(
@@ -230,44 +212,38 @@ pub async fn run(x: &mut Ctx) {
         }
         check_annotations(&m, &x.f.annotation_values)?;
         PASS
-    }
-    .await;
-    x.record("GET request to existing blob should yield 200", r);
-    let r = async {
-        let d = &x.f.manifests[4].digest;
-        let req =
-            x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}"))
-                .query("artifactType", REF_ARTIFACT_TYPE_A);
-        let resp = x.c.go(req).await?;
-        let m = referrers(&resp)?;
-        let applied = resp.header("OCI-Filters-Applied");
-        if !applied.is_empty() {
-            if m.len() != 2 {
-                return Err(format!("filtered: expected 2 referrers, got {}", m.len()));
-            }
-            want_eq("OCI-Filters-Applied", &applied, ARTIFACT_TYPE_FILTER)?;
-            check_annotations(&m, &x.f.annotation_values)?;
-            PASS
-        } else {
-            if m.len() != 5 {
-                return Err(format!("unfiltered: expected 5 referrers, got {}", m.len()));
-            }
-            check_annotations(&m, &x.f.annotation_values)?;
-            Ok(Status::Warn(
-                "filtering by artifact-type is not implemented".into(),
-            ))
-        }
-    }
-    .await;
-    x.record(
+    });
+    spec!(
+        x,
         "GET request to existing blob with filter should yield 200",
-        r,
+        {
+            let d = &x.f.manifests[4].digest;
+            let req =
+                x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}"))
+                    .query("artifactType", REF_ARTIFACT_TYPE_A);
+            let resp = x.c.go(req).await?;
+            let m = referrers(&resp)?;
+            let applied = resp.header("OCI-Filters-Applied");
+            if !applied.is_empty() {
+                if m.len() != 2 {
+                    return Err(format!("filtered: expected 2 referrers, got {}", m.len()));
+                }
+                want_eq("OCI-Filters-Applied", &applied, ARTIFACT_TYPE_FILTER)?;
+                check_annotations(&m, &x.f.annotation_values)?;
+                PASS
+            } else {
+                if m.len() != 5 {
+                    return Err(format!("unfiltered: expected 5 referrers, got {}", m.len()));
+                }
+                check_annotations(&m, &x.f.annotation_values)?;
+                Ok(Status::Warn(
+                    "filtering by artifact-type is not implemented".into(),
+                ))
+            }
+        }
     );
-    let r = async {
-        let d = &x.f.manifests[3].digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/referrers/{d}")))
-                .await?;
+    spec!(x, "GET request to missing manifest should yield 200", {
+        let resp = get_referrers(x, &x.f.manifests[3].digest).await?;
         let m = referrers(&resp)?;
         if m.len() != 1 {
             return Err(format!("expected 1 referrer, got {}", m.len()));
@@ -278,12 +254,10 @@ pub async fn run(x: &mut Ctx) {
             &x.f.refs_c_layer.digest,
         )?;
         PASS
-    }
-    .await;
-    x.record("GET request to missing manifest should yield 200", r);
+    });
 
     x.section(Category::ContentDiscovery, "Teardown");
-    let r = async {
+    spec!(x, "Delete created manifest & associated tags", {
         let f = &x.f;
         let refs = [
             f.refs_index.digest.as_str(),
@@ -297,18 +271,12 @@ pub async fn run(x: &mut Ctx) {
             &f.refs_c_layer.digest,
         ];
         for reference in refs {
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(Method::DELETE, &format!("/v2/<name>/manifests/{reference}")))
-                    .await?;
+            let resp = x.c.call(Method::DELETE, &manifest_path(reference)).await?;
             want_2xx(&resp, &[405, 404]).map_err(|e| format!("DELETE {reference}: {e}"))?;
         }
         PASS
-    }
-    .await;
-    x.record("Delete created manifest & associated tags", r);
-    for (d, name) in [
+    });
+    let blobs = vec![
         (
             x.f.configs[2].digest.clone(),
             "Delete config blob created in tests",
@@ -317,22 +285,12 @@ pub async fn run(x: &mut Ctx) {
             x.f.layer.digest.clone(),
             "Delete layer blob created in setup",
         ),
-    ] {
-        let r = async {
-            let resp =
-                x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{d}")))
-                    .await?;
-            // No 404 allowed here in v1.1.1.
-            want_2xx(&resp, &[405])?;
-            PASS
-        }
-        .await;
-        x.record(name, r);
-    }
-    let r = async {
+    ];
+    // No 404 allowed here in v1.1.1.
+    delete_blobs(x, blobs, &[405]).await;
+    spec!(x, "References teardown", {
         let f = &x.f;
-        let m = |r: &str| format!("/v2/<name>/manifests/{r}");
-        let b = |d: &str| format!("/v2/<name>/blobs/{d}");
+        let (m, b) = (manifest_path, crate::client::blob_path);
         for path in [
             m(&f.refs_index.digest),
             m(&f.refs_a_config.digest),
@@ -345,11 +303,9 @@ pub async fn run(x: &mut Ctx) {
             b(&f.ref_blob_b.digest),
             b(&f.empty_json.digest),
         ] {
-            let resp = x.c.go(x.c.req(Method::DELETE, &path)).await?;
+            let resp = x.c.call(Method::DELETE, &path).await?;
             want_2xx(&resp, &[405, 404]).map_err(|e| format!("DELETE {path}: {e}"))?;
         }
         PASS
-    }
-    .await;
-    x.record("References teardown", r);
+    });
 }

@@ -259,61 +259,40 @@ impl Fixtures {
         let ref_blob_b = TestBlob::new(b"NBA Strawberry Jam on my NBA croissant".to_vec());
         let subject = |m: &TestBlob| Some(Descriptor::of(OCI_MANIFEST, &m.content));
         let mut annotation_values = std::collections::HashMap::new();
-        let mut artifact = |artifact_type: Option<&str>,
-                            config: Descriptor,
-                            layer: Descriptor,
-                            subj: &TestBlob,
-                            note: Option<&str>| {
-            let t = TestBlob::new(marshal_indent(&Manifest {
-                schema_version: 2,
-                media_type: Some(OCI_MANIFEST.into()),
-                artifact_type: artifact_type.map(Into::into),
-                config,
-                layers: vec![layer],
-                subject: subject(subj),
-                annotations: note.and_then(annotation),
-            }));
-            if let Some(n) = note {
-                annotation_values.insert(t.digest.clone(), n.to_string());
-            }
-            t
-        };
-        let refs_a_config = artifact(
-            None,
-            Descriptor::of(REF_ARTIFACT_TYPE_A, &ref_blob_a.content),
-            empty_desc.clone(),
-            &manifests[4],
-            Some("test config a"),
-        );
-        let refs_b_config = artifact(
-            None,
-            Descriptor::of(REF_ARTIFACT_TYPE_B, &ref_blob_b.content),
-            empty_desc.clone(),
-            &manifests[4],
-            Some("test config b"),
-        );
-        let refs_a_layer = artifact(
-            Some(REF_ARTIFACT_TYPE_A),
-            empty_desc.clone(),
-            Descriptor::of(REF_ARTIFACT_TYPE_A, &ref_blob_a.content),
-            &manifests[4],
-            Some("test layer a"),
-        );
-        let refs_b_layer = artifact(
-            Some(REF_ARTIFACT_TYPE_B),
-            empty_desc.clone(),
-            Descriptor::of(REF_ARTIFACT_TYPE_B, &ref_blob_b.content),
-            &manifests[4],
-            Some("test layer b"),
-        );
-        // Same as B, on a subject (manifests[3]) that is never pushed in discovery.
-        let refs_c_layer = artifact(
-            Some(REF_ARTIFACT_TYPE_B),
-            empty_desc.clone(),
-            Descriptor::of(REF_ARTIFACT_TYPE_B, &ref_blob_b.content),
-            &manifests[3],
-            None,
-        );
+        // A referrer of `subj` whose content is `blob` of type `ty`: as its config, or (`in_layer`)
+        // as its only layer with `artifactType` set and the empty config.
+        let mut artifact =
+            |(ty, blob, in_layer, subj, note): (&str, &TestBlob, bool, &TestBlob, Option<&str>)| {
+                let typed = Descriptor::of(ty, &blob.content);
+                let (artifact_type, config, layer) = if in_layer {
+                    (Some(ty), empty_desc.clone(), typed)
+                } else {
+                    (None, typed, empty_desc.clone())
+                };
+                let t = TestBlob::new(marshal_indent(&Manifest {
+                    schema_version: 2,
+                    media_type: Some(OCI_MANIFEST.into()),
+                    artifact_type: artifact_type.map(Into::into),
+                    config,
+                    layers: vec![layer],
+                    subject: subject(subj),
+                    annotations: note.and_then(annotation),
+                }));
+                if let Some(n) = note {
+                    annotation_values.insert(t.digest.clone(), n.to_string());
+                }
+                t
+            };
+        let (a, b, m4) = (REF_ARTIFACT_TYPE_A, REF_ARTIFACT_TYPE_B, &manifests[4]);
+        let [refs_a_config, refs_b_config, refs_a_layer, refs_b_layer, refs_c_layer] = [
+            (a, &ref_blob_a, false, m4, Some("test config a")),
+            (b, &ref_blob_b, false, m4, Some("test config b")),
+            (a, &ref_blob_a, true, m4, Some("test layer a")),
+            (b, &ref_blob_b, true, m4, Some("test layer b")),
+            // Same as B, on a subject (manifests[3]) that is never pushed in discovery.
+            (b, &ref_blob_b, true, &manifests[3], None),
+        ]
+        .map(&mut artifact);
         let refs_index = TestBlob::new(marshal_indent(&Index {
             schema_version: 2,
             media_type: Some(OCI_INDEX.into()),

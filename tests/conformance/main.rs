@@ -22,7 +22,6 @@ use suite::run_suite;
 use tcr_adapter::app::{self, AdapterHandle};
 use tcr_adapter::clock;
 use tcr_adapter::config::{Config, Secret};
-use tcr_adapter::emulator::TokenKind;
 
 /// OCI_NAMESPACE and OCI_CROSSMOUNT_NAMESPACE: TCR repositories live under a namespace.
 const NAME: &str = "conformance/oci";
@@ -57,18 +56,13 @@ fn assert_conformant(report: &Report) {
     assert_eq!(report.specs.len(), 79, "registered specs");
 }
 
+/// The common adapter config towards `emu`; without provisioner keys unless `provisioner`.
 fn adapter_config(emu: &common::TestEmulator, provisioner: bool) -> Config {
-    let mut cfg = Config::default();
-    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.tcr.registry_url = emu.handle.registry_url();
-    cfg.tcr.api_endpoint = emu.handle.api_url();
-    cfg.tcr.registry_id = emu.handle.state.cfg.registry_id.clone();
-    cfg.tcr.region = emu.handle.state.cfg.region.clone();
-    if provisioner {
-        cfg.tcr.secret_id = common::DEMO_SECRET_ID.into();
-        cfg.tcr.secret_key = Secret::new(common::DEMO_SECRET_KEY);
+    let mut cfg = common::adapter_config(&emu.handle);
+    if !provisioner {
+        cfg.tcr.secret_id = String::new();
+        cfg.tcr.secret_key = Secret::default();
     }
-    common::test_mode(&mut cfg);
     cfg
 }
 
@@ -76,6 +70,18 @@ async fn start_adapter(cfg: Config) -> AdapterHandle {
     app::start(cfg, clock::system())
         .await
         .expect("adapter starts")
+}
+
+/// The suite against `base` as a long-term instance token of the demo account.
+async fn run_suite_with_instance_token(emu: &common::TestEmulator, base: &str) -> Report {
+    let (user, pass) = common::instance_credentials(&emu.handle);
+    run_suite(base, &user, &pass, NAME, CROSSMOUNT).await
+}
+
+/// The suite against `base` (trusting `ca_pem` too) with the demo API keys.
+async fn run_suite_with_api_keys(base: &str, ca_pem: Option<&[u8]>) -> Report {
+    let (id, key) = (common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    suite::run_suite_trusting(base, ca_pem, id, key, NAME, CROSSMOUNT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,19 +94,7 @@ async fn emulator_data_plane_is_oci_conformant() {
             .create(namespace_of(repo), false)
             .unwrap();
     }
-    let tok = emu
-        .handle
-        .state
-        .tokens
-        .issue(common::DEMO_UIN, TokenKind::LongTerm);
-    let report = run_suite(
-        &emu.handle.registry_url(),
-        &tok.username,
-        &tok.token,
-        NAME,
-        CROSSMOUNT,
-    )
-    .await;
+    let report = run_suite_with_instance_token(&emu, &emu.handle.registry_url()).await;
     assert_conformant(&report);
     // The mount challenge names `repository:<from>:pull` too, so reggie's token lets it mount.
     let mounted = report
@@ -123,14 +117,7 @@ async fn adapter_with_api_keys_is_oci_conformant() {
     let emu = common::start_emulator().await;
     // Namespaces are not pre-created: the adapter creates them on the first push.
     let adapter = start_adapter(adapter_config(&emu, false)).await;
-    let report = run_suite(
-        &format!("http://{}", adapter.addr),
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-        NAME,
-        CROSSMOUNT,
-    )
-    .await;
+    let report = run_suite_with_api_keys(&format!("http://{}", adapter.addr), None).await;
     assert_conformant(&report);
     for repo in [NAME, CROSSMOUNT] {
         assert!(
@@ -150,19 +137,8 @@ async fn adapter_with_long_term_token_is_oci_conformant() {
     let emu = common::start_emulator().await;
     // Registry credentials cannot create namespaces; the provisioner keys do it.
     let adapter = start_adapter(adapter_config(&emu, true)).await;
-    let tok = emu
-        .handle
-        .state
-        .tokens
-        .issue(common::DEMO_UIN, TokenKind::LongTerm);
-    let report = run_suite(
-        &format!("http://{}", adapter.addr),
-        &tok.username,
-        &tok.token,
-        NAME,
-        CROSSMOUNT,
-    )
-    .await;
+    let base = format!("http://{}", adapter.addr);
+    let report = run_suite_with_instance_token(&emu, &base).await;
     assert_conformant(&report);
 }
 
@@ -176,29 +152,13 @@ async fn adapter_over_tls_on_both_sides_is_oci_conformant() {
     let handle = common::start_emulator_with(ecfg).await;
     let emu = common::TestEmulator { handle, dir };
     let tls = emu.dir.path().join("tls");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut cfg = adapter_config(&emu, false);
-    cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
-    cfg.server.public_url = format!("https://127.0.0.1:{port}");
-    cfg.server.tls.cert_file = Some(tls.join("cert.pem"));
-    cfg.server.tls.key_file = Some(tls.join("key.pem"));
-    cfg.tcr.ca_file = Some(tls.join("ca.pem"));
+    common::serve_https_with_emulator_certs(&mut cfg, port, &tls);
     assert!(cfg.tcr.registry_url.starts_with("https://"));
     let adapter = start_adapter(cfg).await;
     let ca = std::fs::read(tls.join("ca.pem")).unwrap();
-    let report = suite::run_suite_trusting(
-        &format!("https://127.0.0.1:{port}"),
-        Some(&ca),
-        common::DEMO_SECRET_ID,
-        common::DEMO_SECRET_KEY,
-        NAME,
-        CROSSMOUNT,
-    )
-    .await;
+    let report = run_suite_with_api_keys(&format!("https://127.0.0.1:{port}"), Some(&ca)).await;
     assert_conformant(&report);
     adapter.stop().await;
 }

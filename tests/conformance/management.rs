@@ -1,9 +1,10 @@
 //! 04_management_test.go (v1.1.1): 10 specs.
 
+use crate::client::{blob_path, manifest_path, Resp};
 use crate::discovery::tag_list;
 use crate::fixtures::{OCI_MANIFEST, TEST_TAG_NAME};
 use crate::report::{Category, Status};
-use crate::suite::{post_put_blob, want, want_2xx, Ctx, PASS};
+use crate::suite::{push_blobs, put_manifest, spec, want, want_2xx, Ctx, PASS};
 use reqwest::Method;
 
 pub async fn run(x: &mut Ctx) {
@@ -12,38 +13,21 @@ pub async fn run(x: &mut Ctx) {
     let mut blob_delete_allowed = true;
 
     x.section(Category::ContentManagement, "Setup");
-    let r = async {
-        let c = &x.f.configs[3];
-        want_2xx(&post_put_blob(&x.c, &c.digest, &c.content).await?, &[])?;
+    let blobs = vec![
+        (
+            x.f.configs[3].clone(),
+            "Populate registry with test config blob",
+        ),
+        (x.f.layer.clone(), "Populate registry with test layer"),
+    ];
+    push_blobs(x, blobs).await;
+    spec!(x, "Populate registry with test tag", {
+        let resp = put_manifest(x, tag_to_delete, OCI_MANIFEST, &x.f.manifests[3]).await?;
+        want_2xx(&resp, &[])?;
         PASS
-    }
-    .await;
-    x.record("Populate registry with test config blob", r);
+    });
     let r = async {
-        let l = &x.f.layer;
-        want_2xx(&post_put_blob(&x.c, &l.digest, &l.content).await?, &[])?;
-        PASS
-    }
-    .await;
-    x.record("Populate registry with test layer", r);
-    let r = async {
-        let req =
-            x.c.req(
-                Method::PUT,
-                &format!("/v2/<name>/manifests/{tag_to_delete}"),
-            )
-            .header("Content-Type", OCI_MANIFEST)
-            .body(&x.f.manifests[3].content);
-        want_2xx(&x.c.go(req).await?, &[])?;
-        PASS
-    }
-    .await;
-    x.record("Populate registry with test tag", r);
-    let r = async {
-        let resp = x.c.go(x.c.req(Method::GET, "/v2/<name>/tags/list")).await?;
-        want(&resp, &[200])?;
-        serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .map_err(|e| format!("tags list JSON: {e}: {}", resp.text()))?;
+        let resp = get_tags_json(x).await?;
         Ok(tag_list(&resp).len())
     }
     .await;
@@ -57,13 +41,10 @@ pub async fn run(x: &mut Ctx) {
     );
 
     x.section(Category::ContentManagement, "Manifest delete");
-    let r = async {
+    spec!(x, "DELETE request to manifest tag should return 202, unless tag deletion is disallowed (400/405)", {
         let resp =
-            x.c.go(x.c.req(
-                Method::DELETE,
-                &format!("/v2/<name>/manifests/{tag_to_delete}"),
-            ))
-            .await?;
+            x.c.call(Method::DELETE, &manifest_path(tag_to_delete))
+                .await?;
         want(&resp, &[400, 202, 405])?;
         if resp.code() == 400 {
             let codes = resp.error_codes()?;
@@ -73,69 +54,46 @@ pub async fn run(x: &mut Ctx) {
             }
         }
         PASS
-    }
-    .await;
-    x.record(
-        "DELETE request to manifest tag should return 202, unless tag deletion is disallowed (400/405)",
-        r,
-    );
+    });
     let m3 = x.f.manifests[3].digest.clone();
-    let r = async {
-        let resp =
-            x.c.go(x
-                .c
-                .req(Method::DELETE, &format!("/v2/<name>/manifests/{m3}")))
-                .await?;
-        want(&resp, &[202, 404])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "DELETE request to manifest (digest) should yield 202 response unless already deleted",
-        r,
+        {
+            let resp = x.c.call(Method::DELETE, &manifest_path(&m3)).await?;
+            want(&resp, &[202, 404])?;
+            PASS
+        }
     );
-    let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/manifests/{m3}")))
-                .await?;
+    spec!(x, "GET request to deleted manifest URL should yield 404 response, unless delete is disallowed", {
+        let resp = x.c.call(Method::GET, &manifest_path(&m3)).await?;
         want(&resp, &[404, 200])?;
         PASS
-    }
-    .await;
-    x.record(
-        "GET request to deleted manifest URL should yield 404 response, unless delete is disallowed",
-        r,
-    );
-    let r = async {
-        let resp = x.c.go(x.c.req(Method::GET, "/v2/<name>/tags/list")).await?;
-        want(&resp, &[200])?;
-        serde_json::from_slice::<serde_json::Value>(&resp.body)
-            .map_err(|e| format!("tags list JSON: {e}: {}", resp.text()))?;
-        let tags = tag_list(&resp);
-        if tags.len() >= num_tags {
-            return Err(format!(
-                "tags list did not shrink: {} tags before, now {tags:?}",
-                num_tags
-            ));
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    });
+    spec!(
+        x,
         "GET request to tags list should reflect manifest deletion",
-        r,
+        {
+            let resp = get_tags_json(x).await?;
+            let tags = tag_list(&resp);
+            if tags.len() >= num_tags {
+                return Err(format!(
+                    "tags list did not shrink: {} tags before, now {tags:?}",
+                    num_tags
+                ));
+            }
+            PASS
+        }
     );
 
     x.section(Category::ContentManagement, "Blob delete");
     let r = async {
-        let c3 = &x.f.configs[3].digest;
         let resp =
-            x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{c3}")))
+            x.c.call(Method::DELETE, &blob_path(&x.f.configs[3].digest))
                 .await?;
         want(&resp, &[202, 404, 405]).map_err(|e| format!("config blob: {e}"))?;
-        let l = &x.f.layer.digest;
         let resp =
-            x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{l}")))
+            x.c.call(Method::DELETE, &blob_path(&x.f.layer.digest))
                 .await?;
         want(&resp, &[202, 404, 405]).map_err(|e| format!("layer blob: {e}"))?;
         Ok(resp.code() != 405)
@@ -146,20 +104,27 @@ pub async fn run(x: &mut Ctx) {
         Status::Pass
     });
     x.record("DELETE request to blob URL should yield 202 response", r);
-    let r = async {
-        if !blob_delete_allowed {
-            return Ok(Status::Skip("blob delete answered 405".into()));
-        }
-        let c3 = &x.f.configs[3].digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{c3}")))
-                .await?;
-        want(&resp, &[404])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to deleted blob URL should yield 404 response",
-        r,
+        {
+            if !blob_delete_allowed {
+                return Ok(Status::Skip("blob delete answered 405".into()));
+            }
+            let resp =
+                x.c.call(Method::GET, &blob_path(&x.f.configs[3].digest))
+                    .await?;
+            want(&resp, &[404])?;
+            PASS
+        }
     );
+}
+
+/// `GET /v2/<name>/tags/list`: 200 with a JSON body.
+async fn get_tags_json(x: &Ctx) -> Result<Resp, String> {
+    let resp = x.c.call(Method::GET, "/v2/<name>/tags/list").await?;
+    want(&resp, &[200])?;
+    serde_json::from_slice::<serde_json::Value>(&resp.body)
+        .map_err(|e| format!("tags list JSON: {e}: {}", resp.text()))?;
+    Ok(resp)
 }

@@ -1,45 +1,28 @@
 //! 01_pull_test.go (v1.1.1): 24 specs.
 
+use crate::client::{blob_path, manifest_path};
 use crate::fixtures::{ERROR_CODES, NONEXISTENT_MANIFEST, OCI_MANIFEST, TEST_TAG_NAME};
 use crate::report::{Category, Status};
-use crate::suite::{post_put_blob, want, want_2xx, want_eq, Ctx, PASS};
+use crate::suite::{
+    delete_blobs, push_blobs, put_manifest, spec, want, want_2xx, want_eq, Ctx, PASS,
+};
 use reqwest::Method;
 
 pub async fn run(x: &mut Ctx) {
     x.section(Category::Pull, "Setup");
-    for (i, name) in [
-        (0, "Populate registry with test blob"),
-        (1, "Populate registry with test blob"),
-    ] {
-        let r = async {
-            let cfg = &x.f.configs[i];
-            want_2xx(&post_put_blob(&x.c, &cfg.digest, &cfg.content).await?, &[])?;
-            PASS
-        }
-        .await;
-        x.record(name, r);
-    }
-    let r = async {
-        want_2xx(
-            &post_put_blob(&x.c, &x.f.layer.digest, &x.f.layer.content).await?,
-            &[],
-        )?;
-        PASS
-    }
-    .await;
-    x.record("Populate registry with test layer", r);
+    let blobs = vec![
+        (x.f.configs[0].clone(), "Populate registry with test blob"),
+        (x.f.configs[1].clone(), "Populate registry with test blob"),
+        (x.f.layer.clone(), "Populate registry with test layer"),
+    ];
+    push_blobs(x, blobs).await;
     let tag = TEST_TAG_NAME.to_string();
     for (i, reference) in [(0, tag.clone()), (1, x.f.manifests[1].digest.clone())] {
-        let r = async {
-            let req =
-                x.c.req(Method::PUT, &format!("/v2/<name>/manifests/{reference}"))
-                    .header("Content-Type", OCI_MANIFEST)
-                    .body(&x.f.manifests[i].content);
-            want_2xx(&x.c.go(req).await?, &[])?;
+        spec!(x, "Populate registry with test manifest", {
+            let resp = put_manifest(x, &reference, OCI_MANIFEST, &x.f.manifests[i]).await?;
+            want_2xx(&resp, &[])?;
             PASS
-        }
-        .await;
-        x.record("Populate registry with test manifest", r);
+        });
     }
     x.record(
         "Get tag name from environment",
@@ -75,21 +58,15 @@ pub async fn run(x: &mut Ctx) {
             200,
         ),
     ] {
-        let r = async {
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(method.clone(), &format!("/v2/<name>/blobs/{digest}")))
-                    .await?;
+        spec!(x, name, {
+            let resp = x.c.call(method.clone(), &blob_path(digest)).await?;
             want(&resp, &[code])?;
             let h = resp.header("Docker-Content-Digest");
             if method == Method::HEAD && code == 200 && !h.is_empty() {
                 want_eq("Docker-Content-Digest", &h, digest)?;
             }
             PASS
-        }
-        .await;
-        x.record(name, r);
+        });
     }
 
     x.section(Category::Pull, "Pull manifests");
@@ -154,9 +131,8 @@ pub async fn run(x: &mut Ctx) {
         ),
     ];
     for (method, name, reference, code, dcd) in specs {
-        let r = async {
-            let mut req =
-                x.c.req(method, &format!("/v2/<name>/manifests/{reference}"));
+        spec!(x, name, {
+            let mut req = x.c.req(method, &manifest_path(reference));
             if code == 200 {
                 req = req.header("Accept", OCI_MANIFEST);
             }
@@ -167,32 +143,29 @@ pub async fn run(x: &mut Ctx) {
                 want_eq("Docker-Content-Digest", &h, d)?;
             }
             PASS
-        }
-        .await;
-        x.record(name, r);
+        });
     }
 
     x.section(Category::Pull, "Error codes");
-    let r = async {
-        let req =
-            x.c.req(Method::GET, "/v2/<name>/manifests/sha256:totallywrong")
-                .header("Content-Type", OCI_MANIFEST)
-                .body(b"blablabla");
-        let resp = x.c.go(req).await?;
-        want(&resp, &[400, 404])?;
-        if resp.code() == 400 {
-            let codes = resp.error_codes()?;
-            let first = codes.first().ok_or("400 with an empty `errors` array")?;
-            if !ERROR_CODES.contains(&first.as_str()) {
-                return Err(format!("400 with unknown error code {first:?}"));
-            }
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "400 response body should contain OCI-conforming JSON message",
-        r,
+        {
+            let req =
+                x.c.req(Method::GET, "/v2/<name>/manifests/sha256:totallywrong")
+                    .header("Content-Type", OCI_MANIFEST)
+                    .body(b"blablabla");
+            let resp = x.c.go(req).await?;
+            want(&resp, &[400, 404])?;
+            if resp.code() == 400 {
+                let codes = resp.error_codes()?;
+                let first = codes.first().ok_or("400 with an empty `errors` array")?;
+                if !ERROR_CODES.contains(&first.as_str()) {
+                    return Err(format!("400 with unknown error code {first:?}"));
+                }
+            }
+            PASS
+        }
     );
 
     x.section(Category::Pull, "Teardown");
@@ -200,20 +173,14 @@ pub async fn run(x: &mut Ctx) {
         (0, "Delete manifest[0] created in setup"),
         (1, "Delete manifest[1] created in setup"),
     ] {
-        let r = async {
+        spec!(x, name, {
             let d = &x.f.manifests[i].digest;
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(Method::DELETE, &format!("/v2/<name>/manifests/{d}")))
-                    .await?;
+            let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
             want_2xx(&resp, &[405])?;
             PASS
-        }
-        .await;
-        x.record(name, r);
+        });
     }
-    let blobs = [
+    let blobs = vec![
         (
             x.f.configs[0].digest.clone(),
             "Delete config[0] blob created in setup",
@@ -227,15 +194,5 @@ pub async fn run(x: &mut Ctx) {
             "Delete layer blob created in setup",
         ),
     ];
-    for (d, name) in blobs {
-        let r = async {
-            let resp =
-                x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{d}")))
-                    .await?;
-            want_2xx(&resp, &[404, 405])?;
-            PASS
-        }
-        .await;
-        x.record(name, r);
-    }
+    delete_blobs(x, blobs, &[404, 405]).await;
 }

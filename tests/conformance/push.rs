@@ -1,158 +1,113 @@
 //! 02_push_test.go (v1.1.1): 29 specs.
 
-use crate::client::Resp;
-use crate::fixtures::{EMPTY_LAYER_TEST_TAG, NONEXISTENT_MANIFEST, OCI_MANIFEST};
+use crate::client::{blob_path, manifest_path, Req, Resp};
+use crate::fixtures::{TestBlob, EMPTY_LAYER_TEST_TAG, NONEXISTENT_MANIFEST, OCI_MANIFEST};
 use crate::report::{Category, Status};
-use crate::suite::{want, want_2xx, want_eq, want_header, Ctx, PASS};
+use crate::suite::{
+    delete_blobs, put_manifest, spec, spec_keep, want, want_2xx, want_eq, want_header, Ctx, PASS,
+};
 use reqwest::Method;
 
 const OCTET: &str = "application/octet-stream";
+const UPLOADS: &str = "/v2/<name>/blobs/uploads/";
 
 pub async fn run(x: &mut Ctx) {
     let mut last: Option<Resp> = None;
     let mut empty_layer_ref = String::new();
 
     x.section(Category::Push, "Blob Upload Streamed");
-    let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
-                .await?;
-        want_header(&resp, "Location")?;
-        let req =
-            x.c.req(Method::PATCH, &resp.relative_location())
-                .header("Content-Type", OCTET)
-                .body(&x.f.blob_a.content);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[202])?;
-        Ok(resp)
-    }
-    .await;
-    last = record_keep(
+    spec_keep!(
         x,
-        "PATCH request with blob in body should yield 202 response",
-        r,
         last,
+        "PATCH request with blob in body should yield 202 response",
+        {
+            let resp = x.c.call(Method::POST, UPLOADS).await?;
+            want_header(&resp, "Location")?;
+            let req =
+                x.c.req(Method::PATCH, &resp.relative_location())
+                    .header("Content-Type", OCTET)
+                    .body(&x.f.blob_a.content);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[202])?;
+            Ok(resp)
+        }
     );
-    let r = async {
-        let prev = last.as_ref().ok_or("no previous response")?;
-        let req =
-            x.c.req(Method::PUT, &prev.relative_location())
-                .query("digest", &x.f.blob_a.digest)
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.blob_a.len());
-        let resp = x.c.go(req).await?;
-        want(&resp, &[201])?;
-        want_header(&resp, "Location")?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "PUT request to session URL with digest should yield 201 response",
-        r,
+        {
+            let prev = previous(&last)?;
+            let req =
+                x.c.req(Method::PUT, &prev.relative_location())
+                    .query("digest", &x.f.blob_a.digest)
+                    .header("Content-Type", OCTET)
+                    .header("Content-Length", &x.f.blob_a.len());
+            let resp = x.c.go(req).await?;
+            want(&resp, &[201])?;
+            want_header(&resp, "Location")?;
+            PASS
+        }
     );
 
     x.section(Category::Push, "Blob Upload Monolithic");
-    let r = async {
-        let d = &x.f.dummy_digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{d}")))
-                .await?;
+    spec!(x, "GET nonexistent blob should result in 404 response", {
+        let resp = x.c.call(Method::GET, &blob_path(&x.f.dummy_digest)).await?;
         want(&resp, &[404])?;
         PASS
-    }
-    .await;
-    x.record("GET nonexistent blob should result in 404 response", r);
+    });
     let cfg1 = x.f.configs[1].clone();
-    let r = async {
-        let req =
-            x.c.req(Method::POST, "/v2/<name>/blobs/uploads/")
-                .header("Content-Length", &cfg1.len())
-                .header("Content-Type", OCTET)
-                .query("digest", &cfg1.digest)
-                .body(&cfg1.content);
-        let resp = x.c.go(req).await?;
-        want_header(&resp, "Location")?;
-        want(&resp, &[201, 202])?;
-        Ok(resp)
-    }
-    .await;
-    last = record_keep(
+    spec_keep!(
         x,
-        "POST request with digest and blob should yield a 201 or 202",
-        r,
         last,
-    );
-    let r = async {
-        let prev = last.as_ref().ok_or("no previous response")?;
-        let d = &cfg1.digest;
-        let resp =
-            x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{d}")))
-                .await?;
-        if prev.code() == 202 {
-            want(&resp, &[404]).map_err(|e| format!("after a 202 single POST: {e}"))?;
-        } else {
-            want(&resp, &[200])?;
+        "POST request with digest and blob should yield a 201 or 202",
+        {
+            let req = x.c.req(Method::POST, UPLOADS).whole_blob(&cfg1);
+            let resp = x.c.go(req).await?;
+            want_header(&resp, "Location")?;
+            want(&resp, &[201, 202])?;
+            Ok(resp)
         }
-        PASS
-    }
-    .await;
-    x.record(
-        "GET request to blob URL from prior request should yield 200 or 404 based on response code",
-        r,
     );
-    let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
-                .await?;
+    spec!(
+        x,
+        "GET request to blob URL from prior request should yield 200 or 404 based on response code",
+        {
+            let prev = previous(&last)?;
+            let resp = x.c.call(Method::GET, &blob_path(&cfg1.digest)).await?;
+            if prev.code() == 202 {
+                want(&resp, &[404]).map_err(|e| format!("after a 202 single POST: {e}"))?;
+            } else {
+                want(&resp, &[200])?;
+            }
+            PASS
+        }
+    );
+    spec_keep!(x, last, "POST request should yield a session ID", {
+        let resp = x.c.call(Method::POST, UPLOADS).await?;
         want(&resp, &[202])?;
         Ok(resp)
-    }
-    .await;
-    last = record_keep(x, "POST request should yield a session ID", r, last);
-    let r = async {
-        let prev = last.as_ref().ok_or("no previous response")?;
-        let req =
-            x.c.req(Method::PUT, &prev.relative_location())
-                .header("Content-Length", &cfg1.len())
-                .header("Content-Type", OCTET)
-                .query("digest", &cfg1.digest)
-                .body(&cfg1.content);
-        let resp = x.c.go(req).await?;
-        want_header(&resp, "Location")?;
-        want(&resp, &[201])?;
-        PASS
-    }
-    .await;
-    x.record("PUT upload of a blob should yield a 201 Response", r);
+    });
+    spec!(x, "PUT upload of a blob should yield a 201 Response", {
+        let prev = previous(&last)?;
+        put_blob_201(x, &prev.relative_location(), &cfg1).await
+    });
     let r = get_blob_200(x, &cfg1.digest).await;
     x.record("GET request to existing blob should yield 200 response", r);
-    let r = async {
-        let resp =
-            x.c.go(x.c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
-                .await?;
-        let req =
-            x.c.req(Method::PUT, &resp.relative_location())
-                .header("Content-Length", &x.f.layer.len())
-                .header("Content-Type", OCTET)
-                .query("digest", &x.f.layer.digest)
-                .body(&x.f.layer.content);
-        let resp = x.c.go(req).await?;
-        want_header(&resp, "Location")?;
-        want(&resp, &[201])?;
-        PASS
-    }
-    .await;
-    x.record("PUT upload of a layer blob should yield a 201 Response", r);
+    spec!(
+        x,
+        "PUT upload of a layer blob should yield a 201 Response",
+        {
+            let resp = x.c.call(Method::POST, UPLOADS).await?;
+            put_blob_201(x, &resp.relative_location(), &x.f.layer).await
+        }
+    );
     let layer = x.f.layer.digest.clone();
     let r = get_blob_200(x, &layer).await;
     x.record("GET request to existing layer should yield 200 response", r);
 
     x.section(Category::Push, "Blob Upload Chunked");
-    let r = async {
-        let req =
-            x.c.req(Method::POST, "/v2/<name>/blobs/uploads/")
-                .header("Content-Length", "0");
-        let resp = x.c.go(req).await?;
+    spec!(x, "Out-of-order blob upload should return 416", {
+        let resp = x.c.go(empty_post(x)).await?;
         want_header(&resp, "Location")?;
         // OCI-Chunk-Min-Length: the 42-byte blob is kept; a minimum above 22 would fail here.
         let min = resp.header("OCI-Chunk-Min-Length");
@@ -161,30 +116,15 @@ pub async fn run(x: &mut Ctx) {
                 "OCI-Chunk-Min-Length {min} is above the suite's chunk size"
             ));
         }
-        let req =
-            x.c.req(Method::PATCH, &resp.relative_location())
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.chunk2.len().to_string())
-                .header("Content-Range", &x.f.chunk2_range)
-                .body(&x.f.chunk2);
+        let req = patch_chunk(x, &resp.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
         want(&x.c.go(req).await?, &[416])?;
         PASS
-    }
-    .await;
-    x.record("Out-of-order blob upload should return 416", r);
+    });
     let mut prev: Option<Resp> = None;
     let r = async {
-        let req =
-            x.c.req(Method::POST, "/v2/<name>/blobs/uploads/")
-                .header("Content-Length", "0");
-        let post = x.c.go(req).await?;
+        let post = x.c.go(empty_post(x)).await?;
         want_header(&post, "Location")?;
-        let req =
-            x.c.req(Method::PATCH, &post.relative_location())
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.chunk1.len().to_string())
-                .header("Content-Range", &x.f.chunk1_range)
-                .body(&x.f.chunk1);
+        let req = patch_chunk(x, &post.relative_location(), &x.f.chunk1, &x.f.chunk1_range);
         let resp = x.c.go(req).await?;
         Ok((post, resp))
     }
@@ -202,56 +142,40 @@ pub async fn run(x: &mut Ctx) {
         Err(e) => Err(e),
     };
     x.record("PATCH request with first chunk should return 202", r);
-    let r = async {
+    spec!(x, "Retry previous blob chunk should return 416", {
         let p = prev.as_ref().ok_or("no POST response")?;
-        let req =
-            x.c.req(Method::PATCH, &p.relative_location())
-                .header("Content-Type", OCTET)
-                .header("Content-Length", &x.f.chunk1.len().to_string())
-                .header("Content-Range", &x.f.chunk1_range)
-                .body(&x.f.chunk1);
+        let req = patch_chunk(x, &p.relative_location(), &x.f.chunk1, &x.f.chunk1_range);
         want(&x.c.go(req).await?, &[416])?;
         PASS
-    }
-    .await;
-    x.record("Retry previous blob chunk should return 416", r);
-    let r = async {
-        let p = prev.as_ref().ok_or("no POST response")?;
-        let resp = x.c.go(x.c.req(Method::GET, &p.relative_location())).await?;
-        want(&resp, &[204])?;
-        want_header(&resp, "Location")?;
-        want_eq("Range", &resp.header("Range"), &x.f.chunk1_range)?;
-        Ok(resp)
-    }
-    .await;
-    last = record_keep(
+    });
+    spec_keep!(
         x,
+        last,
         "Get on stale blob upload should return 204 with a range and location",
-        r,
-        last,
+        {
+            let p = prev.as_ref().ok_or("no POST response")?;
+            let resp = x.c.call(Method::GET, &p.relative_location()).await?;
+            want(&resp, &[204])?;
+            want_header(&resp, "Location")?;
+            want_eq("Range", &resp.header("Range"), &x.f.chunk1_range)?;
+            Ok(resp)
+        }
     );
-    let r = async {
-        let l = last.as_ref().ok_or("no previous response")?;
-        let req =
-            x.c.req(Method::PATCH, &l.relative_location())
-                .header("Content-Length", &x.f.chunk2.len().to_string())
-                .header("Content-Range", &x.f.chunk2_range)
-                .header("Content-Type", OCTET)
-                .body(&x.f.chunk2);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[202])?;
-        want_header(&resp, "Location")?;
-        Ok(resp)
-    }
-    .await;
-    last = record_keep(
+    spec_keep!(
         x,
-        "PATCH request with second chunk should return 202",
-        r,
         last,
+        "PATCH request with second chunk should return 202",
+        {
+            let l = previous(&last)?;
+            let req = patch_chunk(x, &l.relative_location(), &x.f.chunk2, &x.f.chunk2_range);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[202])?;
+            want_header(&resp, "Location")?;
+            Ok(resp)
+        }
     );
-    let r = async {
-        let l = last.as_ref().ok_or("no previous response")?;
+    spec!(x, "PUT request with digest should return 201", {
+        let l = previous(&last)?;
         let req =
             x.c.req(Method::PUT, &l.relative_location())
                 .header("Content-Length", "0")
@@ -261,75 +185,68 @@ pub async fn run(x: &mut Ctx) {
         want(&resp, &[201])?;
         want_header(&resp, "Location")?;
         PASS
-    }
-    .await;
-    x.record("PUT request with digest should return 201", r);
+    });
 
     x.section(Category::Push, "Cross-Repository Blob Mount");
-    let r = async {
-        let req =
-            x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
-                .query("mount", &x.f.dummy_digest);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[202])?;
-        if resp.absolute_location().is_empty() {
-            return Err(format!("202 without Location: {}", resp.describe()));
-        }
-        PASS
-    }
-    .await;
-    x.record(
-        "Cross-mounting of a blob without the from argument should yield session id",
-        r,
-    );
-    let r = async {
-        let req =
-            x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
-                .query("mount", &x.f.blob_a.digest)
-                .query("from", &x.c.name);
-        let resp = x.c.go(req).await?;
-        want(&resp, &[201, 202])?;
-        Ok(resp)
-    }
-    .await;
-    last = record_keep(
+    spec!(
         x,
-        "POST request to mount another repository's blob should return 201 or 202",
-        r,
+        "Cross-mounting of a blob without the from argument should yield session id",
+        {
+            let req =
+                x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
+                    .query("mount", &x.f.dummy_digest);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[202])?;
+            if resp.absolute_location().is_empty() {
+                return Err(format!("202 without Location: {}", resp.describe()));
+            }
+            PASS
+        }
+    );
+    spec_keep!(
+        x,
         last,
+        "POST request to mount another repository's blob should return 201 or 202",
+        {
+            let req =
+                x.c.req_named(Method::POST, "/v2/<name>/blobs/uploads/", &x.crossmount)
+                    .query("mount", &x.f.blob_a.digest)
+                    .query("from", &x.c.name);
+            let resp = x.c.go(req).await?;
+            want(&resp, &[201, 202])?;
+            Ok(resp)
+        }
     );
     let mount_code = last.as_ref().map(|l| l.code()).unwrap_or(0);
-    let r = async {
-        if mount_code != 201 {
-            return Ok(Status::Skip(format!("mount answered {mount_code}")));
-        }
-        let l = last.as_ref().unwrap();
-        let expected = format!("/v2/{}/blobs/{}", x.crossmount, x.f.blob_a.digest);
-        want_eq("mount Location", &l.relative_location(), &expected)?;
-        let resp = x.c.go(x.c.req(Method::GET, &l.relative_location())).await?;
-        want(&resp, &[200])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to test digest within cross-mount namespace should return 200",
-        r,
+        {
+            if mount_code != 201 {
+                return Ok(Status::Skip(format!("mount answered {mount_code}")));
+            }
+            let l = last.as_ref().unwrap();
+            let expected = format!("/v2/{}/blobs/{}", x.crossmount, x.f.blob_a.digest);
+            want_eq("mount Location", &l.relative_location(), &expected)?;
+            let resp = x.c.call(Method::GET, &l.relative_location()).await?;
+            want(&resp, &[200])?;
+            PASS
+        }
     );
-    let r = async {
-        if mount_code != 202 {
-            return Ok(Status::Skip(format!("mount answered {mount_code}")));
-        }
-        let loc = last.as_ref().unwrap().relative_location();
-        let prefix = format!("/v2/{}/blobs/uploads/", x.crossmount);
-        if !loc.starts_with(&prefix) {
-            return Err(format!("Location {loc:?} does not start with {prefix:?}"));
-        }
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "Cross-mounting of nonexistent blob should yield session id",
-        r,
+        {
+            if mount_code != 202 {
+                return Ok(Status::Skip(format!("mount answered {mount_code}")));
+            }
+            let loc = last.as_ref().unwrap().relative_location();
+            let prefix = format!("/v2/{}/blobs/uploads/", x.crossmount);
+            if !loc.starts_with(&prefix) {
+                return Err(format!("Location {loc:?} does not start with {prefix:?}"));
+            }
+            PASS
+        }
     );
     for name in [
         "Cross-mounting without from, and automatic content discovery enabled should return a 201",
@@ -342,41 +259,25 @@ pub async fn run(x: &mut Ctx) {
     }
 
     x.section(Category::Push, "Manifest Upload");
-    let r = async {
+    spec!(x, "GET nonexistent manifest should return 404", {
         let resp =
-            x.c.go(x.c.req(
-                Method::GET,
-                &format!("/v2/<name>/manifests/{NONEXISTENT_MANIFEST}"),
-            ))
-            .await?;
+            x.c.call(Method::GET, &manifest_path(NONEXISTENT_MANIFEST))
+                .await?;
         want(&resp, &[404])?;
         PASS
-    }
-    .await;
-    x.record("GET nonexistent manifest should return 404", r);
-    let r = async {
+    });
+    spec!(x, "PUT should accept a manifest upload", {
         for i in 0..4 {
-            let req =
-                x.c.req(Method::PUT, &format!("/v2/<name>/manifests/test{i}"))
-                    .header("Content-Type", OCI_MANIFEST)
-                    .body(&x.f.manifests[1].content);
-            let resp = x.c.go(req).await?;
+            let resp =
+                put_manifest(x, &format!("test{i}"), OCI_MANIFEST, &x.f.manifests[1]).await?;
             want_header(&resp, "Location").map_err(|e| format!("tag test{i}: {e}"))?;
             want(&resp, &[201]).map_err(|e| format!("tag test{i}: {e}"))?;
         }
         PASS
-    }
-    .await;
-    x.record("PUT should accept a manifest upload", r);
+    });
     let r = async {
-        let req =
-            x.c.req(
-                Method::PUT,
-                &format!("/v2/<name>/manifests/{EMPTY_LAYER_TEST_TAG}"),
-            )
-            .header("Content-Type", OCI_MANIFEST)
-            .body(&x.f.empty_layer_manifest.content);
-        let resp = x.c.go(req).await?;
+        let m = &x.f.empty_layer_manifest;
+        let resp = put_manifest(x, EMPTY_LAYER_TEST_TAG, OCI_MANIFEST, m).await?;
         if resp.code() == 201 {
             let loc = want_header(&resp, "Location")?;
             Ok((loc, Status::Pass))
@@ -396,82 +297,66 @@ pub async fn run(x: &mut Ctx) {
         s
     });
     x.record("Registry should accept a manifest upload with no layers", r);
-    let r = async {
-        let d = &x.f.manifests[1].digest;
-        let req =
-            x.c.req(Method::GET, &format!("/v2/<name>/manifests/{d}"))
-                .header("Accept", OCI_MANIFEST);
-        want(&x.c.go(req).await?, &[200])?;
-        PASS
-    }
-    .await;
-    x.record(
+    spec!(
+        x,
         "GET request to manifest URL (digest) should yield 200 response",
-        r,
+        {
+            let req =
+                x.c.req(Method::GET, &manifest_path(&x.f.manifests[1].digest))
+                    .header("Accept", OCI_MANIFEST);
+            want(&x.c.go(req).await?, &[200])?;
+            PASS
+        }
     );
 
     x.section(Category::Push, "Teardown");
-    let r = async {
+    spec!(x, "Delete manifest created in tests", {
         let d = &x.f.manifests[1].digest;
-        let resp =
-            x.c.go(x
-                .c
-                .req(Method::DELETE, &format!("/v2/<name>/manifests/{d}")))
-                .await?;
+        let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
         want_2xx(&resp, &[405])?;
         if !empty_layer_ref.is_empty() {
             let d = &x.f.empty_layer_manifest.digest;
-            let resp =
-                x.c.go(x
-                    .c
-                    .req(Method::DELETE, &format!("/v2/<name>/manifests/{d}")))
-                    .await?;
+            let resp = x.c.call(Method::DELETE, &manifest_path(d)).await?;
             want_2xx(&resp, &[405]).map_err(|e| format!("empty-layer manifest: {e}"))?;
         }
         PASS
-    }
-    .await;
-    x.record("Delete manifest created in tests", r);
-    for (d, name) in [
+    });
+    let blobs = vec![
         (cfg1.digest.clone(), "Delete config blob created in tests"),
         (layer.clone(), "Delete layer blob created in setup"),
-    ] {
-        let r = async {
-            let resp =
-                x.c.go(x.c.req(Method::DELETE, &format!("/v2/<name>/blobs/{d}")))
-                    .await?;
-            want_2xx(&resp, &[404, 405])?;
-            PASS
-        }
-        .await;
-        x.record(name, r);
-    }
+    ];
+    delete_blobs(x, blobs, &[404, 405]).await;
 }
 
-/// Record a spec whose response later specs use; a failure keeps the previous response
-/// (`lastResponse` is only assigned on success in the Go suite).
-fn record_keep(
-    x: &mut Ctx,
-    name: &'static str,
-    r: Result<Resp, String>,
-    prev: Option<Resp>,
-) -> Option<Resp> {
-    match r {
-        Ok(resp) => {
-            x.record(name, PASS);
-            Some(resp)
-        }
-        Err(e) => {
-            x.record(name, Err(e));
-            prev
-        }
-    }
+/// The response an earlier spec kept (`lastResponse`).
+fn previous(last: &Option<Resp>) -> Result<&Resp, String> {
+    last.as_ref()
+        .ok_or_else(|| "no previous response".to_string())
+}
+
+/// `POST /v2/<name>/blobs/uploads/` with an empty body, as the chunked specs open a session.
+fn empty_post(x: &Ctx) -> Req {
+    x.c.req(Method::POST, UPLOADS).header("Content-Length", "0")
+}
+
+/// A PATCH of one chunk to the session at `loc`, with its `Content-Range`.
+fn patch_chunk(x: &Ctx, loc: &str, chunk: &[u8], range: &str) -> Req {
+    x.c.req(Method::PATCH, loc)
+        .header("Content-Range", range)
+        .octet(chunk)
+}
+
+/// A monolithic PUT `?digest=` of `b` to the session at `loc`: 201 with a `Location`.
+async fn put_blob_201(x: &Ctx, loc: &str, b: &TestBlob) -> crate::suite::Outcome {
+    let req = x.c.req(Method::PUT, loc).whole_blob(b);
+    let resp = x.c.go(req).await?;
+    want_header(&resp, "Location")?;
+    want(&resp, &[201])?;
+    PASS
 }
 
 async fn get_blob_200(x: &Ctx, d: &str) -> crate::suite::Outcome {
-    let resp =
-        x.c.go(x.c.req(Method::GET, &format!("/v2/<name>/blobs/{d}")))
-            .await?;
+    let resp = x.c.call(Method::GET, &blob_path(d)).await?;
     want(&resp, &[200])?;
     PASS
 }

@@ -1,8 +1,8 @@
 //! `run_suite`: the four workflows of the v1.1.1 suite, in the Go suite's order, against one
 //! registry. Every spec records Pass/Warn/Skip/Fail; nothing here panics on a registry's answer.
 
-use crate::client::{Reggie, Resp};
-use crate::fixtures::Fixtures;
+use crate::client::{blob_path, manifest_path, Reggie, Resp};
+use crate::fixtures::{Fixtures, TestBlob};
 use crate::report::{Category, Report, SpecResult, Status};
 use crate::{discovery, management, pull, push};
 
@@ -36,7 +36,43 @@ impl Ctx {
             status,
         });
     }
+    /// Record a spec whose response later specs use: on success it replaces `last`; a failure
+    /// keeps the previous response (`lastResponse` is only assigned on success in the Go suite).
+    pub fn record_keep(
+        &mut self,
+        name: &'static str,
+        r: Result<Resp, String>,
+        last: &mut Option<Resp>,
+    ) {
+        match r {
+            Ok(resp) => {
+                self.record(name, PASS);
+                *last = Some(resp);
+            }
+            Err(e) => self.record(name, Err(e)),
+        }
+    }
 }
+
+/// `spec!(x, name, { ... })`: one spec — run the body as an `async` block yielding an
+/// [`Outcome`], and record it under `name`.
+macro_rules! spec {
+    ($x:ident, $name:expr, { $($body:tt)* }) => {{
+        let r = async { $($body)* }.await;
+        $x.record($name, r);
+    }};
+}
+pub(crate) use spec;
+
+/// `spec_keep!(x, last, name, { ... })`: a spec whose body yields the response later specs use
+/// ([`Ctx::record_keep`] into `last`).
+macro_rules! spec_keep {
+    ($x:ident, $last:ident, $name:expr, { $($body:tt)* }) => {{
+        let r = async { $($body)* }.await;
+        $x.record_keep($name, r, &mut $last);
+    }};
+}
+pub(crate) use spec_keep;
 
 /// `Expect(resp.StatusCode()).To(SatisfyAny(Equal(a), Equal(b), ...))`.
 pub fn want(r: &Resp, codes: &[u16]) -> Result<(), String> {
@@ -77,16 +113,50 @@ pub fn want_eq(what: &str, got: &str, expected: &str) -> Result<(), String> {
 /// The POST + monolithic PUT every setup spec uses.
 pub async fn post_put_blob(c: &Reggie, digest: &str, content: &[u8]) -> Result<Resp, String> {
     use reqwest::Method;
-    let resp = c
-        .go(c.req(Method::POST, "/v2/<name>/blobs/uploads/"))
-        .await?;
+    let resp = c.call(Method::POST, "/v2/<name>/blobs/uploads/").await?;
     let req = c
         .req(Method::PUT, &resp.relative_location())
         .query("digest", digest)
-        .header("Content-Type", "application/octet-stream")
-        .header("Content-Length", &content.len().to_string())
-        .body(content);
+        .octet(content);
     c.go(req).await
+}
+
+/// A setup push of blob `b` ([`post_put_blob`]): the PUT must answer 2xx.
+pub async fn push_blob(x: &Ctx, b: &TestBlob, what: &str) -> Outcome {
+    want_2xx(&post_put_blob(&x.c, &b.digest, &b.content).await?, &[])
+        .map_err(|e| format!("{what}: {e}"))?;
+    PASS
+}
+
+/// Setup specs that push blobs, one spec per `(blob, name)` ([`push_blob`]).
+pub async fn push_blobs(x: &mut Ctx, blobs: Vec<(TestBlob, &'static str)>) {
+    for (b, name) in blobs {
+        let r = push_blob(x, &b, name).await;
+        x.record(name, r);
+    }
+}
+
+/// `PUT /v2/<name>/manifests/<tag>` (a tag or a digest) of `m` as `ct`: the response.
+pub async fn put_manifest(x: &Ctx, tag: &str, ct: &str, m: &TestBlob) -> Result<Resp, String> {
+    let req =
+        x.c.req(reqwest::Method::PUT, &manifest_path(tag))
+            .header("Content-Type", ct)
+            .body(&m.content);
+    x.c.go(req).await
+}
+
+/// The teardown specs that delete blobs, one spec per `(digest, name)`: the DELETE must answer
+/// 2xx or one of `also`.
+pub async fn delete_blobs(x: &mut Ctx, blobs: Vec<(String, &'static str)>, also: &[u16]) {
+    for (d, name) in blobs {
+        let r = async {
+            let resp = x.c.call(reqwest::Method::DELETE, &blob_path(&d)).await?;
+            want_2xx(&resp, also)?;
+            PASS
+        }
+        .await;
+        x.record(name, r);
+    }
 }
 
 /// Run every spec of the four categories against `base_url`, with `namespace` as the repository

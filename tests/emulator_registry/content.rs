@@ -11,16 +11,12 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
     assert_eq!(header(&r, "Location"), format!("/v2/ns/app/manifests/{d}"));
     assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
     for reference in ["v1".to_string(), d.to_string()] {
-        let r = c
-            .call(Method::GET, &format!("/v2/ns/app/manifests/{reference}"))
-            .await;
+        let r = c.manifest(Method::GET, "ns/app", &reference).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(header(&r, "Content-Type"), OCI_MANIFEST);
         assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
         assert_eq!(r.bytes().await.unwrap().to_vec(), m);
-        let r = c
-            .call(Method::HEAD, &format!("/v2/ns/app/manifests/{reference}"))
-            .await;
+        let r = c.manifest(Method::HEAD, "ns/app", &reference).await;
         assert_eq!(header(&r, "Content-Length"), m.len().to_string());
         assert_eq!(header(&r, "Docker-Content-Digest"), d.as_str());
     }
@@ -60,12 +56,7 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
     assert_eq!(error_code(r).await.1, "DIGEST_INVALID");
 
     // A second tag, then untag v1: the digest and v2 stay.
-    assert_eq!(
-        c.put_manifest("ns/app", "v2", &m, OCI_MANIFEST)
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
+    c.put_manifest_created("ns/app", "v2", &m).await;
     let r = c.call(Method::DELETE, "/v2/ns/app/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
@@ -75,27 +66,19 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        c.call(Method::GET, &format!("/v2/ns/app/manifests/{d}"))
-            .await
-            .status(),
+        c.manifest(Method::GET, "ns/app", &d).await.status(),
         StatusCode::OK
     );
     // Delete by digest removes its tags.
-    let r = c
-        .call(Method::DELETE, &format!("/v2/ns/app/manifests/{d}"))
-        .await;
+    let r = c.manifest(Method::DELETE, "ns/app", &d).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
-        c.call(Method::GET, &format!("/v2/ns/app/manifests/{d}"))
-            .await
-            .status(),
+        c.manifest(Method::GET, "ns/app", &d).await.status(),
         StatusCode::NOT_FOUND
     );
     let r = c.call(Method::GET, "/v2/ns/app/tags/list").await;
     assert_eq!(r.json::<Value>().await.unwrap()["tags"], json!([]));
-    let r = c
-        .call(Method::DELETE, &format!("/v2/ns/app/manifests/{d}"))
-        .await;
+    let r = c.manifest(Method::DELETE, "ns/app", &d).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     t.handle.stop().await;
 }
@@ -104,12 +87,7 @@ async fn manifests_keep_exact_bytes_and_deletes_behave() {
 async fn referrers_list_and_filter_by_artifact_type() {
     let (t, c) = emulator_with_ns().await;
     let (m, d) = push_image(&c, "ns/app", "subject").await;
-    assert_eq!(
-        c.put_manifest("ns/app", "v1", &m, OCI_MANIFEST)
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
+    c.put_manifest_created("ns/app", "v1", &m).await;
     let empty = c.push_blob("ns/app", b"{}").await;
     assert_eq!(
         empty.as_str(),
@@ -141,16 +119,10 @@ async fn referrers_list_and_filter_by_artifact_type() {
     // A dangling subject is accepted.
     let ghost = Digest::sha256_of(b"never pushed");
     let a = artifact("application/vnd.example.sbom", &ghost, 9);
-    assert_eq!(
-        c.put_manifest("ns/app", "dangling", a.as_bytes(), OCI_MANIFEST)
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
-
-    let r = c
-        .call(Method::GET, &format!("/v2/ns/app/referrers/{d}"))
+    c.put_manifest_created("ns/app", "dangling", a.as_bytes())
         .await;
+
+    let r = c.referrers("ns/app", &d, "").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         header(&r, "Content-Type"),
@@ -177,9 +149,7 @@ async fn referrers_list_and_filter_by_artifact_type() {
         .unwrap()
         .iter()
         .all(|e| e["artifactType"] == "application/vnd.example.sig"));
-    let r = c
-        .call(Method::GET, &format!("/v2/ns/app/referrers/{ghost}"))
-        .await;
+    let r = c.referrers("ns/app", &ghost, "").await;
     assert_eq!(
         r.json::<Value>().await.unwrap()["manifests"]
             .as_array()
@@ -207,12 +177,7 @@ async fn tags_and_catalog_paginate_with_link() {
     let (t, c) = emulator_with_ns().await;
     let (m, _) = push_image(&c, "ns/app", "p").await;
     for tag in ["e", "a", "c", "b", "d"] {
-        assert_eq!(
-            c.put_manifest("ns/app", tag, &m, OCI_MANIFEST)
-                .await
-                .status(),
-            StatusCode::CREATED
-        );
+        c.put_manifest_created("ns/app", tag, &m).await;
     }
     let r = c.call(Method::GET, "/v2/ns/app/tags/list?n=2").await;
     assert_eq!(

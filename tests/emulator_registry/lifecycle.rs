@@ -4,10 +4,7 @@ use super::*;
 
 #[actix_rt::test]
 async fn namespaces_are_enforced_like_tcr() {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("private", false).unwrap();
-    t.handle.state.namespaces.create("public", true).unwrap();
-    let c = Client::basic(&t);
+    let (t, c) = emulator_with_namespaces(&[("private", false), ("public", true)]).await;
     let anon = Client::anonymous(&t);
     let r = c.call(Method::POST, "/v2/nope/app/blobs/uploads/").await;
     assert!(header(&r, "WWW-Authenticate").starts_with("Bearer realm="));
@@ -27,12 +24,7 @@ async fn namespaces_are_enforced_like_tcr() {
 
     for ns in ["private", "public"] {
         let (m, _) = push_image(&c, &format!("{ns}/app"), ns).await;
-        assert_eq!(
-            c.put_manifest(&format!("{ns}/app"), "v1", &m, OCI_MANIFEST)
-                .await
-                .status(),
-            StatusCode::CREATED
-        );
+        c.put_manifest_created(&format!("{ns}/app"), "v1", &m).await;
     }
     let r = anon.call(Method::GET, "/v2/private/app/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -78,14 +70,8 @@ async fn state_survives_a_restart() {
     let t = TestEmulator { handle, dir };
     let c = Client::basic(&t);
     let (m, d) = push_image(&c, "ns/app", "persist").await;
-    assert_eq!(
-        c.put_manifest("ns/app", "v1", &m, OCI_MANIFEST)
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
-    let r = c.call(Method::POST, "/v2/ns/app/blobs/uploads/").await;
-    let loc = header(&r, "Location").to_string();
+    c.put_manifest_created("ns/app", "v1", &m).await;
+    let loc = c.start_upload("ns/app").await;
     c.call_body(Method::PATCH, &loc, b"half".to_vec()).await;
     let TestEmulator { handle, dir } = t;
     handle.stop().await;
@@ -149,7 +135,7 @@ async fn a_dropped_upload_leaves_nothing_visible() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     drop(s);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
+    let r = c.blob(Method::GET, "ns/app", &d).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(t.handle.state.storage.stored_size(&d).await.is_none());
     let uploads = std::fs::read_dir(t.dir.path().join("registry/uploads"))
@@ -158,7 +144,7 @@ async fn a_dropped_upload_leaves_nothing_visible() {
     assert_eq!(uploads, 0, "the aborted session was cleaned up");
     // The same blob pushed properly afterwards works.
     c.push_blob("ns/app", &data).await;
-    let r = c.call(Method::GET, &format!("/v2/ns/app/blobs/{d}")).await;
+    let r = c.blob(Method::GET, "ns/app", &d).await;
     assert_eq!(r.bytes().await.unwrap().len(), data.len());
     t.handle.stop().await;
 }
@@ -173,16 +159,7 @@ async fn fault_knobs_limit_bodies() {
     let t = TestEmulator { handle, dir };
     let c = Client::basic(&t);
     let body = vec![1u8; 20];
-    let r = c
-        .call_body(
-            Method::POST,
-            &format!(
-                "/v2/ns/app/blobs/uploads/?digest={}",
-                Digest::sha256_of(&body)
-            ),
-            body,
-        )
-        .await;
+    let r = c.post_blob("ns/app", Digest::sha256_of(&body), body).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     t.handle.stop().await;
 }

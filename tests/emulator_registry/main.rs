@@ -57,15 +57,75 @@ impl Client {
     async fn call_body(&self, m: Method, path: &str, body: Vec<u8>) -> reqwest::Response {
         self.req(m, path).body(body).send_ok().await
     }
+    /// `<m> /v2/<repo>/blobs/<digest>`.
+    async fn blob(&self, m: Method, repo: &str, d: impl std::fmt::Display) -> reqwest::Response {
+        self.call(m, &format!("/v2/{repo}/blobs/{d}")).await
+    }
+    /// `<m> /v2/<repo>/manifests/<reference>`.
+    async fn manifest(
+        &self,
+        m: Method,
+        repo: &str,
+        reference: impl std::fmt::Display,
+    ) -> reqwest::Response {
+        self.call(m, &format!("/v2/{repo}/manifests/{reference}"))
+            .await
+    }
+    /// `GET /v2/<repo>/referrers/<digest><query>`.
+    async fn referrers(
+        &self,
+        repo: &str,
+        d: impl std::fmt::Display,
+        query: &str,
+    ) -> reqwest::Response {
+        self.call(Method::GET, &format!("/v2/{repo}/referrers/{d}{query}"))
+            .await
+    }
+    /// `GET /v2/<repo>/blobs/<digest>` with `Range: <range>`.
+    async fn get_range(&self, repo: &str, d: &Digest, range: &str) -> reqwest::Response {
+        self.req(Method::GET, &format!("/v2/{repo}/blobs/{d}"))
+            .header("Range", range)
+            .send_ok()
+            .await
+    }
+    /// `POST /v2/<repo>/blobs/uploads/?mount=<d>` (and `&from=<from>`).
+    async fn mount(&self, repo: &str, d: &Digest, from: Option<&str>) -> reqwest::Response {
+        let from = from.map(|f| format!("&from={f}")).unwrap_or_default();
+        self.call(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?mount={d}{from}"),
+        )
+        .await
+    }
+    /// A monolithic upload: `POST /v2/<repo>/blobs/uploads/?digest=<d>` with `data`.
+    async fn post_blob(
+        &self,
+        repo: &str,
+        d: impl std::fmt::Display,
+        data: Vec<u8>,
+    ) -> reqwest::Response {
+        let path = format!("/v2/{repo}/blobs/uploads/?digest={d}");
+        self.call_body(Method::POST, &path, data).await
+    }
+    /// `POST /v2/<repo>/blobs/uploads/`: the session's (relative) Location.
+    async fn start_upload(&self, repo: &str) -> String {
+        let r = self
+            .call(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .await;
+        header(&r, "Location").to_string()
+    }
+    /// A PATCH of `chunk` to the session at `loc` with `Content-Range: <range>`.
+    async fn patch_range(&self, loc: &str, range: &str, chunk: &[u8]) -> reqwest::Response {
+        self.req(Method::PATCH, loc)
+            .header("Content-Range", range)
+            .body(chunk.to_vec())
+            .send_ok()
+            .await
+    }
+    /// [`Client::post_blob`] of `data`, which must answer 201: its digest.
     async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
-        let r = self
-            .call_body(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-                data.to_vec(),
-            )
-            .await;
+        let r = self.post_blob(repo, &d, data.to_vec()).await;
         assert_eq!(
             r.status(),
             StatusCode::CREATED,
@@ -87,12 +147,21 @@ impl Client {
             .send_ok()
             .await
     }
+    /// `PUT` of the OCI manifest `m` as `<repo>:<reference>`, which must answer 201.
+    async fn put_manifest_created(&self, repo: &str, reference: &str, m: &[u8]) {
+        let r = self.put_manifest(repo, reference, m, OCI_MANIFEST).await;
+        assert_eq!(r.status(), StatusCode::CREATED, "PUT {repo}:{reference}");
+    }
 }
 
 /// A fresh emulator with the private namespace `ns`, and a client with Basic credentials.
 pub async fn emulator_with_ns() -> (TestEmulator, Client) {
-    let t = start_emulator().await;
-    t.handle.state.namespaces.create("ns", false).unwrap();
+    emulator_with_namespaces(&[("ns", false)]).await
+}
+
+/// A fresh emulator with the namespaces `(name, public)`, and a client with Basic credentials.
+pub async fn emulator_with_namespaces(namespaces: &[(&str, bool)]) -> (TestEmulator, Client) {
+    let t = common::start_emulator_with_namespaces(namespaces).await;
     let c = Client::basic(&t);
     (t, c)
 }
@@ -219,10 +288,7 @@ async fn token_realm_issues_docker_tokens_for_instance_credentials() {
     );
     // ... but not outside its scope, and a forged token is invalid_token.
     let r = bearer
-        .call(
-            Method::DELETE,
-            &format!("/v2/ns/app/blobs/{}", Digest::sha256_of(b"hello")),
-        )
+        .blob(Method::DELETE, "ns/app", Digest::sha256_of(b"hello"))
         .await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, "WWW-Authenticate").contains("error=\"insufficient_scope\""));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tcr_adapter::oci::Digest;
 
-use crate::lifecycle::{adapter_toml, free_port, spawn, start_upload, token, wait_up};
+use crate::lifecycle::{adapter_toml, free_port, spawn, wait_up};
 use crate::{common, record};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,20 +42,12 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     wait_up(&format!("{base}/healthz")).await;
 
     let http = reqwest::Client::new();
-    let repo = "balanced/app";
-    let tok = token(&base, &format!("repository:{repo}:pull,push")).await;
     let blob: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
     let digest = Digest::sha256_of(&blob);
-    let loc = start_upload(&http, &base, repo, &tok).await;
+    let (tok, loc) = crate::push_session(&http, &base, "balanced/app").await;
     assert!(loc.starts_with(&base), "{loc}");
-    let r = http
-        .patch(&loc)
-        .bearer_auth(&tok)
-        .body(blob[..1_000_000].to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 202);
-    let loc = crate::common::header(&r, "location");
+    let first = http.patch(&loc).bearer_auth(&tok);
+    let loc = crate::patch_accepted(first.body(blob[..1_000_000].to_vec())).await;
     // A PATCH streams through the first process, which dies half-way.
     let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(blob[1_000_000..1_500_000].to_vec()))
@@ -75,18 +67,7 @@ async fn an_upload_survives_the_death_of_the_process_that_started_it() {
     let done = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
     let loc = crate::common::header(&r, "location");
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .bearer_auth(&tok)
-        .body(blob[done..].to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    assert_eq!(
-        emu.handle.state.storage.stored_size(&digest).await,
-        Some(blob.len() as u64)
-    );
+    crate::assert_upload_completes(&emu.handle, (&loc, &tok), &blob, done, &digest).await;
     record(
         "one of two adapter processes behind nginx killed with SIGKILL during a streamed PATCH",
         "1 kill -9",

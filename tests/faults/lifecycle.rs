@@ -12,8 +12,7 @@ use tcr_adapter::oci::Digest;
 use crate::{common, record};
 
 pub use crate::common::{
-    adapter_toml, free_port, serve_binary, spawn, start_upload, stream_of as tokio_stream_of,
-    token, wait_up,
+    adapter_toml, free_port, serve_binary, spawn, stream_of as tokio_stream_of, token, wait_up,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,20 +21,12 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let (adapter, base, cfg) = serve_binary(&emu, dir.path(), "", "").await;
     let http = reqwest::Client::new();
-    let repo = "killed/app";
-    let tok = token(&base, &format!("repository:{repo}:pull,push")).await;
     let blob: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let digest = Digest::sha256_of(&blob);
-    let loc = start_upload(&http, &base, repo, &tok).await;
-    let r = http
-        .patch(&loc)
-        .bearer_auth(&tok)
-        .header("Content-Range", format!("0-{}", 1_000_000 - 1))
-        .body(blob[..1_000_000].to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 202);
-    let loc = crate::common::header(&r, "location");
+    let (tok, loc) = crate::push_session(&http, &base, "killed/app").await;
+    let first = http.patch(&loc).bearer_auth(&tok);
+    let first = first.header("Content-Range", format!("0-{}", 1_000_000 - 1));
+    let loc = crate::patch_accepted(first.body(blob[..1_000_000].to_vec())).await;
     // A second PATCH is cut by kill -9 while its body streams.
     let (tx, cut) = common::streaming_patch(&http, &loc, &tok);
     tx.send(Ok(vec![7u8; 100_000])).await.unwrap();
@@ -63,23 +54,8 @@ async fn the_adapter_killed_mid_upload_restarts_and_the_upload_finishes() {
     let done: usize = range.trim_start_matches("0-").parse::<usize>().unwrap() + 1;
     assert!(done >= 1_000_000, "{range}");
     let loc = crate::common::header(&r, "location");
-    let resume = if done == 1_000_000 {
-        &blob[done..]
-    } else {
-        panic!("partial chunk kept: {range}")
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let r = http
-        .put(format!("{loc}{sep}digest={digest}"))
-        .bearer_auth(&tok)
-        .body(resume.to_vec())
-        .send_ok()
-        .await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    assert_eq!(
-        emu.handle.state.storage.stored_size(&digest).await,
-        Some(blob.len() as u64)
-    );
+    assert_eq!(done, 1_000_000, "partial chunk kept: {range}");
+    crate::assert_upload_completes(&emu.handle, (&loc, &tok), &blob, done, &digest).await;
     record(
         "adapter process killed with SIGKILL during a chunked upload, restarted",
         "1 kill -9 mid-PATCH",

@@ -18,6 +18,46 @@ mod tokens;
 
 use harbor::Env;
 
+/// A push token for `repo` from the adapter at `base` and an upload session started there: the
+/// token and the session's Location.
+pub async fn push_session(http: &reqwest::Client, base: &str, repo: &str) -> (String, String) {
+    let tok = common::token(base, &format!("repository:{repo}:pull,push")).await;
+    let loc = common::start_upload(http, base, repo, &tok).await;
+    (tok, loc)
+}
+
+/// Send a PATCH of an upload session: it must be accepted (202); the session's next Location.
+pub async fn patch_accepted(patch: reqwest::RequestBuilder) -> String {
+    use crate::common::SendOk;
+    let r = patch.send_ok().await;
+    assert_eq!(r.status(), 202);
+    crate::common::header(&r, "location")
+}
+
+/// The interrupted upload resumed at `loc` completes: a PUT `?digest=` of `blob[done..]`
+/// answers 201, and TCR (the emulator) then stores all of `blob` under `digest`.
+pub async fn assert_upload_completes(
+    emu: &tcr_adapter::emulator::EmulatorHandle,
+    (loc, tok): (&str, &str),
+    blob: &[u8],
+    done: usize,
+    digest: &tcr_adapter::oci::Digest,
+) {
+    use crate::common::SendOk;
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = reqwest::Client::new()
+        .put(format!("{loc}{sep}digest={digest}"))
+        .bearer_auth(tok)
+        .body(blob[done..].to_vec())
+        .send_ok()
+        .await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(
+        emu.state.storage.stored_size(digest).await,
+        Some(blob.len() as u64)
+    );
+}
+
 /// One row of RELIABILITY.md: appended as a JSON line to `$TCR_RELIABILITY_LOG` when it is set
 /// (scripts/reliability.sh sets it and renders the file).
 pub fn record(fault: &str, injected: &str, client_saw: &str, verified: &str) {

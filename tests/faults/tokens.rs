@@ -47,9 +47,9 @@ async fn tokens_expiring_mid_migration_are_renewed() {
         e.put_manifest(&repo, "v1", &t, DOCKER_MANIFEST, &manifest)
             .await;
         let r = e
-            .send_with(
+            .manifest(
                 Method::GET,
-                &format!("/v2/{repo}/manifests/v1"),
+                (&repo, "v1"),
                 &t,
                 &[("Accept", DOCKER_MANIFEST)],
             )

@@ -32,6 +32,14 @@ pub struct Env {
     pub pass: String,
 }
 
+/// `chal` (a `WWW-Authenticate`) sends clients to the token endpoint under `base`.
+pub fn assert_realm_under(chal: &str, base: &str, context: &str) {
+    assert!(
+        chal.starts_with(&format!("Bearer realm=\"{base}/service/token\"")),
+        "{context}: {chal}"
+    );
+}
+
 pub fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -88,11 +96,7 @@ impl Env {
         let port = loop {
             let port = common::free_port();
             let mut c = adapter_config(&e.emu);
-            c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
-            c.server.public_url = format!("https://127.0.0.1:{port}");
-            c.server.tls.cert_file = Some(tls.join("cert.pem"));
-            c.server.tls.key_file = Some(tls.join("key.pem"));
-            c.tcr.ca_file = Some(tls.join("ca.pem"));
+            common::serve_https_with_emulator_certs(&mut c, port, &tls);
             assert!(c.tcr.registry_url.starts_with("https://"));
             match app::start(c, clock::system()).await {
                 Ok(adapter) => {
@@ -242,6 +246,56 @@ impl Env {
         self.req(method, path, Some(token), headers, None).await
     }
 
+    /// `GET <path>` with `Range: <range>`.
+    pub async fn get_range(&self, path: &str, token: &str, range: &str) -> reqwest::Response {
+        self.send_with(Method::GET, path, token, &[("Range", range)])
+            .await
+    }
+
+    /// `<method> /v2/<repo>/manifests/<reference>` with a token and extra headers (`Accept`).
+    pub async fn manifest(
+        &self,
+        method: Method,
+        (repo, reference): (&str, &str),
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        self.send_with(method, &path, token, headers).await
+    }
+
+    /// A token from TCR's own realm (the emulator's data plane) for `scope`, with the instance
+    /// credentials: for reading or changing TCR behind the adapter's back.
+    pub async fn tcr_token(&self, scope: &str) -> String {
+        let up = self.emu.registry_url();
+        let tok: serde_json::Value = reqwest::Client::new()
+            .get(format!("{up}/service/token"))
+            .query(&[("service", "harbor-registry"), ("scope", scope)])
+            .header("Authorization", basic(&self.user, &self.pass))
+            .send_ok()
+            .await
+            .json()
+            .await
+            .unwrap();
+        tok["token"].as_str().unwrap().to_string()
+    }
+
+    /// A token ([`Env::token`]) to pull and push each of `repos`.
+    pub async fn token_to_push(&self, repos: &[&str]) -> String {
+        let scopes: Vec<String> = repos
+            .iter()
+            .map(|r| format!("repository:{r}:pull,push"))
+            .collect();
+        self.token(&scopes.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+    }
+
+    /// A token for `repository:<repo>:pull,push` as `user:pass`.
+    pub async fn push_token(&self, repo: &str, user: &str, pass: &str) -> String {
+        self.token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
+            .await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
         self.req(Method::GET, path, Some(token), &[], None).await
     }
@@ -363,9 +417,7 @@ impl Env {
 
     /// Harbor 1.8.0: HEAD manifest and blobs (absent), chunked blob PUTs, schema2 manifest.
     pub async fn replay_1_8(&self, repo: &str, user: &str, pass: &str) {
-        let t = self
-            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
-            .await;
+        let t = self.push_token(repo, user, pass).await;
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         let ld = Digest::sha256_of(&layer);
@@ -378,9 +430,7 @@ impl Env {
 
     /// Harbor 1.10: like 1.8 with `Content-Length` and a raw `digest=`.
     pub async fn replay_1_10(&self, repo: &str, user: &str, pass: &str) {
-        let t = self
-            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
-            .await;
+        let t = self.push_token(repo, user, pass).await;
         let (layer, config, manifest) = image(repo, DOCKER_MANIFEST);
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         self.push_image(repo, &t, [&layer, &config, &manifest], false)
@@ -390,9 +440,7 @@ impl Env {
 
     /// Harbor 2.0: an OCI index, children by digest then the index by tag, encoded digests.
     pub async fn replay_2_0(&self, repo: &str, user: &str, pass: &str) {
-        let t = self
-            .token_as(user, pass, &[&format!("repository:{repo}:pull,push")])
-            .await;
+        let t = self.push_token(repo, user, pass).await;
         assert_eq!(self.head_manifest(repo, "v1", &t).await, 404);
         let mut children = Vec::new();
         for arch in ["amd64", "arm64"] {

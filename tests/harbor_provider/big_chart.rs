@@ -4,7 +4,6 @@
 
 use crate::common::SendOk;
 use reqwest::StatusCode;
-use tcr_adapter::emulator::TokenKind;
 
 use crate::common::charts::{self, sha256_hex};
 use crate::common::{self};
@@ -50,19 +49,7 @@ async fn a_200_mib_chart_streams_through_a_separate_adapter_process() {
         "peak RSS {peak} KiB: the upload was buffered"
     );
 
-    let tok = emu
-        .handle
-        .state
-        .tokens
-        .issue(common::DEMO_UIN, TokenKind::Temp);
-    let r = http
-        .get(format!(
-            "{}/chartrepo/bigcharts/charts/huge-1.0.0.tgz",
-            emu.handle.registry_url()
-        ))
-        .header("Authorization", basic(&tok.username, &tok.token))
-        .send_ok()
-        .await;
+    let r = common::tcr_chart_file(&http, &emu.handle, "bigcharts", "huge-1.0.0.tgz").await;
     assert_eq!(r.status(), StatusCode::OK);
     let stored = r.bytes().await.unwrap();
     assert_eq!(stored.len(), archive.len());

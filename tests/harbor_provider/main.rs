@@ -17,7 +17,6 @@ mod replays;
 use crate::common::SendOk;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
-use tcr_adapter::emulator::TokenKind;
 
 use common::charts::multipart_chart;
 use harbor::{basic, Env};
@@ -67,29 +66,66 @@ impl Creds {
     }
 }
 
-/// What Harbor's harbor adapter sends to `/api/...` and `/chartrepo/...`: pre-emptive Basic.
-pub async fn api(
-    e: &Env,
-    g: Gen,
-    c: &Creds,
-    method: Method,
-    path: &str,
-    body: Option<(String, Vec<u8>)>,
-) -> Response {
-    let mut r = e
-        .http
-        .request(method, format!("{}{path}", e.base))
-        .header("Authorization", basic(&c.user, &c.pass))
-        .header("User-Agent", g.user_agent());
-    if let Some((ctype, b)) = body {
-        r = r.header("Content-Type", ctype).body(b);
+impl Gen {
+    /// This generation's "harbor" adapter talking to the adapter of `e` with the endpoint's `c`.
+    pub fn at<'a>(self, e: &'a Env, c: &'a Creds) -> Harbor<'a> {
+        Harbor { e, g: self, c }
     }
-    r.send_ok().await
 }
 
-/// `GET <path>` as Harbor's harbor adapter sends it, the answer as JSON.
-pub async fn get_json(e: &Env, g: Gen, c: &Creds, path: &str) -> (StatusCode, Value) {
-    json(api(e, g, c, Method::GET, path, None).await).await
+/// One Harbor generation's "harbor" adapter with its endpoint credentials.
+pub struct Harbor<'a> {
+    e: &'a Env,
+    g: Gen,
+    c: &'a Creds,
+}
+
+impl Harbor<'_> {
+    /// What Harbor's harbor adapter sends to `/api/...` and `/chartrepo/...`: pre-emptive Basic.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
+    ) -> Response {
+        let mut r = self
+            .e
+            .http
+            .request(method, format!("{}{path}", self.e.base))
+            .header("Authorization", basic(&self.c.user, &self.c.pass))
+            .header("User-Agent", self.g.user_agent());
+        if let Some((ctype, b)) = body {
+            r = r.header("Content-Type", ctype).body(b);
+        }
+        r.send_ok().await
+    }
+
+    /// `GET <path>`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// `GET <path>`, the answer as JSON.
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        json(self.get(path).await).await
+    }
+
+    /// `POST /api/projects` of `value` as JSON.
+    pub async fn post_project(&self, value: &Value) -> Response {
+        let body = ("application/json".into(), value.to_string().into_bytes());
+        self.call(Method::POST, "/api/projects", Some(body)).await
+    }
+
+    /// `POST /api/projects` of `{"project_name": name, "metadata": {"public": public}}`.
+    pub async fn create_project(&self, name: &str, public: Value) -> Response {
+        let body = serde_json::json!({"project_name": name, "metadata": {"public": public}});
+        self.post_project(&body).await
+    }
+}
+
+/// The `message` of the first entry of a Harbor/OCI error body (`""` when there is none).
+pub fn error_message(v: &Value) -> &str {
+    v["errors"][0]["message"].as_str().unwrap_or("")
 }
 
 pub async fn json(r: Response) -> (StatusCode, Value) {
@@ -105,7 +141,7 @@ pub async fn json(r: Response) -> (StatusCode, Value) {
 /// the token flow and `HEAD /v2/` (1.x, exactly 200) or `GET /v2/` (2.x).
 pub async fn test_connection(e: &Env, g: Gen, c: &Creds) {
     if g.is_v2() {
-        let r = api(e, g, c, Method::GET, "/api/version", None).await;
+        let r = g.at(e, c).get("/api/version").await;
         assert_eq!(
             r.status(),
             404,
@@ -120,14 +156,14 @@ pub async fn test_connection(e: &Env, g: Gen, c: &Creds) {
 
 /// `Info()` as the 2.3+ copy and deletion flows call it on the destination every run.
 pub async fn info(e: &Env, g: Gen, c: &Creds) {
-    let (s, v) = get_json(e, g, c, "/api/systeminfo").await;
+    let (s, v) = g.at(e, c).get_json("/api/systeminfo").await;
     assert_eq!(
         (s, v["with_chartmuseum"].as_bool()),
         (StatusCode::OK, Some(true)),
         "{v}"
     );
     if g >= Gen::V1_10 {
-        let (s, v) = get_json(e, g, c, "/api/labels?scope=g").await;
+        let (s, v) = g.at(e, c).get_json("/api/labels?scope=g").await;
         assert_eq!(s, StatusCode::OK);
         assert!(v.is_array(), "{v}");
     }
@@ -142,7 +178,7 @@ pub async fn prepare_for_push(e: &Env, g: Gen, c: &Creds, projects: &[&str]) {
             "/api/projects?q={}&with_detail=false",
             url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
         );
-        let (s, v) = get_json(e, g, c, &path).await;
+        let (s, v) = g.at(e, c).get_json(&path).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         for p in v.as_array().unwrap() {
             assert!(
@@ -161,15 +197,7 @@ pub async fn prepare_for_push(e: &Env, g: Gen, c: &Creds, projects: &[&str]) {
             _ => serde_json::json!({"public": "true"}),
         };
         let body = serde_json::json!({"project_name": p, "metadata": metadata});
-        let r = api(
-            e,
-            g,
-            c,
-            Method::POST,
-            "/api/projects",
-            Some(("application/json".into(), body.to_string().into_bytes())),
-        )
-        .await;
+        let r = g.at(e, c).post_project(&body).await;
         let s = r.status();
         assert!(
             s == 201 || s == 409,
@@ -197,7 +225,7 @@ pub async fn replicate_chart(
     overwrite: bool,
 ) -> ChartRun {
     let path = format!("/api/chartrepo/{project}/charts/{name}/{version}");
-    let r = api(e, g, c, Method::GET, &path, None).await;
+    let r = g.at(e, c).get(&path).await;
     let exists = match r.status().as_u16() {
         200..=299 => {
             let v: Value = r.json().await.expect("a 2xx ChartExist must be JSON");
@@ -211,15 +239,14 @@ pub async fn replicate_chart(
         return ChartRun::Skipped;
     }
     let body = multipart_chart(&format!("{name}.tgz"), archive);
-    let r = api(
-        e,
-        g,
-        c,
-        Method::POST,
-        &format!("/api/chartrepo/{project}/charts"),
-        Some(body),
-    )
-    .await;
+    let r = g
+        .at(e, c)
+        .call(
+            Method::POST,
+            &format!("/api/chartrepo/{project}/charts"),
+            Some(body),
+        )
+        .await;
     let s = r.status();
     assert!(
         s.is_success(),
@@ -231,16 +258,7 @@ pub async fn replicate_chart(
 
 /// The archive as the emulator (TCR) holds it, read with an instance token.
 pub async fn emulator_chart(e: &Env, ns: &str, file: &str) -> (StatusCode, Vec<u8>) {
-    let tok = e.emu.state.tokens.issue(common::DEMO_UIN, TokenKind::Temp);
-    let r = e
-        .http
-        .get(format!(
-            "{}/chartrepo/{ns}/charts/{file}",
-            e.emu.registry_url()
-        ))
-        .header("Authorization", basic(&tok.username, &tok.token))
-        .send_ok()
-        .await;
+    let r = common::tcr_chart_file(&e.http, &e.emu, ns, file).await;
     (r.status(), r.bytes().await.unwrap().to_vec())
 }
 

@@ -7,11 +7,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::harbor::Env;
-use crate::{api, get_json, json, Creds, Gen};
+use crate::{error_message, json, Creds, Gen, Harbor};
 
-fn new_project(name: &str, public: serde_json::Value) -> Option<(String, Vec<u8>)> {
-    let body = json!({"project_name": name, "metadata": {"public": public}});
-    Some(("application/json".into(), body.to_string().into_bytes()))
+/// `GET <path>` answers 200 with exactly one project, `name`: the listing.
+async fn lists_only(h: Harbor<'_>, path: &str, name: &str) -> serde_json::Value {
+    let (s, v) = h.get_json(path).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["name"], name);
+    v
 }
 
 #[tokio::test]
@@ -23,15 +27,7 @@ async fn racing_project_creation_makes_one_create_namespace_each() {
     let answers = join_all(calls.map(|p| {
         let (e, c) = (&e, &c);
         async move {
-            let r = api(
-                e,
-                Gen::V1_10,
-                c,
-                Method::POST,
-                "/api/projects",
-                new_project(&p, json!("false")),
-            )
-            .await;
+            let r = Gen::V1_10.at(e, c).create_project(&p, json!("false")).await;
             (p, r.status())
         }
     }))
@@ -68,28 +64,16 @@ async fn project_listing_forms_and_paging() {
     let e = Env::default().await;
     let c = Creds::api_keys();
     for p in ["alpha", "beta", "gamma", "alpha2"] {
-        let r = api(
-            &e,
-            Gen::V1_8,
-            &c,
-            Method::POST,
-            "/api/projects",
-            new_project(p, json!(true)),
-        )
-        .await;
+        let r = Gen::V1_8.at(&e, &c).create_project(p, json!(true)).await;
         assert_eq!(r.status(), 201);
     }
     // 1.x: name= (substring upstream, exact here) with page parameters.
-    let (s, v) = get_json(
-        &e,
-        Gen::V1_8,
-        &c,
+    let v = lists_only(
+        Gen::V1_8.at(&e, &c),
         "/api/projects?name=alpha&page=1&page_size=500",
+        "alpha",
     )
     .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v[0]["name"], "alpha");
     assert!(v[0]["project_id"].as_i64().unwrap() > 0);
     assert_eq!(
         v[0]["metadata"]["public"], "false",
@@ -97,41 +81,28 @@ async fn project_listing_forms_and_paging() {
     );
     assert!(v[0].get("registry_id").is_none());
     // 2.5+: q=name={a b}.
-    let (_, v) = get_json(
-        &e,
-        Gen::V2_5,
-        &c,
-        "/api/projects?q=name%3D%7Bbeta+nope+gamma%7D&with_detail=false",
-    )
-    .await;
+    let (_, v) = Gen::V2_5
+        .at(&e, &c)
+        .get_json("/api/projects?q=name%3D%7Bbeta+nope+gamma%7D&with_detail=false")
+        .await;
     let names: Vec<&str> = crate::common::strs(&v, "name");
     assert_eq!(names, ["beta", "gamma"]);
     // Paging: relative Link paths that Harbor appends to its endpoint URL.
-    let r = api(
-        &e,
-        Gen::V1_8,
-        &c,
-        Method::GET,
-        "/api/projects?page_size=3",
-        None,
-    )
-    .await;
+    let r = Gen::V1_8.at(&e, &c).get("/api/projects?page_size=3").await;
     assert_eq!(r.headers()["x-total-count"], "4");
     let link = crate::common::header(&r, "link");
     assert_eq!(link, "</api/projects?page=2&page_size=3>; rel=\"next\"");
     let (_, first) = json(r).await;
     assert_eq!(first.as_array().unwrap().len(), 3);
-    let (_, second) = get_json(&e, Gen::V1_8, &c, "/api/projects?page=2&page_size=3").await;
+    let (_, second) = Gen::V1_8
+        .at(&e, &c)
+        .get_json("/api/projects?page=2&page_size=3")
+        .await;
     assert_eq!(second.as_array().unwrap().len(), 1);
-    let r = api(
-        &e,
-        Gen::V1_8,
-        &c,
-        Method::GET,
-        "/api/projects?page=2&page_size=3",
-        None,
-    )
-    .await;
+    let r = Gen::V1_8
+        .at(&e, &c)
+        .get("/api/projects?page=2&page_size=3")
+        .await;
     assert!(r.headers().get("link").is_none());
     e.adapter.stop().await;
 }
@@ -140,44 +111,27 @@ async fn project_listing_forms_and_paging() {
 async fn bad_project_requests_get_clear_4xx() {
     let e = Env::default().await;
     let c = Creds::api_keys();
-    let r = api(
-        &e,
-        Gen::V1_10,
-        &c,
-        Method::POST,
-        "/api/projects",
-        new_project("maybe", json!("maybe")),
-    )
-    .await;
+    let r = Gen::V1_10
+        .at(&e, &c)
+        .create_project("maybe", json!("maybe"))
+        .await;
     let (s, v) = json(r).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(
-        v["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("metadata.public"),
-        "{v}"
-    );
-    let r = api(
-        &e,
-        Gen::V1_10,
-        &c,
-        Method::POST,
-        "/api/projects",
-        Some(("application/json".into(), b"{oops".to_vec())),
-    )
-    .await;
+    assert!(error_message(&v).contains("metadata.public"), "{v}");
+    let r = Gen::V1_10
+        .at(&e, &c)
+        .call(
+            Method::POST,
+            "/api/projects",
+            Some(("application/json".into(), b"{oops".to_vec())),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // TCR's naming rule is checked before any call.
-    let r = api(
-        &e,
-        Gen::V1_10,
-        &c,
-        Method::POST,
-        "/api/projects",
-        new_project("Bad_Name!", json!(false)),
-    )
-    .await;
+    let r = Gen::V1_10
+        .at(&e, &c)
+        .create_project("Bad_Name!", json!(false))
+        .await;
     let (s, v) = json(r).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(e.api_calls(&[r#"action="CreateNamespace""#]).await, 0);
@@ -197,47 +151,30 @@ async fn without_api_keys_projects_are_probed_on_the_data_plane() {
     let e = Env::without_provisioner_keys().await;
     e.emu.state.namespaces.create("exists", false).unwrap();
     let c = Creds::long_term(&e);
-    let (s, v) = get_json(
-        &e,
-        Gen::V2_5,
-        &c,
+    lists_only(
+        Gen::V2_5.at(&e, &c),
         "/api/projects?q=name%3D%7Bexists+missing%7D",
+        "exists",
     )
     .await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v[0]["name"], "exists");
-    let r = api(
-        &e,
-        Gen::V2_5,
-        &c,
-        Method::POST,
-        "/api/projects",
-        new_project("exists", json!("false")),
-    )
-    .await;
+    let r = Gen::V2_5
+        .at(&e, &c)
+        .create_project("exists", json!("false"))
+        .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let (s, v) = json(
-        api(
-            &e,
-            Gen::V2_5,
-            &c,
-            Method::POST,
-            "/api/projects",
-            new_project("missing", json!("false")),
-        )
-        .await,
+        Gen::V2_5
+            .at(&e, &c)
+            .create_project("missing", json!("false"))
+            .await,
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(
-        v["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("needs TencentCloud API keys"),
+        error_message(&v).contains("needs TencentCloud API keys"),
         "{v}"
     );
-    let (s, _) = get_json(&e, Gen::V2_5, &c, "/api/projects").await;
+    let (s, _) = Gen::V2_5.at(&e, &c).get_json("/api/projects").await;
     assert_eq!(
         s,
         StatusCode::FORBIDDEN,
@@ -253,49 +190,42 @@ async fn pull_direction_reads_repositories_and_tags() {
     crate::prepare_for_push(&e, Gen::V1_10, &c, &["src"]).await;
     e.replay_1_10("src/app", &c.user, &c.pass).await;
     e.replay_1_10("src/tools/cli", &c.user, &c.pass).await;
-    let (_, projects) = get_json(
-        &e,
-        Gen::V1_10,
-        &c,
-        "/api/projects?name=src&page=1&page_size=500",
-    )
-    .await;
+    let (_, projects) = Gen::V1_10
+        .at(&e, &c)
+        .get_json("/api/projects?name=src&page=1&page_size=500")
+        .await;
     let id = projects[0]["project_id"].as_i64().unwrap();
-    let (s, repos) = get_json(
-        &e,
-        Gen::V1_10,
-        &c,
-        &format!("/api/repositories?project_id={id}&page=1&page_size=500"),
-    )
-    .await;
+    let (s, repos) = Gen::V1_10
+        .at(&e, &c)
+        .get_json(&format!(
+            "/api/repositories?project_id={id}&page=1&page_size=500"
+        ))
+        .await;
     assert_eq!(s, StatusCode::OK, "{repos}");
     let names: Vec<&str> = crate::common::strs(&repos, "name");
     assert_eq!(names, ["src/app", "src/tools/cli"]);
-    let (s, tags) = get_json(&e, Gen::V1_10, &c, "/api/repositories/src/tools/cli/tags").await;
+    let (s, tags) = Gen::V1_10
+        .at(&e, &c)
+        .get_json("/api/repositories/src/tools/cli/tags")
+        .await;
     assert_eq!(s, StatusCode::OK, "{tags}");
     assert_eq!(tags[0]["name"], "v1");
     assert!(tags[0]["digest"].as_str().unwrap().starts_with("sha256:"));
-    let r = api(
-        &e,
-        Gen::V1_10,
-        &c,
-        Method::GET,
-        "/api/repositories?project_id=999999",
-        None,
-    )
-    .await;
+    let r = Gen::V1_10
+        .at(&e, &c)
+        .get("/api/repositories?project_id=999999")
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // A digest reference deletes through the data plane (Harbor 2.x, untagged artifacts).
     let digest = tags[0]["digest"].as_str().unwrap().to_string();
-    let r = api(
-        &e,
-        Gen::V2_0,
-        &c,
-        Method::DELETE,
-        &format!("/api/repositories/src/tools/cli/tags/{digest}"),
-        None,
-    )
-    .await;
+    let r = Gen::V2_0
+        .at(&e, &c)
+        .call(
+            Method::DELETE,
+            &format!("/api/repositories/src/tools/cli/tags/{digest}"),
+            None,
+        )
+        .await;
     assert!(r.status().is_success(), "{}", r.status());
     let t = e.keys_token(&["repository:src/tools/cli:pull"]).await;
     assert_eq!(e.head_manifest("src/tools/cli", &digest, &t).await, 404);

@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use crate::common::charts::chart_archive;
 use crate::harbor::Env;
 use crate::{
-    api, emulator_chart, emulator_chart_calls, info, prepare_for_push, replicate_chart,
-    test_connection, ChartRun, Creds, Gen,
+    emulator_chart, emulator_chart_calls, info, prepare_for_push, replicate_chart, test_connection,
+    ChartRun, Creds, Gen,
 };
 
 /// The charts of a run, built before any connection is open (building blocks the test's runtime).
@@ -80,29 +80,22 @@ async fn run(e: &Env, g: Gen, c: &Creds, project: &str, charts: &Charts) {
 
     // Deletion replication (event-based rules): chart, then image.
     let path = format!("/api/chartrepo/{project}/charts/big/1.0.0");
-    assert_eq!(api(e, g, c, Method::GET, &path, None).await.status(), 200);
-    let r = api(e, g, c, Method::DELETE, &path, None).await;
+    assert_eq!(g.at(e, c).get(&path).await.status(), 200);
+    let r = g.at(e, c).call(Method::DELETE, &path, None).await;
     assert!(
         r.status().is_success(),
         "{g:?}: chart delete {}",
         r.status()
     );
     assert_eq!(emulator_chart(e, project, "big-1.0.0.tgz").await.0, 404);
-    assert_eq!(api(e, g, c, Method::GET, &path, None).await.status(), 404);
+    assert_eq!(g.at(e, c).get(&path).await.status(), 404);
 
     let t = e
         .token_as(&c.user, &c.pass, &[&format!("repository:{repo}:pull")])
         .await;
     assert_eq!(e.head_manifest(&repo, "v1", &t).await, 200);
-    let r = api(
-        e,
-        g,
-        c,
-        Method::DELETE,
-        &format!("/api/repositories/{repo}/tags/v1"),
-        None,
-    )
-    .await;
+    let tag_v1 = format!("/api/repositories/{repo}/tags/v1");
+    let r = g.at(e, c).call(Method::DELETE, &tag_v1, None).await;
     assert!(
         r.status().is_success(),
         "{g:?}: image delete {} {}",
@@ -115,39 +108,26 @@ async fn run(e: &Env, g: Gen, c: &Creds, project: &str, charts: &Charts) {
         "{g:?}: tag gone from TCR"
     );
     // A second deletion finds nothing: Harbor's HEAD gets 404 and skips it.
-    let r = api(
-        e,
-        g,
-        c,
-        Method::DELETE,
-        &format!("/api/repositories/{repo}/tags/v1"),
-        None,
-    )
-    .await;
+    let r = g.at(e, c).call(Method::DELETE, &tag_v1, None).await;
     assert_eq!(r.status(), 404);
 }
 
-#[tokio::test]
-async fn harbor_1_8_0() {
-    generation(Gen::V1_8).await;
+/// One `#[tokio::test]` per generation: `name => Gen`.
+macro_rules! generation_tests {
+    ($($name:ident => $g:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                generation(Gen::$g).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test]
-async fn harbor_1_10() {
-    generation(Gen::V1_10).await;
-}
-
-#[tokio::test]
-async fn harbor_2_0() {
-    generation(Gen::V2_0).await;
-}
-
-#[tokio::test]
-async fn harbor_2_3() {
-    generation(Gen::V2_3).await;
-}
-
-#[tokio::test]
-async fn harbor_2_5() {
-    generation(Gen::V2_5).await;
+generation_tests! {
+    harbor_1_8_0 => V1_8,
+    harbor_1_10 => V1_10,
+    harbor_2_0 => V2_0,
+    harbor_2_3 => V2_3,
+    harbor_2_5 => V2_5,
 }

@@ -25,26 +25,20 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// An uncompressed tar with one regular file.
+/// An uncompressed tar with one regular file (mode 0644, owner 0, mtime 0, ustar).
 pub fn tar_with(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut h = [0u8; 512];
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    h[100..107].copy_from_slice(b"0000644");
-    h[108..115].copy_from_slice(b"0000000");
-    h[116..123].copy_from_slice(b"0000000");
-    h[124..135].copy_from_slice(format!("{:011o}", content.len()).as_bytes());
-    h[136..147].copy_from_slice(b"00000000000");
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|b| *b as u32).sum();
-    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    let mut out = h.to_vec();
-    out.extend_from_slice(content);
-    let padded = out.len().div_ceil(512) * 512 + 1024;
-    out.resize(padded, 0);
-    out
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append(&h, content).unwrap();
+    tar.into_inner().unwrap()
 }
 
 pub struct Layout<'a> {
@@ -133,6 +127,34 @@ impl<'a> Layout<'a> {
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.refs});
         std::fs::write(self.dir.join("index.json"), index.to_string()).unwrap();
     }
+}
+
+/// A layout at `dir` holding one image tagged `image.0` and one three-platform index tagged
+/// `index.0` (seeds `image.1`, `index.1`): their digests.
+pub fn image_and_index(dir: &Path, image: (&str, u64), index: (&str, u64)) -> (Digest, Digest) {
+    let mut layout = Layout::new(dir);
+    let single = layout.tag_image(image.0, image.1);
+    let multi = layout.tag_index(index.0, index.1);
+    layout.finish();
+    (single, multi)
+}
+
+/// Every blob of `pulled` (a layout's [`blobs`]) is byte-identical to the blob of that name in
+/// the source layout `src`, and there are at least `at_least` of them.
+pub fn assert_blobs_from_source(
+    pulled: &std::collections::BTreeMap<String, Vec<u8>>,
+    src: &Path,
+    at_least: usize,
+) {
+    let source = blobs(src);
+    for (k, v) in pulled {
+        assert_eq!(Some(v), source.get(k), "blob {k} equals the source");
+    }
+    assert!(
+        pulled.len() >= at_least,
+        "index, 3 manifests, 3 configs, 3 layers: {}",
+        pulled.len()
+    );
 }
 
 /// Every blob file of a layout: name → bytes.

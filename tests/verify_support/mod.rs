@@ -125,3 +125,25 @@ pub fn run_verify(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// skopeo copy of `src` (in the distribution at `dist`) to `dst` through the adapter at
+/// `adapter`, with the demo API keys; `--all` when `all`.
+pub async fn skopeo_copy(dist: &str, adapter: &str, src: &str, dst: &str, all: bool) {
+    let s = format!("docker://{}/{src}", dist.trim_start_matches("http://"));
+    let d = format!("docker://{}/{dst}", adapter.trim_start_matches("http://"));
+    let creds = format!("{}:{}", common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    common::skopeo_copy(&s, &d, &creds, &["--src-tls-verify=false"], all).await;
+}
+
+/// The string fields `keys` of each of a JSON report's `items`, as a set.
+pub fn item_fields<const N: usize>(
+    report: &serde_json::Value,
+    keys: [&str; N],
+) -> std::collections::BTreeSet<[String; N]> {
+    report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| keys.map(|k| i[k].as_str().unwrap().to_string()))
+        .collect()
+}
