@@ -7,104 +7,13 @@
 mod common;
 #[path = "harbor/mod.rs"]
 mod harbor;
+#[path = "wan_support/mod.rs"]
+mod wan_support;
 
-use reqwest::Method;
-use serde_json::json;
 use tcr_adapter::oci::Digest;
 
-use harbor::{Env, OCI_MANIFEST};
-
-fn layer(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-        .collect()
-}
-
-/// Upload PUTs that reached TCR for `digest` (monolithic or final chunk).
-fn uploads_of(e: &Env, digest: &Digest) -> usize {
-    let raw = digest.as_str().to_string();
-    let encoded = raw.replace(':', "%3A");
-    e.emu
-        .state
-        .journal
-        .entries()
-        .iter()
-        .filter(|j| j.method == "PUT" || j.method == "POST")
-        .filter(|j| {
-            j.target.contains(&format!("digest={raw}"))
-                || j.target.contains(&format!("digest={encoded}"))
-        })
-        .count()
-}
-
-async fn head_blob(
-    e: &Env,
-    repo: &str,
-    d: &Digest,
-    token: &str,
-) -> (u16, Option<String>, Option<String>) {
-    let r = e
-        .req(
-            Method::HEAD,
-            &format!("/v2/{repo}/blobs/{d}"),
-            Some(token),
-            &[],
-            None,
-        )
-        .await;
-    let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
-    (
-        r.status().as_u16(),
-        h("content-length"),
-        h("docker-content-digest"),
-    )
-}
-
-/// What Harbor 2.0 does per blob: HEAD, and POST + PUT only when absent.
-async fn harbor_push_blob(e: &Env, repo: &str, token: &str, data: &[u8]) -> bool {
-    let d = Digest::sha256_of(data);
-    let (s, len, dig) = head_blob(e, repo, &d, token).await;
-    if s == 200 {
-        assert_eq!(
-            len.as_deref(),
-            Some(data.len().to_string().as_str()),
-            "{repo}"
-        );
-        assert_eq!(dig.as_deref(), Some(d.as_str()), "{repo}");
-        return false;
-    }
-    assert_eq!(s, 404, "{repo}");
-    e.push_blob(repo, token, data, false, true).await;
-    true
-}
-
-async fn push_image(e: &Env, repo: &str, base: &[u8], own: &[u8]) -> usize {
-    let t = e
-        .keys_token(&[&format!("repository:{repo}:pull,push")])
-        .await;
-    let config = json!({"architecture": "amd64", "os": "linux", "repo": repo}).to_string();
-    let mut uploaded = 0;
-    for blob in [base, own, config.as_bytes()] {
-        uploaded += usize::from(harbor_push_blob(e, repo, &t, blob).await);
-    }
-    let desc = |b: &[u8], mt: &str| json!({"mediaType": mt, "digest": Digest::sha256_of(b).to_string(), "size": b.len()});
-    let manifest = json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": desc(config.as_bytes(), "application/vnd.oci.image.config.v1+json"),
-        "layers": [desc(base, "application/vnd.oci.image.layer.v1.tar"), desc(own, "application/vnd.oci.image.layer.v1.tar")],
-    })
-    .to_string();
-    e.put_manifest(repo, "v1", &t, OCI_MANIFEST, manifest.as_bytes())
-        .await;
-    uploaded
-}
-
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
-}
+use harbor::Env;
+use wan_support::{head_blob, layer, metric, push_image, uploads_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_base_layer_shared_by_ten_repositories_crosses_once() {

@@ -158,20 +158,35 @@ pub struct Ca {
     key: PKey<Private>,
 }
 
+/// A fresh RSA key and a v3 certificate builder for it: subject `CN=<cn>`, random serial.
+fn new_certificate(
+    cn: &str,
+) -> Result<
+    (
+        PKey<Private>,
+        openssl::x509::X509Name,
+        openssl::x509::X509Builder,
+    ),
+    openssl::error::ErrorStack,
+> {
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", cn)?;
+    let name = name.build();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let serial = serial()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_pubkey(&key)?;
+    Ok((key, name, b))
+}
+
 impl Ca {
     /// A new CA named `cn`, valid ten years.
     pub fn generate(cn: &str) -> Result<Ca, openssl::error::ErrorStack> {
-        let key = PKey::from_rsa(Rsa::generate(2048)?)?;
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_text("CN", cn)?;
-        let name = name.build();
-        let mut b = X509::builder()?;
-        b.set_version(2)?;
-        let serial = serial()?;
-        b.set_serial_number(&serial)?;
-        b.set_subject_name(&name)?;
+        let (key, name, mut b) = new_certificate(cn)?;
         b.set_issuer_name(&name)?;
-        b.set_pubkey(&key)?;
         let not_before = Asn1Time::from_unix(chrono::Utc::now().timestamp() - 86_400)?;
         let not_after = Asn1Time::days_from_now(3650)?;
         b.set_not_before(&not_before)?;
@@ -217,17 +232,9 @@ impl Ca {
         not_before: Asn1Time,
         not_after: Asn1Time,
     ) -> Result<(X509, PKey<Private>), openssl::error::ErrorStack> {
-        let key = PKey::from_rsa(Rsa::generate(2048)?)?;
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_text("CN", names.first().map_or("localhost", String::as_str))?;
-        let name = name.build();
-        let mut b = X509::builder()?;
-        b.set_version(2)?;
-        let serial = serial()?;
-        b.set_serial_number(&serial)?;
-        b.set_subject_name(&name)?;
+        let cn = names.first().map_or("localhost", String::as_str);
+        let (key, _, mut b) = new_certificate(cn)?;
         b.set_issuer_name(self.cert.subject_name())?;
-        b.set_pubkey(&key)?;
         b.set_not_before(&not_before)?;
         b.set_not_after(&not_after)?;
         b.append_extension(BasicConstraints::new().build()?)?;

@@ -57,6 +57,17 @@ pub async fn list(
         .json(items))
 }
 
+/// 404 for a path under `/api/repositories/` that names no endpoint.
+fn no_such_endpoint(path: &str) -> OciError {
+    not_found(
+        ErrorCode::NameUnknown,
+        format!(
+            "no such endpoint: /api/repositories/{}",
+            super::names::excerpt(path)
+        ),
+    )
+}
+
 /// `GET /api/repositories/<repo>/tags`.
 pub async fn tags(
     req: HttpRequest,
@@ -64,15 +75,9 @@ pub async fn tags(
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
     let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
-    let repo = path.strip_suffix("/tags").ok_or_else(|| {
-        not_found(
-            ErrorCode::NameUnknown,
-            format!(
-                "no such endpoint: /api/repositories/{}",
-                super::names::excerpt(&path)
-            ),
-        )
-    })?;
+    let repo = path
+        .strip_suffix("/tags")
+        .ok_or_else(|| no_such_endpoint(&path))?;
     let upstream = admitted(&front, repo)?;
     let keys =
         caller::api_keys(&identity, &front).ok_or_else(|| caller::keys_needed("listing tags"))?;
@@ -100,15 +105,9 @@ pub async fn delete_tag(
     front: web::Data<HarborFront>,
 ) -> Result<HttpResponse, OciError> {
     let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
-    let (repo, reference) = path.rsplit_once("/tags/").ok_or_else(|| {
-        not_found(
-            ErrorCode::NameUnknown,
-            format!(
-                "no such endpoint: /api/repositories/{}",
-                super::names::excerpt(&path)
-            ),
-        )
-    })?;
+    let (repo, reference) = path
+        .rsplit_once("/tags/")
+        .ok_or_else(|| no_such_endpoint(&path))?;
     let upstream = admitted(&front, repo)?;
     let reference = Reference::parse(reference).map_err(|_| {
         bad_request(format!(

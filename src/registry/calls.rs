@@ -123,6 +123,14 @@ impl Calls<'_> {
             .ok()
     }
 
+    async fn send(&self, fwd: Forward) -> Result<reqwest::Response, String> {
+        self.front
+            .upstream
+            .send(fwd)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// `POST /v2/<repo>/blobs/uploads/`: a new session, as TCR's `Location`.
     pub async fn open_session(&self, repo: &RepoName) -> Result<String, String> {
         let fwd = self.forward(
@@ -130,12 +138,7 @@ impl Calls<'_> {
             uploads(repo).slash(),
             vec![push_scope(repo)],
         );
-        let resp = self
-            .front
-            .upstream
-            .send(fwd)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = self.send(fwd).await?;
         match (resp.status().as_u16(), location(&resp)) {
             (202, Some(loc)) => Ok(loc),
             (s, _) => Err(format!("TCR answered {s} to an upload start")),
@@ -167,12 +170,7 @@ impl Calls<'_> {
             reqwest::header::HeaderValue::from_static("application/octet-stream"),
         );
         fwd.body = ForwardBody::Stream(body);
-        let resp = self
-            .front
-            .upstream
-            .send(fwd)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = self.send(fwd).await?;
         match resp.status().as_u16() {
             201 => Ok(()),
             s => Err(format!(

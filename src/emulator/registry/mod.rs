@@ -196,11 +196,8 @@ async fn dispatch(req: HttpRequest, payload: web::Payload, state: State) -> Hand
             uploads::start(&req, payload, &state, &n).await
         }
         Route::Upload(n, id) if m == Method::GET => uploads::status(&req, &state, &n, &id).await,
-        Route::Upload(n, id) if m == Method::PATCH => {
-            uploads::patch(&req, payload, &state, &n, &id).await
-        }
-        Route::Upload(n, id) if m == Method::PUT => {
-            uploads::put(&req, payload, &state, &n, &id).await
+        Route::Upload(n, id) if m == Method::PATCH || m == Method::PUT => {
+            uploads::write(&req, payload, &state, &n, &id).await
         }
         Route::Upload(n, id) if m == Method::DELETE => uploads::cancel(&req, &state, &n, &id).await,
         _ => Err(unsupported(&m)),

@@ -194,8 +194,9 @@ async fn append(
         })
 }
 
-/// `PATCH <location>`: a chunk (with `Content-Range`) or a streamed append.
-pub(crate) async fn patch(
+/// `PATCH <location>`: a chunk (with `Content-Range`) or a streamed append; `PUT
+/// <location>?digest=<d>`: an optional last chunk, then verify and publish.
+pub(crate) async fn write(
     req: &HttpRequest,
     payload: web::Payload,
     state: &State,
@@ -203,29 +204,15 @@ pub(crate) async fn patch(
     id: &str,
 ) -> HandlerResult {
     authorize(req, state, repo, Action::Push)?;
+    let last = match *req.method() {
+        actix_web::http::Method::PUT => Some(final_digest(req)?),
+        _ => None,
+    };
     let size = append(req, payload, state, repo, id).await?;
-    Ok(session_response(
-        actix_web::http::StatusCode::ACCEPTED,
-        repo,
-        id,
-        size,
-    ))
-}
-
-/// `PUT <location>?digest=<d>`: optional last chunk, then verify and publish.
-pub(crate) async fn put(
-    req: &HttpRequest,
-    payload: web::Payload,
-    state: &State,
-    repo: &RepoName,
-    id: &str,
-) -> HandlerResult {
-    authorize(req, state, repo, Action::Push)?;
-    let digest = query_get(req, "digest").ok_or_else(|| {
-        OciError::new(ErrorCode::DigestInvalid, "digest query parameter required")
-    })?;
-    let d = parse_digest(&digest)?;
-    append(req, payload, state, repo, id).await?;
+    let Some(d) = last else {
+        let accepted = actix_web::http::StatusCode::ACCEPTED;
+        return Ok(session_response(accepted, repo, id, size));
+    };
     state
         .storage
         .commit_upload(id, &d)
@@ -235,6 +222,14 @@ pub(crate) async fn put(
             e => storage_error(e),
         })?;
     Ok(created(repo, d.as_str()))
+}
+
+/// The digest a final `PUT` names.
+fn final_digest(req: &HttpRequest) -> Result<crate::oci::Digest, OciError> {
+    let digest = query_get(req, "digest").ok_or_else(|| {
+        OciError::new(ErrorCode::DigestInvalid, "digest query parameter required")
+    })?;
+    parse_digest(&digest)
 }
 
 /// `DELETE <location>`: cancel → 204.

@@ -116,17 +116,13 @@ impl Storage {
 
     /// Append a body to session `id`. With `start`, the chunk must begin exactly where the
     /// session ends (else [`StorageError::OutOfOrder`]). Returns the new size.
-    pub async fn append_upload<S, E>(
+    pub async fn append_upload<E: std::fmt::Display>(
         &self,
         id: &str,
         start: Option<u64>,
-        body: S,
+        body: impl Stream<Item = Result<Bytes, E>> + Unpin,
         limit: u64,
-    ) -> Result<u64, StorageError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
+    ) -> Result<u64, StorageError> {
         let info = self
             .upload_info(id)
             .await
