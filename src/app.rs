@@ -280,6 +280,7 @@ fn build_registry_front(
             Arc::new(index)
         }),
         pipeline,
+        parked: Default::default(),
     })
 }
 

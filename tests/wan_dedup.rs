@@ -176,3 +176,41 @@ async fn ten_jobs_at_once_upload_a_shared_layer_once() {
         "a HEAD waited on a claim that nothing settled"
     );
 }
+
+/// Upload starts (`POST …/blobs/uploads/`) in `repo` that reached TCR.
+fn upload_starts(e: &Env, repo: &str) -> usize {
+    let target = format!("/v2/{repo}/blobs/uploads/");
+    let journal = e.emu.state.journal.entries();
+    journal
+        .iter()
+        .filter(|j| j.method == "POST" && j.target == target)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_session_is_opened_while_tcr_is_asked_for_the_blob() {
+    let e = Env::default().await;
+    let repo = "ahead/app";
+    push_image(&e, repo, &layer(70, 1000), &layer(71, 1000)).await; // the namespace exists
+    let t = e
+        .keys_token(&[&format!("repository:{repo}:pull,push")])
+        .await;
+    let data = layer(72, 64 << 10);
+    let d = Digest::sha256_of(&data);
+    let before = upload_starts(&e, repo);
+    assert_eq!(head_blob(&e, repo, &d, &t).await.0, 404);
+    // The HEAD's answer came with a session opened beside it in TCR...
+    for _ in 0..50 {
+        if upload_starts(&e, repo) > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(upload_starts(&e, repo), before + 1);
+    // ...which answers the client's POST: no second upload start reaches TCR.
+    e.push_blob(repo, &t, &data, false, true).await;
+    assert_eq!(upload_starts(&e, repo), before + 1);
+    assert_eq!(uploads_of(&e, &d), 1);
+    let stored = e.emu.state.storage.blob_file(&d);
+    assert_eq!(std::fs::read(stored).unwrap(), data);
+}

@@ -3,6 +3,7 @@
 //! streamed bodies and rewritten headers. It holds no per-upload state: the upstream's upload
 //! state travels in the rewritten `Location`.
 
+mod ahead;
 pub mod body;
 mod calls;
 pub mod cloud;
@@ -49,6 +50,9 @@ pub struct RegistryFront {
     pub dedup: Option<Arc<dedup::BlobIndex>>,
     /// `wan.pipeline`: pipelined uploads through a local spool (none: off).
     pub pipeline: Option<Arc<pipeline::Pipeline>>,
+    /// Upload sessions opened ahead of the client's `POST` (with `wan.dedup`, without the
+    /// pipeline).
+    pub parked: ahead::Parked,
 }
 
 /// Route and repository of a request, left in its extensions for the access log.

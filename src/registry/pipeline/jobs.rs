@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use tokio::sync::{watch, Semaphore};
 
-use super::ahead::{settled, Ahead};
 use super::spool::Reservation;
 use crate::oci::{Digest, RepoName};
+use crate::registry::ahead::{settled, Ahead};
 use crate::registry::calls::{Calls, Mounted};
 use crate::registry::RegistryFront;
 use crate::upstream::BasicAuth;

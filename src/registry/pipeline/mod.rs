@@ -12,7 +12,6 @@
 //! Sessions live on the replica that opened them: behind a load balancer, use session affinity
 //! or a shared `wan.spool_dir` (replicas do not share the session table, so affinity it is).
 
-mod ahead;
 pub mod jobs;
 mod spool;
 
@@ -23,6 +22,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use self::jobs::{Jobs, PipelineMetrics, State, Transfer};
 use self::spool::Spool;
+use super::ahead;
 use super::calls::{credential_of, Calls};
 use super::request::Route;
 use super::route::Endpoint;
@@ -84,8 +84,14 @@ pub async fn intercept(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Intercept, OciError> {
-    let (Some(p), Some(up)) = (front.pipeline.as_deref(), route.upstream.as_ref()) else {
+    let Some(up) = route.upstream.as_ref() else {
         return Ok(Intercept::Pass(payload));
+    };
+    let Some(p) = front.pipeline.as_deref() else {
+        return Ok(match ahead::take_parked(front, route, grant).await {
+            Some(answer) => Intercept::Answered(answer),
+            None => Intercept::Pass(payload),
+        });
     };
     let answer = match (&route.endpoint, &route.method) {
         (Endpoint::UploadStart { name }, &Method::POST)
@@ -273,7 +279,11 @@ pub async fn answer_head(
     digest: &Digest,
 ) -> Option<HttpResponse> {
     if front.pipeline.is_none() {
-        return dedup::answer_head(front, client, target, grant, digest).await;
+        let answer = dedup::answer_head(front, client, target, grant, digest).await;
+        if answer.is_none() && front.dedup.is_some() {
+            ahead::park_for(front, client, target, grant);
+        }
+        return answer;
     }
     let head = Head {
         front,
