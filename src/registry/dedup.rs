@@ -54,6 +54,10 @@ pub struct BlobIndex {
     uploading: dashmap::DashMap<Digest, InFlight>,
     /// The sender of each open claim, taken over by the claimer's upload.
     claims: dashmap::DashMap<Digest, watch::Sender<bool>>,
+    /// Per caller (upstream username), the repository its last mount came from: realm tokens
+    /// for its pushes also ask pull there, so that one token serves a repository's requests
+    /// and its mounts (a mount would otherwise cost a token round trip of its own).
+    sources_of: dashmap::DashMap<String, RepoName>,
     metrics: DedupMetrics,
 }
 
@@ -122,6 +126,7 @@ impl BlobIndex {
             known: Mutex::new((HashMap::new(), VecDeque::new())),
             uploading: dashmap::DashMap::new(),
             claims: dashmap::DashMap::new(),
+            sources_of: dashmap::DashMap::new(),
             metrics: DedupMetrics::new(),
         }
     }
@@ -166,6 +171,20 @@ impl BlobIndex {
                 None => break,
             }
         }
+    }
+
+    /// `owner`'s mount from `source` succeeded.
+    pub fn note_source(&self, owner: Option<&str>, source: &RepoName) {
+        if let Some(owner) = owner {
+            if self.sources_of.get(owner).is_none_or(|s| s.value() != source) {
+                self.sources_of.insert(owner.to_string(), source.clone());
+            }
+        }
+    }
+
+    /// Where `owner`'s mounts have come from lately.
+    pub fn source_hint(&self, owner: &str) -> Option<RepoName> {
+        self.sources_of.get(owner).map(|s| s.value().clone())
     }
 
     /// Forget that `repo` has `digest` (a mount from it was refused).
@@ -318,6 +337,8 @@ pub async fn answer_head(
         match calls.mount(target, &source, digest).await {
             Mounted::Yes => {
                 index.metrics.mounts.with_label_values(&["mounted"]).inc();
+                let owner = calls.credential.as_ref().map(|c| c.username.as_str());
+                index.note_source(owner, &source);
                 let size = match size {
                     Some(n) => Some(n),
                     None => calls.head_size(target, digest).await,

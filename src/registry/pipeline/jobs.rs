@@ -360,6 +360,8 @@ async fn mount_after(
         Mounted::Yes => {
             if let Some(index) = index {
                 index.metrics().mounts.with_label_values(&["mounted"]).inc();
+                let owner = t.credential.as_ref().map(|c| c.username.as_str());
+                index.note_source(owner, source);
                 index.metrics().bytes_saved.inc_by(t.size);
                 index.learn(&t.digest, &t.repo, Some(t.size));
             }
