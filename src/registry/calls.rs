@@ -44,7 +44,24 @@ fn push_scope(repo: &RepoName) -> String {
     format!("repository:{repo}:pull,push")
 }
 
+/// The scopes of a pusher's requests in `repo` with `hint`, the repository its mounts came
+/// from lately (the same set the `/v2/` plan asks, so that one realm token serves both).
+pub fn push_scopes(repo: &RepoName, hint: Option<&RepoName>) -> Vec<String> {
+    let mut s = vec![push_scope(repo)];
+    if let Some(h) = hint.filter(|h| *h != repo) {
+        s.push(format!("repository:{h}:pull"));
+    }
+    s
+}
+
 impl Calls<'_> {
+    /// The caller's scopes in `repo` (see [`push_scopes`]).
+    fn scopes(&self, repo: &RepoName) -> Vec<String> {
+        let owner = self.credential.as_ref().map(|c| c.username.as_str());
+        let hint = owner.and_then(|o| self.front.dedup.as_ref()?.source_hint(o));
+        push_scopes(repo, hint.as_ref())
+    }
+
     fn forward(&self, method: reqwest::Method, path: UpstreamPath, scopes: Vec<String>) -> Forward {
         let mut headers = reqwest::header::HeaderMap::new();
         if method == reqwest::Method::POST {
@@ -67,7 +84,7 @@ impl Calls<'_> {
         let path = uploads(target)
             .slash()
             .with_pairs([("mount", digest.as_str()), ("from", source.as_str())]);
-        let scopes = vec![push_scope(target), format!("repository:{source}:pull")];
+        let scopes = push_scopes(target, Some(source));
         let mut fwd = self.forward(reqwest::Method::POST, path, scopes);
         fwd.route = "dedup_mount";
         let resp = match self.front.upstream.send(fwd).await {
@@ -96,7 +113,7 @@ impl Calls<'_> {
             return;
         };
         let path = path.with_query("");
-        let fwd = self.forward(reqwest::Method::DELETE, path, vec![push_scope(repo)]);
+        let fwd = self.forward(reqwest::Method::DELETE, path, self.scopes(repo));
         let _ = self.front.upstream.send(fwd).await;
     }
 
@@ -108,7 +125,7 @@ impl Calls<'_> {
             .lit("blobs")
             .push(digest.as_str())
             .ok()?;
-        let scopes = vec![format!("repository:{repo}:pull")];
+        let scopes = self.scopes(repo);
         let mut fwd = self.forward(reqwest::Method::HEAD, path, scopes);
         fwd.route = "blob";
         let resp = self.front.upstream.send(fwd).await.ok()?;
@@ -136,7 +153,7 @@ impl Calls<'_> {
         let fwd = self.forward(
             reqwest::Method::POST,
             uploads(repo).slash(),
-            vec![push_scope(repo)],
+            self.scopes(repo),
         );
         let resp = self.send(fwd).await?;
         match (resp.status().as_u16(), location(&resp)) {
@@ -160,7 +177,7 @@ impl Calls<'_> {
         let mut fwd = self.forward(
             reqwest::Method::PUT,
             path.with_query(&query),
-            vec![push_scope(repo)],
+            self.scopes(repo),
         );
         fwd.route = "upload";
         fwd.headers

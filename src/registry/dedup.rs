@@ -159,7 +159,9 @@ impl BlobIndex {
         };
         if !entry.repos.contains(repo) {
             if entry.repos.len() >= REPOS_PER_DIGEST {
-                entry.repos.remove(0);
+                // Keep the first repository learned: mounts keep coming from it, and a realm
+                // token that covers it (`source_hint`) keeps serving them.
+                entry.repos.remove(1);
             }
             entry.repos.push(repo.clone());
         }
@@ -176,7 +178,11 @@ impl BlobIndex {
     /// `owner`'s mount from `source` succeeded.
     pub fn note_source(&self, owner: Option<&str>, source: &RepoName) {
         if let Some(owner) = owner {
-            if self.sources_of.get(owner).is_none_or(|s| s.value() != source) {
+            if self
+                .sources_of
+                .get(owner)
+                .is_none_or(|s| s.value() != source)
+            {
                 self.sources_of.insert(owner.to_string(), source.clone());
             }
         }
@@ -324,7 +330,7 @@ pub async fn answer_head(
         return None; // known to be there: TCR's own HEAD answers it
     }
     let waited = index.wait_for_upload(digest, target).await.is_some();
-    let (sources, size) = index.sources(digest, target);
+    let (mut sources, size) = index.sources(digest, target);
     if sources.is_empty() && !waited {
         index.claim(digest, target);
         return None;
@@ -333,6 +339,11 @@ pub async fn answer_head(
         front,
         credential: credential_of(grant),
     };
+    // The source the caller's realm token already covers first (see `note_source`).
+    let owner = calls.credential.as_ref().map(|c| c.username.as_str());
+    if let Some(hint) = owner.and_then(|o| index.source_hint(o)) {
+        sources.sort_by_key(|s| *s != hint);
+    }
     for source in sources {
         match calls.mount(target, &source, digest).await {
             Mounted::Yes => {

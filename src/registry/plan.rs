@@ -147,20 +147,17 @@ impl Plan {
 /// pusher's requests also ask pull on the repository its mounts came from lately (layer dedup),
 /// so that the same token serves the mounts that follow.
 fn scopes(route: &Route, front: &RegistryFront, grant: &Grant) -> Vec<String> {
-    let up = match (&route.upstream, &route.method) {
-        (None, _) => return vec!["registry:catalog:*".to_string()],
-        (Some(up), &Method::DELETE) => return vec![format!("repository:{up}:*")],
-        (Some(up), _) => up,
-    };
-    let mut s = vec![format!("repository:{up}:pull,push")];
-    let source = match &route.mount_from {
-        Some(f) => Some(front.namespaces.to_upstream(f)),
-        None => mount_source_hint(route, front, grant),
-    };
-    if let Some(f) = source.filter(|f| f != up) {
-        s.push(format!("repository:{f}:pull"));
+    match (&route.upstream, &route.method) {
+        (None, _) => vec!["registry:catalog:*".to_string()],
+        (Some(up), &Method::DELETE) => vec![format!("repository:{up}:*")],
+        (Some(up), _) => {
+            let source = match &route.mount_from {
+                Some(f) => Some(front.namespaces.to_upstream(f)),
+                None => mount_source_hint(route, front, grant),
+            };
+            super::calls::push_scopes(up, source.as_ref())
+        }
     }
-    s
 }
 
 /// Where the caller's mounts came from lately, if it may push here.
