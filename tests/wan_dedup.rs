@@ -214,3 +214,60 @@ async fn the_upload_session_is_opened_while_tcr_is_asked_for_the_blob() {
     let stored = e.emu.state.storage.blob_file(&d);
     assert_eq!(std::fs::read(stored).unwrap(), data);
 }
+
+/// POST, one PATCH with the bytes, then `PUT ?digest=` without a body (skopeo's way).
+async fn patch_push(e: &Env, repo: &str, token: &str, data: &[u8]) {
+    let r = e.start_upload(repo, token).await;
+    assert_eq!(r.status(), 202);
+    let loc = common::header(&r, "location");
+    let r = e
+        .http
+        .patch(&loc)
+        .bearer_auth(token)
+        .header("Content-Type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = common::header(&r, "location");
+    let d = Digest::sha256_of(data);
+    let r = e
+        .http
+        .put(common::with_digest(&loc, d.as_str()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_ends_with_the_image_even_when_the_layer_went_up_under_another_digest() {
+    // skopeo asks about a layer by its digest in the source, then uploads it compressed: the
+    // digest it found missing is never uploaded. Its manifest ends the claim.
+    let e = Env::default().await;
+    let (asked, sent) = (layer(80, 64 << 10), layer(81, 32 << 10));
+    let asked_d = Digest::sha256_of(&asked);
+    let ta = e.keys_token(&["repository:gz/a:pull,push"]).await;
+    let tb = e.keys_token(&["repository:gz/b:pull,push"]).await;
+    assert_eq!(head_blob(&e, "gz/a", &asked_d, &ta).await.0, 404);
+    patch_push(&e, "gz/a", &ta, &sent).await;
+    let config = wan_support::config_of("gz/a");
+    patch_push(&e, "gz/a", &ta, &config).await;
+    let manifest = wan_support::manifest_of(&config, &[&sent]);
+    e.put_manifest("gz/a", "v1", &ta, harbor::OCI_MANIFEST, manifest.as_bytes())
+        .await;
+    // Another job asking about the same layer is not held back by the claim.
+    assert_eq!(head_blob(&e, "gz/b", &asked_d, &tb).await.0, 404);
+    let m = e.adapter_metrics().await;
+    assert_eq!(
+        metric(&m, "tcr_adapter_dedup_claims_expired_total"),
+        0,
+        "a HEAD waited for a claim that never came: {m}"
+    );
+    // And a layer uploaded in chunks under the digest asked about is mounted elsewhere.
+    let sent_d = Digest::sha256_of(&sent);
+    let (status, len, _) = head_blob(&e, "gz/b", &sent_d, &tb).await;
+    assert_eq!((status, len), (200, Some(sent.len().to_string())));
+}

@@ -136,8 +136,11 @@ impl BlobIndex {
     }
 
     /// Remember that upstream repository `repo` has `digest` (of `size` bytes, when known).
+    /// A claim `repo` made on it is settled: the blob got there some other way than the upload
+    /// the claim announced (e.g. the client mounted it itself), and nobody waits any longer.
     pub fn learn(&self, digest: &Digest, repo: &RepoName, size: Option<u64>) {
         self.remember(digest, repo, size, true);
+        self.settle(digest, repo);
     }
 
     /// [`Self::learn`] from a client's claim (a pushed manifest's descriptor): its size is used
@@ -300,6 +303,21 @@ impl BlobIndex {
             if let Some((_, tx)) = self.claims.remove(digest) {
                 let _ = tx.send(true);
             }
+        }
+    }
+
+    /// `repo`'s image is complete (its manifest was pushed): every claim it still holds is
+    /// released. A client may have uploaded a blob under another digest than the one it asked
+    /// about (skopeo compresses a layer it found missing), or mounted it from elsewhere itself.
+    pub fn release_claims_of(&self, repo: &RepoName) {
+        let claimed: Vec<Digest> = self
+            .uploading
+            .iter()
+            .filter(|e| e.value().claimed.is_some() && &e.value().repo == repo)
+            .map(|e| e.key().clone())
+            .collect();
+        for d in claimed {
+            self.settle(&d, repo);
         }
     }
 

@@ -78,7 +78,6 @@ fn learn(front: &RegistryFront, route: &Route, plan: &Plan, resp: &reqwest::Resp
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
             index.learn(digest, repo, size);
-            index.settle(digest, repo);
         }
         (Endpoint::Upload { .. }, &Method::PUT) | (Endpoint::UploadStart { .. }, &Method::POST)
             if resp.status().as_u16() == 201 =>
@@ -96,6 +95,7 @@ fn learn(front: &RegistryFront, route: &Route, plan: &Plan, resp: &reqwest::Resp
             {
                 index.learn_hint(&d, repo, size);
             }
+            index.release_claims_of(repo);
         }
         _ => {}
     }
