@@ -98,8 +98,15 @@ pub async fn intercept(
             if route.mount_from.is_none() && !names_digest(&route.query) =>
         {
             route.ensure_namespace(front, grant).await?;
-            let opened = ahead::open_session((*front).clone(), up.clone(), credential_of(grant));
-            let id = p.spool.create(up, opened)?;
+            let cred = credential_of(grant);
+            let opened = ahead::open_session((*front).clone(), up.clone(), cred.clone());
+            let id = match p.spool.create(up, opened.clone()) {
+                Ok(id) => id,
+                Err(e) => {
+                    ahead::cancel((*front).clone(), up.clone(), cred, opened);
+                    return Err(e);
+                }
+            };
             session_answer(StatusCode::ACCEPTED, route, name, &id, 0)
         }
         (Endpoint::Upload { name, id }, _) if id.starts_with("p.") => {
