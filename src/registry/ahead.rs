@@ -19,7 +19,6 @@ use crate::auth::{Access, Grant};
 use crate::oci::{Digest, RepoName};
 use crate::registry::calls::{credential_of, Calls};
 use crate::registry::request::Route;
-use crate::registry::route::Endpoint;
 use crate::registry::{rewrite, RegistryFront};
 use crate::upstream::BasicAuth;
 
@@ -174,14 +173,10 @@ pub async fn take_parked(
     route: &Route,
     grant: &Grant,
 ) -> Option<HttpResponse> {
-    let (Endpoint::UploadStart { .. }, Some(up)) = (&route.endpoint, &route.upstream) else {
-        return None;
-    };
-    let plain = url::form_urlencoded::parse(route.query.as_bytes())
-        .all(|(k, _)| k != "digest" && k != "mount");
-    if route.method != actix_web::http::Method::POST || !plain {
-        return None;
-    }
+    let up = route
+        .upstream
+        .as_ref()
+        .filter(|_| route.is_plain_upload_start())?;
     let (_, key_owner) = caller(grant);
     let (_, opened) = front.parked.map.remove(&(up.clone(), key_owner))?;
     let location = settled(opened).await?.ok()?;

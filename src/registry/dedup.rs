@@ -423,13 +423,15 @@ mod tests {
         Digest::sha256_of(&[n])
     }
 
+    fn repos() -> (RepoName, RepoName) {
+        let r = |n: &str| RepoName::parse(n).unwrap();
+        (r("ns/a"), r("ns/b"))
+    }
+
     #[test]
     fn the_index_is_bounded_and_forgets_refused_sources() {
         let idx = BlobIndex::new(2);
-        let (a, b) = (
-            RepoName::parse("ns/a").unwrap(),
-            RepoName::parse("ns/b").unwrap(),
-        );
+        let (a, b) = repos();
         idx.learn(&d(1), &a, Some(10));
         idx.learn(&d(1), &b, None);
         assert_eq!(idx.sources(&d(1), &a), (vec![b.clone()], Some(10)));
@@ -447,10 +449,7 @@ mod tests {
     #[test]
     fn a_size_tcr_said_beats_a_size_a_manifest_claimed() {
         let idx = BlobIndex::new(8);
-        let (a, b) = (
-            RepoName::parse("ns/a").unwrap(),
-            RepoName::parse("ns/b").unwrap(),
-        );
+        let (a, b) = repos();
         idx.learn_hint(&d(1), &a, Some(999));
         idx.learn(&d(1), &a, Some(10));
         idx.learn_hint(&d(1), &a, Some(999));

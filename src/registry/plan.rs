@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
 
 use super::body::{self, bridge_stream, drive};
 use super::failure::Failure;
-use super::request::Route;
+use super::request::{content_length, Route};
 use super::route::Endpoint;
 use super::{rewrite, RegistryFront};
 use crate::auth::Grant;
@@ -215,13 +215,6 @@ fn replay_copy(body: &ForwardBody) -> Option<ForwardBody> {
         ForwardBody::Replayable(r) => Some(ForwardBody::Replayable(r.clone())),
         ForwardBody::Stream(_) => None,
     }
-}
-
-fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Whether the client sends a body: a non-zero `Content-Length` or chunked encoding.

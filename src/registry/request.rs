@@ -96,6 +96,15 @@ impl Route {
             .and_then(|(_, v)| Digest::parse(&v).ok())
     }
 
+    /// An upload start the client will fill itself: `POST …/blobs/uploads/` without a mount or a
+    /// monolithic `?digest=`.
+    pub fn is_plain_upload_start(&self) -> bool {
+        matches!(self.endpoint, Endpoint::UploadStart { .. })
+            && self.method == Method::POST
+            && url::form_urlencoded::parse(self.query.as_bytes())
+                .all(|(k, _)| k != "digest" && k != "mount")
+    }
+
     /// While an upload's last `PUT` is in flight, a HEAD for the same blob elsewhere waits for
     /// it and then mounts instead of sending the same bytes again.
     pub fn mark_upload(&self, front: &RegistryFront) -> Option<dedup::UploadMark> {
@@ -125,6 +134,14 @@ impl Route {
             _ => Ok(()),
         }
     }
+}
+
+/// The request's `Content-Length`, when it names one.
+pub fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn check_method(endpoint: &Endpoint, method: &Method) -> Result<(), OciError> {

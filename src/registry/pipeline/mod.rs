@@ -24,7 +24,7 @@ use self::jobs::{Jobs, PipelineMetrics, State, Transfer};
 use self::spool::Spool;
 use super::ahead;
 use super::calls::{credential_of, Calls};
-use super::request::Route;
+use super::request::{content_length, Route};
 use super::route::Endpoint;
 use super::{body, dedup, RegistryFront};
 use crate::auth::{Access, Grant};
@@ -94,9 +94,7 @@ pub async fn intercept(
         });
     };
     let answer = match (&route.endpoint, &route.method) {
-        (Endpoint::UploadStart { name }, &Method::POST)
-            if route.mount_from.is_none() && !names_digest(&route.query) =>
-        {
+        (Endpoint::UploadStart { name }, _) if route.is_plain_upload_start() => {
             route.ensure_namespace(front, grant).await?;
             let cred = credential_of(grant);
             let opened = ahead::open_session((*front).clone(), up.clone(), cred.clone());
@@ -468,15 +466,4 @@ fn check_range(req: &HttpRequest, size: u64) -> Result<(), OciError> {
         )
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)),
     }
-}
-
-fn names_digest(query: &str) -> bool {
-    url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "digest")
-}
-
-fn content_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }
