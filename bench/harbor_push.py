@@ -63,6 +63,19 @@ def project(images, sizes):
     return out, sum(distinct.values())
 
 
+TRACE = os.environ.get("HARBOR_PUSH_TRACE") == "1"
+T_START = time.monotonic()
+
+
+def trace(t0, method, url, status):
+    """With HARBOR_PUSH_TRACE=1: one line per request on stderr (start, duration, what)."""
+    if TRACE:
+        now = time.monotonic()
+        path = urllib.parse.urlsplit(url).path
+        print("%8.1f ms %6.1f ms %-4s %d %s" % ((t0 - T_START) * 1000, (now - t0) * 1000,
+                                              method, status, path[-60:]), file=sys.stderr)
+
+
 class Stats:
     def __init__(self):
         self.lock = threading.Lock()
@@ -96,7 +109,9 @@ class Task:
         headers = kw.pop("headers", {})
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
+        t0 = time.monotonic()
         r = self.s.request(method, url, headers=headers, allow_redirects=False, timeout=600, **kw)
+        trace(t0, method, url, r.status_code)
         self.stats.add(requests=1)
         if r.status_code not in expect:
             raise RuntimeError("%s %s: %d %s" % (method, url, r.status_code, r.text[:300]))
@@ -110,7 +125,9 @@ class Task:
         params = {"scope": "repository:%s:pull,push" % self.repo}
         if ch.get("service"):
             params["service"] = ch["service"]
+        t0 = time.monotonic()
         t = self.s.get(ch["realm"], params=params, auth=(self.user, self.password), timeout=60)
+        trace(t0, "GET", ch["realm"], t.status_code)
         self.stats.add(requests=1)
         if t.status_code != 200:
             raise RuntimeError("token: %d %s" % (t.status_code, t.text[:300]))

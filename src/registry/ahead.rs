@@ -19,8 +19,10 @@ use crate::auth::{Access, Grant};
 use crate::oci::{Digest, RepoName};
 use crate::registry::calls::{credential_of, Calls};
 use crate::registry::request::Route;
+use crate::registry::route::Endpoint;
 use crate::registry::{rewrite, RegistryFront};
 use crate::upstream::BasicAuth;
+use actix_web::http::Method;
 
 /// A result being worked out in the background.
 pub type Ahead<T> = watch::Receiver<Option<T>>;
@@ -122,10 +124,10 @@ pub fn cancel(
 
 type ParkKey = (RepoName, Option<String>);
 
-/// Upload sessions opened ahead of a client's `POST`: one per repository and caller at most.
+/// Upload sessions opened ahead of a client's `POST`, per repository and caller.
 #[derive(Default)]
 pub struct Parked {
-    map: dashmap::DashMap<ParkKey, Ahead<Result<String, String>>>,
+    map: dashmap::DashMap<ParkKey, Vec<Ahead<Result<String, String>>>>,
 }
 
 /// The caller's upstream credential and who it is (`None`: anonymous).
@@ -133,6 +135,10 @@ fn caller(grant: &Grant) -> (Option<BasicAuth>, Option<String>) {
     let credential = credential_of(grant);
     let owner = credential.as_ref().map(|c| c.username.clone());
     (credential, owner)
+}
+
+fn may_push(client: &RepoName, grant: &Grant) -> bool {
+    grant.allows(&Access::repository(client.as_str(), &["push"]))
 }
 
 /// A blob HEAD about to be asked of TCR by a caller who may push to `client` (`target`
@@ -143,27 +149,116 @@ pub fn park_for(
     target: &RepoName,
     grant: &Grant,
 ) {
-    if !grant.allows(&Access::repository(client.as_str(), &["push"])) {
-        return;
+    if may_push(client, grant) {
+        park(front, target, grant, 1);
     }
+}
+
+/// How many sessions a pusher's manifest check parks for the blobs that follow (with the
+/// pipeline): a config and one layer of its own, the usual shape of an image whose base layers
+/// are mounted.
+pub const SESSIONS_PER_IMAGE: usize = 2;
+
+/// A pusher's manifest HEAD (the first thing Harbor asks about an image): open the sessions its
+/// blobs will want while TCR answers it. A manifest TCR has already (the image is skipped)
+/// gives them back at once ([`unpark`]).
+pub fn park_for_image(
+    front: &web::Data<RegistryFront>,
+    client: &RepoName,
+    target: &RepoName,
+    grant: &Grant,
+) {
+    if may_push(client, grant) {
+        park(front, target, grant, SESSIONS_PER_IMAGE);
+    }
+}
+
+/// Have `want` sessions parked for the caller in `target`; each is cancelled if nobody takes
+/// it within [`PARK_TTL`].
+fn park(front: &web::Data<RegistryFront>, target: &RepoName, grant: &Grant, want: usize) {
     let (credential, owner) = caller(grant);
     let key = (target.clone(), owner);
-    if front.parked.map.contains_key(&key) {
-        return;
-    }
-    let opened = open_session((*front).clone(), target.clone(), credential.clone());
-    front.parked.map.insert(key.clone(), opened.clone());
-    let front = (*front).clone();
-    actix_web::rt::spawn(async move {
-        tokio::time::sleep(PARK_TTL).await;
-        let left = front
-            .parked
-            .map
-            .remove_if(&key, |_, v| v.same_channel(&opened));
-        if let Some((_, unused)) = left {
-            cancel(front.clone(), key.0, credential, unused);
+    let mut opened = Vec::new();
+    {
+        let mut parked = front.parked.map.entry(key.clone()).or_default();
+        while parked.len() < want {
+            let session = open_session((*front).clone(), target.clone(), credential.clone());
+            parked.push(session.clone());
+            opened.push(session);
         }
-    });
+    }
+    for session in opened {
+        let (front, key, credential) = ((*front).clone(), key.clone(), credential.clone());
+        actix_web::rt::spawn(async move {
+            tokio::time::sleep(PARK_TTL).await;
+            if front.parked.take_if_same(&key, &session) {
+                cancel(front.clone(), key.0, credential, session);
+            }
+        });
+    }
+}
+
+impl Parked {
+    /// Remove `session` if it is still parked under `key` (nobody took it).
+    fn take_if_same(&self, key: &ParkKey, session: &Ahead<Result<String, String>>) -> bool {
+        let mut found = false;
+        if let Some(mut parked) = self.map.get_mut(key) {
+            let before = parked.len();
+            parked.retain(|s| !s.same_channel(session));
+            found = parked.len() < before;
+        }
+        self.map.remove_if(key, |_, v| v.is_empty());
+        found
+    }
+
+    fn pop(&self, key: &ParkKey) -> Option<Ahead<Result<String, String>>> {
+        let session = self.map.get_mut(key).and_then(|mut v| v.pop());
+        self.map.remove_if(key, |_, v| v.is_empty());
+        session
+    }
+}
+
+/// A session parked for the caller in `target`, taken (it is the taker's to use or cancel).
+pub fn take(
+    front: &RegistryFront,
+    target: &RepoName,
+    grant: &Grant,
+) -> Option<Ahead<Result<String, String>>> {
+    let (_, owner) = caller(grant);
+    front.parked.pop(&(target.clone(), owner))
+}
+
+/// TCR answered a manifest HEAD: if the image is there already (Harbor skips it), the caller's
+/// parked sessions in that repository are cancelled now rather than after [`PARK_TTL`].
+pub fn image_checked(
+    front: &web::Data<RegistryFront>,
+    route: &Route,
+    grant: &Grant,
+    status: reqwest::StatusCode,
+) {
+    let (Endpoint::Manifest { .. }, &Method::HEAD, Some(target)) =
+        (&route.endpoint, &route.method, route.upstream.as_ref())
+    else {
+        return;
+    };
+    if status.is_success() {
+        unpark(front, target, grant);
+    }
+}
+
+fn unpark(front: &web::Data<RegistryFront>, target: &RepoName, grant: &Grant) {
+    let (credential, owner) = caller(grant);
+    let key = (target.clone(), owner);
+    if let Some((_, parked)) = front.parked.map.remove(&key) {
+        for session in parked {
+            cancel(
+                (*front).clone(),
+                target.clone(),
+                credential.clone(),
+                session,
+            );
+        }
+    }
 }
 
 /// An upload start (no mount, no digest) answered with the session parked for the caller, as
@@ -177,9 +272,7 @@ pub async fn take_parked(
         .upstream
         .as_ref()
         .filter(|_| route.is_plain_upload_start())?;
-    let (_, key_owner) = caller(grant);
-    let (_, opened) = front.parked.map.remove(&(up.clone(), key_owner))?;
-    let location = settled(opened).await?.ok()?;
+    let location = settled(take(front, up, grant)?).await?.ok()?;
     let id = location.split('?').next()?.rsplit('/').next()?.to_string();
     let public = rewrite::location(
         &location,

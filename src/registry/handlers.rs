@@ -13,7 +13,7 @@ use super::pipeline::{self, Intercept};
 use super::plan::Plan;
 use super::request::Route;
 use super::route::Endpoint;
-use super::{cloud, respond, RegistryFront, RouteInfo};
+use super::{ahead, cloud, respond, RegistryFront, RouteInfo};
 use crate::auth::{AuthService, Grant};
 use crate::oci::{OciError, Reference};
 
@@ -41,6 +41,7 @@ pub async fn dispatch(
     let resp =
         super::redirect::resolve(&front, &route.endpoint, &route.method, &plan.headers, resp)
             .await?;
+    ahead::image_checked(&front, &route, &grant, resp.status());
     respond::shape(&front, &auth, &route, &grant, &plan, resp).await
 }
 

@@ -410,7 +410,7 @@ impl UpstreamClient {
         loop {
             attempt += 1;
             let req = self.attempt_request(&f, &url, auth.as_ref(), &mut body);
-            let resp = match self.timed_send(f.route, req).await {
+            let resp = match self.timed_send(f.route, &f.method, req).await {
                 Ok(r) => r,
                 Err(e) => {
                     if self.may_retry("network", body.replayable(), attempt) {
@@ -480,6 +480,7 @@ impl UpstreamClient {
     async fn timed_send(
         &self,
         route: &'static str,
+        method: &Method,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, reqwest::Error> {
         let started = Instant::now();
@@ -488,10 +489,12 @@ impl UpstreamClient {
             Ok(r) => r.status().as_u16().to_string(),
             Err(_) => "error".to_string(),
         };
+        let elapsed = started.elapsed();
         self.metrics
             .latency
             .with_label_values(&[route, &status_label])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        tracing::debug!(route, %method, status = %status_label, ms = elapsed.as_millis() as u64, "upstream call");
         result
     }
 

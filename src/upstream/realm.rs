@@ -92,7 +92,13 @@ impl UpstreamClient {
             if let Some(c) = cred {
                 get = get.header(AUTHORIZATION, c.header());
             }
-            let result = match get.send().await {
+            let started = std::time::Instant::now();
+            let sent = get.send().await;
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "upstream realm call"
+            );
+            let result = match sent {
                 Ok(resp) => {
                     let status = resp.status();
                     let wait = retry_after(resp.headers());

@@ -5,7 +5,7 @@
 //! waits for the jobs of the blobs it references (the commit point).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::web;
@@ -279,6 +279,10 @@ fn ended(metrics: &PipelineMetrics, kind: &str, result: Result<(), String>) -> S
     }
 }
 
+/// Send the spooled blob. A blob the client was told was absent before TCR was asked (the
+/// probe) is sent at once all the same, and the sending stops as soon as the probe finds it in
+/// TCR after all: a small blob is there before the answer comes, a big one loses at most a round
+/// trip's worth of bytes, and neither waits for the probe.
 async fn upload_with_retries(
     front: &RegistryFront,
     t: &mut Transfer,
@@ -288,15 +292,38 @@ async fn upload_with_retries(
         front,
         credential: t.credential.clone(),
     };
-    let mut opened = t.session.take();
-    if let Some(probe) = t.probe.take() {
-        if settled(probe).await == Some(true) {
-            if let Some(Ok(location)) = opened_location(opened).await {
+    let opened = t.session.take();
+    let Some(probe) = t.probe.take() else {
+        return send_with_retries(&calls, t, file, opened, &Mutex::new(None)).await;
+    };
+    let current = Mutex::new(None);
+    let upload = send_with_retries(&calls, t, file, opened, &current);
+    let found_there = async {
+        if settled(probe).await != Some(true) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        sent = upload => sent,
+        () = found_there => {
+            let left = current.lock().map(|mut c| c.take()).unwrap_or_default();
+            if let Some(location) = left {
                 calls.cancel(&t.repo, &location).await;
             }
-            return Ok(()); // TCR had it: nothing to send
+            Ok(()) // TCR had it: the rest is not sent
         }
     }
+}
+
+/// Upload into a session (the one opened ahead, else a fresh one per attempt); `current` holds
+/// the session being written, for whoever stops the upload half way.
+async fn send_with_retries(
+    calls: &Calls<'_>,
+    t: &Transfer,
+    file: &PathBuf,
+    mut opened: Option<Ahead<Result<String, String>>>,
+    current: &Mutex<Option<String>>,
+) -> Result<(), String> {
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
@@ -320,10 +347,16 @@ async fn upload_with_retries(
             )),
             Err(e) => return Err(format!("the spooled blob is gone: {e}")),
         };
-        match calls
+        if let Ok(mut c) = current.lock() {
+            *c = Some(location.clone());
+        }
+        let sent = calls
             .complete(&t.repo, &location, &t.digest, body, t.size)
-            .await
-        {
+            .await;
+        if let Ok(mut c) = current.lock() {
+            *c = None;
+        }
+        match sent {
             Ok(()) => return Ok(()),
             Err(e) => {
                 calls.cancel(&t.repo, &location).await;

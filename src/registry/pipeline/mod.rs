@@ -97,7 +97,8 @@ pub async fn intercept(
         (Endpoint::UploadStart { name }, _) if route.is_plain_upload_start() => {
             route.ensure_namespace(front, grant).await?;
             let cred = credential_of(grant);
-            let opened = ahead::open_session((*front).clone(), up.clone(), cred.clone());
+            let opened = ahead::take(front, up, grant)
+                .unwrap_or_else(|| ahead::open_session((*front).clone(), up.clone(), cred.clone()));
             let id = match p.spool.create(up, opened.clone()) {
                 Ok(id) => id,
                 Err(e) => {
@@ -123,6 +124,10 @@ pub async fn intercept(
             Some(resp) => resp,
             None => return Ok(Intercept::Pass(payload)),
         },
+        (Endpoint::Manifest { name, .. }, &Method::HEAD) => {
+            ahead::park_for_image(front, name, up, grant);
+            return Ok(Intercept::Pass(payload));
+        }
         (Endpoint::Blob { digest, .. }, &Method::DELETE) => {
             p.jobs.remove(up, digest);
             return Ok(Intercept::Pass(payload));
