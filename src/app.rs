@@ -280,7 +280,7 @@ fn build_registry_front(
             Arc::new(index)
         }),
         pipeline,
-        parked: Default::default(),
+        ahead: Default::default(),
     })
 }
 

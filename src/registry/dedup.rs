@@ -88,7 +88,8 @@ impl DedupMetrics {
             mounts,
             bytes_saved: prometheus::IntCounter::new(
                 "tcr_adapter_dedup_bytes_saved_total",
-                "Blob bytes not sent to TCR because a mount made the upload unnecessary",
+                "Blob bytes not sent to TCR because a mount (or a check that found the blob there) made \
+                 the upload unnecessary",
             )
             .expect("valid metric"),
             claims_expired: prometheus::IntCounter::new(
@@ -214,7 +215,7 @@ impl BlobIndex {
     }
 
     /// Whether `repo` is known to have `digest`.
-    fn holds(&self, digest: &Digest, repo: &RepoName) -> bool {
+    pub(crate) fn holds(&self, digest: &Digest, repo: &RepoName) -> bool {
         let guard = self.known.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.get(digest).is_some_and(|k| k.repos.contains(repo))
     }

@@ -41,7 +41,7 @@ pub async fn dispatch(
     let resp =
         super::redirect::resolve(&front, &route.endpoint, &route.method, &plan.headers, resp)
             .await?;
-    ahead::image_checked(&front, &route, &grant, resp.status());
+    ahead::answered(&front, &route, &grant, resp.status());
     respond::shape(&front, &auth, &route, &grant, &plan, resp).await
 }
 

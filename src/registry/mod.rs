@@ -50,9 +50,9 @@ pub struct RegistryFront {
     pub dedup: Option<Arc<dedup::BlobIndex>>,
     /// `wan.pipeline`: pipelined uploads through a local spool (none: off).
     pub pipeline: Option<Arc<pipeline::Pipeline>>,
-    /// Upload sessions opened ahead of the client's `POST` (with `wan.dedup`, without the
-    /// pipeline).
-    pub parked: ahead::Parked,
+    /// Work done ahead of need (`wan.dedup`): upload sessions opened before the client's
+    /// `POST`, existence checks of blobs answered "absent" before TCR was asked.
+    pub ahead: ahead::WorkAhead,
 }
 
 /// Route and repository of a request, left in its extensions for the access log.

@@ -37,8 +37,6 @@ pub const COMMIT_WAIT: Duration = Duration::from_secs(1800);
 pub struct Pipeline {
     pub spool: Spool,
     pub jobs: Jobs,
-    /// Existence checks of blobs answered "absent" ahead of TCR.
-    probes: ahead::Probes,
 }
 
 impl Pipeline {
@@ -53,7 +51,6 @@ impl Pipeline {
         Ok(Pipeline {
             spool,
             jobs: Jobs::new(wan.max_parallel_uploads, metrics),
-            probes: ahead::Probes::default(),
         })
     }
 
@@ -88,10 +85,7 @@ pub async fn intercept(
         return Ok(Intercept::Pass(payload));
     };
     let Some(p) = front.pipeline.as_deref() else {
-        return Ok(match ahead::take_parked(front, route, grant).await {
-            Some(answer) => Intercept::Answered(answer),
-            None => Intercept::Pass(payload),
-        });
+        return ahead::intercept(front, route, grant, payload).await;
     };
     let answer = match (&route.endpoint, &route.method) {
         (Endpoint::UploadStart { name }, _) if route.is_plain_upload_start() => {
@@ -225,7 +219,7 @@ impl Step<'_> {
                 size: s.size,
                 credential: credential_of(self.grant),
                 session: opened,
-                probe: self.p.probes.take(self.up, &digest),
+                probe: self.front.ahead.probes.take(self.up, &digest),
             };
             self.p
                 .jobs
@@ -289,6 +283,9 @@ pub async fn answer_head(
     digest: &Digest,
 ) -> Option<HttpResponse> {
     if front.pipeline.is_none() {
+        if let Some(absent) = ahead::absent_ahead(front, client, target, grant, digest) {
+            return Some(absent);
+        }
         let answer = dedup::answer_head(front, client, target, grant, digest).await;
         if answer.is_none() && front.dedup.is_some() {
             ahead::park_for(front, client, target, grant);
@@ -372,10 +369,11 @@ impl Head<'_> {
             self.digest.clone(),
             credential,
         );
-        self.p.probes.insert(self.target, self.digest, probe);
-        let absent = OciError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
-            .with_status(StatusCode::NOT_FOUND);
-        Some(actix_web::ResponseError::error_response(&absent))
+        self.front
+            .ahead
+            .probes
+            .insert(self.target, self.digest, probe);
+        Some(ahead::absent())
     }
 }
 
@@ -446,7 +444,7 @@ fn session_answer(
         .finish()
 }
 
-fn blob_url(route: &Route, name: &RepoName, digest: &Digest) -> String {
+pub(crate) fn blob_url(route: &Route, name: &RepoName, digest: &Digest) -> String {
     format!("{}/v2/{name}/blobs/{digest}", route.base)
 }
 

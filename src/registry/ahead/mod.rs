@@ -1,0 +1,139 @@
+//! Work done before it is needed, so that no TCR round trip waits on the client's critical path.
+//! Upload sessions opened and parked before the client's `POST` ([`parked`]): beside a pusher's
+//! blob HEAD, and a few beside its manifest HEAD (the first question about an image); the
+//! `POST` that follows a "no" is answered with one (TCR's own session, its `Location`
+//! rewritten as always). A parked session nobody takes is cancelled. A blob the adapter has
+//! never heard of, asked about by a caller for whom TCR has kept answering "absent", is
+//! answered "absent" at once while TCR is asked in the background ([`absent`]); if TCR had it
+//! after all, the upload that follows is not sent on. With the pipeline: the upstream session
+//! of a local one opened as soon as the client opens it, and the same background check.
+
+mod absent;
+mod parked;
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use tokio::sync::watch;
+
+use crate::oci::{Digest, RepoName};
+use crate::registry::calls::Calls;
+use crate::registry::RegistryFront;
+use crate::upstream::BasicAuth;
+
+pub use absent::{absent, absent_ahead, answered, intercept};
+pub use parked::{park_for, park_for_image, take, Parked};
+
+/// What the front keeps of the work done ahead.
+#[derive(Default)]
+pub struct WorkAhead {
+    pub parked: Parked,
+    pub probes: Probes,
+    pub streaks: absent::Streaks,
+}
+
+/// A result being worked out in the background.
+pub type Ahead<T> = watch::Receiver<Option<T>>;
+
+/// Checks nobody collected are dropped after this long.
+const KEEP_PROBE: Duration = Duration::from_secs(600);
+/// A parked session nobody took is cancelled after this long.
+const PARK_TTL: Duration = Duration::from_secs(30);
+
+/// The result, once there (`None`: the work was abandoned).
+pub async fn settled<T: Clone>(mut ahead: Ahead<T>) -> Option<T> {
+    ahead
+        .wait_for(|v| v.is_some())
+        .await
+        .ok()
+        .and_then(|v| v.clone())
+}
+
+fn spawn<T, F>(work: F) -> Ahead<T>
+where
+    T: Send + Sync + 'static,
+    F: std::future::Future<Output = T> + 'static,
+{
+    let (tx, rx) = watch::channel(None);
+    actix_web::rt::spawn(async move {
+        let _ = tx.send(Some(work.await));
+    });
+    rx
+}
+
+/// Open an upload session in `repo` now: TCR's `Location`, later.
+pub fn open_session(
+    front: web::Data<RegistryFront>,
+    repo: RepoName,
+    credential: Option<BasicAuth>,
+) -> Ahead<Result<String, String>> {
+    spawn(async move {
+        let calls = Calls {
+            front: &front,
+            credential,
+        };
+        calls.open_session(&repo).await
+    })
+}
+
+/// Ask TCR now whether `repo` has `digest` (no answer counts as "no").
+pub fn probe(
+    front: web::Data<RegistryFront>,
+    repo: RepoName,
+    digest: Digest,
+    credential: Option<BasicAuth>,
+) -> Ahead<bool> {
+    spawn(async move {
+        let calls = Calls {
+            front: &front,
+            credential,
+        };
+        calls.head_size(&repo, &digest).await.is_some()
+    })
+}
+
+/// Existence checks waiting for the upload they were made for.
+#[derive(Default)]
+pub struct Probes {
+    map: dashmap::DashMap<(RepoName, Digest), (Instant, Ahead<bool>)>,
+}
+
+impl Probes {
+    pub fn insert(&self, repo: &RepoName, digest: &Digest, probe: Ahead<bool>) {
+        self.map.retain(|_, (at, _)| at.elapsed() < KEEP_PROBE);
+        self.map
+            .insert((repo.clone(), digest.clone()), (Instant::now(), probe));
+    }
+
+    /// Whether the check of `digest` in `repo` has come back "TCR has it" (taken if so).
+    pub fn found(&self, repo: &RepoName, digest: &Digest) -> bool {
+        let key = (repo.clone(), digest.clone());
+        self.map
+            .remove_if(&key, |_, (_, p)| *p.borrow() == Some(true))
+            .is_some()
+    }
+
+    pub fn take(&self, repo: &RepoName, digest: &Digest) -> Option<Ahead<bool>> {
+        self.map
+            .remove(&(repo.clone(), digest.clone()))
+            .map(|(_, (_, p))| p)
+    }
+}
+
+/// Cancel a session opened ahead that will not be used (once it is open).
+pub fn cancel(
+    front: web::Data<RegistryFront>,
+    repo: RepoName,
+    credential: Option<BasicAuth>,
+    session: Ahead<Result<String, String>>,
+) {
+    actix_web::rt::spawn(async move {
+        if let Some(Ok(location)) = settled(session).await {
+            let calls = Calls {
+                front: &front,
+                credential,
+            };
+            calls.cancel(&repo, &location).await;
+        }
+    });
+}

@@ -1,0 +1,168 @@
+//! Upload sessions opened ahead of a client's `POST`, per repository and caller.
+
+use actix_web::web;
+use actix_web::HttpResponse;
+
+use super::{cancel, open_session, settled, Ahead, PARK_TTL};
+use crate::auth::{Access, Grant};
+use crate::oci::RepoName;
+use crate::registry::calls::credential_of;
+use crate::registry::request::Route;
+use crate::registry::{rewrite, RegistryFront};
+use crate::upstream::BasicAuth;
+
+type ParkKey = (RepoName, Option<String>);
+
+/// Upload sessions opened ahead of a client's `POST`, per repository and caller.
+#[derive(Default)]
+pub struct Parked {
+    map: dashmap::DashMap<ParkKey, Vec<Ahead<Result<String, String>>>>,
+}
+
+/// The caller's upstream credential and who it is (`None`: anonymous).
+pub(super) fn caller(grant: &Grant) -> (Option<BasicAuth>, Option<String>) {
+    let credential = credential_of(grant);
+    let owner = credential.as_ref().map(|c| c.username.clone());
+    (credential, owner)
+}
+
+pub(super) fn may_push(client: &RepoName, grant: &Grant) -> bool {
+    grant.allows(&Access::repository(client.as_str(), &["push"]))
+}
+
+/// A blob HEAD about to be asked of TCR by a caller who may push to `client` (`target`
+/// upstream): open a session there now, unless one is parked already.
+pub fn park_for(
+    front: &web::Data<RegistryFront>,
+    client: &RepoName,
+    target: &RepoName,
+    grant: &Grant,
+) {
+    if may_push(client, grant) {
+        park(front, target, grant, 1);
+    }
+}
+
+/// How many sessions a pusher's manifest check parks for the blobs that follow (with the
+/// pipeline): a config and one layer of its own, the usual shape of an image whose base layers
+/// are mounted.
+pub const SESSIONS_PER_IMAGE: usize = 2;
+
+/// A pusher's manifest HEAD (the first thing Harbor asks about an image): open the sessions its
+/// blobs will want while TCR answers it. A manifest TCR has already (the image is skipped)
+/// gives them back at once ([`unpark`]).
+pub fn park_for_image(
+    front: &web::Data<RegistryFront>,
+    client: &RepoName,
+    target: &RepoName,
+    grant: &Grant,
+) {
+    if may_push(client, grant) {
+        park(front, target, grant, SESSIONS_PER_IMAGE);
+    }
+}
+
+/// Have `want` sessions parked for the caller in `target`; each is cancelled if nobody takes
+/// it within [`PARK_TTL`].
+pub(super) fn park(
+    front: &web::Data<RegistryFront>,
+    target: &RepoName,
+    grant: &Grant,
+    want: usize,
+) {
+    let (credential, owner) = caller(grant);
+    let key = (target.clone(), owner);
+    let mut opened = Vec::new();
+    {
+        let mut parked = front.ahead.parked.map.entry(key.clone()).or_default();
+        while parked.len() < want {
+            let session = open_session((*front).clone(), target.clone(), credential.clone());
+            parked.push(session.clone());
+            opened.push(session);
+        }
+    }
+    for session in opened {
+        let (front, key, credential) = ((*front).clone(), key.clone(), credential.clone());
+        actix_web::rt::spawn(async move {
+            tokio::time::sleep(PARK_TTL).await;
+            if front.ahead.parked.take_if_same(&key, &session) {
+                cancel(front.clone(), key.0, credential, session);
+            }
+        });
+    }
+}
+
+impl Parked {
+    /// Remove `session` if it is still parked under `key` (nobody took it).
+    fn take_if_same(&self, key: &ParkKey, session: &Ahead<Result<String, String>>) -> bool {
+        let mut found = false;
+        if let Some(mut parked) = self.map.get_mut(key) {
+            let before = parked.len();
+            parked.retain(|s| !s.same_channel(session));
+            found = parked.len() < before;
+        }
+        self.map.remove_if(key, |_, v| v.is_empty());
+        found
+    }
+
+    fn pop(&self, key: &ParkKey) -> Option<Ahead<Result<String, String>>> {
+        let session = self.map.get_mut(key).and_then(|mut v| v.pop());
+        self.map.remove_if(key, |_, v| v.is_empty());
+        session
+    }
+}
+
+/// A session parked for the caller in `target`, taken (it is the taker's to use or cancel).
+pub fn take(
+    front: &RegistryFront,
+    target: &RepoName,
+    grant: &Grant,
+) -> Option<Ahead<Result<String, String>>> {
+    let (_, owner) = caller(grant);
+    front.ahead.parked.pop(&(target.clone(), owner))
+}
+
+/// The image is in TCR already (its manifest HEAD said so): the caller's parked sessions in
+/// `target` are cancelled now rather than after [`PARK_TTL`].
+pub(super) fn unpark(front: &web::Data<RegistryFront>, target: &RepoName, grant: &Grant) {
+    let (credential, owner) = caller(grant);
+    let key = (target.clone(), owner);
+    if let Some((_, parked)) = front.ahead.parked.map.remove(&key) {
+        for session in parked {
+            cancel(
+                (*front).clone(),
+                target.clone(),
+                credential.clone(),
+                session,
+            );
+        }
+    }
+}
+
+/// An upload start (no mount, no digest) answered with the session parked for the caller, as
+/// TCR answered its opening (`None`: none parked, or it could not be opened).
+pub(super) async fn take_parked(
+    front: &RegistryFront,
+    route: &Route,
+    grant: &Grant,
+) -> Option<HttpResponse> {
+    let up = route
+        .upstream
+        .as_ref()
+        .filter(|_| route.is_plain_upload_start())?;
+    let location = settled(take(front, up, grant)?).await?.ok()?;
+    let id = location.split('?').next()?.rsplit('/').next()?.to_string();
+    let public = rewrite::location(
+        &location,
+        front.upstream.base(),
+        &route.base,
+        &front.namespaces,
+    );
+    Some(
+        HttpResponse::Accepted()
+            .insert_header(("Location", public))
+            .insert_header(("Docker-Upload-UUID", id))
+            .insert_header(("Range", "0-0"))
+            .finish(),
+    )
+}
