@@ -16,6 +16,7 @@ pub struct Calls<'a> {
 }
 
 /// What TCR said to a mount.
+#[derive(PartialEq, Eq)]
 pub enum Mounted {
     Yes,
     /// Refused (no read permission on the source, or the blob is not there).

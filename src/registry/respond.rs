@@ -87,12 +87,13 @@ fn learn(front: &RegistryFront, route: &Route, plan: &Plan, resp: &reqwest::Resp
             }
         }
         (Endpoint::Manifest { .. }, &Method::PUT) => {
-            for (d, size) in plan
+            let blobs = plan
                 .manifest
                 .as_deref()
                 .map(super::dedup::referenced_blobs)
-                .unwrap_or_default()
-            {
+                .unwrap_or_default();
+            front.ahead.mounts.note_manifest(repo, &blobs);
+            for (d, size) in blobs {
                 index.learn_hint(&d, repo, size);
             }
             index.release_claims_of(repo);

@@ -9,6 +9,7 @@
 //! of a local one opened as soon as the client opens it, and the same background check.
 
 mod absent;
+mod mounts;
 mod parked;
 
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use crate::registry::RegistryFront;
 use crate::upstream::BasicAuth;
 
 pub use absent::{absent, absent_ahead, answered, intercept};
+pub use mounts::{mount_following, mounted_ahead};
 pub use parked::{park_for, park_for_image, take, Parked};
 
 /// What the front keeps of the work done ahead.
@@ -30,6 +32,7 @@ pub struct WorkAhead {
     pub parked: Parked,
     pub probes: Probes,
     pub streaks: absent::Streaks,
+    pub mounts: mounts::Mounts,
 }
 
 /// A result being worked out in the background.
@@ -49,7 +52,7 @@ pub async fn settled<T: Clone>(mut ahead: Ahead<T>) -> Option<T> {
         .and_then(|v| v.clone())
 }
 
-fn spawn<T, F>(work: F) -> Ahead<T>
+pub(super) fn spawn<T, F>(work: F) -> Ahead<T>
 where
     T: Send + Sync + 'static,
     F: std::future::Future<Output = T> + 'static,

@@ -286,6 +286,10 @@ pub async fn answer_head(
         if let Some(absent) = ahead::absent_ahead(front, client, target, grant, digest) {
             return Some(absent);
         }
+        if let Some(found) = ahead::mounted_ahead(front, target, digest).await {
+            return Some(found);
+        }
+        ahead::mount_following(front, client, target, grant, digest);
         let answer = dedup::answer_head(front, client, target, grant, digest).await;
         if answer.is_none() && front.dedup.is_some() {
             ahead::park_for(front, client, target, grant);

@@ -1,0 +1,136 @@
+//! Layers mounted ahead of the HEADs that will ask for them (`wan.dedup`, without the
+//! pipeline). Harbor asks about an image's layers one after another, and each layer another
+//! repository has costs a mount round trip before the answer. Images built on the same base
+//! list its layers in the same order, so when a pusher asks about a layer that a mount from
+//! repository S will bring in, the layers that follow it in S's last pushed manifest — those
+//! that more than one other repository has (base layers, not S's own) — are mounted into the
+//! pusher's repository at the same time; the HEADs that come for them find them mounted. A
+//! guess that does not come true leaves a blob the repository's manifest does not reference
+//! (TCR's garbage collection removes it); it never sends bytes.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpResponse};
+
+use super::parked::{caller, may_push};
+use super::{settled, spawn, Ahead};
+use crate::auth::Grant;
+use crate::oci::{Digest, RepoName};
+use crate::registry::calls::{Calls, Mounted};
+use crate::registry::{dedup, RegistryFront};
+
+/// Repositories whose last manifest's layers are remembered.
+const REPOSITORIES: usize = 16_384;
+/// A mount made ahead that no HEAD came for is forgotten after this long.
+const KEEP: Duration = Duration::from_secs(600);
+/// Other repositories that must have a layer for it to count as a base layer.
+const SHARED_BY: usize = 2;
+
+type Key = (RepoName, Digest);
+
+/// The layers of the last manifest pushed into each repository, and mounts made ahead.
+#[derive(Default)]
+pub struct Mounts {
+    layers: dashmap::DashMap<RepoName, Vec<Digest>>,
+    pending: dashmap::DashMap<Key, (Instant, Ahead<Option<u64>>)>,
+}
+
+impl Mounts {
+    /// A manifest referencing `blobs` (config first, then layers) was pushed into `repo`.
+    pub fn note_manifest(&self, repo: &RepoName, blobs: &[(Digest, Option<u64>)]) {
+        if self.layers.len() >= REPOSITORIES && !self.layers.contains_key(repo) {
+            let some = self.layers.iter().next().map(|e| e.key().clone());
+            if let Some(old) = some {
+                self.layers.remove(&old);
+            }
+        }
+        let layers = blobs.iter().skip(1).map(|(d, _)| d.clone()).collect();
+        self.layers.insert(repo.clone(), layers);
+    }
+
+    /// The base layers that follow `digest` in `source`'s last manifest.
+    fn following(&self, source: &RepoName, digest: &Digest) -> Vec<Digest> {
+        let Some(layers) = self.layers.get(source) else {
+            return Vec::new();
+        };
+        match layers.iter().position(|d| d == digest) {
+            Some(at) => layers[at + 1..].to_vec(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// A HEAD whose blob was mounted ahead: its answer once the mount is done (`None`: no mount
+/// was made ahead for it, or it did not succeed).
+pub async fn mounted_ahead(
+    front: &RegistryFront,
+    target: &RepoName,
+    digest: &Digest,
+) -> Option<HttpResponse> {
+    let (_, (_, mount)) = front
+        .ahead
+        .mounts
+        .pending
+        .remove(&(target.clone(), digest.clone()))?;
+    let size = settled(mount).await??;
+    Some(dedup::found(digest, size))
+}
+
+/// A pusher asks about `digest` in `target`, which a mount from another repository is about to
+/// bring in: mount the base layers that follow it there too, now.
+pub fn mount_following(
+    front: &web::Data<RegistryFront>,
+    client: &RepoName,
+    target: &RepoName,
+    grant: &Grant,
+    digest: &Digest,
+) {
+    let Some(index) = front.dedup.as_ref() else {
+        return;
+    };
+    if !may_push(client, grant) || index.holds(digest, target) {
+        return;
+    }
+    let (credential, owner) = caller(grant);
+    let (mut sources, _) = index.sources(digest, target);
+    if let Some(hint) = owner.as_deref().and_then(|o| index.source_hint(o)) {
+        sources.sort_by_key(|s| *s != hint);
+    }
+    let Some(source) = sources.into_iter().next() else {
+        return;
+    };
+    let m = &front.ahead.mounts;
+    m.pending.retain(|_, (at, _)| at.elapsed() < KEEP);
+    for layer in m.following(&source, digest) {
+        let (others, size) = index.sources(&layer, target);
+        let key = (target.clone(), layer.clone());
+        if others.len() < SHARED_BY
+            || !others.contains(&source)
+            || index.holds(&layer, target)
+            || m.pending.contains_key(&key)
+        {
+            continue;
+        }
+        let (f, source, credential) = ((*front).clone(), source.clone(), credential.clone());
+        let (repo, layer) = key.clone();
+        let mount = spawn(async move {
+            let calls = Calls {
+                front: &f,
+                credential,
+            };
+            let index = f.dedup.as_ref()?;
+            if calls.mount(&repo, &source, &layer).await != Mounted::Yes {
+                return None;
+            }
+            let size = match size {
+                Some(n) => n,
+                None => calls.head_size(&repo, &layer).await?,
+            };
+            index.metrics().mounts.with_label_values(&["mounted"]).inc();
+            index.metrics().bytes_saved.inc_by(size);
+            index.learn(&layer, &repo, Some(size));
+            Some(size)
+        });
+        m.pending.insert(key, (Instant::now(), mount));
+    }
+}
