@@ -68,6 +68,8 @@ pub struct DedupMetrics {
     pub bytes_saved: prometheus::IntCounter,
     /// Claims whose upload never came (a HEAD waited for nothing until the claim expired).
     pub claims_expired: prometheus::IntCounter,
+    /// Blob HEADs answered "absent" ahead of TCR, by what TCR said when asked meanwhile.
+    pub absent_ahead: prometheus::IntCounterVec,
 }
 
 impl DedupMetrics {
@@ -84,6 +86,18 @@ impl DedupMetrics {
         for r in ["mounted", "refused", "error"] {
             mounts.with_label_values(&[r]);
         }
+        let absent_ahead = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tcr_adapter_dedup_absent_ahead_total",
+                "Blob HEADs answered absent before TCR was asked, by what TCR said when asked \
+                 in the background (absent, present, no_answer)",
+            ),
+            &["tcr"],
+        )
+        .expect("valid metric");
+        for r in ["absent", "present", "no_answer"] {
+            absent_ahead.with_label_values(&[r]);
+        }
         DedupMetrics {
             mounts,
             bytes_saved: prometheus::IntCounter::new(
@@ -97,12 +111,14 @@ impl DedupMetrics {
                 "HEADs that waited on another job's announced upload that never came",
             )
             .expect("valid metric"),
+            absent_ahead,
         }
     }
 
     pub fn register(&self, r: &prometheus::Registry) -> prometheus::Result<()> {
         r.register(Box::new(self.mounts.clone()))?;
         r.register(Box::new(self.bytes_saved.clone()))?;
+        r.register(Box::new(self.absent_ahead.clone()))?;
         r.register(Box::new(self.claims_expired.clone()))
     }
 }

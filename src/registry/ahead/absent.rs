@@ -73,24 +73,50 @@ pub fn absent_ahead(
         return None;
     }
     index.claim(digest, target);
-    let check = probe((*front).clone(), target.clone(), digest.clone(), credential);
-    front.ahead.probes.insert(target, digest, check.clone());
-    let (f, index, target_, digest_) = (
-        (*front).clone(),
-        index.clone(),
-        target.clone(),
-        digest.clone(),
-    );
-    actix_web::rt::spawn(async move {
-        if let Some(present) = settled(check).await {
-            f.ahead.streaks.told(owner.as_deref(), present);
-            if present {
-                index.learn(&digest_, &target_, None);
-            }
-        }
-    });
+    let check = check_absent(front, target, digest, credential, owner);
+    front.ahead.probes.insert(target, digest, check);
     park(front, target, grant, 1);
     Some(absent())
+}
+
+/// Ask TCR in the background whether `target` has `digest`, just answered "absent" ahead of
+/// it: the answer moves `owner`'s streak and is counted; "present" is remembered.
+pub fn check_absent(
+    front: &web::Data<RegistryFront>,
+    target: &RepoName,
+    digest: &Digest,
+    credential: Option<crate::upstream::BasicAuth>,
+    owner: Option<String>,
+) -> super::Ahead<bool> {
+    let check = probe((*front).clone(), target.clone(), digest.clone(), credential);
+    let (f, target, digest, answer) = (
+        (*front).clone(),
+        target.clone(),
+        digest.clone(),
+        check.clone(),
+    );
+    actix_web::rt::spawn(async move {
+        let present = settled(answer).await;
+        let said = match present {
+            Some(true) => "present",
+            Some(false) => "absent",
+            None => "no_answer",
+        };
+        if let Some(index) = f.dedup.as_ref() {
+            index
+                .metrics()
+                .absent_ahead
+                .with_label_values(&[said])
+                .inc();
+            if present == Some(true) {
+                index.learn(&digest, &target, None);
+            }
+        }
+        if let Some(present) = present {
+            f.ahead.streaks.told(owner.as_deref(), present);
+        }
+    });
+    check
 }
 
 /// TCR's answer to a relayed request, for the work ahead: a manifest that is there gives the

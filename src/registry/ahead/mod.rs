@@ -22,7 +22,7 @@ use crate::registry::calls::Calls;
 use crate::registry::RegistryFront;
 use crate::upstream::BasicAuth;
 
-pub use absent::{absent, absent_ahead, answered, intercept};
+pub use absent::{absent, absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
 pub use parked::{park_for, park_for_image, take, Parked};
 

@@ -296,6 +296,12 @@ async fn upload_with_retries(
     let Some(probe) = t.probe.take() else {
         return send_with_retries(&calls, t, file, opened, &Mutex::new(None)).await;
     };
+    if found_before_sending(&opened, &probe).await {
+        if let Some(Ok(location)) = opened_location(opened).await {
+            calls.cancel(&t.repo, &location).await;
+        }
+        return Ok(()); // TCR had it: nothing to send
+    }
     let current = Mutex::new(None);
     let upload = send_with_retries(&calls, t, file, opened, &current);
     let found_there = async {
@@ -304,7 +310,7 @@ async fn upload_with_retries(
         }
     };
     tokio::select! {
-        sent = upload => sent,
+        biased;
         () = found_there => {
             let left = current.lock().map(|mut c| c.take()).unwrap_or_default();
             if let Some(location) = left {
@@ -312,7 +318,22 @@ async fn upload_with_retries(
             }
             Ok(()) // TCR had it: the rest is not sent
         }
+        sent = upload => sent,
     }
+}
+
+/// Whether the check found the blob in TCR before anything is sent: known already, or — while
+/// the session is still being opened (the check was sent before it) — known by then.
+async fn found_before_sending(
+    opened: &Option<Ahead<Result<String, String>>>,
+    probe: &Ahead<bool>,
+) -> bool {
+    let session_ready = opened.as_ref().is_none_or(|s| s.borrow().is_some());
+    if *probe.borrow() == Some(true) || session_ready {
+        return *probe.borrow() == Some(true);
+    }
+    let (_, found) = tokio::join!(opened_location(opened.clone()), settled(probe.clone()));
+    found == Some(true)
 }
 
 /// Upload into a session (the one opened ahead, else a fresh one per attempt); `current` holds

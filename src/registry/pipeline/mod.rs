@@ -367,12 +367,8 @@ impl Head<'_> {
         }
         index.claim(self.digest, self.target);
         let credential = credential_of(self.grant);
-        let probe = ahead::probe(
-            (*self.front).clone(),
-            self.target.clone(),
-            self.digest.clone(),
-            credential,
-        );
+        let owner = credential.as_ref().map(|c| c.username.clone());
+        let probe = ahead::check_absent(self.front, self.target, self.digest, credential, owner);
         self.front
             .ahead
             .probes

@@ -1,0 +1,237 @@
+//! Work done ahead of TCR with layer dedup (`wan.dedup`, the default, without the pipeline):
+//! "absent" said before TCR is asked once TCR has said it three times in a row to a caller (and
+//! a blob TCR turned out to have is not sent on), the base layers that follow a mounted one
+//! mounted at the same time, and upload sessions parked beside a manifest HEAD given back when
+//! the image is there. TCR is the emulator, whose request journal shows what reached it.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "harbor/mod.rs"]
+mod harbor;
+#[path = "wan_support/mod.rs"]
+mod wan_support;
+
+use std::time::Duration;
+
+use reqwest::Method;
+use tcr_adapter::oci::Digest;
+
+use harbor::{Env, OCI_MANIFEST};
+use wan_support::{harbor_push_blob, head_blob, layer, metric, pull_blob, push_image, uploads_of};
+
+/// Poll `what` (up to 5 s) until it holds.
+async fn eventually(what: impl Fn() -> bool) -> bool {
+    for _ in 0..250 {
+        if what() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    what()
+}
+
+/// Requests that reached TCR with this method whose target starts with `prefix`.
+fn journal_count(e: &Env, method: &str, prefix: &str) -> usize {
+    e.emu
+        .state
+        .journal
+        .entries()
+        .iter()
+        .filter(|j| j.method == method && j.target.starts_with(prefix))
+        .count()
+}
+
+/// A blob put straight into TCR's `repo`, behind the adapter's back.
+async fn seed(e: &Env, repo: &str, data: &[u8]) {
+    let scope = format!("repository:{repo}:*");
+    let up = common::token_as(&e.http, &e.emu.registry_url(), &e.user, &e.pass, &scope).await;
+    let loc = common::start_upload(&e.http, &e.emu.registry_url(), repo, &up).await;
+    let r = e
+        .http
+        .put(common::with_digest(&loc, Digest::sha256_of(data).as_str()))
+        .bearer_auth(&up)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+async fn absent_ahead_metric(e: &Env, tcr: &str) -> u64 {
+    let m = e.adapter_metrics().await;
+    metric(
+        &m,
+        &format!("tcr_adapter_dedup_absent_ahead_total{{tcr=\"{tcr}\"}}"),
+    )
+}
+
+/// Poll (up to 5 s) until `tcr_adapter_dedup_absent_ahead_total{tcr}` is `n`.
+async fn metric_reaches(e: &Env, tcr: &str, n: u64) -> bool {
+    for _ in 0..250 {
+        if absent_ahead_metric(e, tcr).await == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_three_absent_answers_the_next_new_blob_is_absent_ahead_and_one_tcr_has_is_not_sent_again(
+) {
+    let e = Env::default().await;
+    // Three blobs TCR has never seen (a base, an own layer and a config), asked about through
+    // the adapter: TCR says "absent" three times to this caller.
+    push_image(&e, "ahead/warm", &layer(1, 100), &layer(2, 100)).await;
+    assert_eq!(absent_ahead_metric(&e, "absent").await, 0);
+    assert_eq!(absent_ahead_metric(&e, "present").await, 0);
+    let repo = "ahead/known";
+    let (had, also) = (layer(3, 64 << 10), layer(4, 1000));
+    seed(&e, repo, &had).await;
+    seed(&e, repo, &also).await;
+    let t = e
+        .keys_token(&[&format!("repository:{repo}:pull,push")])
+        .await;
+    // The adapter has never heard of `had`: "absent" before TCR (which has it) is asked.
+    let hd = Digest::sha256_of(&had);
+    assert_eq!(head_blob(&e, repo, &hd, &t).await.0, 404);
+    assert!(
+        metric_reaches(&e, "present", 1).await,
+        "the background check did not find the blob in TCR"
+    );
+    // The client uploads it all the same: answered, not sent on to TCR.
+    e.push_blob(repo, &t, &had, false, true).await;
+    assert_eq!(
+        uploads_of(&e, &hd),
+        1,
+        "only the upload behind the adapter's back"
+    );
+    // The session its POST got in TCR is given back.
+    let uploads = format!("/v2/{repo}/blobs/uploads/");
+    assert!(eventually(|| journal_count(&e, "DELETE", &uploads) == 1).await);
+    assert_eq!(pull_blob(&e, repo, &hd).await, had);
+    let m = e.adapter_metrics().await;
+    assert!(
+        metric(&m, "tcr_adapter_dedup_bytes_saved_total") >= had.len() as u64,
+        "{m}"
+    );
+    // TCR said "present": the streak is over, the next question goes to TCR (which says 200).
+    let (status, len, _) = head_blob(&e, repo, &Digest::sha256_of(&also), &t).await;
+    assert_eq!((status, len), (200, Some(also.len().to_string())));
+    // Three more "absent" from TCR, and the fourth new blob is answered ahead again.
+    for seed_byte in 10..13 {
+        let d = Digest::sha256_of(&layer(seed_byte, 500));
+        assert_eq!(head_blob(&e, repo, &d, &t).await.0, 404);
+    }
+    assert_eq!(absent_ahead_metric(&e, "absent").await, 0);
+    let d = Digest::sha256_of(&layer(13, 500));
+    assert_eq!(head_blob(&e, repo, &d, &t).await.0, 404);
+    assert!(
+        metric_reaches(&e, "absent", 1).await,
+        "the fourth new blob was not answered ahead of TCR"
+    );
+}
+
+/// Push `repo:v1` made of `layers` (and a config) as Harbor 2.0 does; how many blobs it uploaded.
+async fn push_layers(e: &Env, repo: &str, layers: &[&[u8]]) -> usize {
+    let t = e
+        .keys_token(&[&format!("repository:{repo}:pull,push")])
+        .await;
+    let config = wan_support::config_of(repo);
+    let mut uploaded = usize::from(harbor_push_blob(e, repo, &t, &config).await);
+    for l in layers {
+        uploaded += usize::from(harbor_push_blob(e, repo, &t, l).await);
+    }
+    let manifest = wan_support::manifest_of(&config, layers);
+    e.put_manifest(repo, "v1", &t, OCI_MANIFEST, manifest.as_bytes())
+        .await;
+    uploaded
+}
+
+/// Mounts of `d` into `repo` that reached TCR.
+fn mounts_into(e: &Env, repo: &str, d: &Digest) -> usize {
+    let prefix = format!("/v2/{repo}/blobs/uploads/?mount=");
+    e.emu
+        .state
+        .journal
+        .entries()
+        .iter()
+        .filter(|j| j.method == "POST" && j.target.starts_with(&prefix))
+        .filter(|j| {
+            j.target.contains(&d.as_str().replace(':', "%3A")) || j.target.contains(d.as_str())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_base_layers_after_a_mounted_one_are_mounted_before_they_are_asked_for() {
+    let e = Env::default().await;
+    let (b1, b2) = (layer(20, 32 << 10), layer(21, 16 << 10));
+    let (d1, d2) = (Digest::sha256_of(&b1), Digest::sha256_of(&b2));
+    let own: Vec<Vec<u8>> = (0..3).map(|i| layer(30 + i, 2000)).collect();
+    assert_eq!(push_layers(&e, "base/a0", &[&b1, &b2, &own[0]]).await, 4);
+    push_layers(&e, "base/a1", &[&b1, &b2, &own[1]]).await;
+    // Both base layers are in two repositories now. The third image's first base layer:
+    let t = e.keys_token(&["repository:base/a2:pull,push"]).await;
+    assert_eq!(head_blob(&e, "base/a2", &d1, &t).await.0, 200);
+    // The second one is mounted too, before the client asks about it...
+    assert!(
+        eventually(|| mounts_into(&e, "base/a2", &d2) == 1).await,
+        "the next base layer was not mounted ahead"
+    );
+    // ...and the HEAD for it finds it there, without a second mount.
+    let (status, len, dig) = head_blob(&e, "base/a2", &d2, &t).await;
+    assert_eq!(
+        (status, len, dig),
+        (200, Some(b2.len().to_string()), Some(d2.to_string()))
+    );
+    assert_eq!(mounts_into(&e, "base/a2", &d2), 1);
+    // A layer of one image only (the source's own) is not mounted on a guess.
+    for o in &own[..2] {
+        assert_eq!(mounts_into(&e, "base/a2", &Digest::sha256_of(o)), 0);
+    }
+    assert_eq!(pull_blob(&e, "base/a2", &d2).await, b2);
+    assert_eq!(
+        uploads_of(&e, &d1) + uploads_of(&e, &d2),
+        2,
+        "each base layer crossed once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_parked_beside_a_manifest_head_are_given_back_when_the_image_is_there() {
+    let e = Env::default().await;
+    let repo = "parked/app";
+    push_image(&e, repo, &layer(40, 1000), &layer(41, 1000)).await;
+    let uploads = format!("/v2/{repo}/blobs/uploads/");
+    let (opened, cancelled) = (
+        journal_count(&e, "POST", &uploads),
+        journal_count(&e, "DELETE", &uploads),
+    );
+    let t = e
+        .keys_token(&[&format!("repository:{repo}:pull,push")])
+        .await;
+    let r = e
+        .req(
+            Method::HEAD,
+            &format!("/v2/{repo}/manifests/v1"),
+            Some(&t),
+            &[("Accept", OCI_MANIFEST)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // Sessions were opened for the image's blobs while TCR was asked, and given back at once
+    // when it said the image is there (not 30 s later).
+    assert!(
+        eventually(|| journal_count(&e, "POST", &uploads) == opened + 2
+            && journal_count(&e, "DELETE", &uploads) == cancelled + 2)
+        .await,
+        "opened {} (before {opened}), cancelled {} (before {cancelled})",
+        journal_count(&e, "POST", &uploads),
+        journal_count(&e, "DELETE", &uploads)
+    );
+    let leftovers = std::fs::read_dir(e.emu.state.cfg.data_dir.join("registry/uploads"))
+        .map_or(0, |d| d.count());
+    assert_eq!(leftovers, 0, "an upload session was left open in TCR");
+}
