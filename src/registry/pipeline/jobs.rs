@@ -328,9 +328,10 @@ async fn found_before_sending(
     opened: &Option<Ahead<Result<String, String>>>,
     probe: &Ahead<bool>,
 ) -> bool {
+    let found_now = *probe.borrow() == Some(true);
     let session_ready = opened.as_ref().is_none_or(|s| s.borrow().is_some());
-    if *probe.borrow() == Some(true) || session_ready {
-        return *probe.borrow() == Some(true);
+    if found_now || session_ready {
+        return found_now;
     }
     let (_, found) = tokio::join!(opened_location(opened.clone()), settled(probe.clone()));
     found == Some(true)
