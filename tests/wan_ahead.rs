@@ -17,7 +17,9 @@ use reqwest::Method;
 use tcr_adapter::oci::Digest;
 
 use harbor::{Env, OCI_MANIFEST};
-use wan_support::{harbor_push_blob, head_blob, layer, metric, pull_blob, push_image, uploads_of};
+use wan_support::{
+    harbor_push_blob, head_blob, layer, metric, pull_blob, push_image, seed, uploads_of,
+};
 
 /// Poll `what` (up to 5 s) until it holds.
 async fn eventually(what: impl Fn() -> bool) -> bool {
@@ -39,22 +41,6 @@ fn journal_count(e: &Env, method: &str, prefix: &str) -> usize {
         .iter()
         .filter(|j| j.method == method && j.target.starts_with(prefix))
         .count()
-}
-
-/// A blob put straight into TCR's `repo`, behind the adapter's back.
-async fn seed(e: &Env, repo: &str, data: &[u8]) {
-    let scope = format!("repository:{repo}:*");
-    let up = common::token_as(&e.http, &e.emu.registry_url(), &e.user, &e.pass, &scope).await;
-    let loc = common::start_upload(&e.http, &e.emu.registry_url(), repo, &up).await;
-    let r = e
-        .http
-        .put(common::with_digest(&loc, Digest::sha256_of(data).as_str()))
-        .bearer_auth(&up)
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
 }
 
 async fn absent_ahead_metric(e: &Env, tcr: &str) -> u64 {

@@ -149,18 +149,7 @@ async fn a_blob_tcr_has_but_the_adapter_never_saw_is_not_sent_again() {
     let d = Digest::sha256_of(&data);
     // Pushed straight to TCR, behind the adapter's back (into a namespace the adapter made).
     push_image(&e, "pipe/warm", &layer(53, 100), &layer(54, 100)).await;
-    let scope = format!("repository:{repo}:*");
-    let up = common::token_as(&e.http, &e.emu.registry_url(), &e.user, &e.pass, &scope).await;
-    let loc = common::start_upload(&e.http, &e.emu.registry_url(), repo, &up).await;
-    let r = e
-        .http
-        .put(common::with_digest(&loc, d.as_str()))
-        .bearer_auth(&up)
-        .body(data.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    wan_support::seed(&e, repo, &data).await;
     // Through the pipelined adapter: its HEAD says absent (never heard of), the client uploads
     // to the spool, the background check finds it in TCR and sends nothing.
     assert_eq!(push_image(&e, repo, &data, &layer(52, 1000)).await, 3);

@@ -125,3 +125,23 @@ pub async fn pull_blob(e: &Env, repo: &str, d: &Digest) -> Vec<u8> {
     assert_eq!(r.status(), 200, "{repo} {d}");
     r.bytes().await.unwrap().to_vec()
 }
+
+/// A blob put straight into TCR's `repo`, behind the adapter's back.
+pub async fn seed(e: &Env, repo: &str, data: &[u8]) {
+    let scope = format!("repository:{repo}:*");
+    let up =
+        crate::common::token_as(&e.http, &e.emu.registry_url(), &e.user, &e.pass, &scope).await;
+    let loc = crate::common::start_upload(&e.http, &e.emu.registry_url(), repo, &up).await;
+    let r = e
+        .http
+        .put(crate::common::with_digest(
+            &loc,
+            Digest::sha256_of(data).as_str(),
+        ))
+        .bearer_auth(&up)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}

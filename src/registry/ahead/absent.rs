@@ -14,7 +14,7 @@ use actix_web::{web, HttpResponse};
 use futures_util::StreamExt;
 
 use super::parked::{caller, may_push, park, take_parked, unpark};
-use super::{probe, settled};
+use super::{probe, settled, BlobAsk};
 use crate::auth::Grant;
 use crate::oci::{Digest, ErrorCode, OciError, RepoName};
 use crate::registry::calls::Calls;
@@ -57,13 +57,13 @@ pub fn absent() -> HttpResponse {
 
 /// A pusher's HEAD for a blob nobody here has heard of, while TCR keeps saying "absent" to this
 /// caller: "absent" now (see the module).
-pub fn absent_ahead(
-    front: &web::Data<RegistryFront>,
-    client: &RepoName,
-    target: &RepoName,
-    grant: &Grant,
-    digest: &Digest,
-) -> Option<HttpResponse> {
+pub fn absent_ahead(front: &web::Data<RegistryFront>, ask: &BlobAsk) -> Option<HttpResponse> {
+    let BlobAsk {
+        client,
+        target,
+        grant,
+        digest,
+    } = *ask;
     let index = front.dedup.as_ref()?;
     let (credential, owner) = caller(grant);
     if !may_push(client, grant)

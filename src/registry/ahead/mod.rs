@@ -26,6 +26,15 @@ pub use absent::{absent, absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
 pub use parked::{park_for, park_for_image, take, Parked};
 
+/// A blob HEAD, as the work ahead sees it: asked in `client` (the caller's name), `target`
+/// upstream.
+pub struct BlobAsk<'a> {
+    pub client: &'a RepoName,
+    pub target: &'a RepoName,
+    pub grant: &'a crate::auth::Grant,
+    pub digest: &'a Digest,
+}
+
 /// What the front keeps of the work done ahead.
 #[derive(Default)]
 pub struct WorkAhead {

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use actix_web::{web, HttpResponse};
 
 use super::parked::{caller, may_push};
-use super::{settled, spawn, Ahead};
-use crate::auth::Grant;
+use super::{settled, spawn, Ahead, BlobAsk};
 use crate::oci::{Digest, RepoName};
 use crate::registry::calls::{Calls, Mounted};
 use crate::registry::{dedup, RegistryFront};
@@ -78,20 +77,15 @@ pub async fn mounted_ahead(
 
 /// A pusher asks about `digest` in `target`, which a mount from another repository is about to
 /// bring in: mount the base layers that follow it there too, now.
-pub fn mount_following(
-    front: &web::Data<RegistryFront>,
-    client: &RepoName,
-    target: &RepoName,
-    grant: &Grant,
-    digest: &Digest,
-) {
+pub fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk) {
+    let (target, digest) = (ask.target, ask.digest);
     let Some(index) = front.dedup.as_ref() else {
         return;
     };
-    if !may_push(client, grant) || index.holds(digest, target) {
+    if !may_push(ask.client, ask.grant) || index.holds(digest, target) {
         return;
     }
-    let (credential, owner) = caller(grant);
+    let (credential, owner) = caller(ask.grant);
     let (mut sources, _) = index.sources(digest, target);
     if let Some(hint) = owner.as_deref().and_then(|o| index.source_hint(o)) {
         sources.sort_by_key(|s| *s != hint);

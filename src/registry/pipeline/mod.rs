@@ -283,13 +283,19 @@ pub async fn answer_head(
     digest: &Digest,
 ) -> Option<HttpResponse> {
     if front.pipeline.is_none() {
-        if let Some(absent) = ahead::absent_ahead(front, client, target, grant, digest) {
+        let ask = ahead::BlobAsk {
+            client,
+            target,
+            grant,
+            digest,
+        };
+        if let Some(absent) = ahead::absent_ahead(front, &ask) {
             return Some(absent);
         }
         if let Some(found) = ahead::mounted_ahead(front, target, digest).await {
             return Some(found);
         }
-        ahead::mount_following(front, client, target, grant, digest);
+        ahead::mount_following(front, &ask);
         let answer = dedup::answer_head(front, client, target, grant, digest).await;
         if answer.is_none() && front.dedup.is_some() {
             ahead::park_for(front, client, target, grant);
