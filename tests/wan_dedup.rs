@@ -271,3 +271,24 @@ async fn a_claim_ends_with_the_image_even_when_the_layer_went_up_under_another_d
     let (status, len, _) = head_blob(&e, "gz/b", &sent_d, &tb).await;
     assert_eq!((status, len), (200, Some(sent.len().to_string())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_under_another_digest_releases_the_claim_before_the_manifest() {
+    // A compressing client (skopeo without its cache) asks about a layer, uploads it under
+    // another digest and has not pushed its manifest yet: a concurrent job asking about the
+    // same layer is not held back until the claim expires.
+    let e = Env::default().await;
+    let (asked, sent) = (layer(90, 64 << 10), layer(91, 32 << 10));
+    let asked_d = Digest::sha256_of(&asked);
+    let ta = e.keys_token(&["repository:gz2/a:pull,push"]).await;
+    let tb = e.keys_token(&["repository:gz2/b:pull,push"]).await;
+    assert_eq!(head_blob(&e, "gz2/a", &asked_d, &ta).await.0, 404);
+    patch_push(&e, "gz2/a", &ta, &sent).await;
+    assert_eq!(head_blob(&e, "gz2/b", &asked_d, &tb).await.0, 404);
+    let m = e.adapter_metrics().await;
+    assert_eq!(
+        metric(&m, "tcr_adapter_dedup_claims_expired_total"),
+        0,
+        "the second job waited for a claim the first would never honour: {m}"
+    );
+}

@@ -36,6 +36,9 @@ struct InFlight {
     done: watch::Receiver<bool>,
     /// When the claim was made; `None` once the upload itself is in flight.
     claimed: Option<std::time::Instant>,
+    /// An upload that took over a claim its own repository made: the client uploads the blob
+    /// it asked about.
+    asked: bool,
 }
 
 #[derive(Default)]
@@ -255,6 +258,10 @@ impl BlobIndex {
     /// Mark an upload of `digest` into `repo` as in flight until the mark is dropped (taking
     /// over a claim on it, so that HEADs waiting on the claim see this upload end).
     pub fn uploading(&self, digest: &Digest, repo: &RepoName) -> UploadMark {
+        let asked = self
+            .uploading
+            .get(digest)
+            .is_some_and(|e| e.claimed.is_some() && &e.repo == repo);
         let tx = match self.claims.remove(digest) {
             Some((_, tx)) => tx,
             None => watch::channel(false).0,
@@ -263,6 +270,7 @@ impl BlobIndex {
             repo: repo.clone(),
             done: tx.subscribe(),
             claimed: None,
+            asked,
         };
         self.uploading.insert(digest.clone(), entry);
         UploadMark { tx: Some(tx) }
@@ -275,6 +283,7 @@ impl BlobIndex {
             repo: repo.clone(),
             done: rx,
             claimed: Some(std::time::Instant::now()),
+            asked: false,
         };
         self.uploading.insert(digest.clone(), entry);
         self.claims.insert(digest.clone(), tx);
@@ -335,6 +344,21 @@ impl BlobIndex {
             .collect();
         for d in claimed {
             self.settle(&d, repo);
+        }
+    }
+
+    /// An upload into `repo` completed. A client that uploaded under a digest it had not asked
+    /// about (it compresses a layer it found missing, as skopeo does) will not upload the ones
+    /// it asked about either: `repo`'s claims are released now, not when its manifest comes, so
+    /// that other jobs stop waiting for them.
+    pub fn uploaded(&self, digest: &Digest, repo: &RepoName) {
+        let asked = self
+            .uploading
+            .get(digest)
+            .is_some_and(|e| &e.repo == repo && e.asked);
+        self.learn(digest, repo, None);
+        if !asked {
+            self.release_claims_of(repo);
         }
     }
 

@@ -83,7 +83,7 @@ fn learn(front: &RegistryFront, route: &Route, plan: &Plan, resp: &reqwest::Resp
             if resp.status().as_u16() == 201 =>
         {
             if let Some(d) = header_digest().or_else(|| route.upload_digest()) {
-                index.learn(&d, repo, None);
+                index.uploaded(&d, repo);
             }
         }
         (Endpoint::Manifest { .. }, &Method::PUT) => {
