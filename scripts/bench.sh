@@ -344,7 +344,8 @@ cat >"$WORK/meta.json" <<EOF
   "python": "$(python3 -V)"
 }
 EOF
-if [[ $TLS_ONLY != 1 ]]; then  # a partial run does not replace the last full results
+# A partial run, or a report written elsewhere (BENCH_OUT), does not replace the last results.
+if [[ $TLS_ONLY != 1 && $OUT == "$ROOT/BENCHMARKS.md" ]]; then
   cp "$BENCH_RESULTS" "$ROOT/bench/last-results.jsonl"
   cp "$WORK/meta.json" "$ROOT/bench/last-meta.json"  # re-render: bench/report.py --meta … --results …
 fi
