@@ -118,6 +118,19 @@ impl Calls<'_> {
         let _ = self.front.upstream.send(fwd).await;
     }
 
+    /// The blob's size: `known`, else from a HEAD in `repo`.
+    pub async fn size_of(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        known: Option<u64>,
+    ) -> Option<u64> {
+        match known {
+            Some(n) => Some(n),
+            None => self.head_size(repo, digest).await,
+        }
+    }
+
     /// The blob's size from a HEAD in `repo` (`None`: not there, or no answer).
     pub async fn head_size(&self, repo: &RepoName, digest: &Digest) -> Option<u64> {
         let path = UpstreamPath::root()

@@ -255,6 +255,44 @@ impl BlobIndex {
         }
     }
 
+    /// Other repositories that have `digest`, the one `owner`'s realm token already covers
+    /// first (see [`Self::note_source`]), and its size when known.
+    pub(crate) fn sources_for(
+        &self,
+        digest: &Digest,
+        except: &RepoName,
+        owner: Option<&str>,
+    ) -> (Vec<RepoName>, Option<u64>) {
+        let (mut sources, size) = self.sources(digest, except);
+        if let Some(hint) = owner.and_then(|o| self.source_hint(o)) {
+            sources.sort_by_key(|s| *s != hint);
+        }
+        (sources, size)
+    }
+
+    /// `owner` mounted `digest` from `source` into `target`: counted, and remembered there
+    /// (with its size, when known).
+    pub fn mounted(
+        &self,
+        digest: &Digest,
+        (target, source): (&RepoName, &RepoName),
+        owner: Option<&str>,
+        size: Option<u64>,
+    ) {
+        self.metrics.mounts.with_label_values(&["mounted"]).inc();
+        self.note_source(owner, source);
+        if let Some(size) = size {
+            self.metrics.bytes_saved.inc_by(size);
+            self.learn(digest, target, Some(size));
+        }
+    }
+
+    /// TCR refused to mount `digest` from `source`: counted, and `source` forgotten for it.
+    pub fn refused(&self, digest: &Digest, source: &RepoName) {
+        self.metrics.mounts.with_label_values(&["refused"]).inc();
+        self.forget(digest, source);
+    }
+
     /// Mark an upload of `digest` into `repo` as in flight until the mark is dropped (taking
     /// over a claim on it, so that HEADs waiting on the claim see this upload end).
     pub fn uploading(&self, digest: &Digest, repo: &RepoName) -> UploadMark {
@@ -389,39 +427,24 @@ pub async fn answer_head(
         return None; // known to be there: TCR's own HEAD answers it
     }
     let waited = index.wait_for_upload(digest, target).await.is_some();
-    let (mut sources, size) = index.sources(digest, target);
-    if sources.is_empty() && !waited {
-        index.claim(digest, target);
-        return None;
-    }
     let calls = Calls {
         front,
         credential: credential_of(grant),
     };
-    // The source the caller's realm token already covers first (see `note_source`).
     let owner = calls.credential.as_ref().map(|c| c.username.as_str());
-    if let Some(hint) = owner.and_then(|o| index.source_hint(o)) {
-        sources.sort_by_key(|s| *s != hint);
+    let (sources, size) = index.sources_for(digest, target, owner);
+    if sources.is_empty() && !waited {
+        index.claim(digest, target);
+        return None;
     }
     for source in sources {
         match calls.mount(target, &source, digest).await {
             Mounted::Yes => {
-                index.metrics.mounts.with_label_values(&["mounted"]).inc();
-                let owner = calls.credential.as_ref().map(|c| c.username.as_str());
-                index.note_source(owner, &source);
-                let size = match size {
-                    Some(n) => Some(n),
-                    None => calls.head_size(target, digest).await,
-                };
-                let size = size?;
-                index.metrics.bytes_saved.inc_by(size);
-                index.learn(digest, target, Some(size));
-                return Some(found(digest, size));
+                let size = calls.size_of(target, digest, size).await;
+                index.mounted(digest, (target, &source), owner, size);
+                return Some(found(digest, size?));
             }
-            Mounted::No => {
-                index.metrics.mounts.with_label_values(&["refused"]).inc();
-                index.forget(digest, &source);
-            }
+            Mounted::No => index.refused(digest, &source),
             Mounted::Error => {
                 index.metrics.mounts.with_label_values(&["error"]).inc();
                 return None;

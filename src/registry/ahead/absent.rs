@@ -75,7 +75,7 @@ pub fn absent_ahead(front: &web::Data<RegistryFront>, ask: &BlobAsk) -> Option<H
     index.claim(digest, target);
     let check = check_absent(front, target, digest, credential, owner);
     front.ahead.probes.insert(target, digest, check);
-    park(front, target, grant, 1);
+    park(front, target, grant, super::SESSIONS_PER_BLOB);
     Some(absent())
 }
 
@@ -167,7 +167,7 @@ pub async fn intercept(
     };
     match (&route.endpoint, &route.method) {
         (Endpoint::Manifest { name, .. }, &Method::HEAD) => {
-            super::park_for_image(front, name, up, grant);
+            super::park_for(front, (name, up), grant, super::SESSIONS_PER_IMAGE);
         }
         (Endpoint::Upload { name, id }, &Method::PUT) => {
             if let Some(digest) = route

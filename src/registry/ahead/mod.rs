@@ -24,7 +24,7 @@ use crate::upstream::BasicAuth;
 
 pub use absent::{absent, absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
-pub use parked::{park_for, park_for_image, take, Parked};
+pub use parked::{park_for, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
 
 /// A blob HEAD, as the work ahead sees it: asked in `client` (the caller's name), `target`
 /// upstream.

@@ -86,10 +86,7 @@ pub fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk) {
         return;
     }
     let (credential, owner) = caller(ask.grant);
-    let (mut sources, _) = index.sources(digest, target);
-    if let Some(hint) = owner.as_deref().and_then(|o| index.source_hint(o)) {
-        sources.sort_by_key(|s| *s != hint);
-    }
+    let (sources, _) = index.sources_for(digest, target, owner.as_deref());
     let Some(source) = sources.into_iter().next() else {
         return;
     };
@@ -106,7 +103,7 @@ pub fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk) {
             continue;
         }
         let (f, source, credential) = ((*front).clone(), source.clone(), credential.clone());
-        let (repo, layer) = key.clone();
+        let (owner, (repo, layer)) = (owner.clone(), key.clone());
         let mount = spawn(async move {
             let calls = Calls {
                 front: &f,
@@ -116,14 +113,9 @@ pub fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk) {
             if calls.mount(&repo, &source, &layer).await != Mounted::Yes {
                 return None;
             }
-            let size = match size {
-                Some(n) => n,
-                None => calls.head_size(&repo, &layer).await?,
-            };
-            index.metrics().mounts.with_label_values(&["mounted"]).inc();
-            index.metrics().bytes_saved.inc_by(size);
-            index.learn(&layer, &repo, Some(size));
-            Some(size)
+            let size = calls.size_of(&repo, &layer, size).await;
+            index.mounted(&layer, (&repo, &source), owner.as_deref(), size);
+            size
         });
         m.pending.insert(key, (Instant::now(), mount));
     }

@@ -30,35 +30,25 @@ pub(super) fn may_push(client: &RepoName, grant: &Grant) -> bool {
     grant.allows(&Access::repository(client.as_str(), &["push"]))
 }
 
-/// A blob HEAD about to be asked of TCR by a caller who may push to `client` (`target`
-/// upstream): open a session there now, unless one is parked already.
-pub fn park_for(
-    front: &web::Data<RegistryFront>,
-    client: &RepoName,
-    target: &RepoName,
-    grant: &Grant,
-) {
-    if may_push(client, grant) {
-        park(front, target, grant, 1);
-    }
-}
+/// How many sessions a pusher's blob HEAD parks: one for the upload that follows a "no".
+pub const SESSIONS_PER_BLOB: usize = 1;
 
-/// How many sessions a pusher's manifest check parks for the blobs that follow (with the
-/// pipeline): a config and one layer of its own, the usual shape of an image whose base layers
-/// are mounted.
+/// How many sessions a pusher's manifest HEAD (the first thing Harbor asks about an image)
+/// parks for the blobs that follow: a config and one layer of its own, the usual shape of an
+/// image whose base layers are mounted. A manifest TCR has already (the image is skipped) gives
+/// them back at once ([`unpark`]).
 pub const SESSIONS_PER_IMAGE: usize = 2;
 
-/// A pusher's manifest HEAD (the first thing Harbor asks about an image): open the sessions its
-/// blobs will want while TCR answers it. A manifest TCR has already (the image is skipped)
-/// gives them back at once ([`unpark`]).
-pub fn park_for_image(
+/// A HEAD about to be asked of TCR by a caller who may push to `client` (`target` upstream):
+/// have `want` sessions parked there.
+pub fn park_for(
     front: &web::Data<RegistryFront>,
-    client: &RepoName,
-    target: &RepoName,
+    (client, target): (&RepoName, &RepoName),
     grant: &Grant,
+    want: usize,
 ) {
     if may_push(client, grant) {
-        park(front, target, grant, SESSIONS_PER_IMAGE);
+        park(front, target, grant, want);
     }
 }
 

@@ -414,18 +414,14 @@ async fn mount_after(
     match calls.mount(&t.repo, source, &t.digest).await {
         Mounted::Yes => {
             if let Some(index) = index {
-                index.metrics().mounts.with_label_values(&["mounted"]).inc();
                 let owner = t.credential.as_ref().map(|c| c.username.as_str());
-                index.note_source(owner, source);
-                index.metrics().bytes_saved.inc_by(t.size);
-                index.learn(&t.digest, &t.repo, Some(t.size));
+                index.mounted(&t.digest, (&t.repo, source), owner, Some(t.size));
             }
             Ok(())
         }
         Mounted::No => {
             if let Some(index) = index {
-                index.metrics().mounts.with_label_values(&["refused"]).inc();
-                index.forget(&t.digest, source);
+                index.refused(&t.digest, source);
             }
             Err(format!("TCR refused to mount it from {source}"))
         }

@@ -119,7 +119,7 @@ pub async fn intercept(
             None => return Ok(Intercept::Pass(payload)),
         },
         (Endpoint::Manifest { name, .. }, &Method::HEAD) => {
-            ahead::park_for_image(front, name, up, grant);
+            ahead::park_for(front, (name, up), grant, ahead::SESSIONS_PER_IMAGE);
             return Ok(Intercept::Pass(payload));
         }
         (Endpoint::Blob { digest, .. }, &Method::DELETE) => {
@@ -298,7 +298,7 @@ pub async fn answer_head(
         ahead::mount_following(front, &ask);
         let answer = dedup::answer_head(front, client, target, grant, digest).await;
         if answer.is_none() && front.dedup.is_some() {
-            ahead::park_for(front, client, target, grant);
+            ahead::park_for(front, (client, target), grant, ahead::SESSIONS_PER_BLOB);
         }
         return answer;
     }
