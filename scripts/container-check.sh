@@ -78,14 +78,15 @@ source "$ROOT/scripts/lib/podman.sh"
 prun() { "${PODMAN[@]}" run "$@" 2> >(grep -v 'unable to get systemd connection' >&2); }
 
 # ---------------------------------------------------------------- 2. base image stand-ins
-# The Debian mirror apt on this host uses (deb822 or one-line sources), else Debian's default.
+# The Debian mirror apt on this host uses (deb822 or one-line sources). No host is named here:
+# a machine without a Debian source configured for apt cannot build the stand-ins, and says so.
 MIRROR="$(grep -hsoE '^URIs:[[:space:]]*\S+' /etc/apt/sources.list.d/*.sources 2>/dev/null \
   | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
 if [ -z "$MIRROR" ]; then
   MIRROR="$(grep -hsE '^deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
     | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
 fi
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+[ -n "$MIRROR" ] || die "no Debian mirror in this host's apt sources (/etc/apt/sources.list{,.d/}): configure apt first"
 
 # Host's apt sources for the images (bookworm + updates + security, as the real images have).
 write_sources() { # $1 = root
