@@ -3,7 +3,7 @@
 # really there. Fails loudly: a missing component is an error, never a skipped test.
 set -euo pipefail
 
-APT_PACKAGES=(skopeo docker-registry nginx-light wrk hyperfine prometheus)
+APT_PACKAGES=(skopeo docker-registry nginx-light wrk hyperfine prometheus redis-server)
 PIP_PACKAGES=(tencentcloud-sdk-python-tcr python-dxf oras pytest schemathesis helm-python-sdk pyyaml)
 
 SUDO=""
@@ -25,7 +25,7 @@ echo "installing PyPI packages: ${PIP_PACKAGES[*]}"
 "$PYTHON" -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 
 fail=0
-for cmd in skopeo docker-registry nginx wrk hyperfine prometheus promtool schemathesis cargo "$PYTHON"; do
+for cmd in skopeo docker-registry nginx wrk hyperfine prometheus promtool redis-server schemathesis cargo "$PYTHON"; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     echo "MISSING: command $cmd" >&2; fail=1
   fi

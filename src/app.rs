@@ -110,6 +110,8 @@ pub struct AdapterState {
     pub harbor: web::Data<HarborFront>,
     pub metrics: AdapterMetrics,
     pub readiness: Readiness,
+    /// The state replicas share (`[state]`), or in-process only.
+    pub state: crate::state::StateStore,
 }
 
 impl AdapterState {
@@ -118,6 +120,8 @@ impl AdapterState {
         NamespacePolicy::validate(&cfg.namespaces)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let metrics = AdapterMetrics::new();
+        let state = crate::state::StateStore::from_config(&cfg.state, &metrics.registry)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let upstream = build_upstream(&cfg, &clock, &metrics)?;
         let api = build_api(&cfg, &clock, &metrics)?;
         let provisioner_keys = NamespaceProvisioner::provisioner_keys(&cfg.tcr);
@@ -131,7 +135,7 @@ impl AdapterState {
             provisioner_keys.clone(),
         );
         let api = api.map(Arc::new);
-        let resolver = build_resolver(&upstream, locator, &clock, &metrics);
+        let resolver = build_resolver(&upstream, locator, &clock, &metrics, &state);
         let auth = AuthService::new(&cfg, resolver.clone(), namespaces.clone(), clock)
             .map_err(|e| io::Error::other(e.to_string()))?;
         let front_keys = if api.is_some() {
@@ -152,6 +156,7 @@ impl AdapterState {
             front: web::Data::new(front),
             metrics,
             readiness: Readiness::default(),
+            state,
         })
     }
 }
@@ -238,12 +243,16 @@ fn build_resolver(
     locator: Option<Arc<InstanceLocator>>,
     clock: &SharedClock,
     metrics: &AdapterMetrics,
+    state: &crate::state::StateStore,
 ) -> Arc<CredentialResolver> {
     let validator = Arc::new(RealmValidator::new(upstream.clone()));
-    let resolver = Arc::new(match locator {
-        Some(locator) => CredentialResolver::with_locator(locator, validator, clock.clone()),
-        None => CredentialResolver::with_issuer(None, String::new(), validator, clock.clone()),
-    });
+    let resolver = Arc::new(
+        match locator {
+            Some(locator) => CredentialResolver::with_locator(locator, validator, clock.clone()),
+            None => CredentialResolver::with_issuer(None, String::new(), validator, clock.clone()),
+        }
+        .with_state(state.clone()),
+    );
     let _ = resolver.register(&metrics.registry);
     resolver
 }
@@ -334,8 +343,14 @@ async fn readyz(state: web::Data<AdapterState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable()
     };
-    resp.insert_header(("Cache-Control", "no-store"))
-        .json(verdict.body())
+    // The shared store is shown, never decisive: without it replicas use their own memory.
+    if state.state.is_shared() {
+        // A round trip per probe: a store that came back is picked up here even when idle.
+        let _ = state.state.ping().await;
+    }
+    let mut body = verdict.body();
+    body["checks"]["state_store"] = state.state.status();
+    resp.insert_header(("Cache-Control", "no-store")).json(body)
 }
 
 async fn metrics(state: web::Data<AdapterState>) -> HttpResponse {

@@ -333,9 +333,41 @@ fn tls_files(cert: &std::path::Path, key: &std::path::Path) -> Result<String, St
 
 /// Run every check against `cfg` (already loaded). With no `tcr.registry_url`, the embedded
 /// emulator is started for the duration of the check.
+/// The shared state store (`[state] redis_url`): one round trip. Down is a failure here (the
+/// operator asked for it), though the adapter itself runs on without it.
+async fn check_state(cfg: &Config, r: &mut Report) {
+    let registry = prometheus::Registry::new();
+    let store = match tcr_adapter::state::StateStore::from_config(&cfg.state, &registry) {
+        Ok(s) => s,
+        Err(e) => {
+            r.fail(
+                "state store",
+                e,
+                "state.redis_url is not a Redis URL",
+                "use redis://host:6379/0 or rediss://host:6380/0",
+            );
+            return;
+        }
+    };
+    if !store.is_shared() {
+        r.ok("state store", "in-process (no [state] redis_url): each replica keeps its own dedup index, claims and credential memory");
+        return;
+    }
+    match store.ping().await {
+        Ok(()) => r.ok("state store", "redis answers: replicas share the dedup index, claims, streaks and refused credentials"),
+        Err(_) => r.fail(
+            "state store",
+            format!("redis does not answer: {}", store.status().as_str().unwrap_or("down")),
+            "Redis is down, unreachable from here, needs AUTH/TLS, or state.timeout_ms is too short",
+            "check state.redis_url (rediss:// for TLS, redis://:password@host for AUTH) and that Redis runs; the adapter runs on without it, each replica with its own memory",
+        ),
+    }
+}
+
 pub async fn run(mut cfg: Config, clock: SharedClock) -> Report {
     let mut r = Report::default();
     check_local(&cfg, &mut r);
+    check_state(&cfg, &mut r).await;
     let mut _emulator = None;
     let mut _tmp = None;
     if cfg.tcr.registry_url.is_empty() {

@@ -49,7 +49,34 @@ pub struct Config {
     pub namespaces: NamespacesConfig,
     pub emulator: EmulatorConfig,
     pub wan: WanConfig,
+    pub state: StateConfig,
     pub log: LogConfig,
+}
+
+/// State shared by replicas (the blob index, claims, streaks, refused credentials). Without a
+/// store every replica keeps its own in memory, as a single adapter does.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Empty: in-process.
+    pub redis_url: Secret,
+    /// A file holding `redis_url` (it may carry the password).
+    pub redis_url_file: Option<PathBuf>,
+    /// Prefix of every key the adapter writes, so several adapters can share one Redis.
+    pub key_prefix: String,
+    /// Milliseconds one store call may take before the replica falls back to its own memory.
+    pub timeout_ms: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            redis_url: Secret::default(),
+            redis_url_file: None,
+            key_prefix: "tcr-adapter".into(),
+            timeout_ms: 250,
+        }
+    }
 }
 
 /// Saving TCR round trips and bytes across a WAN.
@@ -559,6 +586,7 @@ impl Config {
         read(&mut self.auth.signing_key, &self.auth.signing_key_file)?;
         read(&mut self.auth.sealing_key, &self.auth.sealing_key_file)?;
         read(&mut self.tcr.secret_key, &self.tcr.secret_key_file)?;
+        read(&mut self.state.redis_url, &self.state.redis_url_file)?;
         Ok(())
     }
 
@@ -595,6 +623,20 @@ impl Config {
         }
         if self.tcr.secret_id.is_empty() != self.tcr.secret_key.is_empty() {
             return bad("tcr.secret_id and tcr.secret_key go together".into());
+        }
+        if !self.state.redis_url.is_empty() {
+            match url::Url::parse(self.state.redis_url.expose()) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some() => {}
+                // The URL may carry a password: the message never repeats it.
+                _ => {
+                    return bad(
+                        "state.redis_url must be redis://host:port[/db] or rediss://… (TLS)".into(),
+                    )
+                }
+            }
+            if self.state.timeout_ms == 0 {
+                return bad("state.timeout_ms must be at least 1".into());
+            }
         }
         if self.tcr.api_qps == 0 {
             return bad("tcr.api_qps must be at least 1".into());

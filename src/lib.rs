@@ -19,6 +19,7 @@ pub mod namespaces;
 pub mod oci;
 pub mod readiness;
 pub mod registry;
+pub mod state;
 pub mod telemetry;
 pub mod tencentcloud;
 pub mod upstream;

@@ -38,6 +38,14 @@ pub enum ClientSecret {
 }
 
 impl ClientSecret {
+    /// What identifies the caller in messages: the SecretId or the registry username.
+    pub fn id(&self) -> &str {
+        match self {
+            ClientSecret::ApiKeys(k) => &k.secret_id,
+            ClientSecret::Registry { username, .. } => username,
+        }
+    }
+
     /// Classify Basic credentials. `None` when the username is empty (no credentials at all).
     pub fn from_basic(username: &str, password: &str) -> Option<ClientSecret> {
         if username.is_empty() {
@@ -315,6 +323,14 @@ impl CredentialResolver {
         self
     }
 
+    /// Share refusals, proven credentials and the budget of unproven checks with the other
+    /// replicas (see [`failures`]).
+    pub fn with_state(mut self, store: crate::state::StateStore) -> Self {
+        self.failures =
+            std::mem::replace(&mut self.failures, FailureGuard::new(1.0, 1)).with_store(store);
+        self
+    }
+
     pub fn new(
         api: Option<Arc<TcrApiClient>>,
         registry_id: String,
@@ -411,10 +427,21 @@ impl CredentialResolver {
         if let Some(err) = self.failures.recall(&hash, now) {
             return Err(err);
         }
+        if let Some(err) = self.failures.recall_shared(&hash, secret.id()).await {
+            // Known refused by the fleet: remember it here too, no upstream call.
+            self.failures.remember_quietly(hash, &err, now);
+            return Err(err);
+        }
         let result = self.translate(secret, &hash).await;
         match &result {
-            Ok(_) => self.failures.accepted(hash),
-            Err(e) => self.failures.remember(hash, e, self.clock.now_ms()),
+            Ok(_) => {
+                self.failures.accepted(hash);
+                self.failures.accepted_shared(&hash).await;
+            }
+            Err(e) => {
+                self.failures.remember(hash, e, self.clock.now_ms());
+                self.failures.remember_shared(&hash, e).await;
+            }
         }
         result
     }
@@ -424,7 +451,7 @@ impl CredentialResolver {
         secret: &ClientSecret,
         hash: &failures::Hash,
     ) -> Result<ClientIdentity, CredentialError> {
-        let budget = || self.failures.before_check(hash, self.clock.now_ms());
+        let budget = || self.failures.before_check_shared(hash, self.clock.now_ms());
         match secret {
             ClientSecret::ApiKeys(keys) => {
                 if matches!(self.exchange, Exchange::Unsupported) {
@@ -433,7 +460,7 @@ impl CredentialResolver {
                 let upstream = self
                     .tokens
                     .get_or_refresh(keys, self.clock.now_ms(), || async {
-                        budget()?;
+                        budget().await?;
                         self.exchange(keys).await
                     })
                     .await?;
@@ -450,7 +477,7 @@ impl CredentialResolver {
                 };
                 self.validations
                     .check(&cred, self.clock.now_ms(), || async {
-                        budget()?;
+                        budget().await?;
                         self.validator
                             .validate_detailed(&cred)
                             .await

@@ -1,0 +1,133 @@
+//! The Redis side of [`super::StateStore`]: the `redis` crate's `ConnectionManager` (one
+//! multiplexed connection, reconnected by the crate), each call bounded by the configured timeout.
+//! Errors come back as plain text without the URL (which may carry a password).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Cmd};
+use tokio::sync::Mutex;
+
+/// Frees a claim only when it still holds the caller's value.
+const DEL_IF: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// A counter that expires `ARGV[1]` ms after it was created.
+const INCR_PX: &str = "local v = redis.call('INCR', KEYS[1]) \
+    if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v";
+
+pub(super) struct RedisStore {
+    client: Client,
+    timeout: Duration,
+    conn: Mutex<Option<ConnectionManager>>,
+}
+
+impl RedisStore {
+    pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        let client = Client::open(url).map_err(|e| format!("state.redis_url: {:?}", e.kind()))?;
+        Ok(RedisStore {
+            client,
+            timeout,
+            conn: Mutex::new(None),
+        })
+    }
+
+    /// The shared connection, opened on first use (and again after a failed open).
+    async fn conn(&self) -> Result<ConnectionManager, String> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let c = tokio::time::timeout(
+            self.timeout * 2,
+            self.client.get_connection_manager_with_config(cfg),
+        )
+        .await
+        .map_err(|_| "no answer while connecting".to_string())?
+        .map_err(|e| describe(&e))?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, String> {
+        let mut c = self.conn().await?;
+        tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut c))
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+            .map_err(|e| describe(&e))
+    }
+
+    pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.run(redis::cmd("GET").arg(key)).await
+    }
+
+    pub(super) async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        self.run::<()>(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ms(ttl)))
+            .await
+    }
+
+    pub(super) async fn set_nx(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, String> {
+        let r: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms(ttl)),
+            )
+            .await?;
+        Ok(r.is_some())
+    }
+
+    pub(super) async fn del_if(&self, key: &str, value: &[u8]) -> Result<bool, String> {
+        let n: i64 = self
+            .run(redis::cmd("EVAL").arg(DEL_IF).arg(1).arg(key).arg(value))
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn del(&self, key: &str) -> Result<(), String> {
+        self.run::<i64>(redis::cmd("DEL").arg(key))
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, String> {
+        self.run(redis::cmd("EVAL").arg(INCR_PX).arg(1).arg(key).arg(ms(ttl)))
+            .await
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), String> {
+        self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}
+
+/// The error without anything from the URL.
+fn describe(e: &redis::RedisError) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    if e.is_connection_refusal() {
+        return "connection refused".into();
+    }
+    if e.is_io_error() || e.is_connection_dropped() {
+        return "connection lost".into();
+    }
+    match e.code() {
+        Some(code) => format!("redis answered {code}"),
+        None => format!("{:?}", e.kind()),
+    }
+}

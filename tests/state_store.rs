@@ -1,0 +1,145 @@
+//! Replicas that share a real Redis (`[state] redis_url`, Debian's `redis-server` on a loopback
+//! port): a credential refused by one replica is answered from memory by the other without an
+//! upstream call; a store that goes away degrades (counted, shown in `/readyz`, requests still
+//! served from each replica's own memory) and is picked up again when it comes back.
+
+mod common;
+
+use std::time::Duration;
+
+use tcr_adapter::app::AdapterHandle;
+use tcr_adapter::config::Secret;
+
+/// A throwaway `redis-server` on `port` (no persistence), killed by its PID when dropped.
+fn redis_server(port: u16) -> common::Proc {
+    common::require_tool("redis-server");
+    let p = common::Proc(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+    );
+    common::wait_port(port);
+    p
+}
+
+async fn replica(emu: &common::TestEmulator, redis_port: u16) -> (AdapterHandle, String) {
+    let mut cfg = common::adapter_config(&emu.handle);
+    cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
+    cfg.state.timeout_ms = 300;
+    common::start_adapter(cfg).await
+}
+
+async fn token_status(base: &str, user: &str, pass: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!(
+            "{base}/service/token?service=tcr-adapter&scope=repository:ns/app:pull"
+        ))
+        .header("Authorization", common::basic(user, pass))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn metric(base: &str, name: &str, labels: &[&str]) -> u64 {
+    let text = common::get_text(&format!("{base}/metrics")).await;
+    common::sum_metric(&text, name, labels)
+}
+
+async fn readyz(base: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_refused_by_one_replica_costs_the_other_no_upstream_call() {
+    let emu = common::start_emulator().await;
+    let port = common::free_port();
+    let _redis = redis_server(port);
+    let (_a, base_a) = replica(&emu, port).await;
+    let (_b, base_b) = replica(&emu, port).await;
+    let bad_key = "AKIDnobodyHasThisKey000000000000";
+
+    assert_eq!(token_status(&base_a, bad_key, "wrong").await, 401);
+    let calls_after_a = common::api_calls(&emu.handle, &["CreateInstanceToken"]).await;
+    assert!(calls_after_a >= 1, "replica A asked the cloud API");
+
+    // Replica B has never seen the key: it knows the refusal from the shared store.
+    assert_eq!(token_status(&base_b, bad_key, "wrong").await, 401);
+    assert_eq!(
+        common::api_calls(&emu.handle, &["CreateInstanceToken"]).await,
+        calls_after_a,
+        "replica B answered from the shared memory"
+    );
+    assert_eq!(
+        metric(
+            &base_b,
+            "tcr_adapter_credential_failures_total{",
+            &["remembered"]
+        )
+        .await,
+        1
+    );
+    // Good keys still work through B, and the store is reported healthy.
+    let (id, key) = (common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    assert_eq!(token_status(&base_b, id, key).await, 200);
+    let (status, body) = readyz(&base_b).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["checks"]["state_store"], "ok (redis)");
+    assert_eq!(
+        metric(&base_b, "tcr_adapter_state_store_errors_total", &[]).await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_away_degrades_and_is_picked_up_again() {
+    let emu = common::start_emulator().await;
+    let port = common::free_port();
+    let redis = redis_server(port);
+    let (_a, base) = replica(&emu, port).await;
+    let (id, key) = (common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    assert_eq!(token_status(&base, id, key).await, 200);
+
+    redis.kill9();
+    // Requests go on from the replica's own memory; a bad key is still refused (and remembered
+    // locally: the second try costs no cloud call).
+    assert_eq!(token_status(&base, id, key).await, 200);
+    let bad_key = "AKIDnobodyHasThisKeyEither000000";
+    assert_eq!(token_status(&base, bad_key, "wrong").await, 401);
+    let calls = common::api_calls(&emu.handle, &["CreateInstanceToken"]).await;
+    assert_eq!(token_status(&base, bad_key, "wrong").await, 401);
+    assert_eq!(
+        common::api_calls(&emu.handle, &["CreateInstanceToken"]).await,
+        calls
+    );
+
+    let (status, body) = readyz(&base).await;
+    assert_eq!(
+        status, 200,
+        "a missing store never makes the adapter unready: {body}"
+    );
+    let shown = body["checks"]["state_store"].as_str().unwrap().to_string();
+    assert!(shown.starts_with("degraded"), "{shown}");
+    assert!(metric(&base, "tcr_adapter_state_store_errors_total", &[]).await >= 1);
+    assert_eq!(metric(&base, "tcr_adapter_state_store_up", &[]).await, 0);
+
+    // Back on the same port: picked up again by the next probe.
+    let _redis = redis_server(port);
+    let mut shown = String::new();
+    for _ in 0..50 {
+        let (_, body) = readyz(&base).await;
+        shown = body["checks"]["state_store"].as_str().unwrap().to_string();
+        if shown == "ok (redis)" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(shown, "ok (redis)");
+    assert_eq!(metric(&base, "tcr_adapter_state_store_up", &[]).await, 1);
+}
