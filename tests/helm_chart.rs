@@ -159,7 +159,7 @@ fn the_dashboard_and_the_alert_rules_ship_in_the_chart() {
     assert!(dash["panels"].as_array().unwrap().len() >= 10);
     let rule = kind(&docs, "PrometheusRule");
     let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 6, "{rule}");
+    assert_eq!(rules.len(), 7, "{rule}");
     // Off by default.
     let plain = render(values());
     assert!(!plain["docs"]
@@ -167,4 +167,75 @@ fn the_dashboard_and_the_alert_rules_ship_in_the_chart() {
         .unwrap()
         .iter()
         .any(|d| d["kind"] == "PrometheusRule"));
+}
+
+#[test]
+fn a_bundled_redis_is_the_replicas_shared_store_and_an_existing_one_comes_from_a_secret() {
+    let mut v = values();
+    v["redis"] = json!({"bundled": {"enabled": true}});
+    let docs = render(v);
+    let all = docs["docs"].as_array().unwrap();
+    let redis = all
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "tcr-tcr-adapter-redis")
+        .unwrap_or_else(|| panic!("the bundled Redis Deployment: {docs}"));
+    let svc = all
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "tcr-tcr-adapter-redis")
+        .expect("the bundled Redis Service");
+    assert_eq!(
+        svc["spec"]["selector"],
+        redis["spec"]["selector"]["matchLabels"]
+    );
+    // The adapter's own Service and PDB never select the Redis pod.
+    let adapter = all
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "tcr-tcr-adapter")
+        .expect("the adapter Deployment");
+    assert_ne!(
+        adapter["spec"]["selector"]["matchLabels"],
+        redis["spec"]["template"]["metadata"]["labels"]
+    );
+    let env = adapter["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let url = env
+        .iter()
+        .find(|e| e["name"] == "TCR_ADAPTER__STATE__REDIS_URL")
+        .expect("the adapter is given the store");
+    assert_eq!(url["value"], "redis://tcr-tcr-adapter-redis:6379/0");
+    let vars = HashMap::from([(
+        "TCR_ADAPTER__STATE__REDIS_URL".to_string(),
+        url["value"].as_str().unwrap().to_string(),
+    )]);
+    let cfg = Config::load_with_env(None, vars).expect("the URL is a valid [state] redis_url");
+    assert!(!cfg.state.redis_url.is_empty());
+
+    let mut v = values();
+    v["redis"] = json!({"existingSecret": "ops-redis", "existingSecretKey": "url"});
+    let docs = render(v);
+    assert!(!docs["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["metadata"]["name"] == "tcr-tcr-adapter-redis"));
+    let deploy = kind(&docs, "Deployment");
+    let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let url = env
+        .iter()
+        .find(|e| e["name"] == "TCR_ADAPTER__STATE__REDIS_URL")
+        .expect("the adapter is given the store");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "ops-redis");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["key"], "url");
+    // Off by default.
+    let plain = render(values());
+    let env =
+        kind(&plain, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    assert!(!env
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "TCR_ADAPTER__STATE__REDIS_URL"));
 }

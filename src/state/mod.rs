@@ -166,6 +166,33 @@ impl StateStore {
         self.settle(b.incr(key, ttl).await)
     }
 
+    /// Add `member` to the ordered set at `key` (ordered by `score`, the first score kept), at
+    /// most `cap` members (the first and the newest stay), the set expiring `ttl` after the last
+    /// add.
+    pub async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        score: i64,
+        cap: usize,
+        ttl: Duration,
+    ) -> Shared<()> {
+        let b = self.backend()?;
+        self.settle(b.set_add(key, member, score, cap, ttl).await)
+    }
+
+    /// The members of the ordered set at `key`, lowest score first.
+    pub async fn set_members(&self, key: &str) -> Shared<Vec<String>> {
+        let b = self.backend()?;
+        self.settle(b.set_members(key).await)
+    }
+
+    /// Remove `member` from the ordered set at `key`.
+    pub async fn set_remove(&self, key: &str, member: &str) -> Shared<()> {
+        let b = self.backend()?;
+        self.settle(b.set_remove(key, member).await)
+    }
+
     /// One round trip to the store (for `check` and tests).
     pub async fn ping(&self) -> Shared<()> {
         let b = self.inner.backend.as_ref().ok_or(Unshared::Local)?;

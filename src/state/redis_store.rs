@@ -15,6 +15,13 @@ const DEL_IF: &str =
 const INCR_PX: &str = "local v = redis.call('INCR', KEYS[1]) \
     if v == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return v";
 
+/// Adds a member to an ordered set (score: first time seen), keeps at most ARGV[3] members (the
+/// first one and the newest), and sets the set's expiry.
+const ZADD_CAPPED: &str = "redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) \
+    local n = redis.call('ZCARD', KEYS[1]) \
+    if n > tonumber(ARGV[3]) then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, n - tonumber(ARGV[3])) end \
+    redis.call('PEXPIRE', KEYS[1], ARGV[4]) return n";
+
 pub(super) struct RedisStore {
     client: Client,
     timeout: Duration,
@@ -104,6 +111,30 @@ impl RedisStore {
     pub(super) async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, String> {
         self.run(redis::cmd("EVAL").arg(INCR_PX).arg(1).arg(key).arg(ms(ttl)))
             .await
+    }
+
+    pub(super) async fn set_add(
+        &self,
+        key: &str,
+        member: &str,
+        score: i64,
+        cap: usize,
+        ttl: Duration,
+    ) -> Result<(), String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ZADD_CAPPED).arg(1).arg(key);
+        cmd.arg(score).arg(member).arg(cap.max(1)).arg(ms(ttl));
+        self.run::<i64>(&cmd).await.map(|_| ())
+    }
+
+    pub(super) async fn set_members(&self, key: &str) -> Result<Vec<String>, String> {
+        self.run(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1)).await
+    }
+
+    pub(super) async fn set_remove(&self, key: &str, member: &str) -> Result<(), String> {
+        self.run::<i64>(redis::cmd("ZREM").arg(key).arg(member))
+            .await
+            .map(|_| ())
     }
 
     pub(super) async fn ping(&self) -> Result<(), String> {
