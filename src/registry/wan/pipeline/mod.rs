@@ -12,8 +12,9 @@
 //! Sessions live on the replica that opened them: behind a load balancer, use session affinity
 //! or a shared `wan.spool_dir` (replicas do not share the session table, so affinity it is).
 
+pub mod held;
 pub mod jobs;
-mod spool;
+pub mod spool;
 
 use std::time::Duration;
 
