@@ -104,10 +104,9 @@ async fn mount_from(
 
 /// The last `PUT ?digest=` of an upload into `target` (the client's `name`, TCR's session
 /// `id`), for a blob another repository is known to hold: mounted with the caller's credential
-/// before anything is sent on ([`mount_known`]); if TCR mounts it, the body is read here and
-/// dropped, TCR's session is cancelled and the upload is answered as completed.
-/// `Err(payload)`: no mount was made (none known, refused, no answer): the ordinary upload goes
-/// on with the body untouched.
+/// before anything is sent on; if TCR mounts it, the body is read here and dropped, TCR's
+/// session is cancelled and the upload is answered as completed. `Err(payload)`: no mount was
+/// made (none known, refused, no answer): the ordinary upload goes on with the body untouched.
 pub async fn at_put(
     front: &web::Data<RegistryFront>,
     route: &Route,
@@ -116,35 +115,23 @@ pub async fn at_put(
     digest: &Digest,
     payload: web::Payload,
 ) -> Result<Result<HttpResponse, OciError>, web::Payload> {
-    if !mount_known(front, grant, target, digest).await {
-        return Err(payload);
-    }
-    let caller = Caller::of(grant);
-    Ok(drop_body(front, route, (name, target, id), digest, caller, payload).await)
-}
-
-/// Mount `digest` into `target` from a repository known to hold it, with the caller's
-/// credential, for an upload the caller is making there (its token granted push). Whether TCR
-/// mounted it; `false` also when no other repository is known to hold it.
-pub async fn mount_known(
-    front: &RegistryFront,
-    grant: &Grant,
-    target: &RepoName,
-    digest: &Digest,
-) -> bool {
     let Some(index) = front.wan.index.as_ref() else {
-        return false;
+        return Err(payload);
     };
     let caller = Caller::of(grant);
     let owner = caller.owner.as_deref();
     let (sources, size) = index.sources_for(digest, target, owner).await;
     if sources.is_empty() || index.holds(digest, target).await {
-        return false;
+        return Err(payload);
     }
     let calls = Calls::new(front, caller.credential.clone());
-    mount_from(&calls, &caller, target, digest, (sources, size))
+    if mount_from(&calls, &caller, target, digest, (sources, size))
         .await
-        .is_some()
+        .is_none()
+    {
+        return Err(payload);
+    }
+    Ok(drop_body(front, route, (name, target, id), digest, caller, payload).await)
 }
 
 /// The body of an upload TCR needs no longer: read and dropped (counted as saved), TCR's

@@ -40,7 +40,6 @@ pub use answers::Intercept;
 pub use calls::{credential_of, push_scopes, Caller};
 pub use dedup::referenced_blobs;
 pub use index::{BlobIndex, DedupMetrics};
-use pipeline::spool::Spool;
 pub use pipeline::Pipeline;
 pub use state::{fingerprint, UploadMark, WanState};
 
@@ -51,9 +50,6 @@ pub struct Wan {
     pub index: Option<Arc<BlobIndex>>,
     /// `wan.pipeline`: pipelined uploads through a local spool (none: off).
     pub pipeline: Option<Arc<Pipeline>>,
-    /// `wan.dedup` without the pipeline: where chunks are held until the last `PUT` names the
-    /// blob ([`pipeline::held`]; none: chunks are relayed as they come).
-    held: Option<Spool>,
     /// Work done ahead of need (`wan.dedup`): upload sessions opened before the client's
     /// `POST`, existence checks of blobs answered "absent" before TCR was asked.
     ahead: ahead::WorkAhead,
@@ -76,33 +72,11 @@ impl Wan {
             let _ = index.metrics().register(registry);
             Arc::new(index)
         });
-        let held = match (&index, &pipeline) {
-            (Some(_), None) => held_spool(wan, registry),
-            _ => None,
-        };
         Ok(Wan {
             index,
             pipeline,
-            held,
             ahead: Default::default(),
         })
-    }
-}
-
-/// The spool that holds chunks back without the pipeline (`None`, with a warning, when it cannot
-/// be made: chunks are then relayed as they come).
-fn held_spool(wan: &WanConfig, registry: &prometheus::Registry) -> Option<Spool> {
-    let bytes = pipeline::jobs::PipelineMetrics::default().spool_bytes;
-    match Spool::open(&wan.spool_path(), wan.spool_max_bytes, bytes.clone()) {
-        Ok(spool) => {
-            let _ = registry.register(Box::new(bytes));
-            Some(spool)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %wan.spool_path().display(),
-                "no spool for held chunks: chunked uploads are relayed as they come");
-            None
-        }
     }
 }
 
@@ -145,19 +119,10 @@ pub async fn before_send(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Intercept, OciError> {
-    if let Some(p) = front.wan.pipeline.as_deref() {
-        return pipeline::intercept((front, p), route, grant, req, payload).await;
+    match front.wan.pipeline.as_deref() {
+        Some(p) => pipeline::intercept((front, p), route, grant, req, payload).await,
+        None => ahead::intercept(front, route, grant, payload).await,
     }
-    let payload = match &front.wan.held {
-        Some(spool) => {
-            match pipeline::held::intercept((front, spool), route, grant, req, payload).await? {
-                Intercept::Pass(payload) => payload,
-                answered => return Ok(answered),
-            }
-        }
-        None => payload,
-    };
-    ahead::intercept(front, route, grant, payload).await
 }
 
 /// While an upload's last `PUT` is in flight, a HEAD for the same blob elsewhere waits for it

@@ -12,9 +12,8 @@
 //! Sessions live on the replica that opened them: behind a load balancer, use session affinity
 //! or a shared `wan.spool_dir` (replicas do not share the session table, so affinity it is).
 
-pub mod held;
 pub mod jobs;
-pub mod spool;
+mod spool;
 
 use std::time::Duration;
 

@@ -129,47 +129,6 @@ impl Spool {
         Ok(id)
     }
 
-    /// The session that holds back the chunks of TCR's upload session `id` in `repo` until
-    /// its last `PUT` names the digest (made at its first chunk; its file is named afresh).
-    pub fn adopt(
-        &self,
-        id: &str,
-        repo: &RepoName,
-    ) -> Result<Arc<tokio::sync::Mutex<Session>>, OciError> {
-        if !self.sessions.contains_key(id) {
-            self.sweep();
-            if self.sessions.len() >= MAX_SESSIONS {
-                return Err(OciError::new(
-                    ErrorCode::TooManyRequests,
-                    "too many open upload sessions on this adapter; finish or cancel some",
-                )
-                .with_status(StatusCode::TOO_MANY_REQUESTS));
-            }
-        }
-        let file = self
-            .dir
-            .join("sessions")
-            .join(format!("h.{}", uuid::Uuid::new_v4().simple()));
-        self.sessions.entry(id.to_string()).or_insert_with(|| {
-            let session = Session {
-                repo: repo.clone(),
-                file,
-                size: 0,
-                hasher: openssl::sha::Sha256::new(),
-                reservation: Reservation::default(),
-                touched: Instant::now(),
-                upstream: None,
-            };
-            (repo.clone(), Arc::new(tokio::sync::Mutex::new(session)))
-        });
-        self.get(id, repo)
-    }
-
-    /// Whether session `id` is held here.
-    pub fn holds(&self, id: &str) -> bool {
-        self.sessions.contains_key(id)
-    }
-
     /// The session `id` in `repo` (another repository's session is unknown here).
     pub fn get(
         &self,
@@ -307,8 +266,7 @@ impl Spool {
                 format!("the uploaded bytes have digest {actual}, not {digest}"),
             ));
         }
-        let name = s.file.file_name().map(|n| n.to_owned()).unwrap_or_default();
-        let blob = self.dir.join("blobs").join(name);
+        let blob = self.dir.join("blobs").join(id);
         if s.size == 0 {
             tokio::fs::File::create(&s.file)
                 .await
