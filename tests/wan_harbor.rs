@@ -145,7 +145,11 @@ impl<'a> Harbor<'a> {
             let r = self
                 .send(method, repo, &url, &headers, Some(c.to_vec()))
                 .await;
-            assert_eq!(r.status(), if last { 201 } else { 202 }, "chunk {i} into {repo}");
+            assert_eq!(
+                r.status(),
+                if last { 201 } else { 202 },
+                "chunk {i} into {repo}"
+            );
             if !last {
                 loc = common::header(&r, "location");
             }
@@ -183,9 +187,7 @@ impl<'a> Harbor<'a> {
         for l in layers {
             uploaded += usize::from(self.copy_blob(repo, l, chunked).await);
         }
-        let desc = |b: &[u8], mt: &str| {
-            json!({"mediaType": mt, "digest": Digest::sha256_of(b).to_string(), "size": b.len()})
-        };
+        let desc = |b: &[u8], mt: &str| json!({"mediaType": mt, "digest": Digest::sha256_of(b).to_string(), "size": b.len()});
         let manifest = json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": desc(&config, "application/vnd.oci.image.config.v1+json"),
@@ -304,11 +306,18 @@ async fn a_monolithic_upload_of_a_known_layer_is_mounted_at_its_put() {
     let bd = Digest::sha256_of(&base);
     for i in 0..4u8 {
         let repo = format!("mono{i}/app");
-        assert!(h.copy_blob(&repo, &base, false).await, "{repo}: HEAD said absent");
+        assert!(
+            h.copy_blob(&repo, &base, false).await,
+            "{repo}: HEAD said absent"
+        );
         h.copy_image(&repo, &[&base, &layer(20 + i, 2048)], false)
             .await;
     }
-    assert_eq!(uploads_of(&e, &bd), 1, "the base layer crossed more than once");
+    assert_eq!(
+        uploads_of(&e, &bd),
+        1,
+        "the base layer crossed more than once"
+    );
     let m = e.adapter_metrics().await;
     assert_eq!(metric(&m, MOUNTED), 3, "{m}");
     assert!(metric(&m, "tcr_adapter_dedup_bytes_saved_total") >= 3 * base.len() as u64);
@@ -322,7 +331,8 @@ async fn a_monolithic_upload_of_a_known_layer_is_mounted_at_its_put() {
 }
 
 /// Harbor 2.9's copy by chunk of a known layer, with the defaults: the second repository's
-/// pull-scoped `HEAD` mounts it, so no chunk is sent at all.
+/// pull-scoped `HEAD` mounts it (the credential pushed into this namespace), so the client
+/// sends no chunk of it at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_upload_of_a_known_layer_crosses_once() {
     let e = Env::default().await;
@@ -332,7 +342,8 @@ async fn a_chunked_upload_of_a_known_layer_crosses_once() {
     h.copy_image("chunk/one", &[&base], true).await;
     let patches = requests_to_tcr(&e, "PATCH", "/v2/chunk/");
     assert!(patches >= 6, "the first copy went by chunks: {patches}");
-    h.copy_image("chunk/two", &[&base], true).await;
+    let uploaded = h.copy_image("chunk/two", &[&base], true).await;
+    assert_eq!(uploaded, 1, "only chunk/two's config went up");
     assert_eq!(uploads_of(&e, &bd), 1);
     assert_eq!(
         requests_to_tcr(&e, "PATCH", "/v2/chunk/two/"),
@@ -357,8 +368,16 @@ async fn a_pipelined_chunked_upload_of_a_known_layer_is_mounted_not_sent() {
     assert!(h.copy_blob("pipe-c/app", &base, false).await);
     h.copy_image("pipe-b/app", &[&base], true).await;
     h.copy_image("pipe-c/app", &[&base], false).await;
-    assert_eq!(uploads_of(&e, &bd), 1, "the base layer crossed more than once");
-    assert_eq!(requests_to_tcr(&e, "PATCH", "/v2/"), 0, "the pipeline sends whole blobs");
+    assert_eq!(
+        uploads_of(&e, &bd),
+        1,
+        "the base layer crossed more than once"
+    );
+    assert_eq!(
+        requests_to_tcr(&e, "PATCH", "/v2/"),
+        0,
+        "the pipeline sends whole blobs"
+    );
     let m = e.adapter_metrics().await;
     assert_eq!(metric(&m, MOUNTED), 2, "{m}");
     for ns in ["pipe-b", "pipe-c"] {
@@ -410,7 +429,11 @@ async fn a_caller_who_may_only_read_causes_no_write() {
     let t = v["token"].as_str().unwrap();
     let r = e.head(&format!("/v2/pub/dst/blobs/{bd}"), t).await;
     assert_eq!(r.status(), 404);
-    assert_eq!(mounts_sent(&e), before, "a mount was sent for an anonymous reader");
+    assert_eq!(
+        mounts_sent(&e),
+        before,
+        "a mount was sent for an anonymous reader"
+    );
     assert!(!tcr_has(&e, "pub/dst", &bd).await);
 }
 
