@@ -119,3 +119,28 @@ pub fn fingerprint(credential: &BasicAuth) -> String {
     let d = Digest::sha256_of(&material);
     format!("fp:{}", &d.encoded()[..32])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn cred(user: &str, pass: &str) -> BasicAuth {
+        BasicAuth {
+            username: user.into(),
+            password: Secret::new(pass),
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_tells_credentials_apart_and_holds_no_secret() {
+        let a = fingerprint(&cred("100001", "s3cret-token"));
+        assert_eq!(a, fingerprint(&cred("100001", "s3cret-token")));
+        assert_ne!(a, fingerprint(&cred("100001", "other-token")));
+        assert_ne!(a, fingerprint(&cred("100002", "s3cret-token")));
+        // The separator keeps "ab"+"c" and "a"+"bc" apart.
+        assert_ne!(fingerprint(&cred("ab", "c")), fingerprint(&cred("a", "bc")));
+        assert!(a.starts_with("fp:") && a.len() == 35, "{a}");
+        assert!(!a.contains("s3cret") && !a.contains("100001"));
+    }
+}
