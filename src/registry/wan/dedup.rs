@@ -27,6 +27,33 @@ use crate::oci::{Digest, ErrorCode, OciError, RepoName};
 use crate::registry::request::Route;
 use crate::registry::RegistryFront;
 
+/// A blob `HEAD`: asked in `client` (the caller's name), `target` upstream, and whether the
+/// room may write there for the caller ([`may_write`], asked once per `HEAD`).
+pub struct BlobAsk<'a> {
+    pub client: &'a RepoName,
+    pub target: &'a RepoName,
+    pub grant: &'a Grant,
+    pub digest: &'a Digest,
+    pub writer: bool,
+}
+
+impl<'a> BlobAsk<'a> {
+    pub async fn new(
+        front: &RegistryFront,
+        (client, target): (&'a RepoName, &'a RepoName),
+        grant: &'a Grant,
+        digest: &'a Digest,
+    ) -> BlobAsk<'a> {
+        BlobAsk {
+            client,
+            target,
+            grant,
+            digest,
+            writer: may_write(front, client, target, grant).await,
+        }
+    }
+}
+
 /// Whether the room may make writes into `target` (`client` to the caller) on the caller's
 /// behalf, with the caller's own credential: its token grants push on `client`; or it has an
 /// upstream credential that TCR accepted a write of in `target`'s namespace lately, and the
@@ -49,15 +76,10 @@ pub async fn may_write(
 
 /// A blob HEAD that a mount can answer: the caller may push to the repository, and another
 /// repository is known (or being uploaded) to hold the blob. `None`: ask TCR as usual.
-pub async fn answer_head(
-    front: &RegistryFront,
-    client: &RepoName,
-    target: &RepoName,
-    grant: &Grant,
-    digest: &Digest,
-) -> Option<HttpResponse> {
+pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<HttpResponse> {
+    let (target, grant, digest) = (ask.target, ask.grant, ask.digest);
     let index = front.wan.index.as_ref()?;
-    if !may_write(front, client, target, grant).await || index.holds(digest, target).await {
+    if !ask.writer || index.holds(digest, target).await {
         return None; // not the caller's to write, or known to be there: TCR's HEAD answers
     }
     let waited = index.wait_for_upload(digest, target).await;

@@ -88,15 +88,10 @@ pub async fn head(
     grant: &Grant,
     digest: &Digest,
 ) -> Option<HttpResponse> {
+    let ask = dedup::BlobAsk::new(front, (client, target), grant, digest).await;
     if let Some(p) = front.wan.pipeline.as_deref() {
-        return pipeline::answer_head((front, p), client, target, grant, digest).await;
+        return pipeline::answer_head((front, p), &ask).await;
     }
-    let ask = ahead::BlobAsk {
-        client,
-        target,
-        grant,
-        digest,
-    };
     if let Some(absent) = ahead::absent_ahead(front, &ask).await {
         return Some(absent);
     }
@@ -104,9 +99,10 @@ pub async fn head(
         return Some(found);
     }
     ahead::mount_following(front, &ask).await;
-    let answer = dedup::answer_head(front, client, target, grant, digest).await;
+    let answer = dedup::answer_head(front, &ask).await;
     if answer.is_none() && front.wan.index.is_some() {
-        ahead::park_for(front, (client, target), grant, ahead::SESSIONS_PER_BLOB).await;
+        let want = (ask.writer, ahead::SESSIONS_PER_BLOB);
+        ahead::park_for_writer(front, target, grant, want);
     }
     answer
 }

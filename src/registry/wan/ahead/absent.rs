@@ -29,17 +29,12 @@ pub async fn absent_ahead(
     front: &web::Data<RegistryFront>,
     ask: &BlobAsk<'_>,
 ) -> Option<HttpResponse> {
-    let BlobAsk {
-        client,
-        target,
-        grant,
-        digest,
-    } = *ask;
+    let (target, grant, digest) = (ask.target, ask.grant, ask.digest);
     let index = front.wan.index.as_ref()?;
     let (credential, owner) = caller(grant);
-    if !index.expects_absent(owner.as_deref()).await
+    if !ask.writer
+        || !index.expects_absent(owner.as_deref()).await
         || !index.unheard_of(digest).await
-        || !may_write(front, client, target, grant).await
     {
         return None;
     }

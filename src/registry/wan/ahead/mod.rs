@@ -22,18 +22,10 @@ use crate::oci::{Digest, RepoName};
 use crate::registry::RegistryFront;
 use crate::upstream::BasicAuth;
 
+use crate::registry::wan::dedup::BlobAsk;
 pub use absent::{absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
-pub use parked::{park_for, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
-
-/// A blob HEAD, as the work ahead sees it: asked in `client` (the caller's name), `target`
-/// upstream.
-pub struct BlobAsk<'a> {
-    pub client: &'a RepoName,
-    pub target: &'a RepoName,
-    pub grant: &'a crate::auth::Grant,
-    pub digest: &'a Digest,
-}
+pub use parked::{park_for, park_for_writer, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
 
 /// What the front keeps of the work done ahead.
 #[derive(Default)]

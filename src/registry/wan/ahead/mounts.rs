@@ -17,7 +17,6 @@ use super::{settled, spawn, Ahead, BlobAsk};
 use crate::oci::{Digest, RepoName};
 use crate::registry::wan::answers::found;
 use crate::registry::wan::calls::{Calls, Mounted};
-use crate::registry::wan::dedup::may_write;
 use crate::registry::RegistryFront;
 
 /// Repositories whose last manifest's layers are remembered.
@@ -85,7 +84,7 @@ pub async fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk<'_>
     let Some(index) = front.wan.index.as_ref() else {
         return;
     };
-    if index.holds(digest, target).await || !may_write(front, ask.client, target, ask.grant).await {
+    if !ask.writer || index.holds(digest, target).await {
         return;
     }
     let (credential, owner) = caller(ask.grant);

@@ -37,6 +37,18 @@ pub const SESSIONS_PER_IMAGE: usize = 2;
 
 /// A HEAD about to be asked of TCR by a caller who may write `client` (`target` upstream; see
 /// [`may_write`]): have `want` sessions parked there.
+/// [`park_for`] for a caller already known to be one the room may write for (`writer`).
+pub fn park_for_writer(
+    front: &web::Data<RegistryFront>,
+    target: &RepoName,
+    grant: &Grant,
+    (writer, want): (bool, usize),
+) {
+    if writer {
+        park(front, target, grant, want);
+    }
+}
+
 pub async fn park_for(
     front: &web::Data<RegistryFront>,
     (client, target): (&RepoName, &RepoName),

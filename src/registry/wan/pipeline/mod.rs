@@ -25,7 +25,7 @@ use self::spool::Spool;
 use super::ahead;
 use super::answers::{absent, created, found, Intercept};
 use super::calls::{credential_of, Caller, Calls};
-use super::dedup::{self, may_write};
+use super::dedup::{self, BlobAsk};
 use super::task::{settled, Ahead};
 use crate::auth::Grant;
 use crate::config::WanConfig;
@@ -277,18 +277,15 @@ impl Step<'_> {
 /// another job's upload finds that job now).
 pub async fn answer_head(
     (front, p): (&web::Data<RegistryFront>, &Pipeline),
-    client: &RepoName,
-    target: &RepoName,
-    grant: &Grant,
-    digest: &Digest,
+    ask: &BlobAsk<'_>,
 ) -> Option<HttpResponse> {
     let head = Head {
         front,
         p,
-        client,
-        target,
-        grant,
-        digest,
+        target: ask.target,
+        grant: ask.grant,
+        digest: ask.digest,
+        writer: ask.writer,
     };
     if let Some(r) = head.on_its_way().await {
         return Some(r);
@@ -296,7 +293,7 @@ pub async fn answer_head(
     if let Some(r) = head.never_heard_of().await {
         return Some(r);
     }
-    if let Some(r) = dedup::answer_head(front, client, target, grant, digest).await {
+    if let Some(r) = dedup::answer_head(front, ask).await {
         return Some(r);
     }
     head.on_its_way().await
@@ -306,17 +303,14 @@ pub async fn answer_head(
 struct Head<'a> {
     front: &'a web::Data<RegistryFront>,
     p: &'a Pipeline,
-    client: &'a RepoName,
     target: &'a RepoName,
     grant: &'a Grant,
     digest: &'a Digest,
+    /// Whether the room may write into `target` for the caller (see [`dedup::may_write`]).
+    writer: bool,
 }
 
 impl Head<'_> {
-    async fn may_write(&self) -> bool {
-        may_write(self.front, self.client, self.target, self.grant).await
-    }
-
     /// On its way here (or lately arrived), or on its way into another repository of the same
     /// caller (then mounted from there in the background).
     async fn on_its_way(&self) -> Option<HttpResponse> {
@@ -329,7 +323,7 @@ impl Head<'_> {
         }
         let Caller { credential, owner } = Caller::of(self.grant);
         let (source, job) = p.jobs.elsewhere(digest, target, owner.as_deref())?;
-        if !self.may_write().await {
+        if !self.writer {
             return None;
         }
         let t = Transfer {
@@ -350,7 +344,7 @@ impl Head<'_> {
     /// (claimed, so that other jobs wait for this upload; TCR is asked in the background).
     async fn never_heard_of(&self) -> Option<HttpResponse> {
         let index = self.front.wan.index.as_ref()?;
-        if !index.unheard_of(self.digest).await || !self.may_write().await {
+        if !self.writer || !index.unheard_of(self.digest).await {
             return None;
         }
         index.claim(self.digest, self.target).await;
