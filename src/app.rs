@@ -266,14 +266,6 @@ fn build_registry_front(
     namespaces: &Arc<NamespaceProvisioner>,
     provisioner_keys: Option<crate::tencentcloud::ApiCredential>,
 ) -> std::io::Result<RegistryFront> {
-    let pipeline = match cfg.wan.pipeline {
-        true => {
-            let p = crate::registry::pipeline::Pipeline::new(&cfg.wan)?;
-            let _ = p.metrics().register(&metrics.registry);
-            Some(Arc::new(p))
-        }
-        false => None,
-    };
     Ok(RegistryFront {
         upstream: upstream.clone(),
         namespaces: namespaces.clone(),
@@ -283,13 +275,7 @@ fn build_registry_front(
         metrics: metrics.front.clone(),
         replay_cap: cfg.tcr.replay_buffer_bytes,
         redirects: cfg.tcr.redirects,
-        dedup: cfg.wan.dedup.then(|| {
-            let index = crate::registry::dedup::BlobIndex::new(cfg.wan.dedup_entries);
-            let _ = index.metrics().register(&metrics.registry);
-            Arc::new(index)
-        }),
-        pipeline,
-        ahead: Default::default(),
+        wan: crate::registry::wan::Wan::new(&cfg.wan, &metrics.registry)?,
     })
 }
 

@@ -83,8 +83,9 @@ impl Default for StateConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WanConfig {
-    /// Layer dedup by cross-repository mount: a blob HEAD for a blob another repository has
-    /// becomes a mount with the caller's credential, so the blob is not uploaded again.
+    /// Layer dedup by cross-repository mount: a blob another repository has is mounted with the
+    /// caller's credential (at a blob HEAD from a caller who may write there, at an upload's last
+    /// PUT), so the blob is not uploaded again.
     pub dedup: bool,
     /// Digests remembered (where each blob is known to exist upstream), per process.
     pub dedup_entries: usize,

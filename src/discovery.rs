@@ -11,9 +11,9 @@
 //! credential resolver (`CreateInstanceToken`) and the namespace provisioner, it looks the
 //! instance up at most once at a time, keeps a success and never a failure.
 
-use crate::namespaces::errors::{classify, ApiErrorClass};
 use crate::oci::{ErrorCode, OciError};
 use crate::tencentcloud::client::DEFAULT_REGION;
+use crate::tencentcloud::errors::{classify, ApiErrorClass};
 use crate::tencentcloud::models::{DescribeInstancesRequest, DescribeInstancesResponse, Registry};
 use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient};
 

@@ -6,6 +6,12 @@
 //! and its own ancestors or descendants are one house (a parent declares its children, a child may
 //! use what its parent shares), so those edges do not count; every other edge does. The test fails
 //! on any strongly connected group of two or more modules and names the edges that close it.
+//!
+//! A circle can also close through a folder's own files: `x/mod.rs → y/a.rs` and `y/b.rs →
+//! x/mod.rs` make no circle between files, yet folders `x` and `y` import each other. So every
+//! edge is also lifted to the two sibling modules under the deepest module both ends share
+//! (`registry::pipeline::jobs → registry::ahead::absent` becomes `registry::pipeline →
+//! registry::ahead`), and that graph must have no circle either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -363,6 +369,21 @@ fn build(src: &Path) -> Graph {
     Graph { modules, edges }
 }
 
+/// Every edge lifted to the sibling modules under the deepest module its ends share (see the
+/// module doc); each lifted edge keeps the first place that makes it.
+fn siblings(g: &Graph) -> Graph {
+    let mut modules = BTreeSet::new();
+    let mut edges = BTreeMap::new();
+    for ((a, b), at) in &g.edges {
+        let shared = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let (a, b) = (a[..shared + 1].to_vec(), b[..shared + 1].to_vec());
+        modules.insert(a.clone());
+        modules.insert(b.clone());
+        edges.entry((a, b)).or_insert_with(|| at.clone());
+    }
+    Graph { modules, edges }
+}
+
 /// Strongly connected components (Tarjan) with two or more modules.
 fn cycles(g: &Graph) -> Vec<Vec<ModPath>> {
     let nodes: Vec<&ModPath> = g.modules.iter().collect();
@@ -445,6 +466,21 @@ fn name(m: &ModPath) -> String {
     }
 }
 
+/// What closes each circle of `g`, one line per edge.
+fn report(g: &Graph, found: &[Vec<ModPath>]) -> String {
+    let mut report = String::new();
+    for comp in found {
+        let names: Vec<String> = comp.iter().map(name).collect();
+        report.push_str(&format!("circle: {}\n", names.join(" ↔ ")));
+        for ((a, b), at) in &g.edges {
+            if comp.contains(a) && comp.contains(b) {
+                report.push_str(&format!("  {} → {}  ({at})\n", name(a), name(b)));
+            }
+        }
+    }
+    report
+}
+
 #[test]
 fn the_module_graph_of_src_has_no_circle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -456,20 +492,55 @@ fn the_module_graph_of_src_has_no_circle() {
     );
     assert!(!g.edges.is_empty(), "imports were found");
     let found = cycles(&g);
-    let mut report = String::new();
-    for comp in &found {
-        let names: Vec<String> = comp.iter().map(name).collect();
-        report.push_str(&format!("circle: {}\n", names.join(" ↔ ")));
-        for ((a, b), at) in &g.edges {
-            if comp.contains(a) && comp.contains(b) {
-                report.push_str(&format!("  {} → {}  ({at})\n", name(a), name(b)));
-            }
-        }
-    }
     assert!(
         found.is_empty(),
-        "the module import graph has circles:\n{report}"
+        "the module import graph has circles:\n{}",
+        report(&g, &found)
     );
+}
+
+#[test]
+fn no_two_sibling_folders_import_each_other() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let g = siblings(&build(&src));
+    let found = cycles(&g);
+    assert!(
+        found.is_empty(),
+        "sibling modules import each other (through their files):\n{}",
+        report(&g, &found)
+    );
+}
+
+/// The shape `registry/pipeline/ ↔ registry/ahead/` had: no circle between files, one between
+/// folders.
+#[test]
+fn the_checker_sees_a_circle_between_sibling_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("x")).unwrap();
+    std::fs::create_dir_all(src.join("y")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod x; mod y;\n").unwrap();
+    std::fs::write(
+        src.join("x/mod.rs"),
+        "mod j;\nuse crate::y::a::f;\npub fn g() {}\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("x/j.rs"), "pub fn h() {}\n").unwrap();
+    std::fs::write(src.join("y/mod.rs"), "mod a;\nmod b;\npub use a::f;\n").unwrap();
+    std::fs::write(src.join("y/a.rs"), "pub fn f() {}\n").unwrap();
+    std::fs::write(src.join("y/b.rs"), "use crate::x::g;\n").unwrap();
+    let g = build(&src);
+    assert!(
+        cycles(&g).is_empty(),
+        "no circle between files: {:?}",
+        g.edges
+    );
+    let found = cycles(&siblings(&g));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0], vec![vec!["x".to_string()], vec!["y".to_string()]]);
+    // Files of one folder importing each other's siblings stay allowed.
+    std::fs::write(src.join("y/b.rs"), "use super::a::f;\n").unwrap();
+    assert!(cycles(&siblings(&build(&src))).is_empty());
 }
 
 /// The checker itself finds a circle, ignores parent/child edges and inline test modules.

@@ -7,45 +7,7 @@ use actix_web::http::header::RETRY_AFTER;
 use crate::oci::{ErrorCode, OciError};
 use crate::tencentcloud::ApiError;
 
-/// How an API error is rendered to a registry client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiErrorClass {
-    /// Keys, signature, CAM permission, quota: the caller must change something. 403.
-    Denied,
-    /// Throttled, internal error or unreachable (after the client's retries). 503 + Retry-After.
-    Unavailable,
-    /// The instance is missing or not running: configuration or the console. 503.
-    Instance,
-    /// The resource named does not exist. 404.
-    NotFound,
-    /// Anything else. 500.
-    Other,
-}
-
-/// Classify an API error for the HTTP edge.
-pub fn classify(e: &ApiError) -> ApiErrorClass {
-    let Some(code) = e.code() else {
-        return ApiErrorClass::Unavailable;
-    };
-    if code.starts_with("RequestLimitExceeded") || code.starts_with("InternalError") {
-        ApiErrorClass::Unavailable
-    } else if code.starts_with("AuthFailure")
-        || code.starts_with("UnauthorizedOperation")
-        || code.starts_with("OperationDenied")
-        || code == "FailedOperation.ErrorTcrUnauthorized"
-        || code.starts_with("LimitExceeded")
-        || code.contains("Quota")
-        || code.starts_with("InvalidParameter")
-    {
-        ApiErrorClass::Denied
-    } else if code.starts_with("ResourceUnavailable") || code.starts_with("ResourceInsufficient") {
-        ApiErrorClass::Instance
-    } else if e.is_not_found() {
-        ApiErrorClass::NotFound
-    } else {
-        ApiErrorClass::Other
-    }
-}
+pub use crate::tencentcloud::errors::{classify, ApiErrorClass};
 
 /// An OCI error for a failed `action`, prefixed with what the adapter was doing (`context`,
 /// e.g. "creating namespace \"team-a\"") and naming a prefix of the SecretId used.

@@ -3,17 +3,19 @@
 //! authorize the scope (`crate::auth`) → answer locally what the cloud API answers better
 //! (catalog, tag deletes) → make sure the namespace exists before a first write → plan the
 //! upstream call ([`Plan`]) → send it with the retry policy → follow or relay a redirect →
-//! shape the response ([`respond`]). The Harbor API front takes the same steps with its own
+//! shape the response ([`respond`]). The WAN room ([`wan`]) is called at its named steps: a blob
+//! HEAD it may answer, `before_send`, the manifest's `commit_point`, the `upload_mark` of an
+//! upload in flight, and `after_send` with TCR's answer. The Harbor API front takes the same steps with its own
 //! typed names (`crate::harbor_api`).
 
 use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
-use super::pipeline::{self, Intercept};
 use super::plan::Plan;
 use super::request::Route;
 use super::route::Endpoint;
-use super::{ahead, cloud, respond, RegistryFront, RouteInfo};
+use super::wan::{self, Intercept};
+use super::{cloud, respond, RegistryFront, RouteInfo};
 use crate::auth::{AuthService, Grant};
 use crate::oci::{OciError, Reference};
 
@@ -29,19 +31,19 @@ pub async fn dispatch(
     if let Some(answer) = answer_locally(&route, &front, &grant).await? {
         return Ok(answer);
     }
-    let payload = match pipeline::intercept(&front, &route, &grant, &req, payload).await? {
+    let payload = match wan::before_send(&front, &route, &grant, &req, payload).await? {
         Intercept::Answered(answer) => return Ok(answer),
         Intercept::Pass(payload) => payload,
     };
     route.ensure_namespace(&front, &grant).await?;
     let mut plan = Plan::new(&req, payload, &route, &front, &grant).await?;
-    pipeline::commit_point(&front, &route, plan.manifest.as_deref()).await?;
-    let _in_flight = route.mark_upload(&front);
+    wan::commit_point(&front, &route, plan.manifest.as_deref()).await?;
+    let _in_flight = wan::upload_mark(&front, &route).await;
     let resp = plan.send(&front, &route, &grant).await?;
     let resp =
         super::redirect::resolve(&front, &route.endpoint, &route.method, &plan.headers, resp)
             .await?;
-    ahead::answered(&front, &route, &grant, resp.status());
+    wan::after_send(&front, &route, &grant, plan.manifest.as_deref(), &resp).await;
     respond::shape(&front, &auth, &route, &grant, &plan, resp).await
 }
 
@@ -74,7 +76,7 @@ async fn answer_locally(
     match (&route.endpoint, &route.method, &route.upstream) {
         (Endpoint::Base, _, _) => Ok(Some(empty_json())),
         (Endpoint::Blob { digest, name }, &Method::HEAD, Some(up)) => {
-            Ok(pipeline::answer_head(front, name, up, grant, digest).await)
+            Ok(wan::head(front, name, up, grant, digest).await)
         }
         (Endpoint::Catalog, &Method::GET, _) => match caller_keys {
             Some(keys) => cloud::catalog(front, keys, &route.query).await.map(Some),

@@ -3,21 +3,18 @@
 //! streamed bodies and rewritten headers. It holds no per-upload state: the upstream's upload
 //! state travels in the rewritten `Location`.
 
-mod ahead;
 pub mod body;
-mod calls;
 pub mod cloud;
-pub mod dedup;
 mod failure;
 mod handlers;
 pub mod metrics;
-pub mod pipeline;
 mod plan;
 mod redirect;
 mod request;
 mod respond;
 pub mod rewrite;
 pub mod route;
+pub mod wan;
 
 use std::sync::Arc;
 
@@ -46,13 +43,8 @@ pub struct RegistryFront {
     pub replay_cap: usize,
     /// `tcr.redirects`: relay TCR's redirects to object storage, or follow them.
     pub redirects: crate::config::RedirectMode,
-    /// `wan.dedup`: where blobs are known to exist upstream (none: dedup off).
-    pub dedup: Option<Arc<dedup::BlobIndex>>,
-    /// `wan.pipeline`: pipelined uploads through a local spool (none: off).
-    pub pipeline: Option<Arc<pipeline::Pipeline>>,
-    /// Work done ahead of need (`wan.dedup`): upload sessions opened before the client's
-    /// `POST`, existence checks of blobs answered "absent" before TCR was asked.
-    pub ahead: ahead::WorkAhead,
+    /// The WAN machinery (`wan.*`): layer dedup, work done ahead, pipelined uploads.
+    pub wan: wan::Wan,
 }
 
 /// Route and repository of a request, left in its extensions for the access log.

@@ -17,7 +17,7 @@ use super::request::{content_length, Route};
 use super::route::Endpoint;
 use super::{rewrite, RegistryFront};
 use crate::auth::Grant;
-use crate::oci::{OciError, RepoName, MAX_MANIFEST_BYTES};
+use crate::oci::{OciError, MAX_MANIFEST_BYTES};
 use crate::upstream::{BasicAuth, Forward, ForwardBody, ReplayBody, UpstreamPath};
 
 /// Moves the client's body into the upstream request while it is sent.
@@ -53,8 +53,8 @@ impl Plan {
                 .upstream_path(route.upstream.as_ref())
                 .with_query(&route.query),
             headers,
-            scopes: scopes(route, front, grant),
-            credential: super::calls::credential_of(grant),
+            scopes: scopes(route, front, grant).await,
+            credential: super::wan::credential_of(grant),
             route: route.endpoint.label(),
             method: route.method.clone(),
             manifest: match &body {
@@ -146,29 +146,18 @@ impl Plan {
 /// The realm scopes the upstream request needs (a mount also pulls from its source). A
 /// pusher's requests also ask pull on the repository its mounts came from lately (layer dedup),
 /// so that the same token serves the mounts that follow.
-fn scopes(route: &Route, front: &RegistryFront, grant: &Grant) -> Vec<String> {
+async fn scopes(route: &Route, front: &RegistryFront, grant: &Grant) -> Vec<String> {
     match (&route.upstream, &route.method) {
         (None, _) => vec!["registry:catalog:*".to_string()],
         (Some(up), &Method::DELETE) => vec![format!("repository:{up}:*")],
         (Some(up), _) => {
             let source = match &route.mount_from {
                 Some(f) => Some(front.namespaces.to_upstream(f)),
-                None => mount_source_hint(route, front, grant),
+                None => super::wan::scope_hint(front, route, grant).await,
             };
-            super::calls::push_scopes(up, source.as_ref())
+            super::wan::push_scopes(up, source.as_ref())
         }
     }
-}
-
-/// Where the caller's mounts came from lately, if it may push here.
-fn mount_source_hint(route: &Route, front: &RegistryFront, grant: &Grant) -> Option<RepoName> {
-    let name = route.endpoint.name()?;
-    let push = crate::auth::Access::repository(name.as_str(), &["push"]);
-    if !grant.allows(&push) {
-        return None;
-    }
-    let owner = grant.identity.upstream.as_ref()?.username.clone();
-    front.dedup.as_ref()?.source_hint(&owner)
 }
 
 /// How the body travels: none for reads and deletes, buffered (≤ 4 MiB) for manifests, else

@@ -7,7 +7,7 @@ use actix_web::{HttpMessage, HttpRequest};
 use percent_encoding::percent_decode_str;
 
 use super::route::Endpoint;
-use super::{dedup, rewrite, RegistryFront, RouteInfo};
+use super::{rewrite, RegistryFront, RouteInfo};
 use crate::auth::{Access, AuthService, Grant};
 use crate::oci::{Digest, ErrorCode, OciError, RepoName};
 
@@ -103,13 +103,6 @@ impl Route {
             && self.method == Method::POST
             && url::form_urlencoded::parse(self.query.as_bytes())
                 .all(|(k, _)| k != "digest" && k != "mount")
-    }
-
-    /// While an upload's last `PUT` is in flight, a HEAD for the same blob elsewhere waits for
-    /// it and then mounts instead of sending the same bytes again.
-    pub fn mark_upload(&self, front: &RegistryFront) -> Option<dedup::UploadMark> {
-        let index = front.dedup.as_ref()?;
-        Some(index.uploading(&self.upload_digest()?, self.upstream.as_ref()?))
     }
 
     /// Before the first write into a namespace (an upload start, a manifest PUT): make sure it

@@ -34,7 +34,6 @@ pub async fn shape(
     if status.is_client_error() || status.is_server_error() {
         return Err(refusal(auth, route, grant, resp).await);
     }
-    learn(front, route, plan, &resp);
     let mut out = HttpResponse::build(
         StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
     );
@@ -55,51 +54,6 @@ pub async fn shape(
         return Ok(out.body(bytes));
     }
     Ok(stream_body(front, method, resp, out))
-}
-
-/// Remember where blobs exist upstream, from a successful answer: a blob read, a completed
-/// upload or mount, a pushed manifest's references (`wan.dedup`).
-fn learn(front: &RegistryFront, route: &Route, plan: &Plan, resp: &reqwest::Response) {
-    let (Some(index), Some(repo)) = (front.dedup.as_ref(), route.upstream.as_ref()) else {
-        return;
-    };
-    let header_digest = || {
-        resp.headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::parse(v).ok())
-    };
-    match (&route.endpoint, &route.method) {
-        (Endpoint::Blob { digest, .. }, &Method::GET | &Method::HEAD) => {
-            // Only a 200 carries the blob's size (a relayed 307 to object storage does not).
-            let size = (resp.status().as_u16() == 200)
-                .then(|| resp.headers().get(CONTENT_LENGTH))
-                .flatten()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            index.learn(digest, repo, size);
-        }
-        (Endpoint::Upload { .. }, &Method::PUT) | (Endpoint::UploadStart { .. }, &Method::POST)
-            if resp.status().as_u16() == 201 =>
-        {
-            if let Some(d) = header_digest().or_else(|| route.upload_digest()) {
-                index.uploaded(&d, repo);
-            }
-        }
-        (Endpoint::Manifest { .. }, &Method::PUT) => {
-            let blobs = plan
-                .manifest
-                .as_deref()
-                .map(super::dedup::referenced_blobs)
-                .unwrap_or_default();
-            front.ahead.mounts.note_manifest(repo, &blobs);
-            for (d, size) in blobs {
-                index.learn_hint(&d, repo, size);
-            }
-            index.release_claims_of(repo);
-        }
-        _ => {}
-    }
 }
 
 /// An upstream 4xx/5xx as the client's error. An anonymous read TCR refuses (a private or

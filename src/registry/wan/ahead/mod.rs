@@ -15,63 +15,30 @@ mod parked;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use tokio::sync::watch;
 
+use super::calls::Calls;
+use super::task::{settled, spawn, Ahead};
 use crate::oci::{Digest, RepoName};
-use crate::registry::calls::Calls;
 use crate::registry::RegistryFront;
 use crate::upstream::BasicAuth;
 
-pub use absent::{absent, absent_ahead, answered, check_absent, intercept};
+use crate::registry::wan::dedup::BlobAsk;
+pub use absent::{absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
-pub use parked::{park_for, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
-
-/// A blob HEAD, as the work ahead sees it: asked in `client` (the caller's name), `target`
-/// upstream.
-pub struct BlobAsk<'a> {
-    pub client: &'a RepoName,
-    pub target: &'a RepoName,
-    pub grant: &'a crate::auth::Grant,
-    pub digest: &'a Digest,
-}
+pub use parked::{park_for, park_for_writer, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
 
 /// What the front keeps of the work done ahead.
 #[derive(Default)]
 pub struct WorkAhead {
     pub parked: Parked,
     pub probes: Probes,
-    pub streaks: absent::Streaks,
     pub mounts: mounts::Mounts,
 }
-
-/// A result being worked out in the background.
-pub type Ahead<T> = watch::Receiver<Option<T>>;
 
 /// Checks nobody collected are dropped after this long.
 const KEEP_PROBE: Duration = Duration::from_secs(600);
 /// A parked session nobody took is cancelled after this long.
 const PARK_TTL: Duration = Duration::from_secs(30);
-
-/// The result, once there (`None`: the work was abandoned).
-pub async fn settled<T: Clone>(mut ahead: Ahead<T>) -> Option<T> {
-    ahead
-        .wait_for(|v| v.is_some())
-        .await
-        .ok()
-        .and_then(|v| v.clone())
-}
-
-pub(super) fn spawn<T, F>(work: F) -> Ahead<T>
-where
-    T: Send + Sync + 'static,
-    F: std::future::Future<Output = T> + 'static,
-{
-    let (tx, rx) = watch::channel(None);
-    actix_web::rt::spawn(async move {
-        let _ = tx.send(Some(work.await));
-    });
-    rx
-}
 
 /// Open an upload session in `repo` now: TCR's `Location`, later.
 pub fn open_session(
@@ -79,13 +46,7 @@ pub fn open_session(
     repo: RepoName,
     credential: Option<BasicAuth>,
 ) -> Ahead<Result<String, String>> {
-    spawn(async move {
-        let calls = Calls {
-            front: &front,
-            credential,
-        };
-        calls.open_session(&repo).await
-    })
+    spawn(async move { Calls::new(&front, credential).open_session(&repo).await })
 }
 
 /// Ask TCR now whether `repo` has `digest` (no answer counts as "no").
@@ -96,11 +57,10 @@ pub fn probe(
     credential: Option<BasicAuth>,
 ) -> Ahead<bool> {
     spawn(async move {
-        let calls = Calls {
-            front: &front,
-            credential,
-        };
-        calls.head_size(&repo, &digest).await.is_some()
+        Calls::new(&front, credential)
+            .head_size(&repo, &digest)
+            .await
+            .is_some()
     })
 }
 
@@ -141,11 +101,9 @@ pub fn cancel(
 ) {
     actix_web::rt::spawn(async move {
         if let Some(Ok(location)) = settled(session).await {
-            let calls = Calls {
-                front: &front,
-                credential,
-            };
-            calls.cancel(&repo, &location).await;
+            Calls::new(&front, credential)
+                .cancel(&repo, &location)
+                .await;
         }
     });
 }

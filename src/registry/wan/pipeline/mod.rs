@@ -23,13 +23,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use self::jobs::{Jobs, PipelineMetrics, State, Transfer};
 use self::spool::Spool;
 use super::ahead;
-use super::calls::{credential_of, Calls};
-use super::request::{content_length, Route};
-use super::route::Endpoint;
-use super::{body, dedup, RegistryFront};
-use crate::auth::{Access, Grant};
+use super::answers::{absent, created, found, Intercept};
+use super::calls::{credential_of, Caller, Calls};
+use super::dedup::{self, BlobAsk};
+use super::task::{settled, Ahead};
+use crate::auth::Grant;
 use crate::config::WanConfig;
 use crate::oci::{Digest, ErrorCode, OciError, RepoName};
+use crate::registry::request::{content_length, Route};
+use crate::registry::route::Endpoint;
+use crate::registry::{body, RegistryFront};
 
 /// How long a manifest PUT waits for the blobs it references.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(1800);
@@ -62,20 +65,15 @@ impl Pipeline {
 /// The pipeline of a front that has one (background jobs only run where it does).
 fn of(front: &RegistryFront) -> &Pipeline {
     front
+        .wan
         .pipeline
         .as_deref()
         .expect("a pipelined job runs only with wan.pipeline")
 }
 
-/// What the pipeline did with a request.
-pub enum Intercept {
-    Answered(HttpResponse),
-    Pass(web::Payload),
-}
-
 /// The step that answers upload sessions and spooled blob reads locally.
 pub async fn intercept(
-    front: &web::Data<RegistryFront>,
+    (front, p): (&web::Data<RegistryFront>, &Pipeline),
     route: &Route,
     grant: &Grant,
     req: &HttpRequest,
@@ -83,9 +81,6 @@ pub async fn intercept(
 ) -> Result<Intercept, OciError> {
     let Some(up) = route.upstream.as_ref() else {
         return Ok(Intercept::Pass(payload));
-    };
-    let Some(p) = front.pipeline.as_deref() else {
-        return ahead::intercept(front, route, grant, payload).await;
     };
     let answer = match (&route.endpoint, &route.method) {
         (Endpoint::UploadStart { name }, _) if route.is_plain_upload_start() => {
@@ -119,7 +114,7 @@ pub async fn intercept(
             None => return Ok(Intercept::Pass(payload)),
         },
         (Endpoint::Manifest { name, .. }, &Method::HEAD) => {
-            ahead::park_for(front, (name, up), grant, ahead::SESSIONS_PER_IMAGE);
+            ahead::park_for(front, (name, up), grant, ahead::SESSIONS_PER_IMAGE).await;
             return Ok(Intercept::Pass(payload));
         }
         (Endpoint::Blob { digest, .. }, &Method::DELETE) => {
@@ -196,7 +191,7 @@ impl Step<'_> {
         let digest = self.route.upload_digest().ok_or_else(|| {
             OciError::new(ErrorCode::DigestInvalid, "digest query parameter required")
         })?;
-        let _uploading = self.route.mark_upload(self.front);
+        let _uploading = super::upload_mark(self.front, self.route).await;
         let len = content_length(req);
         let opened = s.upstream.take();
         if s.size == 0 && len.is_some_and(|n| n > self.p.spool.max_bytes / 2) {
@@ -213,22 +208,30 @@ impl Step<'_> {
                     return Err(e);
                 }
             };
+            let caller = Caller::of(self.grant);
+            let sources = match &self.front.wan.index {
+                Some(index) => {
+                    index
+                        .sources_for(&digest, self.up, caller.owner.as_deref())
+                        .await
+                        .0
+                }
+                None => Vec::new(),
+            };
             let t = Transfer {
                 repo: self.up.clone(),
                 digest: digest.clone(),
                 size: s.size,
-                credential: credential_of(self.grant),
+                credential: caller.credential,
                 session: opened,
-                probe: self.front.ahead.probes.take(self.up, &digest),
+                probe: self.front.wan.ahead.probes.take(self.up, &digest),
+                sources,
             };
             self.p
                 .jobs
                 .start_upload(self.front.clone(), t, file, reservation);
         }
-        Ok(HttpResponse::Created()
-            .insert_header(("Location", blob_url(self.route, self.name, &digest)))
-            .insert_header(("Docker-Content-Digest", digest.as_str()))
-            .finish())
+        Ok(created(self.route, self.name, &digest))
     }
 
     /// A blob too big for the spool goes straight to TCR, as without the pipeline.
@@ -237,17 +240,14 @@ impl Step<'_> {
         digest: &Digest,
         len: u64,
         payload: web::Payload,
-        opened: Option<ahead::Ahead<Result<String, String>>>,
+        opened: Option<Ahead<Result<String, String>>>,
     ) -> Result<(), OciError> {
-        let calls = Calls {
-            front: self.front,
-            credential: credential_of(self.grant),
-        };
+        let calls = Calls::new(self.front, credential_of(self.grant));
         let unavailable = |e: String| {
             OciError::new(ErrorCode::Unavailable, e).with_status(StatusCode::BAD_GATEWAY)
         };
         let location = match opened {
-            Some(opened) => ahead::settled(opened).await,
+            Some(opened) => settled(opened).await,
             None => None,
         };
         let location = match location {
@@ -261,96 +261,71 @@ impl Step<'_> {
         )
         .await
         .map_err(unavailable)?;
-        if let Some(index) = &self.front.dedup {
-            index.learn(digest, self.up, Some(len));
+        if let Some(index) = &self.front.wan.index {
+            index.learn(digest, self.up, Some(len)).await;
         }
         Ok(())
     }
 }
 
 /// A blob HEAD: on its way into this repository, or lately brought in (the pipeline's answer);
-/// or — for a caller who may push — on its way into another repository by the same caller's
-/// hand (a background mount after that job, answered now: the caller may read the source); or
-/// never heard of (absent, answered ahead of TCR: TCR is asked meanwhile and the upload that
-/// follows is skipped if it had it after all); else layer dedup's answer (a synchronous mount,
-/// with its fallback), and the pipeline's once more (a HEAD that waited on another job's
-/// upload finds that job now).
+/// or — for a caller who may write here ([`may_write`]) — on its way into another repository
+/// by the same caller's hand (a background mount after that job, answered now: the caller may
+/// read the source); or never heard of (absent, answered ahead of TCR: TCR is asked meanwhile
+/// and the upload that follows is skipped if it had it after all); else layer dedup's answer (a
+/// synchronous mount, with its fallback), and the pipeline's once more (a HEAD that waited on
+/// another job's upload finds that job now).
 pub async fn answer_head(
-    front: &web::Data<RegistryFront>,
-    client: &RepoName,
-    target: &RepoName,
-    grant: &Grant,
-    digest: &Digest,
+    (front, p): (&web::Data<RegistryFront>, &Pipeline),
+    ask: &BlobAsk<'_>,
 ) -> Option<HttpResponse> {
-    if front.pipeline.is_none() {
-        let ask = ahead::BlobAsk {
-            client,
-            target,
-            grant,
-            digest,
-        };
-        if let Some(absent) = ahead::absent_ahead(front, &ask) {
-            return Some(absent);
-        }
-        if let Some(found) = ahead::mounted_ahead(front, target, digest).await {
-            return Some(found);
-        }
-        ahead::mount_following(front, &ask);
-        let answer = dedup::answer_head(front, client, target, grant, digest).await;
-        if answer.is_none() && front.dedup.is_some() {
-            ahead::park_for(front, (client, target), grant, ahead::SESSIONS_PER_BLOB);
-        }
-        return answer;
-    }
     let head = Head {
         front,
-        p: of(front),
-        client,
-        target,
-        grant,
-        digest,
+        p,
+        target: ask.target,
+        grant: ask.grant,
+        digest: ask.digest,
+        writer: ask.writer,
     };
-    if let Some(r) = head.on_its_way().or_else(|| head.never_heard_of()) {
+    if let Some(r) = head.on_its_way().await {
         return Some(r);
     }
-    if let Some(r) = dedup::answer_head(front, client, target, grant, digest).await {
+    if let Some(r) = head.never_heard_of().await {
         return Some(r);
     }
-    head.on_its_way()
+    if let Some(r) = dedup::answer_head(front, ask).await {
+        return Some(r);
+    }
+    head.on_its_way().await
 }
 
 /// A blob HEAD the pipeline may answer.
 struct Head<'a> {
     front: &'a web::Data<RegistryFront>,
     p: &'a Pipeline,
-    client: &'a RepoName,
     target: &'a RepoName,
     grant: &'a Grant,
     digest: &'a Digest,
+    /// Whether the room may write into `target` for the caller (see [`dedup::may_write`]).
+    writer: bool,
 }
 
 impl Head<'_> {
-    fn may_push(&self) -> bool {
-        let push = Access::repository(self.client.as_str(), &["push"]);
-        self.grant.allows(&push)
-    }
-
     /// On its way here (or lately arrived), or on its way into another repository of the same
     /// caller (then mounted from there in the background).
-    fn on_its_way(&self) -> Option<HttpResponse> {
+    async fn on_its_way(&self) -> Option<HttpResponse> {
         let (p, digest, target) = (self.p, self.digest, self.target);
         if let Some(job) = p.jobs.get(target, digest) {
             match job.current() {
                 State::Failed(_) => p.jobs.remove(target, digest),
-                _ => return Some(dedup::found(digest, job.size)),
+                _ => return Some(found(digest, job.size)),
             }
         }
-        if !self.may_push() {
+        let Caller { credential, owner } = Caller::of(self.grant);
+        let (source, job) = p.jobs.elsewhere(digest, target, owner.as_deref())?;
+        if !self.writer {
             return None;
         }
-        let credential = credential_of(self.grant);
-        let owner = credential.as_ref().map(|c| c.username.as_str());
-        let (source, job) = p.jobs.elsewhere(digest, target, owner)?;
         let t = Transfer {
             repo: target.clone(),
             digest: digest.clone(),
@@ -358,40 +333,40 @@ impl Head<'_> {
             credential,
             session: None,
             probe: None,
+            sources: Vec::new(),
         };
         p.jobs
             .start_mount((*self.front).clone(), t, source, Some(job.clone()));
-        Some(dedup::found(digest, job.size))
+        Some(found(digest, job.size))
     }
 
     /// A blob nobody here has seen anywhere, nor is uploading: absent, said without asking TCR
     /// (claimed, so that other jobs wait for this upload; TCR is asked in the background).
-    fn never_heard_of(&self) -> Option<HttpResponse> {
-        let index = self.front.dedup.as_ref()?;
-        if !self.may_push() || !index.unheard_of(self.digest) {
+    async fn never_heard_of(&self) -> Option<HttpResponse> {
+        let index = self.front.wan.index.as_ref()?;
+        if !self.writer || !index.unheard_of(self.digest).await {
             return None;
         }
-        index.claim(self.digest, self.target);
-        let credential = credential_of(self.grant);
-        let owner = credential.as_ref().map(|c| c.username.clone());
+        index.claim(self.digest, self.target).await;
+        let Caller { credential, owner } = Caller::of(self.grant);
         let probe = ahead::check_absent(self.front, self.target, self.digest, credential, owner);
         self.front
+            .wan
             .ahead
             .probes
             .insert(self.target, self.digest, probe);
-        Some(ahead::absent())
+        Some(absent())
     }
 }
 
 /// The commit point: a manifest PUT waits until TCR has every blob the pipeline handled for
 /// it; one that could not be brought in fails the PUT (nothing is forwarded).
 pub async fn commit_point(
-    front: &RegistryFront,
+    p: &Pipeline,
     route: &Route,
     manifest: Option<&[u8]>,
 ) -> Result<(), OciError> {
-    let (Some(p), Some(up), Some(m)) = (front.pipeline.as_deref(), &route.upstream, manifest)
-    else {
+    let (Some(up), Some(m)) = (&route.upstream, manifest) else {
         return Ok(());
     };
     for (d, _) in &dedup::referenced_blobs(m) {
@@ -448,10 +423,6 @@ fn session_answer(
         .insert_header(("Docker-Upload-UUID", id))
         .insert_header(("Range", format!("0-{}", size.saturating_sub(1))))
         .finish()
-}
-
-pub(crate) fn blob_url(route: &Route, name: &RepoName, digest: &Digest) -> String {
-    format!("{}/v2/{name}/blobs/{digest}", route.base)
 }
 
 /// A chunk must start where the session ends (`Content-Range: <start>-<end>`).

@@ -4,10 +4,11 @@ use actix_web::web;
 use actix_web::HttpResponse;
 
 use super::{cancel, open_session, settled, Ahead, PARK_TTL};
-use crate::auth::{Access, Grant};
+use crate::auth::Grant;
 use crate::oci::RepoName;
-use crate::registry::calls::credential_of;
 use crate::registry::request::Route;
+use crate::registry::wan::calls::Caller;
+use crate::registry::wan::dedup::may_write;
 use crate::registry::{rewrite, RegistryFront};
 use crate::upstream::BasicAuth;
 
@@ -19,15 +20,10 @@ pub struct Parked {
     map: dashmap::DashMap<ParkKey, Vec<Ahead<Result<String, String>>>>,
 }
 
-/// The caller's upstream credential and who it is (`None`: anonymous).
+/// The caller's upstream credential and its fingerprint (`None`: anonymous).
 pub(super) fn caller(grant: &Grant) -> (Option<BasicAuth>, Option<String>) {
-    let credential = credential_of(grant);
-    let owner = credential.as_ref().map(|c| c.username.clone());
+    let Caller { credential, owner } = Caller::of(grant);
     (credential, owner)
-}
-
-pub(super) fn may_push(client: &RepoName, grant: &Grant) -> bool {
-    grant.allows(&Access::repository(client.as_str(), &["push"]))
 }
 
 /// How many sessions a pusher's blob HEAD parks: one for the upload that follows a "no".
@@ -39,15 +35,27 @@ pub const SESSIONS_PER_BLOB: usize = 1;
 /// them back at once ([`unpark`]).
 pub const SESSIONS_PER_IMAGE: usize = 2;
 
-/// A HEAD about to be asked of TCR by a caller who may push to `client` (`target` upstream):
-/// have `want` sessions parked there.
-pub fn park_for(
+/// A HEAD about to be asked of TCR by a caller who may write `client` (`target` upstream; see
+/// [`may_write`]): have `want` sessions parked there.
+/// [`park_for`] for a caller already known to be one the room may write for (`writer`).
+pub fn park_for_writer(
+    front: &web::Data<RegistryFront>,
+    target: &RepoName,
+    grant: &Grant,
+    (writer, want): (bool, usize),
+) {
+    if writer {
+        park(front, target, grant, want);
+    }
+}
+
+pub async fn park_for(
     front: &web::Data<RegistryFront>,
     (client, target): (&RepoName, &RepoName),
     grant: &Grant,
     want: usize,
 ) {
-    if may_push(client, grant) {
+    if may_write(front, client, target, grant).await {
         park(front, target, grant, want);
     }
 }
@@ -64,7 +72,7 @@ pub(super) fn park(
     let key = (target.clone(), owner);
     let mut opened = Vec::new();
     {
-        let mut parked = front.ahead.parked.map.entry(key.clone()).or_default();
+        let mut parked = front.wan.ahead.parked.map.entry(key.clone()).or_default();
         while parked.len() < want {
             let session = open_session((*front).clone(), target.clone(), credential.clone());
             parked.push(session.clone());
@@ -75,7 +83,7 @@ pub(super) fn park(
         let (front, key, credential) = ((*front).clone(), key.clone(), credential.clone());
         actix_web::rt::spawn(async move {
             tokio::time::sleep(PARK_TTL).await;
-            if front.ahead.parked.take_if_same(&key, &session) {
+            if front.wan.ahead.parked.take_if_same(&key, &session) {
                 cancel(front.clone(), key.0, credential, session);
             }
         });
@@ -109,7 +117,7 @@ pub fn take(
     grant: &Grant,
 ) -> Option<Ahead<Result<String, String>>> {
     let (_, owner) = caller(grant);
-    front.ahead.parked.pop(&(target.clone(), owner))
+    front.wan.ahead.parked.pop(&(target.clone(), owner))
 }
 
 /// The image is in TCR already (its manifest HEAD said so): the caller's parked sessions in
@@ -117,7 +125,7 @@ pub fn take(
 pub(super) fn unpark(front: &web::Data<RegistryFront>, target: &RepoName, grant: &Grant) {
     let (credential, owner) = caller(grant);
     let key = (target.clone(), owner);
-    if let Some((_, parked)) = front.ahead.parked.map.remove(&key) {
+    if let Some((_, parked)) = front.wan.ahead.parked.map.remove(&key) {
         for session in parked {
             cancel(
                 (*front).clone(),

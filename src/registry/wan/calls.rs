@@ -3,11 +3,30 @@
 //! cancelled. Each runs with the caller's own credential (TCR decides what it may do) and every
 //! path is built by the shared builder. Used by layer dedup and by pipelined uploads.
 
+use super::state::fingerprint;
 use crate::auth::Grant;
 use crate::oci::{Digest, RepoName};
+use crate::registry::RegistryFront;
 use crate::upstream::{BasicAuth, Forward, ForwardBody, UpstreamPath};
 
-use super::RegistryFront;
+/// Who a request's caller is upstream: its credential (`None`: anonymous) and that credential's
+/// fingerprint, the key the room remembers it by.
+#[derive(Clone)]
+pub struct Caller {
+    pub credential: Option<BasicAuth>,
+    pub owner: Option<String>,
+}
+
+impl Caller {
+    pub fn of(grant: &Grant) -> Caller {
+        Caller::from(credential_of(grant))
+    }
+
+    pub fn from(credential: Option<BasicAuth>) -> Caller {
+        let owner = credential.as_ref().map(fingerprint);
+        Caller { credential, owner }
+    }
+}
 
 /// Who the calls run as, and where.
 pub struct Calls<'a> {
@@ -55,11 +74,17 @@ pub fn push_scopes(repo: &RepoName, hint: Option<&RepoName>) -> Vec<String> {
     s
 }
 
-impl Calls<'_> {
+impl<'a> Calls<'a> {
+    pub fn new(front: &'a RegistryFront, credential: Option<BasicAuth>) -> Calls<'a> {
+        Calls { front, credential }
+    }
+
     /// The caller's scopes in `repo` (see [`push_scopes`]).
-    fn scopes(&self, repo: &RepoName) -> Vec<String> {
-        let owner = self.credential.as_ref().map(|c| c.username.as_str());
-        let hint = owner.and_then(|o| self.front.dedup.as_ref()?.source_hint(o));
+    async fn scopes(&self, repo: &RepoName) -> Vec<String> {
+        let hint = match (&self.front.wan.index, &self.credential) {
+            (Some(index), Some(c)) => index.source_hint(Some(&fingerprint(c))).await,
+            _ => None,
+        };
         push_scopes(repo, hint.as_ref())
     }
 
@@ -114,7 +139,7 @@ impl Calls<'_> {
             return;
         };
         let path = path.with_query("");
-        let fwd = self.forward(reqwest::Method::DELETE, path, self.scopes(repo));
+        let fwd = self.forward(reqwest::Method::DELETE, path, self.scopes(repo).await);
         let _ = self.front.upstream.send(fwd).await;
     }
 
@@ -139,7 +164,7 @@ impl Calls<'_> {
             .lit("blobs")
             .push(digest.as_str())
             .ok()?;
-        let scopes = self.scopes(repo);
+        let scopes = self.scopes(repo).await;
         let mut fwd = self.forward(reqwest::Method::HEAD, path, scopes);
         fwd.route = "blob";
         let resp = self.front.upstream.send(fwd).await.ok()?;
@@ -164,11 +189,8 @@ impl Calls<'_> {
 
     /// `POST /v2/<repo>/blobs/uploads/`: a new session, as TCR's `Location`.
     pub async fn open_session(&self, repo: &RepoName) -> Result<String, String> {
-        let fwd = self.forward(
-            reqwest::Method::POST,
-            uploads(repo).slash(),
-            self.scopes(repo),
-        );
+        let scopes = self.scopes(repo).await;
+        let fwd = self.forward(reqwest::Method::POST, uploads(repo).slash(), scopes);
         let resp = self.send(fwd).await?;
         match (resp.status().as_u16(), location(&resp)) {
             (202, Some(loc)) => Ok(loc),
@@ -188,11 +210,8 @@ impl Calls<'_> {
         let path = session_path(repo, location)
             .ok_or_else(|| "TCR's upload Location is not usable".to_string())?;
         let query = append_digest(path_query(location), digest);
-        let mut fwd = self.forward(
-            reqwest::Method::PUT,
-            path.with_query(&query),
-            self.scopes(repo),
-        );
+        let scopes = self.scopes(repo).await;
+        let mut fwd = self.forward(reqwest::Method::PUT, path.with_query(&query), scopes);
         fwd.route = "upload";
         fwd.headers
             .insert(reqwest::header::CONTENT_LENGTH, len.into());

@@ -13,8 +13,8 @@ use tokio::sync::{watch, Semaphore};
 
 use super::spool::Reservation;
 use crate::oci::{Digest, RepoName};
-use crate::registry::ahead::{settled, Ahead};
-use crate::registry::calls::{Calls, Mounted};
+use crate::registry::wan::calls::{Caller, Calls, Mounted};
+use crate::registry::wan::task::{settled, Ahead};
 use crate::registry::RegistryFront;
 use crate::upstream::BasicAuth;
 
@@ -124,11 +124,16 @@ pub struct Transfer {
     pub session: Option<Ahead<Result<String, String>>>,
     /// Whether TCR had the blob already, asked when its HEAD was answered ahead of TCR.
     pub probe: Option<Ahead<bool>>,
+    /// Repositories known to hold the blob: a mount from one of them (with the caller's
+    /// credential) is tried before any byte is sent, and the spooled bytes are sent only if
+    /// TCR mounts from none.
+    pub sources: Vec<RepoName>,
 }
 
 impl Transfer {
+    /// The credential's fingerprint.
     fn owner(&self) -> Option<String> {
-        self.credential.as_ref().map(|c| c.username.clone())
+        Caller::from(self.credential.clone()).owner
     }
 }
 
@@ -228,15 +233,19 @@ impl Jobs {
             let pipeline = super::of(&front);
             let slot = parallel.acquire_owned().await;
             pipeline.jobs.metrics.in_flight.inc();
-            let result = upload_with_retries(&front, &mut t, &file).await;
+            let result = match mounted_instead(&front, &mut t).await {
+                true => Ok(()),
+                false => upload_with_retries(&front, &mut t, &file).await,
+            };
             pipeline.jobs.metrics.in_flight.dec();
             drop(slot);
             let _ = tokio::fs::remove_file(&file).await;
             pipeline.spool.release(reservation);
             let outcome = ended(&pipeline.jobs.metrics, "upload", result);
             if outcome == State::Done {
-                if let Some(index) = &front.dedup {
-                    index.learn(&t.digest, &t.repo, Some(t.size));
+                if let Some(index) = &front.wan.index {
+                    index.learn(&t.digest, &t.repo, Some(t.size)).await;
+                    index.pushed(t.owner().as_deref(), t.repo.namespace()).await;
                 }
             }
             let _ = tx.send(outcome);
@@ -279,6 +288,40 @@ fn ended(metrics: &PipelineMetrics, kind: &str, result: Result<(), String>) -> S
     }
 }
 
+/// A mount from one of the blob's known sources instead of sending it (the session opened
+/// for the upload, if any, cancelled). Whether TCR mounted it.
+async fn mounted_instead(front: &RegistryFront, t: &mut Transfer) -> bool {
+    let Some(index) = front.wan.index.as_ref() else {
+        return false;
+    };
+    let calls = Calls::new(front, t.credential.clone());
+    let owner = t.owner();
+    for source in std::mem::take(&mut t.sources) {
+        match calls.mount(&t.repo, &source, &t.digest).await {
+            Mounted::Yes => {
+                index
+                    .mounted(
+                        &t.digest,
+                        (&t.repo, &source),
+                        owner.as_deref(),
+                        Some(t.size),
+                    )
+                    .await;
+                if let Some(Ok(location)) = opened_location(t.session.take()).await {
+                    calls.cancel(&t.repo, &location).await;
+                }
+                return true;
+            }
+            Mounted::No => index.refused(&t.digest, &source).await,
+            Mounted::Error => {
+                index.mount_failed();
+                return false;
+            }
+        }
+    }
+    false
+}
+
 /// Send the spooled blob. A blob the client was told was absent before TCR was asked (the
 /// probe) is sent at once all the same, and the sending stops as soon as the probe finds it in
 /// TCR after all: a small blob is there before the answer comes, a big one loses at most a round
@@ -288,10 +331,7 @@ async fn upload_with_retries(
     t: &mut Transfer,
     file: &PathBuf,
 ) -> Result<(), String> {
-    let calls = Calls {
-        front,
-        credential: t.credential.clone(),
-    };
+    let calls = Calls::new(front, t.credential.clone());
     let opened = t.session.take();
     let Some(probe) = t.probe.take() else {
         return send_with_retries(&calls, t, file, opened, &Mutex::new(None)).await;
@@ -406,22 +446,22 @@ async fn mount_after(
             return Err(format!("the blob's upload into {source} failed: {e}"));
         }
     }
-    let calls = Calls {
-        front,
-        credential: t.credential.clone(),
-    };
-    let index = front.dedup.as_ref();
+    let calls = Calls::new(front, t.credential.clone());
+    let index = front.wan.index.as_ref();
     match calls.mount(&t.repo, source, &t.digest).await {
         Mounted::Yes => {
             if let Some(index) = index {
-                let owner = t.credential.as_ref().map(|c| c.username.as_str());
-                index.mounted(&t.digest, (&t.repo, source), owner, Some(t.size));
+                let owner = t.owner();
+                index.pushed(owner.as_deref(), t.repo.namespace()).await;
+                index
+                    .mounted(&t.digest, (&t.repo, source), owner.as_deref(), Some(t.size))
+                    .await;
             }
             Ok(())
         }
         Mounted::No => {
             if let Some(index) = index {
-                index.refused(&t.digest, source);
+                index.refused(&t.digest, source).await;
             }
             Err(format!("TCR refused to mount it from {source}"))
         }

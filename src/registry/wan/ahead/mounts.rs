@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
 
-use super::parked::{caller, may_push};
+use super::parked::caller;
 use super::{settled, spawn, Ahead, BlobAsk};
 use crate::oci::{Digest, RepoName};
-use crate::registry::calls::{Calls, Mounted};
-use crate::registry::{dedup, RegistryFront};
+use crate::registry::wan::answers::found;
+use crate::registry::wan::calls::{Calls, Mounted};
+use crate::registry::RegistryFront;
 
 /// Repositories whose last manifest's layers are remembered.
 const REPOSITORIES: usize = 16_384;
@@ -67,37 +68,38 @@ pub async fn mounted_ahead(
     digest: &Digest,
 ) -> Option<HttpResponse> {
     let (_, (_, mount)) = front
+        .wan
         .ahead
         .mounts
         .pending
         .remove(&(target.clone(), digest.clone()))?;
     let size = settled(mount).await??;
-    Some(dedup::found(digest, size))
+    Some(found(digest, size))
 }
 
 /// A pusher asks about `digest` in `target`, which a mount from another repository is about to
 /// bring in: mount the base layers that follow it there too, now.
-pub fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk) {
+pub async fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk<'_>) {
     let (target, digest) = (ask.target, ask.digest);
-    let Some(index) = front.dedup.as_ref() else {
+    let Some(index) = front.wan.index.as_ref() else {
         return;
     };
-    if !may_push(ask.client, ask.grant) || index.holds(digest, target) {
+    if !ask.writer || index.holds(digest, target).await {
         return;
     }
     let (credential, owner) = caller(ask.grant);
-    let (sources, _) = index.sources_for(digest, target, owner.as_deref());
+    let (sources, _) = index.sources_for(digest, target, owner.as_deref()).await;
     let Some(source) = sources.into_iter().next() else {
         return;
     };
-    let m = &front.ahead.mounts;
+    let m = &front.wan.ahead.mounts;
     m.pending.retain(|_, (at, _)| at.elapsed() < KEEP);
     for layer in m.following(&source, digest) {
-        let (others, size) = index.sources(&layer, target);
+        let (others, size) = index.sources(&layer, target).await;
         let key = (target.clone(), layer.clone());
         if others.len() < SHARED_BY
             || !others.contains(&source)
-            || index.holds(&layer, target)
+            || index.holds(&layer, target).await
             || m.pending.contains_key(&key)
         {
             continue;
@@ -105,16 +107,16 @@ pub fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk) {
         let (f, source, credential) = ((*front).clone(), source.clone(), credential.clone());
         let (owner, (repo, layer)) = (owner.clone(), key.clone());
         let mount = spawn(async move {
-            let calls = Calls {
-                front: &f,
-                credential,
-            };
-            let index = f.dedup.as_ref()?;
+            let calls = Calls::new(&f, credential);
+            let index = f.wan.index.as_ref()?;
             if calls.mount(&repo, &source, &layer).await != Mounted::Yes {
                 return None;
             }
+            index.pushed(owner.as_deref(), repo.namespace()).await;
             let size = calls.size_of(&repo, &layer, size).await;
-            index.mounted(&layer, (&repo, &source), owner.as_deref(), size);
+            index
+                .mounted(&layer, (&repo, &source), owner.as_deref(), size)
+                .await;
             size
         });
         m.pending.insert(key, (Instant::now(), mount));

@@ -9,72 +9,38 @@
 //! one that arrives before TCR's answer is sent, as the client asked (an upload of a blob TCR
 //! has is harmless: the same bytes under the same digest).
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
-use futures_util::StreamExt;
 
-use super::parked::{caller, may_push, park, take_parked, unpark};
+use super::parked::{caller, park, take_parked, unpark};
 use super::{probe, settled, BlobAsk};
 use crate::auth::Grant;
-use crate::oci::{Digest, ErrorCode, OciError, RepoName};
-use crate::registry::calls::Calls;
-use crate::registry::pipeline::{blob_url, Intercept};
+use crate::oci::{Digest, OciError, RepoName};
 use crate::registry::request::Route;
 use crate::registry::route::Endpoint;
+use crate::registry::wan::answers::{absent, Intercept};
+use crate::registry::wan::calls::Caller;
+use crate::registry::wan::dedup::{self, may_write};
 use crate::registry::RegistryFront;
-
-/// "Absent" answers from TCR in a row after which the adapter says it ahead of TCR.
-pub const STREAK: u32 = 3;
-
-/// Per caller (upstream username): how many blobs the adapter had never heard of TCR has said
-/// were absent since it last said one was there.
-#[derive(Default)]
-pub struct Streaks {
-    map: dashmap::DashMap<String, u32>,
-}
-
-impl Streaks {
-    fn told(&self, owner: Option<&str>, present: bool) {
-        let Some(owner) = owner else { return };
-        if present {
-            self.map.remove(owner);
-        } else {
-            *self.map.entry(owner.to_string()).or_default() += 1;
-        }
-    }
-
-    fn expects_absent(&self, owner: Option<&str>) -> bool {
-        owner.is_some_and(|o| self.map.get(o).is_some_and(|n| *n >= STREAK))
-    }
-}
-
-/// The registry's "blob unknown" answer.
-pub fn absent() -> HttpResponse {
-    let absent = OciError::new(ErrorCode::BlobUnknown, "blob unknown to registry")
-        .with_status(StatusCode::NOT_FOUND);
-    actix_web::ResponseError::error_response(&absent)
-}
 
 /// A pusher's HEAD for a blob nobody here has heard of, while TCR keeps saying "absent" to this
 /// caller: "absent" now (see the module).
-pub fn absent_ahead(front: &web::Data<RegistryFront>, ask: &BlobAsk) -> Option<HttpResponse> {
-    let BlobAsk {
-        client,
-        target,
-        grant,
-        digest,
-    } = *ask;
-    let index = front.dedup.as_ref()?;
+pub async fn absent_ahead(
+    front: &web::Data<RegistryFront>,
+    ask: &BlobAsk<'_>,
+) -> Option<HttpResponse> {
+    let (target, grant, digest) = (ask.target, ask.grant, ask.digest);
+    let index = front.wan.index.as_ref()?;
     let (credential, owner) = caller(grant);
-    if !may_push(client, grant)
-        || !front.ahead.streaks.expects_absent(owner.as_deref())
-        || !index.unheard_of(digest)
+    if !ask.writer
+        || !index.expects_absent(owner.as_deref()).await
+        || !index.unheard_of(digest).await
     {
         return None;
     }
-    index.claim(digest, target);
+    index.claim(digest, target).await;
     let check = check_absent(front, target, digest, credential, owner);
-    front.ahead.probes.insert(target, digest, check);
+    front.wan.ahead.probes.insert(target, digest, check);
     park(front, target, grant, super::SESSIONS_PER_BLOB);
     Some(absent())
 }
@@ -102,18 +68,18 @@ pub fn check_absent(
             Some(false) => "absent",
             None => "no_answer",
         };
-        if let Some(index) = f.dedup.as_ref() {
+        if let Some(index) = f.wan.index.as_ref() {
             index
                 .metrics()
                 .absent_ahead
                 .with_label_values(&[said])
                 .inc();
             if present == Some(true) {
-                index.learn(&digest, &target, None);
+                index.learn(&digest, &target, None).await;
             }
-        }
-        if let Some(present) = present {
-            f.ahead.streaks.told(owner.as_deref(), present);
+            if let Some(present) = present {
+                index.told(owner.as_deref(), present).await;
+            }
         }
     });
     check
@@ -122,7 +88,7 @@ pub fn check_absent(
 /// TCR's answer to a relayed request, for the work ahead: a manifest that is there gives the
 /// sessions parked for its image back; a blob HEAD about a blob the adapter did not know to be
 /// in the repository moves the caller's streak.
-pub fn answered(
+pub async fn answered(
     front: &web::Data<RegistryFront>,
     route: &Route,
     grant: &Grant,
@@ -136,16 +102,16 @@ pub fn answered(
             unpark(front, target, grant)
         }
         (Endpoint::Blob { name, digest }, &Method::HEAD) => {
-            let Some(index) = front.dedup.as_ref() else {
+            let Some(index) = front.wan.index.as_ref() else {
                 return;
             };
-            if !may_push(name, grant) || index.holds(digest, target) {
+            if index.holds(digest, target).await || !may_write(front, name, target, grant).await {
                 return;
             }
             let (_, owner) = caller(grant);
             match status.as_u16() {
-                200 => front.ahead.streaks.told(owner.as_deref(), true),
-                404 => front.ahead.streaks.told(owner.as_deref(), false),
+                200 => index.told(owner.as_deref(), true).await,
+                404 => index.told(owner.as_deref(), false).await,
                 _ => {}
             }
         }
@@ -154,28 +120,40 @@ pub fn answered(
 }
 
 /// The work-ahead step without the pipeline (`wan.dedup`): sessions parked beside a pusher's
-/// manifest HEAD; a blob TCR turned out to have, not sent on; an upload start answered with a
-/// parked session.
+/// manifest HEAD; a blob TCR turned out to have, not sent on; a blob another repository has,
+/// mounted at its last `PUT` and not sent on ([`dedup::at_put`]); an upload start answered with
+/// a parked session.
 pub async fn intercept(
     front: &web::Data<RegistryFront>,
     route: &Route,
     grant: &Grant,
     payload: web::Payload,
 ) -> Result<Intercept, OciError> {
-    let Some(up) = route.upstream.as_ref().filter(|_| front.dedup.is_some()) else {
+    let Some(up) = route
+        .upstream
+        .as_ref()
+        .filter(|_| front.wan.index.is_some())
+    else {
         return Ok(Intercept::Pass(payload));
     };
+    let mut payload = payload;
     match (&route.endpoint, &route.method) {
         (Endpoint::Manifest { name, .. }, &Method::HEAD) => {
-            super::park_for(front, (name, up), grant, super::SESSIONS_PER_IMAGE);
+            super::park_for(front, (name, up), grant, super::SESSIONS_PER_IMAGE).await;
         }
         (Endpoint::Upload { name, id }, &Method::PUT) => {
-            if let Some(digest) = route
-                .upload_digest()
-                .filter(|d| front.ahead.probes.found(up, d))
-            {
-                let answer = not_sent_on(front, route, grant, payload, (name, id), &digest);
+            let Some(digest) = route.upload_digest() else {
+                return Ok(Intercept::Pass(payload));
+            };
+            let place = (name, up, id.as_str());
+            if front.wan.ahead.probes.found(up, &digest) {
+                let caller = Caller::of(grant);
+                let answer = dedup::drop_body(front, route, place, &digest, caller, payload);
                 return answer.await.map(Intercept::Answered);
+            }
+            match dedup::at_put(front, route, grant, place, &digest, payload).await {
+                Ok(answer) => return answer.map(Intercept::Answered),
+                Err(p) => payload = p,
             }
         }
         _ => {}
@@ -184,46 +162,4 @@ pub async fn intercept(
         Some(answer) => Intercept::Answered(answer),
         None => Intercept::Pass(payload),
     })
-}
-
-/// The last `PUT` of a blob TCR has already: its bytes read and dropped, TCR's session
-/// cancelled, the blob's place answered.
-async fn not_sent_on(
-    front: &web::Data<RegistryFront>,
-    route: &Route,
-    grant: &Grant,
-    mut payload: web::Payload,
-    (name, id): (&RepoName, &str),
-    digest: &Digest,
-) -> Result<HttpResponse, OciError> {
-    let mut dropped = 0u64;
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            OciError::new(ErrorCode::BlobUploadInvalid, format!("upload body: {e}"))
-                .with_status(StatusCode::BAD_REQUEST)
-        })?;
-        dropped += chunk.len() as u64;
-    }
-    if let Some(index) = &front.dedup {
-        index.metrics().bytes_saved.inc_by(dropped);
-    }
-    let (front_, credential, up, session) = (
-        (*front).clone(),
-        caller(grant).0,
-        route.upstream.clone(),
-        format!("/blobs/uploads/{id}"),
-    );
-    actix_web::rt::spawn(async move {
-        if let Some(up) = up {
-            let calls = Calls {
-                front: &front_,
-                credential,
-            };
-            calls.cancel(&up, &session).await;
-        }
-    });
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", blob_url(route, name, digest)))
-        .insert_header(("Docker-Content-Digest", digest.as_str()))
-        .finish())
 }

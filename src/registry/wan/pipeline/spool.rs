@@ -50,7 +50,7 @@ pub struct Session {
     pub reservation: Reservation,
     pub touched: Instant,
     /// The upstream session opened for it ahead of need.
-    pub upstream: Option<crate::registry::ahead::Ahead<Result<String, String>>>,
+    pub upstream: Option<crate::registry::wan::task::Ahead<Result<String, String>>>,
 }
 
 pub struct Spool {
@@ -102,7 +102,7 @@ impl Spool {
     pub fn create(
         &self,
         repo: &RepoName,
-        upstream: crate::registry::ahead::Ahead<Result<String, String>>,
+        upstream: crate::registry::wan::task::Ahead<Result<String, String>>,
     ) -> Result<String, OciError> {
         self.sweep();
         if self.sessions.len() >= MAX_SESSIONS {
