@@ -143,7 +143,8 @@ impl AdapterState {
         } else {
             None
         };
-        let front = build_registry_front(&cfg, &metrics, &upstream, &namespaces, front_keys)?;
+        let front =
+            build_registry_front(&cfg, &metrics, &upstream, &namespaces, front_keys, &state)?;
         let harbor = build_harbor_front(&cfg, &metrics, &upstream, &namespaces, &resolver);
         Ok(AdapterState {
             harbor: web::Data::new(harbor),
@@ -265,6 +266,7 @@ fn build_registry_front(
     upstream: &Arc<UpstreamClient>,
     namespaces: &Arc<NamespaceProvisioner>,
     provisioner_keys: Option<crate::tencentcloud::ApiCredential>,
+    state: &crate::state::StateStore,
 ) -> std::io::Result<RegistryFront> {
     Ok(RegistryFront {
         upstream: upstream.clone(),
@@ -275,7 +277,7 @@ fn build_registry_front(
         metrics: metrics.front.clone(),
         replay_cap: cfg.tcr.replay_buffer_bytes,
         redirects: cfg.tcr.redirects,
-        wan: crate::registry::wan::Wan::new(&cfg.wan, &metrics.registry)?,
+        wan: crate::registry::wan::Wan::new(&cfg.wan, state, &metrics.registry)?,
     })
 }
 

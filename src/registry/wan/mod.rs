@@ -58,7 +58,13 @@ pub struct Wan {
 impl Wan {
     /// The room `wan` asks for, its metrics registered in `registry` (a spool that cannot be
     /// made is an error).
-    pub fn new(wan: &WanConfig, registry: &prometheus::Registry) -> std::io::Result<Wan> {
+    /// The room for `wan`; its blob index, claims and streaks on `store` when replicas share
+    /// one (`[state] redis_url`), else in this process.
+    pub fn new(
+        wan: &WanConfig,
+        store: &crate::state::StateStore,
+        registry: &prometheus::Registry,
+    ) -> std::io::Result<Wan> {
         let pipeline = match wan.pipeline {
             true => {
                 let p = Pipeline::new(wan)?;
@@ -68,7 +74,13 @@ impl Wan {
             false => None,
         };
         let index = wan.dedup.then(|| {
-            let index = BlobIndex::new(wan.dedup_entries);
+            let index = match store.is_shared() {
+                true => BlobIndex::with_state(Arc::new(state::redis::RedisState::new(
+                    store.clone(),
+                    wan.dedup_entries,
+                ))),
+                false => BlobIndex::new(wan.dedup_entries),
+            };
             let _ = index.metrics().register(registry);
             Arc::new(index)
         });

@@ -11,6 +11,7 @@
 //! is ever handed to the state. [`local::LocalState`] is the in-process implementation.
 
 pub mod local;
+pub mod redis;
 
 use futures_util::future::BoxFuture;
 

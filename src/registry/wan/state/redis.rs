@@ -1,0 +1,468 @@
+//! The WAN state on the replicas' shared store (`[state] redis_url`): every replica sees where
+//! blobs are, which are claimed or being uploaded (a single flight across replicas: ten jobs on
+//! three replicas still upload a layer once), each caller's streak, source hint and pushes.
+//!
+//! Every call falls back to this process's [`LocalState`] when the store does not answer
+//! ([`crate::state::Unshared`]): savings shrink to one replica's, correctness does not depend on
+//! the store (the rules of SECURITY.md hold either way — TCR decides every write). What is
+//! learned is also written to the local state, so a replica whose store goes away keeps what it
+//! saw itself.
+//!
+//! Keys (under `[state] key_prefix`): `wan:blob:<digest>:repos` (ordered set: the first
+//! repository learned first), `wan:blob:<digest>:size`, `wan:flight:<digest>` (a claim or an
+//! upload in flight: `claim <ms> <repo>` / `upload <asked> <repo>`), `wan:claims:<repo>` (the
+//! digests a repository claimed), `wan:streak:<owner>`, `wan:source:<owner>`,
+//! `wan:pushed:<owner>:<namespace>`. Owners are credential fingerprints; nothing logs in.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+
+use super::local::{LocalState, PUSHED_TTL};
+use super::{Blob, Fut, UploadMark, Waited, WanState};
+use crate::oci::{Digest, RepoName};
+use crate::state::StateStore;
+
+/// Repositories remembered per digest (as [`LocalState`]).
+const REPOS_PER_DIGEST: usize = 4;
+/// How long the store remembers a blob's whereabouts after it was last learned.
+const BLOB_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a claim holds other HEADs back before its upload has started (as [`LocalState`]).
+const CLAIM_TTL: Duration = Duration::from_secs(15);
+/// An upload's mark lives this long without a refresh (a replica that died mid-upload holds
+/// other jobs back at most this long); a live upload refreshes it every third of it.
+const UPLOAD_TTL: Duration = Duration::from_secs(60);
+/// How long a HEAD waits for an upload in flight (as [`LocalState`]).
+const WAIT_FOR_UPLOAD: Duration = Duration::from_secs(120);
+/// How often a waiting HEAD looks at the flight again.
+const POLL: Duration = Duration::from_millis(50);
+/// Source hints and streaks are forgotten after this long unused.
+const OWNER_TTL: Duration = Duration::from_secs(3600);
+
+pub struct RedisState {
+    store: StateStore,
+    local: Arc<LocalState>,
+}
+
+/// What `wan:flight:<digest>` says.
+#[derive(Debug, Clone, PartialEq)]
+enum Flight {
+    Claim { at_ms: i64, repo: RepoName },
+    Upload { asked: bool, repo: RepoName },
+}
+
+impl Flight {
+    fn encode(&self) -> String {
+        match self {
+            Flight::Claim { at_ms, repo } => format!("claim {at_ms} {repo}"),
+            Flight::Upload { asked, repo } => format!("upload {} {repo}", u8::from(*asked)),
+        }
+    }
+
+    fn decode(raw: &[u8]) -> Option<Flight> {
+        let text = std::str::from_utf8(raw).ok()?;
+        let mut parts = text.splitn(3, ' ');
+        let (kind, n, repo) = (parts.next()?, parts.next()?, parts.next()?);
+        let repo = RepoName::parse(repo).ok()?;
+        match kind {
+            "claim" => Some(Flight::Claim {
+                at_ms: n.parse().ok()?,
+                repo,
+            }),
+            "upload" => Some(Flight::Upload {
+                asked: n == "1",
+                repo,
+            }),
+            _ => None,
+        }
+    }
+
+    fn repo(&self) -> &RepoName {
+        match self {
+            Flight::Claim { repo, .. } | Flight::Upload { repo, .. } => repo,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Ends an upload's mark in the store when dropped; refreshes it while alive.
+struct StoreMark {
+    _local: UploadMark,
+    refresh: tokio::task::JoinHandle<()>,
+    store: StateStore,
+    key: String,
+    value: String,
+}
+
+impl Drop for StoreMark {
+    fn drop(&mut self) {
+        self.refresh.abort();
+        let (store, key, value) = (self.store.clone(), self.key.clone(), self.value.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = store.delete_if(&key, value.as_bytes()).await;
+            });
+        }
+    }
+}
+
+impl RedisState {
+    pub fn new(store: StateStore, capacity: usize) -> Self {
+        RedisState {
+            store,
+            local: Arc::new(LocalState::new(capacity)),
+        }
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut all = vec!["wan"];
+        all.extend_from_slice(parts);
+        self.store.key(&all)
+    }
+
+    fn flight_key(&self, digest: &Digest) -> String {
+        self.key(&["flight", digest.as_str()])
+    }
+
+    async fn flight(&self, digest: &Digest) -> Result<Option<Flight>, ()> {
+        match self.store.get(&self.flight_key(digest)).await {
+            Ok(v) => Ok(v.as_deref().and_then(Flight::decode)),
+            Err(_) => Err(()),
+        }
+    }
+
+    async fn learn_shared(
+        &self,
+        digest: &Digest,
+        repo: &RepoName,
+        size: Option<u64>,
+        authoritative: bool,
+    ) -> bool {
+        let repos = self.key(&["blob", digest.as_str(), "repos"]);
+        let added = self
+            .store
+            .set_add(&repos, repo.as_str(), now_ms(), REPOS_PER_DIGEST, BLOB_TTL)
+            .await;
+        if added.is_err() {
+            return false;
+        }
+        if let Some(size) = size {
+            let key = self.key(&["blob", digest.as_str(), "size"]);
+            let value = size.to_string();
+            let _ = match authoritative {
+                true => self.store.set(&key, value.as_bytes(), BLOB_TTL).await,
+                false => self
+                    .store
+                    .set_if_absent(&key, value.as_bytes(), BLOB_TTL)
+                    .await
+                    .map(|_| ()),
+            };
+        }
+        true
+    }
+
+    /// Free `repo`'s claim on `digest`, if it holds one.
+    async fn settle_shared(&self, digest: &Digest, repo: &RepoName) -> bool {
+        match self.flight(digest).await {
+            Ok(Some(f @ Flight::Claim { .. })) if f.repo() == repo => {
+                let _ = self
+                    .store
+                    .delete_if(&self.flight_key(digest), f.encode().as_bytes())
+                    .await;
+                true
+            }
+            Ok(_) => true,
+            Err(()) => false,
+        }
+    }
+
+    async fn release_shared(&self, repo: &RepoName) -> bool {
+        let key = self.key(&["claims", repo.as_str()]);
+        let Ok(digests) = self.store.set_members(&key).await else {
+            return false;
+        };
+        for d in digests.iter().filter_map(|d| Digest::parse(d).ok()) {
+            self.settle_shared(&d, repo).await;
+        }
+        let _ = self.store.delete(&key).await;
+        true
+    }
+
+    async fn wait_shared(&self, digest: &Digest, target: &RepoName) -> Result<Waited, ()> {
+        let started = tokio::time::Instant::now();
+        let mut last: Option<Flight> = None;
+        loop {
+            let now = self.flight(digest).await?;
+            match (&now, &last) {
+                (None, None) => return Ok(Waited::Nothing),
+                (None, Some(seen)) => {
+                    // Gone: an upload ended, or a claim was settled before its time ran out.
+                    return Ok(match seen {
+                        Flight::Claim { at_ms, .. }
+                            if now_ms() - at_ms >= CLAIM_TTL.as_millis() as i64 =>
+                        {
+                            Waited::ClaimExpired
+                        }
+                        f => Waited::Upload(f.repo().clone()),
+                    });
+                }
+                (Some(Flight::Claim { repo, .. }), None) if repo == target => {
+                    return Ok(Waited::Nothing); // one's own claim is never waited on
+                }
+                (Some(Flight::Claim { at_ms, .. }), _)
+                    if now_ms() - at_ms >= CLAIM_TTL.as_millis() as i64 =>
+                {
+                    let _ = self
+                        .store
+                        .delete_if(
+                            &self.flight_key(digest),
+                            now.as_ref().map(Flight::encode).unwrap_or_default().as_bytes(),
+                        )
+                        .await;
+                    return Ok(Waited::ClaimExpired);
+                }
+                _ => {}
+            }
+            if started.elapsed() >= WAIT_FOR_UPLOAD {
+                return Ok(Waited::Upload(
+                    now.as_ref().map(|f| f.repo().clone()).unwrap_or(target.clone()),
+                ));
+            }
+            last = now;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+impl WanState for RedisState {
+    fn learn<'a>(
+        &'a self,
+        digest: &'a Digest,
+        repo: &'a RepoName,
+        size: Option<u64>,
+        authoritative: bool,
+    ) -> Fut<'a, ()> {
+        async move {
+            self.local.learn(digest, repo, size, authoritative).await;
+            if self.learn_shared(digest, repo, size, authoritative).await && authoritative {
+                self.settle_shared(digest, repo).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn forget<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {
+        async move {
+            self.local.forget(digest, repo).await;
+            let key = self.key(&["blob", digest.as_str(), "repos"]);
+            let _ = self.store.set_remove(&key, repo.as_str()).await;
+        }
+        .boxed()
+    }
+
+    fn lookup<'a>(&'a self, digest: &'a Digest) -> Fut<'a, Blob> {
+        async move {
+            let repos_key = self.key(&["blob", digest.as_str(), "repos"]);
+            let Ok(names) = self.store.set_members(&repos_key).await else {
+                return self.local.lookup(digest).await;
+            };
+            let size_key = self.key(&["blob", digest.as_str(), "size"]);
+            let size = match self.store.get(&size_key).await {
+                Ok(v) => v.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()),
+                Err(_) => return self.local.lookup(digest).await,
+            };
+            let Ok(flight) = self.flight(digest).await else {
+                return self.local.lookup(digest).await;
+            };
+            Blob {
+                size,
+                repos: names
+                    .iter()
+                    .filter_map(|n| RepoName::parse(n).ok())
+                    .collect(),
+                in_flight: flight.is_some(),
+            }
+        }
+        .boxed()
+    }
+
+    fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {
+        async move {
+            let flight = Flight::Claim {
+                at_ms: now_ms(),
+                repo: repo.clone(),
+            };
+            let key = self.flight_key(digest);
+            let claimed = self
+                .store
+                .set_if_absent(&key, flight.encode().as_bytes(), CLAIM_TTL)
+                .await;
+            match claimed {
+                Ok(_) => {
+                    let claims = self.key(&["claims", repo.as_str()]);
+                    let _ = self
+                        .store
+                        .set_add(&claims, digest.as_str(), now_ms(), 4096, CLAIM_TTL * 2)
+                        .await;
+                }
+                Err(_) => self.local.claim(digest, repo).await,
+            }
+        }
+        .boxed()
+    }
+
+    fn settle<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {
+        async move {
+            self.local.settle(digest, repo).await;
+            self.settle_shared(digest, repo).await;
+        }
+        .boxed()
+    }
+
+    fn release_claims_of<'a>(&'a self, repo: &'a RepoName) -> Fut<'a, ()> {
+        async move {
+            self.local.release_claims_of(repo).await;
+            self.release_shared(repo).await;
+        }
+        .boxed()
+    }
+
+    fn uploading<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, UploadMark> {
+        async move {
+            let local = self.local.uploading(digest, repo).await;
+            let key = self.flight_key(digest);
+            let asked = match self.flight(digest).await {
+                Ok(Some(Flight::Claim { repo: r, .. })) => &r == repo,
+                Ok(_) => false,
+                Err(()) => return local,
+            };
+            let value = Flight::Upload {
+                asked,
+                repo: repo.clone(),
+            }
+            .encode();
+            if self.store.set(&key, value.as_bytes(), UPLOAD_TTL).await.is_err() {
+                return local;
+            }
+            let refresh = {
+                let (store, key, value) = (self.store.clone(), key.clone(), value.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(UPLOAD_TTL / 3).await;
+                        let _ = store.set(&key, value.as_bytes(), UPLOAD_TTL).await;
+                    }
+                })
+            };
+            UploadMark::new(StoreMark {
+                _local: local,
+                refresh,
+                store: self.store.clone(),
+                key,
+                value,
+            })
+        }
+        .boxed()
+    }
+
+    fn uploaded<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {
+        async move {
+            let asked = match self.flight(digest).await {
+                Ok(Some(Flight::Upload { asked, repo: r })) => r == *repo && asked,
+                Ok(_) => false,
+                Err(()) => return self.local.uploaded(digest, repo).await,
+            };
+            self.local.learn(digest, repo, None, true).await;
+            self.learn_shared(digest, repo, None, true).await;
+            self.settle_shared(digest, repo).await;
+            if !asked {
+                self.local.release_claims_of(repo).await;
+                self.release_shared(repo).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn wait_for_upload<'a>(&'a self, digest: &'a Digest, target: &'a RepoName) -> Fut<'a, Waited> {
+        async move {
+            match self.wait_shared(digest, target).await {
+                Ok(w) => w,
+                Err(()) => self.local.wait_for_upload(digest, target).await,
+            }
+        }
+        .boxed()
+    }
+
+    fn told<'a>(&'a self, owner: &'a str, present: bool) -> Fut<'a, ()> {
+        async move {
+            let key = self.key(&["streak", owner]);
+            let shared = match present {
+                true => self.store.delete(&key).await,
+                false => self.store.incr(&key, OWNER_TTL).await.map(|_| ()),
+            };
+            if shared.is_err() {
+                self.local.told(owner, present).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn expects_absent<'a>(&'a self, owner: &'a str, streak: u32) -> Fut<'a, bool> {
+        async move {
+            match self.store.get(&self.key(&["streak", owner])).await {
+                Ok(v) => v
+                    .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u32>().ok())
+                    .is_some_and(|n| n >= streak),
+                Err(_) => self.local.expects_absent(owner, streak).await,
+            }
+        }
+        .boxed()
+    }
+
+    fn note_source<'a>(&'a self, owner: &'a str, source: &'a RepoName) -> Fut<'a, ()> {
+        async move {
+            self.local.note_source(owner, source).await;
+            let key = self.key(&["source", owner]);
+            let _ = self
+                .store
+                .set(&key, source.as_str().as_bytes(), OWNER_TTL)
+                .await;
+        }
+        .boxed()
+    }
+
+    fn source_hint<'a>(&'a self, owner: &'a str) -> Fut<'a, Option<RepoName>> {
+        async move {
+            match self.store.get(&self.key(&["source", owner])).await {
+                Ok(v) => v.and_then(|v| RepoName::parse(std::str::from_utf8(&v).ok()?).ok()),
+                Err(_) => self.local.source_hint(owner).await,
+            }
+        }
+        .boxed()
+    }
+
+    fn pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, ()> {
+        async move {
+            self.local.pushed(owner, namespace).await;
+            let key = self.key(&["pushed", owner, namespace]);
+            let _ = self.store.set(&key, b"1", PUSHED_TTL).await;
+        }
+        .boxed()
+    }
+
+    fn has_pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, bool> {
+        async move {
+            match self.store.get(&self.key(&["pushed", owner, namespace])).await {
+                Ok(v) => v.is_some() || self.local.has_pushed(owner, namespace).await,
+                Err(_) => self.local.has_pushed(owner, namespace).await,
+            }
+        }
+        .boxed()
+    }
+}
