@@ -139,9 +139,11 @@ wait_up() { # url name
   wdie "$2 did not come up at $1"
 }
 
-# Sum of the emulator's counters matching a pattern (Prometheus text from its API port).
+# Sum of the emulator's counters matching a pattern (Prometheus text from its API port); printed
+# with %.0f, not %d: mawk's %d stops at 2^31 - 1, which the upload byte counter passes after ~13
+# pushes of this project (every later row then read 0 bytes).
 metric_sum() { # api_port grep-pattern
-  curl -s "http://127.0.0.1:$1/metrics" | { grep -E "$2" || true; } | awk '{s += $NF} END {printf "%d\n", s}'
+  curl -s "http://127.0.0.1:$1/metrics" | { grep -E "$2" || true; } | awk '{s += $NF} END {printf "%.0f\n", s}'
 }
 
 # A fresh, private skopeo HOME whose blob-info cache lands inside it (see above).
