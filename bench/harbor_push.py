@@ -1,22 +1,32 @@
 #!/usr/bin/env python3
-"""A Harbor 2.0-style replication push (issue 17), for scripts/bench-wan.sh.
+"""A Harbor replication push for scripts/bench-wan.sh (issue 17; Harbor-faithful since issue 24).
 
-What Harbor 2.0's replication does towards a "Docker Registry" target, per image (one task):
-  GET /v2/                                   (ping: the 401 challenge names the token realm)
-  GET <realm>?service=..&scope=repository:<repo>:pull,push   (Basic user:password)
-  HEAD /v2/<repo>/manifests/<tag>            (already there? 404 here)
+`--harbor 1.8|1.10|2.0|2.9` (bench/harbor_client.py names the Harbor source lines followed):
+one replication job per image, each with its own client, authorizer and token cache, as a
+Harbor jobservice worker runs it. Per job:
+  GET /v2/ (no credentials; the 401 bearer challenge names realm and service)
+  GET <realm>?scope=repository:<repo>:pull&service=..   (Basic user:password)
+  HEAD /v2/<repo>/manifests/<tag>                (pull scope; 404 here)
   per blob (config first, then the layers), one after another:
-    HEAD /v2/<repo>/blobs/<digest>           200: skip the blob
-    404: POST /v2/<repo>/blobs/uploads/      then monolithic PUT <location>&digest=<digest>
-  PUT /v2/<repo>/manifests/<tag>
-It never mounts. Each task has its own keep-alive connection (a requests.Session).
+    HEAD /v2/<repo>/blobs/<digest>               (pull scope, cached)   200: skip
+    404: POST /v2/<repo>/blobs/uploads/          (token for pull,push)
+         PUT <location>?digest=<digest>          (monolithic; 1.8 chunked transfer encoding,
+                                                  1.x raw digest, 2.x re-encoded query)
+  PUT /v2/<repo>/manifests/<tag>                 (pull,push, cached)
+`--harbor 2.9 --chunk-size N` is Harbor 2.9's copy-by-chunk (REPLICATION_CHUNK_SIZE = N): a blob
+larger than N is HEADed, then POST, PATCH chunks of N bytes with Content-Range, and the last
+chunk as PUT ?digest=; a blob of at most N bytes goes monolithic without a HEAD first (v2.9.5
+transfer.go copyBlobByChunk). The native adapter never mounts (CanBeMount is false).
+
+`--harbor one-token` is NOT Harbor: the client BENCHMARKS.md's WAN rows used before issue 24,
+one `pull,push` token per job for every request, no ping (kept to explain those rows).
 
 The project: `--images` images; the first layers (`--layer-sizes`, all but the last) are shared
 base layers, the last is each image's own; all random bytes, fresh on every run (nothing a
-previous run pushed can match). `--parallel` tasks at a time (Harbor's job workers).
+previous run pushed can match). `--parallel` jobs at a time (Harbor's job workers).
 
-Prints one JSON line: seconds, distinct blob bytes, blobs found by HEAD, blobs uploaded, bytes
-uploaded by the client, requests the client sent.
+Prints one JSON line: seconds, distinct blob bytes, and the client's counters (requests,
+token_requests, pings, cache_hits, blobs_found, blobs_uploaded, bytes_uploaded, chunks).
 """
 
 import argparse
@@ -31,6 +41,8 @@ import time
 import urllib.parse
 
 import requests
+
+import harbor_client
 
 MT_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MT_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -76,17 +88,6 @@ def trace(t0, method, url, status):
                                               method, status, path[-60:]), file=sys.stderr)
 
 
-class Stats:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.c = {"requests": 0, "blobs_found": 0, "blobs_uploaded": 0, "bytes_uploaded": 0}
-
-    def add(self, **kw):
-        with self.lock:
-            for k, v in kw.items():
-                self.c[k] += v
-
-
 def parse_challenge(h):
     params = dict(re.findall(r'(\w+)="([^"]*)"', h or ""))
     if "realm" not in params:
@@ -94,8 +95,9 @@ def parse_challenge(h):
     return params
 
 
-class Task:
-    """One replication task: one image into one repository over one keep-alive session."""
+class OneTokenTask:
+    """NOT Harbor (`--harbor one-token`): the pre-issue-24 client, one image into one repository
+    over one keep-alive session with a single `pull,push` token for every request."""
 
     def __init__(self, base, user, password, repo, stats):
         self.base, self.user, self.password, self.repo = base.rstrip("/"), user, password, repo
@@ -155,6 +157,15 @@ class Task:
         self.s.close()
 
 
+def harbor_job(gen, chunk, registry, user, password, repo, img, tag, stats):
+    """One Harbor replication job (bench/harbor_client.py): its own client and token cache."""
+    c = harbor_client.Client(gen, registry, user, password, stats, trace if TRACE else None)
+    try:
+        harbor_client.copy_image(c, repo, tag, img["blobs"], img["manifest"], MT_MANIFEST, chunk)
+    finally:
+        c.close()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--registry", required=True, help="http://host:port")
@@ -166,21 +177,32 @@ def main():
                    help="bytes; all but the last are shared base layers, the last is per image")
     p.add_argument("--parallel", type=int, default=1)
     p.add_argument("--tag", default="v1")
+    p.add_argument("--harbor", default="2.0", choices=harbor_client.GENERATIONS + ("one-token",),
+                   help="Harbor generation to imitate; one-token = the old non-Harbor client")
+    p.add_argument("--chunk-size", type=int, default=0,
+                   help="2.9 only: copy by chunk with REPLICATION_CHUNK_SIZE = this many bytes")
     a = p.parse_args()
+    if a.chunk_size and a.harbor != "2.9":
+        p.error("--chunk-size is Harbor 2.9's copy-by-chunk: use it with --harbor 2.9")
 
     imgs, distinct = project(a.images, [int(x) for x in a.layer_sizes.split(",")])
-    stats = Stats()
+    stats = harbor_client.Counters()
 
     def one(img):
-        Task(a.registry, a.user, a.password, "%s/img%d" % (a.namespace, img["index"]),
-             stats).push(img, a.tag)
+        repo = "%s/img%d" % (a.namespace, img["index"])
+        if a.harbor == "one-token":
+            OneTokenTask(a.registry, a.user, a.password, repo, stats).push(img, a.tag)
+        else:
+            harbor_job(a.harbor, a.chunk_size, a.registry, a.user, a.password, repo, img, a.tag,
+                       stats)
 
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.parallel) as ex:
         for f in [ex.submit(one, img) for img in imgs]:
             f.result()
     secs = time.monotonic() - t0
-    out = {"seconds": round(secs, 3), "distinct_bytes": distinct}
+    out = {"harbor": a.harbor, "chunk_size": a.chunk_size, "seconds": round(secs, 3),
+           "distinct_bytes": distinct}
     out.update(stats.c)
     print(json.dumps(out), flush=True)
 

@@ -1,29 +1,45 @@
 #!/usr/bin/env bash
-# WAN benchmark (issue 17): a project of N images sharing base layers pushed into the TCR
+# WAN benchmark (issues 17, 24): a project of N images sharing base layers pushed into the TCR
 # emulator across a modelled WAN (`emulator.faults.latency_ms` per request,
 # `emulator.faults.bandwidth_kib_per_sec` per connection), direct and through the adapter
-# (`tcr-adapter serve` pointed at that emulator, with layer dedup off and on), one image after
-# another and ten at a time, by a Harbor 2.0-style client (bench/harbor_push.py) and by skopeo.
+# (`tcr-adapter serve` pointed at that emulator: defaults, layer dedup off, `wan.pipeline`), one
+# image after another and ten at a time, by Harbor-faithful clients (bench/harbor_push.py with
+# bench/harbor_client.py: per generation, a token per request scope, Harbor's token cache, one
+# job per image) and by skopeo.
 #
 #   scripts/bench-wan.sh                                  # on its own (builds the release binary)
+#   scripts/bench-wan.sh --done-when                      # issue 24's "Done when" matrix (below)
 #   BENCH_WAN=1 scripts/bench.sh                          # from bench.sh, with its binary
 #   BENCH_WAN_IMAGES=3 BENCH_WAN_LAYER_SIZES=524288,262144,65536 scripts/bench-wan.sh   # small
-#   BENCH_WAN_CLIENTS=harbor20 BENCH_WAN_CONFIGS="0:0 25:0 100:0 25:8192" scripts/bench-wan.sh
+#   BENCH_WAN_CLIENTS=harbor2.0 BENCH_WAN_CONFIGS="0:0 25:0 100:0 25:8192" scripts/bench-wan.sh
+#
+# --done-when: 12 images (8 + 4 MiB shared, 1 MiB own), 25 ms and 100 ms per request, clients
+# harbor1.10 harbor2.0 harbor2.9c, one and ten at a time, paths direct / adapter (defaults) /
+# adapter-pipeline, 3 runs each (interleaved: direct and adapter runs alternate), medians; the
+# table says per adapter row whether it meets the issue's bar (defaults <= 0.5 x direct time,
+# pipeline one at a time <= 0.35 x, blob bytes <= 1.1 x distinct content). Any knob below set in
+# the environment still wins.
 #
 # Knobs: BENCH_WAN_IMAGES (N, default 12), BENCH_WAN_LAYER_SIZES (bytes of the layers of each
 # image, default 8 MiB,4 MiB,1 MiB; the first two are the shared base layers, the last is the
 # image's own), BENCH_WAN_LATENCIES (default "0 25", ms per request), BENCH_WAN_BANDWIDTHS (caps
 # in KiB/s per connection, default "0" = unlimited; e.g. "0 10240"), BENCH_WAN_PARALLEL (default
 # "1 10"), BENCH_WAN_CONFIGS (overrides the two above: "latency_ms:KiB/s" pairs, e.g.
-# "0:0 25:0 100:0 25:8192"), BENCH_WAN_PATHS (default "direct adapter-nodedup adapter adapter-pipeline": straight
+# "0:0 25:0 100:0 25:8192"), BENCH_WAN_RUNS (runs per row, default 1; the table shows medians),
+# BENCH_WAN_PATHS (default "direct adapter-nodedup adapter adapter-pipeline": straight
 # to the emulator, through an adapter with `TCR_ADAPTER__WAN__DEDUP=false`, through an adapter
 # with the default `wan.dedup = true`, through an adapter with `wan.pipeline = true` too),
-# BENCH_WAN_CLIENTS
-# (default "harbor20 skopeo nocache": "harbor20" is bench/harbor_push.py, Harbor 2.0's
-# replication push: per blob HEAD, and only on 404 POST + monolithic PUT, never a mount, one
-# task per image; "skopeo" keeps skopeo's blob-info cache for the whole run, so it
-# mounts the base layers it already pushed, as skopeo does; "nocache" starts every copy with an
-# empty cache, so every repository uploads the base layers again, as Harbor's replication does),
+# BENCH_WAN_CLIENTS (default "harbor1.10 harbor2.0 harbor2.9c skopeo nocache"):
+#   harbor1.8 / harbor1.10 / harbor2.0 / harbor2.9: bench/harbor_push.py --harbor <generation>,
+#     Harbor's replication push as that generation sends it (monolithic PUTs; 1.8.0 with chunked
+#     transfer encoding), one job per image with its own token cache, never a mount;
+#   harbor2.9c: Harbor 2.9 with copy-by-chunk, REPLICATION_CHUNK_SIZE = BENCH_WAN_CHUNK_SIZE
+#     (default 2 MiB; Harbor's own default, 10 MiB, is larger than every layer here, and a blob
+#     of at most one chunk goes monolithic without a HEAD);
+#   onetoken: NOT Harbor -- the client of the WAN rows before issue 24 (one pull,push token for
+#     every request), kept to explain those rows;
+#   skopeo: keeps skopeo's blob-info cache for the whole run, so it mounts the base layers it
+#     already pushed, as skopeo does; nocache: every copy starts with an empty cache;
 # BENCH_WAN_ROUTES=1 (log the emulator's requests of every run by route, method and status),
 # BENCH_WAN_BIN (binary to run; default target/release/tcr-adapter, built unless
 # BENCH_SKIP_BUILD=1), BENCH_TMPDIR (default /tmp), BENCH_RESULTS (JSON lines appended, as
@@ -32,9 +48,9 @@
 # Per row: wall time of the whole push, and what the emulator saw during it (its /metrics on the
 # API port): data-plane requests, and blob bytes received (request bodies of upload routes); the
 # adapter's dedup mounts (its /metrics); and the ratios of time, requests and blob bytes to the
-# direct row of the same client, parallelism and WAN. Every run pushes fresh random content into
-# its own namespaces (nothing a previous run pushed can be mounted or found); every WAN setting
-# gets a fresh emulator data directory and fresh adapters.
+# direct row of the same client, parallelism and WAN (medians over the runs). Every run pushes
+# fresh random content into its own namespaces (nothing a previous run pushed can be mounted or
+# found); every WAN setting gets a fresh emulator data directory and fresh adapters.
 # Every process started here is stopped by PID on exit; the temporary directory is removed.
 # skopeo's blob-info cache: as root it lives in /var/lib/containers/cache, shared with whatever
 # else runs skopeo on this machine; here each run gets a fresh private HOME/XDG tree and
@@ -43,12 +59,22 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [[ ${1:-} == --done-when ]]; then
+  : "${BENCH_WAN_IMAGES:=12}" "${BENCH_WAN_LAYER_SIZES:=8388608,4194304,1048576}"
+  : "${BENCH_WAN_CONFIGS:=25:0 100:0}" "${BENCH_WAN_CLIENTS:=harbor1.10 harbor2.0 harbor2.9c}"
+  : "${BENCH_WAN_PARALLEL:=1 10}" "${BENCH_WAN_RUNS:=3}"
+  : "${BENCH_WAN_PATHS:=direct adapter adapter-pipeline}"
+elif [[ -n ${1:-} ]]; then
+  echo "usage: $0 [--done-when]" >&2; exit 2
+fi
 N=${BENCH_WAN_IMAGES:-12}
 LAYER_SIZES=${BENCH_WAN_LAYER_SIZES:-8388608,4194304,1048576}
 LATENCIES=${BENCH_WAN_LATENCIES:-"0 25"}
 BANDWIDTHS=${BENCH_WAN_BANDWIDTHS:-0}
 PARALLELS=${BENCH_WAN_PARALLEL:-"1 10"}
-CLIENTS=${BENCH_WAN_CLIENTS:-"harbor20 skopeo nocache"}
+CLIENTS=${BENCH_WAN_CLIENTS:-"harbor1.10 harbor2.0 harbor2.9c skopeo nocache"}
+RUNS=${BENCH_WAN_RUNS:-1}
+CHUNK=${BENCH_WAN_CHUNK_SIZE:-2097152}
 PATHS=${BENCH_WAN_PATHS:-"direct adapter-nodedup adapter adapter-pipeline"}
 CONFIGS=${BENCH_WAN_CONFIGS:-}
 if [[ -z $CONFIGS ]]; then
@@ -69,6 +95,18 @@ for tool in python3 curl openssl xargs; do
 done
 python3 -c "import requests" 2>/dev/null || wdie "python3 requests is missing (scripts/install-test-deps.sh)"
 case " $CLIENTS " in *" skopeo "*|*" nocache "*) command -v skopeo >/dev/null || wdie "skopeo is not installed";; esac
+# bench/harbor_push.py --harbor <generation> [--chunk-size] for a Harbor-like client ("" otherwise).
+harbor_args() { # client
+  case $1 in
+    harbor1.8) echo "--harbor 1.8" ;; harbor1.10) echo "--harbor 1.10" ;;
+    harbor2.0) echo "--harbor 2.0" ;; harbor2.9) echo "--harbor 2.9" ;;
+    harbor2.9c) echo "--harbor 2.9 --chunk-size $CHUNK" ;; onetoken) echo "--harbor one-token" ;;
+    skopeo|nocache) echo "" ;;
+    harbor20) wdie "harbor20 was the one-token client: now onetoken (not Harbor) or harbor2.0" ;;
+    *) wdie "unknown client $1" ;;
+  esac
+}
+for c in $CLIENTS; do harbor_args "$c" >/dev/null; done
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 && -z ${BENCH_WAN_BIN:-} ]]; then
   (cd "$ROOT" && cargo build --release --bin tcr-adapter >&2)
 fi
@@ -101,9 +139,11 @@ wait_up() { # url name
   wdie "$2 did not come up at $1"
 }
 
-# Sum of the emulator's counters matching a pattern (Prometheus text from its API port).
+# Sum of the emulator's counters matching a pattern (Prometheus text from its API port); printed
+# with %.0f, not %d: mawk's %d stops at 2^31 - 1, which the upload byte counter passes after ~13
+# pushes of this project (every later row then read 0 bytes).
 metric_sum() { # api_port grep-pattern
-  curl -s "http://127.0.0.1:$1/metrics" | { grep -E "$2" || true; } | awk '{s += $NF} END {printf "%d\n", s}'
+  curl -s "http://127.0.0.1:$1/metrics" | { grep -E "$2" || true; } | awk '{s += $NF} END {printf "%.0f\n", s}'
 }
 
 # A fresh, private skopeo HOME whose blob-info cache lands inside it (see above).
@@ -130,7 +170,7 @@ wlog "project: $N images (layers $LAYER_SIZES, all but the last shared by all); 
 read -r -a SIZES_ARR <<<"${LAYER_SIZES//,/ }"
 
 TABLE=$WWORK/table.tsv
-printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\tseconds\trequests\tblob_MB_received\tdistinct_MB\tmounts\n' >"$TABLE"
+printf 'latency_ms\tbandwidth_kib\tclient\tpath\tparallel\trun\tseconds\trequests\tblob_MB_received\tdistinct_MB\tmounts\n' >"$TABLE"
 
 start_adapter() { # port dedup(true|false) log [pipeline(true|false)]
   serve_adapter "$3" TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$1 \
@@ -141,11 +181,12 @@ start_adapter() { # port dedup(true|false) log [pipeline(true|false)]
 }
 
 # Namespace names are at most 30 characters: short forms of client and path.
-ns_of() { # client path parallel
+ns_of() { # client path parallel run
   local c=$1 p=$2
   case $p in direct) p=d;; adapter) p=a;; adapter-nodedup) p=an;; adapter-pipeline) p=ap;; esac
-  case $c in harbor20) c=h20;; skopeo) c=sk;; nocache) c=nc;; esac
-  echo "wan-$c-$p-p$3"
+  case $c in harbor1.8) c=h18;; harbor1.10) c=h110;; harbor2.0) c=h20;; harbor2.9) c=h29;;
+    harbor2.9c) c=h29c;; onetoken) c=ot;; skopeo) c=sk;; nocache) c=nc;; esac
+  echo "wan-$c-$p-p$3-r$4"
 }
 
 run_no=0
@@ -184,14 +225,16 @@ for CONFIG in $CONFIGS; do
 
   # Every namespace of this WAN setting, created beforehand on all paths (the data path is measured).
   namespaces=()
-  for c in $CLIENTS; do for p in $PATHS; do for par in $PARALLELS; do
-    namespaces+=("$(ns_of "$c" "$p" "$par")")
-  done; done; done
+  for c in $CLIENTS; do for p in $PATHS; do for par in $PARALLELS; do for r in $(seq 1 "$RUNS"); do
+    namespaces+=("$(ns_of "$c" "$p" "$par" "$r")")
+  done; done; done; done
   read -r DUSER DTOKEN < <($M setup --api "127.0.0.1:$EAPI" --secret-id $SID --secret-key $SKEY \
     --region $REGION --registry-id $REGID --namespaces "$(IFS=,; echo "${namespaces[*]}")")
 
   for c in $CLIENTS; do
+    hargs=$(harbor_args "$c")
     for par in $PARALLELS; do
+      for run in $(seq 1 "$RUNS"); do
       for p in $PATHS; do
         case $p in
           direct) dest=127.0.0.1:$EREG; user=$DUSER; pass=$DTOKEN; mport= ;;
@@ -200,10 +243,10 @@ for CONFIG in $CONFIGS; do
           adapter-pipeline) dest=127.0.0.1:$APP; user=$SID; pass=$SKEY; mport=$APP ;;
           *) wdie "unknown path $p" ;;
         esac
-        ns=$(ns_of "$c" "$p" "$par")
+        ns=$(ns_of "$c" "$p" "$par" "$run")
         run_no=$((run_no + 1))
         layout=
-        if [[ $c != harbor20 ]]; then  # fresh content for this run
+        if [[ -z $hargs ]]; then  # skopeo: fresh content for this run
           layout=$WWORK/layout-$run_no
           $M layouts --dir "$layout" --count "$N" --layer-sizes "$LAYER_SIZES" --shared $((${#SIZES_ARR[@]} - 1))
           distinct=$(du -sb "$layout/blobs" | awk '{print $1}')
@@ -214,10 +257,11 @@ for CONFIG in $CONFIGS; do
         # The adapter's /metrics: same text format, same summing.
         mnt0=0; [[ -n $mport ]] && mnt0=$(metric_sum "$mport" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}')
         t0=$(date +%s.%N)
-        if [[ $c == harbor20 ]]; then
+        if [[ -n $hargs ]]; then
+          # shellcheck disable=SC2086  # $hargs: the generation's arguments, split on purpose
           out=$(python3 "$ROOT/bench/harbor_push.py" --registry "http://$dest" --user "$user" \
             --password "$pass" --namespace "$ns" --images "$N" --layer-sizes "$LAYER_SIZES" \
-            --parallel "$par")
+            --parallel "$par" $hargs)
           distinct=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["distinct_bytes"])' "$out")
           wlog "    client: $out"
         elif [[ $c == skopeo ]]; then
@@ -252,17 +296,18 @@ EOF
           mounts=$(( $(metric_sum "$mport" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}') - mnt0 ))
         fi
         secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
-        # harbor20: the client's own clock (excludes python start-up and generating the content).
-        if [[ $c == harbor20 ]]; then
+        # Harbor clients: their own clock (excludes python start-up and generating the content).
+        if [[ -n $hargs ]]; then
           secs=$(python3 -c 'import json,sys; print("%.2f" % json.loads(sys.argv[1])["seconds"])' "$out")
         fi
         mb=$(awk -v a="$up0" -v b="$up1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
         dmb=$(awk -v b="$distinct" 'BEGIN {printf "%.1f", b / 1e6}')
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lat" "$BANDWIDTH" "$c" "$p" "$par" "$secs" \
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lat" "$BANDWIDTH" "$c" "$p" "$par" "$run" "$secs" \
           "$((req1 - req0))" "$mb" "$dmb" "$mounts" >>"$TABLE"
-        printf '{"test": "wan push %s images (%s, %s at a time, %s ms, %s KiB/s)", "upstream": "emulator", "path": "%s", "run": "1", "value": %s, "unit": "s", "requests": %s, "blob_bytes": %s, "distinct_bytes": %s}\n' \
-          "$N" "$c" "$par" "$lat" "$BANDWIDTH" "$p" "$secs" "$((req1 - req0))" "$((up1 - up0))" "$distinct" >>"$RESULTS"
-        wlog "  $c $p x$par: ${secs} s, $((req1 - req0)) requests, ${mb} MB of blobs (distinct ${dmb} MB), mounts $mounts"
+        printf '{"test": "wan push %s images (%s, %s at a time, %s ms, %s KiB/s)", "upstream": "emulator", "path": "%s", "run": "%s", "value": %s, "unit": "s", "requests": %s, "blob_bytes": %s, "distinct_bytes": %s}\n' \
+          "$N" "$c" "$par" "$lat" "$BANDWIDTH" "$p" "$run" "$secs" "$((req1 - req0))" "$((up1 - up0))" "$distinct" >>"$RESULTS"
+        wlog "  $c $p x$par run $run: ${secs} s, $((req1 - req0)) requests, ${mb} MB of blobs (distinct ${dmb} MB), mounts $mounts"
+      done
       done
     done
   done
@@ -271,24 +316,43 @@ EOF
   adp_pid=
 done
 
-# Ratios to the direct row of the same WAN setting, client and parallelism.
+# Medians over the runs, then ratios to the direct row of the same WAN setting, client and
+# parallelism; for adapter rows, whether issue 24's bar is met.
 python3 - "$TABLE" >"$WWORK/table-ratios.tsv" <<'EOF'
-import sys
+import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 head, rows = rows[0], rows[1:]
-key = lambda r: (r[0], r[1], r[2], r[4])
-direct = {key(r): r for r in rows if r[3] == "direct"}
-print("\t".join(head + ["time_vs_direct", "requests_vs_direct", "blobMB_vs_direct",
-                        "blobMB_vs_distinct"]))
+groups = {}
 for r in rows:
-    d = direct.get(key(r))
-    ratio = lambda i: "%.2f" % (float(r[i]) / float(d[i])) if d and float(d[i]) else "-"
-    bd = "%.2f" % (float(r[7]) / float(r[8])) if float(r[8]) else "-"
-    print("\t".join(r + [ratio(5), ratio(6), ratio(7), bd]))
+    groups.setdefault(tuple(r[:5]), []).append(r)
+med = {}
+for k, rs in groups.items():
+    col = lambda i: statistics.median(float(r[i]) for r in rs)
+    mounts = [r[10] for r in rs]
+    med[k] = {"runs": len(rs), "seconds": col(6), "requests": col(7), "blob": col(8),
+              "distinct": col(9),
+              "mounts": "-" if "-" in mounts else "%g" % statistics.median(int(m) for m in mounts)}
+print("\t".join(head[:5] + ["runs", "seconds", "requests", "blob_MB_received", "distinct_MB",
+                            "mounts", "time_vs_direct", "requests_vs_direct", "blobMB_vs_direct",
+                            "blobMB_vs_distinct", "issue24_bar"]))
+for k, m in med.items():
+    d = med.get(k[:3] + ("direct",) + k[4:])
+    ratio = lambda f: m[f] / d[f] if d and d[f] else None
+    fmt = lambda x: "-" if x is None else "%.2f" % x
+    bd = m["blob"] / m["distinct"] if m["distinct"] else None
+    t = ratio("seconds")
+    bar = "-"
+    if k[3] in ("adapter", "adapter-pipeline") and t is not None and bd is not None:
+        limit = 0.35 if (k[3] == "adapter-pipeline" and k[4] == "1") else 0.5
+        ok = t <= limit and bd <= 1.1
+        bar = "%s(time<=%.2f,bytes<=1.10)" % ("met" if ok else "NOT-met", limit)
+    print("\t".join(list(k) + [str(m["runs"]), "%.2f" % m["seconds"], "%g" % m["requests"],
+                               "%.1f" % m["blob"], "%.1f" % m["distinct"], m["mounts"],
+                               fmt(t), fmt(ratio("requests")), fmt(ratio("blob")), fmt(bd), bar]))
 EOF
 
 printf '\nWAN push of %s images (layers %s bytes, all but the last shared), emulator-side counts;\n' "$N" "$LAYER_SIZES"
-printf 'ratios against the direct row of the same WAN setting, client and parallelism\n'
+printf 'medians of %s run(s); ratios against the direct row of the same WAN setting, client and parallelism\n' "$RUNS"
 column -t -s $'\t' "$WWORK/table-ratios.tsv"
 if [[ -n ${BENCH_WAN_OUT:-} ]]; then cp "$WWORK/table-ratios.tsv" "$BENCH_WAN_OUT"; fi
 exit 0

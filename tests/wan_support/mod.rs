@@ -1,6 +1,6 @@
-//! What the WAN tests share: Harbor 2.0's way of pushing an image (HEAD each blob, POST + PUT
-//! only when absent, then the manifest), seeded layers, and readings of what reached TCR (the
-//! emulator's request journal) and of the adapter's metrics.
+//! What the WAN tests share: Harbor's way of pushing an image ([`harbor`]: a Harbor-faithful
+//! client, per generation, a token per request scope), seeded layers, and readings of what
+//! reached TCR (the emulator's request journal) and of the adapter's metrics.
 #![allow(dead_code)]
 
 use reqwest::Method;
@@ -8,6 +8,10 @@ use serde_json::json;
 use tcr_adapter::oci::Digest;
 
 use crate::harbor::{Env, OCI_MANIFEST};
+
+pub mod harbor;
+pub mod recorder;
+pub use harbor::{Gen, Job};
 
 /// `len` bytes derived from `seed`.
 pub fn layer(seed: u8, len: usize) -> Vec<u8> {
@@ -57,22 +61,20 @@ pub async fn head_blob(
     )
 }
 
-/// What Harbor 2.0 does per blob: HEAD, and POST + PUT only when absent. Whether it uploaded.
-pub async fn harbor_push_blob(e: &Env, repo: &str, token: &str, data: &[u8]) -> bool {
-    let d = Digest::sha256_of(data);
-    let (s, len, dig) = head_blob(e, repo, &d, token).await;
-    if s == 200 {
-        assert_eq!(
-            len.as_deref(),
-            Some(data.len().to_string().as_str()),
-            "{repo}"
-        );
-        assert_eq!(dig.as_deref(), Some(d.as_str()), "{repo}");
-        return false;
-    }
-    assert_eq!(s, 404, "{repo}");
-    e.push_blob(repo, token, data, false, true).await;
-    true
+/// A blob HEAD as a Harbor job sends it (pull scope): status, `Content-Length`,
+/// `Docker-Content-Digest`.
+pub async fn job_head_blob(
+    j: &Job,
+    repo: &str,
+    d: &Digest,
+) -> (u16, Option<String>, Option<String>) {
+    let r = j.head_blob(repo, d).await;
+    let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+    (
+        r.status().as_u16(),
+        h("content-length"),
+        h("docker-content-digest"),
+    )
 }
 
 /// The manifest of an image made of `config` and `layers`.
@@ -93,21 +95,34 @@ pub fn config_of(repo: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Push `repo:v1` (a base layer, its own layer, a config) as Harbor 2.0 does; how many blobs
-/// it uploaded.
-pub async fn push_image(e: &Env, repo: &str, base: &[u8], own: &[u8]) -> usize {
-    let t = e
-        .keys_token(&[&format!("repository:{repo}:pull,push")])
-        .await;
+/// A new Harbor replication job of generation `gen` against the adapter, with the endpoint's
+/// credentials (the demo API keys, as the `tencentcr` provider and the tests' Harbor use).
+pub fn job(e: &Env, gen: Gen) -> Job {
+    Job::new(
+        gen,
+        &e.base,
+        crate::common::DEMO_SECRET_ID,
+        crate::common::DEMO_SECRET_KEY,
+    )
+}
+
+/// Replicate `repo:v1` made of `layers` (and a config) as a Harbor `gen` job does; how many
+/// blobs it uploaded.
+pub async fn replicate(e: &Env, gen: Gen, repo: &str, layers: &[&[u8]]) -> usize {
     let config = config_of(repo);
-    let mut uploaded = 0;
-    for blob in [base, own, &config] {
-        uploaded += usize::from(harbor_push_blob(e, repo, &t, blob).await);
-    }
-    let manifest = manifest_of(&config, &[base, own]);
-    e.put_manifest(repo, "v1", &t, OCI_MANIFEST, manifest.as_bytes())
-        .await;
-    uploaded
+    let manifest = manifest_of(&config, layers);
+    let mut blobs: Vec<&[u8]> = vec![&config];
+    blobs.extend_from_slice(layers);
+    job(e, gen)
+        .copy_image(repo, "v1", &blobs, OCI_MANIFEST, manifest.as_bytes())
+        .await
+        .uploaded
+}
+
+/// Replicate `repo:v1` (a base layer, its own layer, a config) as Harbor 2.0 does; how many
+/// blobs it uploaded.
+pub async fn push_image(e: &Env, repo: &str, base: &[u8], own: &[u8]) -> usize {
+    replicate(e, Gen::V2_0, repo, &[base, own]).await
 }
 
 /// The value of the first metric line starting with `line_start` (0 when absent).
