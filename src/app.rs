@@ -277,7 +277,12 @@ fn build_registry_front(
         metrics: metrics.front.clone(),
         replay_cap: cfg.tcr.replay_buffer_bytes,
         redirects: cfg.tcr.redirects,
-        wan: crate::registry::wan::Wan::new(&cfg.wan, state, &metrics.registry)?,
+        wan: crate::registry::wan::Wan::new(
+            &cfg.wan,
+            state,
+            &cfg.state.advertise_base(cfg.server.listen),
+            &metrics.registry,
+        )?,
     })
 }
 

@@ -66,6 +66,20 @@ pub struct StateConfig {
     pub key_prefix: String,
     /// Milliseconds one store call may take before the replica falls back to its own memory.
     pub timeout_ms: u64,
+    /// Where the other replicas reach this one (with `wan.pipeline`: a request for a session
+    /// this replica holds is forwarded here). Empty: `http://<server.listen>` (set it when
+    /// listening on 0.0.0.0, e.g. `http://$(POD_IP):5000`).
+    pub advertise_url: String,
+}
+
+impl StateConfig {
+    /// `advertise_url`, or `http://<listen>`.
+    pub fn advertise_base(&self, listen: SocketAddr) -> String {
+        match self.advertise_url.is_empty() {
+            true => format!("http://{listen}"),
+            false => self.advertise_url.trim_end_matches('/').to_string(),
+        }
+    }
 }
 
 impl Default for StateConfig {
@@ -75,6 +89,7 @@ impl Default for StateConfig {
             redis_url_file: None,
             key_prefix: "tcr-adapter".into(),
             timeout_ms: 250,
+            advertise_url: String::new(),
         }
     }
 }
@@ -633,6 +648,12 @@ impl Config {
                     return bad(
                         "state.redis_url must be redis://host:port[/db] or rediss://… (TLS)".into(),
                     )
+                }
+            }
+            if !self.state.advertise_url.is_empty() {
+                match url::Url::parse(&self.state.advertise_url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" => {}
+                    _ => return bad(format!("state.advertise_url must be an http(s) URL of this replica at the root of a host, got {:?}", self.state.advertise_url)),
                 }
             }
             if self.state.timeout_ms == 0 {

@@ -19,6 +19,7 @@ mod ahead;
 mod answers;
 mod calls;
 mod dedup;
+pub mod fleet;
 mod index;
 pub mod pipeline;
 pub mod state;
@@ -50,6 +51,9 @@ pub struct Wan {
     pub index: Option<Arc<BlobIndex>>,
     /// `wan.pipeline`: pipelined uploads through a local spool (none: off).
     pub pipeline: Option<Arc<Pipeline>>,
+    /// Replicas sharing a store (`[state] redis_url` with `wan.pipeline`): sessions held by
+    /// another replica and its jobs (see [`fleet`]).
+    pub fleet: Option<Arc<fleet::Fleet>>,
     /// Work done ahead of need (`wan.dedup`): upload sessions opened before the client's
     /// `POST`, existence checks of blobs answered "absent" before TCR was asked.
     ahead: ahead::WorkAhead,
@@ -63,11 +67,17 @@ impl Wan {
     pub fn new(
         wan: &WanConfig,
         store: &crate::state::StateStore,
+        advertise: &str,
         registry: &prometheus::Registry,
     ) -> std::io::Result<Wan> {
+        let fleet = (wan.pipeline && store.is_shared())
+            .then(|| Arc::new(fleet::Fleet::join(store.clone(), advertise, registry)));
         let pipeline = match wan.pipeline {
             true => {
-                let p = Pipeline::new(wan)?;
+                let mut p = Pipeline::new(wan)?;
+                if let Some(f) = &fleet {
+                    p.spool.session_prefix = format!("p.{}.", f.id);
+                }
                 let _ = p.metrics().register(registry);
                 Some(Arc::new(p))
             }
@@ -87,6 +97,7 @@ impl Wan {
         Ok(Wan {
             index,
             pipeline,
+            fleet,
             ahead: Default::default(),
         })
     }
@@ -127,6 +138,13 @@ pub async fn before_send(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Intercept, OciError> {
+    if let (Some(fleet), Endpoint::Upload { id, .. }) = (&front.wan.fleet, &route.endpoint) {
+        if let Some(owner) = fleet.elsewhere(id) {
+            let bytes_in = front.metrics.bytes_in.clone();
+            let answer = fleet.forward(owner, route, req, payload, bytes_in).await?;
+            return Ok(Intercept::Answered(answer));
+        }
+    }
     match front.wan.pipeline.as_deref() {
         Some(p) => pipeline::intercept((front, p), route, grant, req, payload).await,
         None => ahead::intercept(front, route, grant, payload).await,
@@ -151,7 +169,7 @@ pub async fn commit_point(
     manifest: Option<&[u8]>,
 ) -> Result<(), OciError> {
     match front.wan.pipeline.as_deref() {
-        Some(p) => pipeline::commit_point(p, route, manifest).await,
+        Some(p) => pipeline::commit_point(p, front.wan.fleet.as_deref(), route, manifest).await,
         None => Ok(()),
     }
 }

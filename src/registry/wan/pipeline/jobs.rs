@@ -231,6 +231,7 @@ impl Jobs {
         let parallel = self.parallel.clone();
         actix_web::rt::spawn(async move {
             let pipeline = super::of(&front);
+            noted(&front, &t, None).await;
             let slot = parallel.acquire_owned().await;
             pipeline.jobs.metrics.in_flight.inc();
             let result = match mounted_instead(&front, &mut t).await {
@@ -242,6 +243,7 @@ impl Jobs {
             let _ = tokio::fs::remove_file(&file).await;
             pipeline.spool.release(reservation);
             let outcome = ended(&pipeline.jobs.metrics, "upload", result);
+            noted(&front, &t, Some(&outcome)).await;
             if outcome == State::Done {
                 if let Some(index) = &front.wan.index {
                     index.learn(&t.digest, &t.repo, Some(t.size)).await;
@@ -266,10 +268,25 @@ impl Jobs {
             return;
         };
         actix_web::rt::spawn(async move {
+            noted(&front, &t, None).await;
             let result = mount_after(&front, &t, &source, source_job).await;
             let pipeline = super::of(&front);
-            let _ = tx.send(ended(&pipeline.jobs.metrics, "mount", result));
+            let outcome = ended(&pipeline.jobs.metrics, "mount", result);
+            noted(&front, &t, Some(&outcome)).await;
+            let _ = tx.send(outcome);
         });
+    }
+}
+
+/// Tell the other replicas (when they share a store) that `t` started (`None`) or ended.
+async fn noted(front: &RegistryFront, t: &Transfer, outcome: Option<&State>) {
+    let Some(fleet) = front.wan.fleet.as_deref() else {
+        return;
+    };
+    match outcome {
+        None | Some(State::Pending) => fleet.job_started(&t.repo, &t.digest).await,
+        Some(State::Done) => fleet.job_ended(&t.repo, &t.digest, Ok(())).await,
+        Some(State::Failed(e)) => fleet.job_ended(&t.repo, &t.digest, Err(e)).await,
     }
 }
 

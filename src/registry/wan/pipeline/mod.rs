@@ -24,6 +24,7 @@ use self::jobs::{Jobs, PipelineMetrics, State, Transfer};
 use self::spool::Spool;
 use super::ahead;
 use super::answers::{absent, created, found, Intercept};
+use super::fleet::Fleet;
 use super::calls::{credential_of, Caller, Calls};
 use super::dedup::{self, BlobAsk};
 use super::task::{settled, Ahead};
@@ -363,22 +364,32 @@ impl Head<'_> {
 /// it; one that could not be brought in fails the PUT (nothing is forwarded).
 pub async fn commit_point(
     p: &Pipeline,
+    fleet: Option<&Fleet>,
     route: &Route,
     manifest: Option<&[u8]>,
 ) -> Result<(), OciError> {
     let (Some(up), Some(m)) = (&route.upstream, manifest) else {
         return Ok(());
     };
+    let not_brought = |d: &Digest, e: &dyn std::fmt::Display| {
+        OciError::new(
+            ErrorCode::ManifestBlobUnknown,
+            format!("blob {d} could not be brought into TCR ({e}); nothing was committed: push the blob again"),
+        )
+    };
     for (d, _) in &dedup::referenced_blobs(m) {
         let Some(mut job) = p.jobs.get(up, d) else {
+            // Another replica's job, when replicas share a store.
+            if let Some(f) = fleet {
+                f.wait_remote(up, d, COMMIT_WAIT)
+                    .await
+                    .map_err(|e: String| not_brought(d, &e))?;
+            }
             continue;
         };
         if let State::Failed(e) = job.outcome(COMMIT_WAIT).await {
             p.jobs.remove(up, d);
-            return Err(OciError::new(
-                ErrorCode::ManifestBlobUnknown,
-                format!("blob {d} could not be brought into TCR ({e}); nothing was committed: push the blob again"),
-            ));
+            return Err(not_brought(d, &e));
         }
     }
     Ok(())

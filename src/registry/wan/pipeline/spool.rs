@@ -60,6 +60,9 @@ pub struct Spool {
     /// Open sessions by id, with the repository each belongs to.
     pub sessions: dashmap::DashMap<String, (RepoName, Arc<tokio::sync::Mutex<Session>>)>,
     pub bytes: prometheus::IntGauge,
+    /// What session ids start with: `p.`, or `p.<replica>.` when replicas share a store (the
+    /// id then names the replica that holds the session).
+    pub session_prefix: String,
 }
 
 impl Spool {
@@ -95,6 +98,7 @@ impl Spool {
             max_bytes,
             sessions: dashmap::DashMap::new(),
             bytes,
+            session_prefix: "p.".into(),
         })
     }
 
@@ -112,7 +116,7 @@ impl Spool {
             )
             .with_status(StatusCode::TOO_MANY_REQUESTS));
         }
-        let id = format!("p.{}", uuid::Uuid::new_v4().simple());
+        let id = format!("{}{}", self.session_prefix, uuid::Uuid::new_v4().simple());
         let session = Session {
             repo: repo.clone(),
             file: self.dir.join("sessions").join(&id),
