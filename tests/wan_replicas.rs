@@ -111,9 +111,20 @@ async fn copy(lb: &str, repo: &str, base: &[&[u8]], own: &[u8]) {
     let manifest = manifest_of(&config, &layers);
     let mut blobs: Vec<&[u8]> = vec![&config];
     blobs.extend_from_slice(&layers);
-    Job::new(Gen::V2_0, lb, common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY)
-        .copy_image(repo, "v1", &blobs, harbor::OCI_MANIFEST, manifest.as_bytes())
-        .await;
+    Job::new(
+        Gen::V2_0,
+        lb,
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+    )
+    .copy_image(
+        repo,
+        "v1",
+        &blobs,
+        harbor::OCI_MANIFEST,
+        manifest.as_bytes(),
+    )
+    .await;
 }
 
 async fn mounts(fleet: &Fleet) -> u64 {
@@ -132,7 +143,13 @@ async fn migrate(emu: &EmulatorHandle, fleet: &Fleet) -> (usize, usize) {
     let jobs = (1..6).map(|i| {
         let (lb, b1, b2) = (fleet.lb.clone(), b1.clone(), b2.clone());
         async move {
-            copy(&lb, &format!("team/app{i}"), &[&b1, &b2], &layer(10 + i as u8, 4096)).await;
+            copy(
+                &lb,
+                &format!("team/app{i}"),
+                &[&b1, &b2],
+                &layer(10 + i as u8, 4096),
+            )
+            .await;
         }
     });
     futures_util::future::join_all(jobs).await;
@@ -149,7 +166,10 @@ async fn three_replicas_sharing_redis_send_each_base_layer_once() {
     let fleet = fleet(&emu.handle, 3, true, false).await;
     let (b1, b2) = migrate(&emu.handle, &fleet).await;
     assert_eq!((b1, b2), (1, 1), "each base layer crossed once");
-    assert!(mounts(&fleet).await >= 10, "the other five images mounted both");
+    assert!(
+        mounts(&fleet).await >= 10,
+        "the other five images mounted both"
+    );
     // Every image is complete in TCR (pulled back through the balancer by its manifest).
     for i in 0..6 {
         let repo = format!("team/app{i}");
@@ -182,7 +202,12 @@ async fn pipelined_sessions_work_through_any_replica_of_a_fleet_sharing_redis() 
     // Every image committed, and nothing committed references a blob TCR lacks.
     for i in 0..6 {
         let repo = format!("team/app{i}");
-        let job = Job::new(Gen::V2_0, &fleet.lb, common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+        let job = Job::new(
+            Gen::V2_0,
+            &fleet.lb,
+            common::DEMO_SECRET_ID,
+            common::DEMO_SECRET_KEY,
+        );
         let (s, _) = job.head_manifest(&repo, "v1").await;
         assert_eq!(s, 200, "{repo}:v1 is there");
         let t = emu_token(&emu.handle, &repo).await;
@@ -201,7 +226,10 @@ async fn pipelined_sessions_work_through_any_replica_of_a_fleet_sharing_redis() 
         metric_sum(&fleet, "tcr_adapter_fleet_forwards_total{", &["forwarded"]).await > 0,
         "some session requests reached another replica than the one holding the session"
     );
-    assert_eq!(metric_sum(&fleet, "tcr_adapter_fleet_forwards_total{", &["gone"]).await, 0);
+    assert_eq!(
+        metric_sum(&fleet, "tcr_adapter_fleet_forwards_total{", &["gone"]).await,
+        0
+    );
     eprintln!("base layers sent: {b1}, {b2}");
 }
 
@@ -244,4 +272,62 @@ async fn without_the_store_replicas_learn_alone_and_layers_cross_again() {
         b1 + b2 > 2,
         "with per-replica memory some replica uploads a base layer again ({b1}, {b2})"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_dies_takes_only_its_open_session_and_the_retry_completes() {
+    let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
+    let mut fleet = fleet(&emu.handle, 2, true, true).await;
+    let repo = "team/survivor";
+    let data = layer(7, 200 << 10);
+    let d = Digest::sha256_of(&data);
+    // A session opened on the first replica (its id names it), which then goes away.
+    let dying = format!("http://{}", fleet.replicas[0].addr);
+    let on_dying = Job::new(
+        Gen::V2_0,
+        &dying,
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+    );
+    let loc = on_dying.initiate(repo).await;
+    fleet.replicas.remove(0).stop().await;
+
+    // The client goes on through the balancer: the session is gone, said in the protocol's words.
+    let job = Job::new(
+        Gen::V2_0,
+        &fleet.lb,
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+    );
+    let url = job.upload_url(&loc, Some(&d));
+    let headers = [("Content-Length", data.len().to_string())];
+    let r = job
+        .send(
+            reqwest::Method::PUT,
+            &url,
+            &headers,
+            Some(data.clone().into()),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN", "{body}");
+
+    // Its retry starts over on a live replica and the image commits.
+    let config = config_of(repo);
+    let manifest = manifest_of(&config, &[&data]);
+    let copied = job
+        .copy_image(
+            repo,
+            "v1",
+            &[&config, &data],
+            harbor::OCI_MANIFEST,
+            manifest.as_bytes(),
+        )
+        .await;
+    assert_eq!(copied.uploaded, 2);
+    let t = emu_token(&emu.handle, repo).await;
+    let got = get(&emu.handle, &format!("/v2/{repo}/blobs/{d}"), &t).await;
+    assert_eq!(got, data);
+    assert_eq!(uploads_of(&emu.handle, &d), 1, "only the retry reached TCR");
 }

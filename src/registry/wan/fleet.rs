@@ -156,8 +156,8 @@ impl Fleet {
             reqwest::header::HeaderValue::from_str(&self.id).expect("hex id"),
         );
         let (body, pump) = body::bridge(payload, bytes_in);
-        let method = reqwest::Method::from_bytes(route.method.as_str().as_bytes())
-            .map_err(|_| gone())?;
+        let method =
+            reqwest::Method::from_bytes(route.method.as_str().as_bytes()).map_err(|_| gone())?;
         let send = self
             .http
             .request(method, url)
@@ -182,7 +182,9 @@ impl Fleet {
             }
         }
         let len = resp.content_length();
-        let stream = resp.bytes_stream().map(|c| c.map_err(std::io::Error::other));
+        let stream = resp
+            .bytes_stream()
+            .map(|c| c.map_err(std::io::Error::other));
         Ok(match len {
             Some(n) => out.body(actix_web::body::SizedStream::new(n, stream)),
             None => out.streaming(stream),

@@ -223,7 +223,10 @@ impl RedisState {
                         .store
                         .delete_if(
                             &self.flight_key(digest),
-                            now.as_ref().map(Flight::encode).unwrap_or_default().as_bytes(),
+                            now.as_ref()
+                                .map(Flight::encode)
+                                .unwrap_or_default()
+                                .as_bytes(),
                         )
                         .await;
                     return Ok(Waited::ClaimExpired);
@@ -232,7 +235,9 @@ impl RedisState {
             }
             if started.elapsed() >= WAIT_FOR_UPLOAD {
                 return Ok(Waited::Upload(
-                    now.as_ref().map(|f| f.repo().clone()).unwrap_or(target.clone()),
+                    now.as_ref()
+                        .map(|f| f.repo().clone())
+                        .unwrap_or(target.clone()),
                 ));
             }
             last = now;
@@ -348,7 +353,12 @@ impl WanState for RedisState {
                 repo: repo.clone(),
             }
             .encode();
-            if self.store.set(&key, value.as_bytes(), UPLOAD_TTL).await.is_err() {
+            if self
+                .store
+                .set(&key, value.as_bytes(), UPLOAD_TTL)
+                .await
+                .is_err()
+            {
                 return local;
             }
             let refresh = {
@@ -458,7 +468,11 @@ impl WanState for RedisState {
 
     fn has_pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, bool> {
         async move {
-            match self.store.get(&self.key(&["pushed", owner, namespace])).await {
+            match self
+                .store
+                .get(&self.key(&["pushed", owner, namespace]))
+                .await
+            {
                 Ok(v) => v.is_some() || self.local.has_pushed(owner, namespace).await,
                 Err(_) => self.local.has_pushed(owner, namespace).await,
             }
