@@ -15,7 +15,7 @@ use super::errors::RetryCause;
 use super::models::*;
 use super::ratelimit::RateLimiter;
 use super::signer::{sign, SigningInput};
-use super::{ApiCredential, ApiError, InstanceToken, TokenType};
+use super::{ApiCredential, ApiError, InstanceToken, PagingMode, TokenType};
 use crate::clock::SharedClock;
 use crate::config::TcrConfig;
 
@@ -67,6 +67,8 @@ struct Shared {
     retries: [AtomicU64; 3],
     observer: RwLock<Option<RetryObserver>>,
     calls: RwLock<Option<CallObserver>>,
+    /// `Offset` as each listing action was last seen to read it.
+    paging: RwLock<std::collections::BTreeMap<String, PagingMode>>,
 }
 
 /// Client of the TCR cloud API. Cheap to clone; clones share the HTTP pool, the rate limiter
@@ -174,6 +176,7 @@ impl TcrApiClient {
                 retries: Default::default(),
                 observer: RwLock::new(None),
                 calls: RwLock::new(None),
+                paging: RwLock::default(),
             }),
         })
     }
@@ -230,6 +233,36 @@ impl TcrApiClient {
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// Note how `action` read `Offset` (the pager tells it from the answers); logged when it is
+    /// new or changed. Returns whether it changed.
+    pub fn note_paging(&self, action: &str, mode: PagingMode) -> bool {
+        let mut map = self
+            .shared
+            .paging
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let changed = map.insert(action.to_string(), mode) != Some(mode);
+        if changed {
+            tracing::info!(
+                action,
+                paging = mode.as_str(),
+                endpoint = %self.endpoint,
+                "cloud API paging: Offset is read as a {mode}"
+            );
+        }
+        changed
+    }
+
+    /// How `action` was last seen to read `Offset` (`None`: never seen past one page).
+    pub fn paging_mode(&self, action: &str) -> Option<PagingMode> {
+        self.shared
+            .paging
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(action)
+            .copied()
     }
 
     pub fn endpoint(&self) -> &str {

@@ -6,10 +6,13 @@
 //! - [`client`] — [`TcrApiClient`], typed calls with rate limit, retries and timeouts
 //! - [`models`] — requests and responses with TencentCloud's field names
 //! - [`errors`] — retry classification and plain-words explanations of error codes
+//! - [`pager`] — every listing (`DescribeNamespaces`, `DescribeRepositories`, `DescribeImages`),
+//!   whatever `Offset` means to the endpoint ([`PagingMode`])
 
 pub mod client;
 pub mod errors;
 pub mod models;
+pub mod pager;
 pub mod ratelimit;
 pub mod signer;
 
@@ -60,6 +63,36 @@ impl TokenType {
             TokenType::Temp => "temp",
             TokenType::LongTerm => "longterm",
         }
+    }
+}
+
+/// What `Offset` means to an endpoint, as told from its answers (docs/tcr-contract.md: the
+/// documentation says page numbers, Harbor's TCR provider pages namespaces from 0, Terraform
+/// passes item offsets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingMode {
+    /// A number of items to skip.
+    Items,
+    /// A page index: 0 is the first page, 1 the second.
+    PageFromZero,
+    /// A page number: 1 is the first page (and 0 too).
+    PageFromOne,
+}
+
+impl PagingMode {
+    /// The words `check` and the log use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PagingMode::Items => "item offset",
+            PagingMode::PageFromZero => "page index from 0",
+            PagingMode::PageFromOne => "page number from 1",
+        }
+    }
+}
+
+impl std::fmt::Display for PagingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
