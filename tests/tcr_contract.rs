@@ -206,3 +206,45 @@ async fn check_names_the_paging_mode_each_listing_speaks() {
         emu.stop().await;
     }
 }
+
+/// §3: a partial `NamespaceName` filter may match more than a page; the namespace named exactly
+/// is still found (the adapter reads every page and compares names itself), under every paging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_namespace_past_the_first_page_of_partial_matches_is_found() {
+    use tcr_adapter::tencentcloud::{ApiCredential, TcrApiClient};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("emulator");
+    let emu = common::start_emulator_with(common::emulator_config(&data)).await;
+    // 120 namespaces containing "zz", sorted before "zz" itself.
+    for i in 0..120 {
+        emu.state
+            .namespaces
+            .create(&format!("a-zz-{i:03}"), false)
+            .unwrap();
+    }
+    emu.state.namespaces.create("zz", true).unwrap();
+    emu.stop().await;
+    let keys = ApiCredential::new(common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
+    for (paging, _) in PAGINGS {
+        let dir = tempfile::tempdir().unwrap();
+        let emu = seeded(&data, dir.path(), paging, NameFilter::Partial).await;
+        let c = TcrApiClient::new(
+            &emu.api_url(),
+            &emu.state.cfg.region,
+            1000,
+            std::time::Duration::from_secs(10),
+            tcr_adapter::clock::system(),
+        )
+        .unwrap();
+        let id = &emu.state.cfg.registry_id;
+        let found = c.find_namespace(&keys, id, "zz").await.unwrap();
+        assert!(
+            found.is_some_and(|n| n.name == "zz" && n.public),
+            "{paging:?}"
+        );
+        assert!(c.find_namespace(&keys, id, "z").await.unwrap().is_none());
+        let all = c.all_namespaces(&keys, id, Some("zz"), 100).await.unwrap();
+        assert_eq!(all.items.len(), 121, "{paging:?}");
+        emu.stop().await;
+    }
+}

@@ -501,24 +501,6 @@ impl TcrApiClient {
         self.call(cred, "DescribeNamespaces", &req).await
     }
 
-    /// The namespace named exactly `name`, if any (one large filtered page; `ResourceNotFound`
-    /// counts as absent).
-    pub async fn find_namespace(
-        &self,
-        cred: &ApiCredential,
-        registry_id: &str,
-        name: &str,
-    ) -> Result<Option<TcrNamespaceInfo>, ApiError> {
-        match self
-            .describe_namespaces(cred, registry_id, Some(name), 100, 0)
-            .await
-        {
-            Ok(r) => Ok(r.namespace_list.into_iter().find(|n| n.name == name)),
-            Err(e) if e.code() == Some("ResourceNotFound") => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// `DeleteNamespace`.
     pub async fn delete_namespace(
         &self,

@@ -258,6 +258,20 @@ impl TcrApiClient {
         Ok(self.noted("DescribeNamespaces", listed))
     }
 
+    /// The namespace named exactly `name`, if any: `DescribeNamespaces` filtered by the name
+    /// (a partial filter may match many: every page is read) and compared exactly.
+    pub async fn find_namespace(
+        &self,
+        cred: &ApiCredential,
+        registry_id: &str,
+        name: &str,
+    ) -> Result<Option<TcrNamespaceInfo>, ApiError> {
+        let listed = self
+            .all_namespaces(cred, registry_id, Some(name), PAGE_LIMIT)
+            .await?;
+        Ok(listed.items.into_iter().find(|n| n.name == name))
+    }
+
     /// Every repository of `namespace` (all namespaces: `None`), `limit` per call. Only
     /// repositories of `namespace` are kept; a missing namespace has none (a `ResourceNotFound…`
     /// without a namespace is an error: the instance is missing).
