@@ -405,6 +405,46 @@ mod tests {
         }
     }
 
+    /// A page-number server that refuses `Offset: 0`, or answers it with nothing.
+    fn strict_from_one(
+        n: usize,
+        refuse: bool,
+    ) -> impl FnMut(i64) -> std::future::Ready<Result<Answer<String>, ApiError>> {
+        move |offset| {
+            if offset == 0 && refuse {
+                return std::future::ready(Err(ApiError::Api {
+                    code: "InvalidParameterValue".into(),
+                    message: "Offset must be at least 1".into(),
+                    request_id: "r".into(),
+                }));
+            }
+            let skip = (offset.max(1) as usize - 1) * 20;
+            let items = if offset == 0 {
+                Vec::new()
+            } else {
+                (skip..n.min(skip + 20)).map(|i| format!("i{i}")).collect()
+            };
+            std::future::ready(Ok(Answer {
+                items,
+                total: n as i64,
+            }))
+        }
+    }
+
+    #[test]
+    fn a_server_without_page_zero_is_paged_from_one() {
+        for refuse in [true, false] {
+            let listed = futures_util::FutureExt::now_or_never(list_all(
+                |s: &String| s.clone(),
+                strict_from_one(45, refuse),
+            ))
+            .unwrap()
+            .unwrap();
+            assert_eq!(listed.items.len(), 45, "refuse={refuse}");
+            assert_eq!(listed.mode, Some(PagingMode::PageFromOne));
+        }
+    }
+
     #[test]
     fn a_server_repeating_itself_ends_the_loop() {
         // TotalCount larger than what is served, and every offset answers the same page.
