@@ -15,7 +15,7 @@ use super::errors::RetryCause;
 use super::models::*;
 use super::ratelimit::RateLimiter;
 use super::signer::{sign, SigningInput};
-use super::{ApiCredential, ApiError, InstanceToken, PagingMode, TokenType};
+use super::{ApiCredential, ApiError, InstanceToken, PagingModes, TokenType};
 use crate::clock::SharedClock;
 use crate::config::TcrConfig;
 
@@ -68,7 +68,7 @@ struct Shared {
     observer: RwLock<Option<RetryObserver>>,
     calls: RwLock<Option<CallObserver>>,
     /// `Offset` as each listing action was last seen to read it.
-    paging: RwLock<std::collections::BTreeMap<String, PagingMode>>,
+    paging: PagingModes,
 }
 
 /// Client of the TCR cloud API. Cheap to clone; clones share the HTTP pool, the rate limiter
@@ -176,7 +176,7 @@ impl TcrApiClient {
                 retries: Default::default(),
                 observer: RwLock::new(None),
                 calls: RwLock::new(None),
-                paging: RwLock::default(),
+                paging: PagingModes::default(),
             }),
         })
     }
@@ -235,34 +235,9 @@ impl TcrApiClient {
         &self.region
     }
 
-    /// Note how `action` read `Offset` (the pager tells it from the answers); logged when it is
-    /// new or changed. Returns whether it changed.
-    pub fn note_paging(&self, action: &str, mode: PagingMode) -> bool {
-        let mut map = self
-            .shared
-            .paging
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let changed = map.insert(action.to_string(), mode) != Some(mode);
-        if changed {
-            tracing::info!(
-                action,
-                paging = mode.as_str(),
-                endpoint = %self.endpoint,
-                "cloud API paging: Offset is read as a {mode}"
-            );
-        }
-        changed
-    }
-
-    /// How `action` was last seen to read `Offset` (`None`: never seen past one page).
-    pub fn paging_mode(&self, action: &str) -> Option<PagingMode> {
-        self.shared
-            .paging
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(action)
-            .copied()
+    /// How each listing action was seen to read `Offset` (noted by the pager, logged when new).
+    pub fn paging(&self) -> &PagingModes {
+        &self.shared.paging
     }
 
     pub fn endpoint(&self) -> &str {

@@ -96,6 +96,37 @@ impl std::fmt::Display for PagingMode {
     }
 }
 
+/// How each listing action was last seen to read `Offset` (shared by a client's clones).
+#[derive(Debug, Default)]
+pub struct PagingModes(std::sync::RwLock<std::collections::BTreeMap<String, PagingMode>>);
+
+impl PagingModes {
+    /// Note how `action` read `Offset` at `endpoint`; logged when new or changed. Returns
+    /// whether it changed.
+    pub fn note(&self, action: &str, mode: PagingMode, endpoint: &str) -> bool {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let changed = map.insert(action.to_string(), mode) != Some(mode);
+        if changed {
+            tracing::info!(
+                action,
+                paging = mode.as_str(),
+                endpoint,
+                "cloud API paging: Offset is read as a {mode}"
+            );
+        }
+        changed
+    }
+
+    /// How `action` was last seen to read `Offset` (`None`: never seen past one page).
+    pub fn get(&self, action: &str) -> Option<PagingMode> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(action)
+            .copied()
+    }
+}
+
 /// A registry credential returned by `CreateInstanceToken`.
 #[derive(Clone, Debug)]
 pub struct InstanceToken {

@@ -10,7 +10,7 @@
 //!
 //! It then keeps asking in that mode, drops items it already holds (by name), and stops when it
 //! holds `TotalCount` items, on an empty page, on a page with nothing new, or after
-//! [`MAX_PAGES`] calls. The mode is noted on the client ([`TcrApiClient::note_paging`]: logged,
+//! [`MAX_PAGES`] calls. The mode is noted on the client ([`TcrApiClient::paging`]: logged,
 //! and shown by `check`).
 
 use std::collections::HashSet;
@@ -219,7 +219,7 @@ pub fn full_name(r: &TcrRepositoryInfo) -> String {
 impl TcrApiClient {
     fn noted<T>(&self, action: &str, listed: Listed<T>) -> Listed<T> {
         if let Some(mode) = listed.mode {
-            self.note_paging(action, mode);
+            self.paging().note(action, mode, self.endpoint());
         }
         listed
     }
