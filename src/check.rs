@@ -20,6 +20,7 @@ use tcr_adapter::config::Config;
 use tcr_adapter::tencentcloud::ApiError;
 
 mod harbor;
+mod paging;
 mod remote;
 
 /// The namespace name used to probe the `CreateNamespace` permission; TCR refuses it.

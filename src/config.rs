@@ -383,6 +383,9 @@ pub struct EmulatorConfig {
     pub faults: FaultConfig,
     /// TLS on the emulator's listeners (registry and cloud API), like TCR's HTTPS-only endpoints.
     pub tls: EmulatorTlsConfig,
+    /// Where TCR's documentation is silent or its sources disagree: which plausible behaviour the
+    /// emulator shows (docs/tcr-contract.md). The defaults are the documented behaviour.
+    pub quirks: EmulatorQuirks,
 }
 
 /// How the emulator's listeners speak TLS.
@@ -406,6 +409,45 @@ pub struct EmulatorTlsConfig {
     pub cert_file: Option<PathBuf>,
     /// Its PEM private key.
     pub key_file: Option<PathBuf>,
+}
+
+/// `[emulator.quirks]`: the emulator's choice among TCR's plausible behaviours.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulatorQuirks {
+    /// How `Offset` of `DescribeNamespaces`, `DescribeRepositories` and `DescribeImages` is read.
+    pub paging: Paging,
+    /// How `NamespaceName` (DescribeNamespaces), `RepositoryName` (DescribeRepositories) and
+    /// `ImageVersion` (DescribeImages without `ExactMatch`) filter.
+    pub name_filter: NameFilter,
+}
+
+/// `Offset` of the cloud API's listings (`DescribeInstances` always counts items).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Paging {
+    /// As documented and as Harbor's TCR provider calls it: `DescribeRepositories` and
+    /// `DescribeImages` take a page number from 1 (0 is the first page too),
+    /// `DescribeNamespaces` a page index from 0.
+    #[default]
+    Documented,
+    /// Every listing takes a page index from 0.
+    PageFromZero,
+    /// Every listing takes a page number from 1 (0 is the first page too).
+    PageFromOne,
+    /// Every listing takes a number of items to skip.
+    Items,
+}
+
+/// Whether a name filter of the cloud API matches a part of the name or the whole name.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NameFilter {
+    /// A substring (TCR's `ImageVersion` is documented as fuzzy; Terraform re-checks names).
+    #[default]
+    Partial,
+    /// The whole name.
+    Exact,
 }
 
 /// The emulator's answer to a duplicate chart upload.
@@ -434,6 +476,7 @@ impl Default for EmulatorConfig {
             blob_redirects: false,
             faults: FaultConfig::default(),
             tls: EmulatorTlsConfig::default(),
+            quirks: EmulatorQuirks::default(),
         }
     }
 }

@@ -68,6 +68,7 @@ pub(super) async fn run(cfg: &Config, clock: SharedClock, r: &mut Report) {
                 "TCR instance",
                 "CreateInstanceToken",
                 "CreateNamespace",
+                "cloud API paging",
             ] {
                 r.skip(n, why);
             }
@@ -92,9 +93,10 @@ pub(super) async fn run(cfg: &Config, clock: SharedClock, r: &mut Report) {
                     let api = api.with_region(&i.region);
                     token = check_token(cfg, &api, keys, &i.registry_id, r).await;
                     check_create_namespace(cfg, &api, keys, &i.registry_id, r).await;
+                    super::paging::check_paging(&api, keys, &i.registry_id, r).await;
                 }
                 None => {
-                    for n in ["CreateInstanceToken", "CreateNamespace"] {
+                    for n in ["CreateInstanceToken", "CreateNamespace", "cloud API paging"] {
                         r.skip(n, "no instance (see above)");
                     }
                 }

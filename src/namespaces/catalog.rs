@@ -2,11 +2,10 @@
 //! (TCR's data plane refuses `DELETE /v2/<name>/manifests/<tag>`; Harbor's own TCR provider
 //! deletes through the API as well).
 //!
-//! `DescribeRepositories` paging is inconsistent between TCR's documentation (page number, from
-//! 0 or 1) and its users (item offset): the first two pages tell which one this endpoint speaks,
-//! and paging stops on a short page, a page with nothing new, or `TotalCount` reached. The full
-//! list is fetched on the first catalog page and reused (per SecretId, briefly) for the pages
-//! that follow, so a paginating client costs one listing, not one per page.
+//! `DescribeRepositories` is paged by the one pager ([`crate::tencentcloud::pager`]: it tells
+//! from the answers whether `Offset` is a page number or an item offset). The full list is
+//! fetched on the first catalog page and reused (per SecretId, briefly) for the pages that
+//! follow, so a paginating client costs one listing, not one per page.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,13 +14,9 @@ use dashmap::DashMap;
 
 use super::{api_error_to_oci, NamespaceProvisioner};
 use crate::oci::{ErrorCode, OciError, RepoName};
-use crate::tencentcloud::models::TcrRepositoryInfo;
+use crate::tencentcloud::pager::{full_name, PAGE_LIMIT};
 use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient};
 
-/// Repositories per `DescribeRepositories` call (the API's maximum).
-pub const PAGE_LIMIT: i64 = 100;
-/// Pages fetched at most for one listing (TCR instances hold at most 5 000 repositories).
-const MAX_PAGES: usize = 200;
 /// How long a listing is reused for the following catalog pages, milliseconds.
 const LISTING_TTL_MS: i64 = 30_000;
 /// Largest `n` honoured.
@@ -40,85 +35,17 @@ pub struct CatalogPage {
 #[derive(Default)]
 pub(super) struct CatalogCache(DashMap<String, (i64, Arc<Vec<String>>)>);
 
-/// How `Offset` is understood by the endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OffsetMode {
-    /// Page index from 0: offsets 0, 1, 2…
-    PageFromZero,
-    /// Page index from 1 (0 and 1 both give the first page): offsets 1, 2, 3…
-    PageFromOne,
-    /// Item offset: 0, limit, 2·limit…
-    Items,
-}
-
-/// Every repository visible to `keys` (upstream names), paging robustly.
+/// Every repository visible to `keys` (upstream names, sorted), through the one pager.
 pub async fn list_all_repositories(
     client: &TcrApiClient,
     keys: &ApiCredential,
     registry_id: &str,
 ) -> Result<Vec<String>, ApiError> {
-    let fetch = |offset: i64| async move {
-        match client
-            .describe_repositories(keys, registry_id, None, None, PAGE_LIMIT, offset)
-            .await
-        {
-            Ok(r) => Ok((
-                r.repository_list.iter().map(full_name).collect::<Vec<_>>(),
-                r.total_count,
-            )),
-            Err(e) if e.is_not_found() && offset > 0 => Ok((Vec::new(), 0)),
-            Err(e) => Err(e),
-        }
-    };
-    let limit = PAGE_LIMIT as usize;
-    let mut seen = BTreeSet::new();
-    let (first, total) = fetch(0).await?;
-    seen.extend(first.iter().cloned());
-    let done = |seen: &BTreeSet<String>| total > 0 && seen.len() as i64 >= total;
-    if first.len() < limit || done(&seen) {
-        return Ok(seen.into_iter().collect());
-    }
-    let (second, _) = fetch(1).await?;
-    let mode = if second.first() == first.first() {
-        OffsetMode::PageFromOne
-    } else if second.first() == first.get(1) {
-        OffsetMode::Items
-    } else {
-        OffsetMode::PageFromZero
-    };
-    let mut offset = match mode {
-        OffsetMode::PageFromOne | OffsetMode::PageFromZero => 2,
-        OffsetMode::Items => PAGE_LIMIT,
-    };
-    if mode == OffsetMode::PageFromZero {
-        let before = seen.len();
-        seen.extend(second.iter().cloned());
-        if second.len() < limit || seen.len() == before || done(&seen) {
-            return Ok(seen.into_iter().collect());
-        }
-    }
-    for _ in 0..MAX_PAGES {
-        let (page, _) = fetch(offset).await?;
-        let before = seen.len();
-        seen.extend(page.iter().cloned());
-        if page.len() < limit || seen.len() == before || done(&seen) {
-            break;
-        }
-        offset += match mode {
-            OffsetMode::Items => PAGE_LIMIT,
-            _ => 1,
-        };
-    }
-    Ok(seen.into_iter().collect())
-}
-
-/// `ns/repo` whether or not the API prefixed the name with its namespace.
-fn full_name(r: &TcrRepositoryInfo) -> String {
-    if r.name.contains('/') || r.namespace.is_empty() {
-        r.name.clone()
-    } else {
-        format!("{}/{}", r.namespace, r.name)
-    }
+    let listed = client
+        .all_repositories(keys, registry_id, None, PAGE_LIMIT)
+        .await?;
+    let names: BTreeSet<String> = listed.items.iter().map(full_name).collect();
+    Ok(names.into_iter().collect())
 }
 
 /// The page of `all` (sorted) after `last`, at most `n` names, with the next link.

@@ -15,7 +15,7 @@ use super::errors::RetryCause;
 use super::models::*;
 use super::ratelimit::RateLimiter;
 use super::signer::{sign, SigningInput};
-use super::{ApiCredential, ApiError, InstanceToken, TokenType};
+use super::{ApiCredential, ApiError, InstanceToken, PagingModes, TokenType};
 use crate::clock::SharedClock;
 use crate::config::TcrConfig;
 
@@ -67,6 +67,8 @@ struct Shared {
     retries: [AtomicU64; 3],
     observer: RwLock<Option<RetryObserver>>,
     calls: RwLock<Option<CallObserver>>,
+    /// `Offset` as each listing action was last seen to read it.
+    paging: PagingModes,
 }
 
 /// Client of the TCR cloud API. Cheap to clone; clones share the HTTP pool, the rate limiter
@@ -174,6 +176,7 @@ impl TcrApiClient {
                 retries: Default::default(),
                 observer: RwLock::new(None),
                 calls: RwLock::new(None),
+                paging: PagingModes::default(),
             }),
         })
     }
@@ -230,6 +233,11 @@ impl TcrApiClient {
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// How each listing action was seen to read `Offset` (noted by the pager, logged when new).
+    pub fn paging(&self) -> &PagingModes {
+        &self.shared.paging
     }
 
     pub fn endpoint(&self) -> &str {
@@ -466,24 +474,6 @@ impl TcrApiClient {
             offset: Some(offset),
         };
         self.call(cred, "DescribeNamespaces", &req).await
-    }
-
-    /// The namespace named exactly `name`, if any (one large filtered page; `ResourceNotFound`
-    /// counts as absent).
-    pub async fn find_namespace(
-        &self,
-        cred: &ApiCredential,
-        registry_id: &str,
-        name: &str,
-    ) -> Result<Option<TcrNamespaceInfo>, ApiError> {
-        match self
-            .describe_namespaces(cred, registry_id, Some(name), 100, 0)
-            .await
-        {
-            Ok(r) => Ok(r.namespace_list.into_iter().find(|n| n.name == name)),
-            Err(e) if e.code() == Some("ResourceNotFound") => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// `DeleteNamespace`.

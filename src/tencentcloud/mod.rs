@@ -6,10 +6,13 @@
 //! - [`client`] — [`TcrApiClient`], typed calls with rate limit, retries and timeouts
 //! - [`models`] — requests and responses with TencentCloud's field names
 //! - [`errors`] — retry classification and plain-words explanations of error codes
+//! - [`pager`] — every listing (`DescribeNamespaces`, `DescribeRepositories`, `DescribeImages`),
+//!   whatever `Offset` means to the endpoint ([`PagingMode`])
 
 pub mod client;
 pub mod errors;
 pub mod models;
+pub mod pager;
 pub mod ratelimit;
 pub mod signer;
 
@@ -60,6 +63,67 @@ impl TokenType {
             TokenType::Temp => "temp",
             TokenType::LongTerm => "longterm",
         }
+    }
+}
+
+/// What `Offset` means to an endpoint, as told from its answers (docs/tcr-contract.md: the
+/// documentation says page numbers, Harbor's TCR provider pages namespaces from 0, Terraform
+/// passes item offsets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingMode {
+    /// A number of items to skip.
+    Items,
+    /// A page index: 0 is the first page, 1 the second.
+    PageFromZero,
+    /// A page number: 1 is the first page (and 0 too).
+    PageFromOne,
+}
+
+impl PagingMode {
+    /// The words `check` and the log use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PagingMode::Items => "item offset",
+            PagingMode::PageFromZero => "page index from 0",
+            PagingMode::PageFromOne => "page number from 1",
+        }
+    }
+}
+
+impl std::fmt::Display for PagingMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How each listing action was last seen to read `Offset` (shared by a client's clones).
+#[derive(Debug, Default)]
+pub struct PagingModes(std::sync::RwLock<std::collections::BTreeMap<String, PagingMode>>);
+
+impl PagingModes {
+    /// Note how `action` read `Offset` at `endpoint`; logged when new or changed. Returns
+    /// whether it changed.
+    pub fn note(&self, action: &str, mode: PagingMode, endpoint: &str) -> bool {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let changed = map.insert(action.to_string(), mode) != Some(mode);
+        if changed {
+            tracing::info!(
+                action,
+                paging = mode.as_str(),
+                endpoint,
+                "cloud API paging: Offset is read as a {mode}"
+            );
+        }
+        changed
+    }
+
+    /// How `action` was last seen to read `Offset` (`None`: never seen past one page).
+    pub fn get(&self, action: &str) -> Option<PagingMode> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(action)
+            .copied()
     }
 }
 

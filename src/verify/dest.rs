@@ -1,6 +1,6 @@
 //! Reading the destination, TCR as configured: the cloud API answers what it has cheaply
 //! (`DescribeRepositories` per namespace, `DescribeImages` per repository: tag → digest, through
-//! the client's rate limiter), the data plane (with a `CreateInstanceToken` credential) serves
+//! the client's rate limiter and the one pager, whatever `Offset` means to the endpoint), the data plane (with a `CreateInstanceToken` credential) serves
 //! manifests when a digest differs and the chart repository (`/api/chartrepo/<ns>/charts/...`).
 //! Everything here is keyed by the destination's (upstream) names.
 
@@ -13,15 +13,13 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::discovery::InstanceLocator;
 use crate::namespaces::NamespaceProvisioner;
+use crate::tencentcloud::pager::{full_name, PAGE_LIMIT};
 use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient, TokenType};
 
 use super::client::RegistryClient;
 use super::options::{Creds, Filters};
 use super::source::{read_charts, Inventory, Versions};
 use super::VerifyError;
-
-/// Page size of the cloud API lists (TCR's maximum is 100).
-const PAGE: i64 = 100;
 
 /// TCR, ready to be read.
 pub struct Destination {
@@ -34,10 +32,6 @@ pub struct Destination {
 
 fn api_err(action: &str, e: ApiError) -> VerifyError {
     VerifyError::Destination(format!("{action}: {e}"))
-}
-
-fn not_found(e: &ApiError) -> bool {
-    e.code().is_some_and(|c| c.starts_with("ResourceNotFound"))
 }
 
 impl Destination {
@@ -83,59 +77,29 @@ impl Destination {
 
     /// The repositories of one namespace (full names); a missing namespace has none.
     async fn repositories(&self, namespace: &str) -> Result<Vec<String>, VerifyError> {
-        let mut out = Vec::new();
-        let mut offset = 0;
-        loop {
-            let page = match self
-                .api
-                .describe_repositories(
-                    &self.keys,
-                    &self.registry_id,
-                    Some(namespace),
-                    None,
-                    PAGE,
-                    offset,
-                )
-                .await
-            {
-                Ok(p) => p,
-                Err(e) if not_found(&e) => return Ok(out),
-                Err(e) => return Err(api_err("DescribeRepositories", e)),
-            };
-            let n = page.repository_list.len() as i64;
-            out.extend(page.repository_list.into_iter().map(|r| r.name));
-            offset += n;
-            if n == 0 || offset >= page.total_count {
-                return Ok(out);
-            }
-        }
+        let listed = self
+            .api
+            .all_repositories(&self.keys, &self.registry_id, Some(namespace), PAGE_LIMIT)
+            .await
+            .map_err(|e| api_err("DescribeRepositories", e))?;
+        Ok(listed.items.iter().map(full_name).collect())
     }
 
-    /// tag → digest of one repository (`namespace/name`).
+    /// tag → digest of one repository (`namespace/name`); a missing repository has none.
     async fn images(&self, full: &str) -> Result<Versions, VerifyError> {
         let (ns, repo) = full.split_once('/').unwrap_or((full, ""));
-        let mut out = Versions::new();
-        let mut offset = 0;
-        loop {
-            let page = match self
-                .api
-                .describe_images(&self.keys, &self.registry_id, ns, repo, PAGE, offset)
-                .await
-            {
-                Ok(p) => p,
-                Err(e) if not_found(&e) => return Ok(out),
-                Err(e) => return Err(api_err("DescribeImages", e)),
-            };
-            let n = page.image_info_list.len() as i64;
-            out.extend(
-                page.image_info_list
-                    .into_iter()
-                    .map(|i| (i.image_version, i.digest)),
-            );
-            offset += n;
-            if n == 0 || offset >= page.total_count {
-                return Ok(out);
-            }
+        match self
+            .api
+            .all_images(&self.keys, &self.registry_id, ns, repo, PAGE_LIMIT)
+            .await
+        {
+            Ok(listed) => Ok(listed
+                .items
+                .into_iter()
+                .map(|i| (i.image_version, i.digest))
+                .collect()),
+            Err(e) if e.is_not_found() => Ok(Versions::new()),
+            Err(e) => Err(api_err("DescribeImages", e)),
         }
     }
 

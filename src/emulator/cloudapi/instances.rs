@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::params::{paginate, Fault};
+use super::params::{paginate, Fault, Offset};
 use super::{fields, require_instance, Call, EmulatorState};
 use crate::emulator::TokenKind;
 
@@ -50,7 +50,7 @@ pub fn describe_instances(
     call: &Call<'_>,
 ) -> Result<Map<String, Value>, Fault> {
     let p = &call.params;
-    let page = p.page(20, 100)?;
+    let page = p.page(20, 100, Offset::Items)?;
     let cfg = &state.cfg;
     let mut visible = p.opt_bool("AllRegion")?.unwrap_or(false) || call.region == cfg.region;
     if let Some(ids) = p.opt_str_list("Registryids")? {

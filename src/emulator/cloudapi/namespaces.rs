@@ -1,8 +1,9 @@
-//! `CreateNamespace`, `DescribeNamespaces` (substring match, like TCR) and `DeleteNamespace`.
+//! `CreateNamespace`, `DescribeNamespaces` (name filter and `Offset` as the quirks say;
+//! docs/tcr-contract.md) and `DeleteNamespace`.
 
 use serde_json::{json, Map, Value};
 
-use super::params::{paginate, Fault};
+use super::params::{name_matches, paginate, Fault, Listing, Offset};
 use super::{fields, require_instance, Call, EmulatorState};
 use crate::emulator::namespaces::{NamespaceInfo, NamespaceStoreError};
 
@@ -63,13 +64,14 @@ pub fn create(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String, Valu
 pub fn describe(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String, Value>, Fault> {
     require_instance(state, call)?;
     let p = &call.params;
-    let page = p.page(20, 1000)?;
+    let quirks = state.cfg.quirks;
+    let page = p.page(20, 1000, Offset::of(quirks.paging, Listing::Namespaces))?;
     let filter = p.opt_str("NamespaceName")?.unwrap_or("");
     let all: Vec<Value> = state
         .namespaces
         .list()
         .iter()
-        .filter(|n| n.name.contains(filter))
+        .filter(|n| name_matches(quirks.name_filter, &n.name, filter))
         .map(info)
         .collect();
     let total = all.len();

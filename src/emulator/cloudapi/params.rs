@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::config::{NameFilter, Paging};
+
 /// An API error answered in the `{"Response":{"Error":{..}}}` envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
@@ -163,8 +165,9 @@ impl Params {
             .collect()
     }
 
-    /// `Limit` (default `default`, 1..=max) and `Offset` (item offset, ≥ 0).
-    pub fn page(&self, default: i64, max: i64) -> Result<(usize, usize), Fault> {
+    /// `Limit` (default `default`, 1..=max) and `Offset` (≥ 0, read as `offset` says): the
+    /// items to skip and how many to answer.
+    pub fn page(&self, default: i64, max: i64, offset: Offset) -> Result<Page, Fault> {
         let limit = self.opt_int("Limit")?.unwrap_or(default);
         if limit < 1 || limit > max {
             return Err(Fault::invalid_value(
@@ -172,12 +175,74 @@ impl Params {
                 format_args!("must be between 1 and {max}"),
             ));
         }
-        let offset = self.opt_int("Offset")?.unwrap_or(0);
-        if offset < 0 {
+        let n = self.opt_int("Offset")?.unwrap_or(0);
+        if n < 0 {
             return Err(Fault::invalid_value("Offset", "must not be negative"));
         }
-        Ok((limit as usize, offset as usize))
+        let pages = match offset {
+            Offset::Items => {
+                return Ok(Page {
+                    limit: limit as usize,
+                    skip: n as usize,
+                })
+            }
+            Offset::PageFromZero => n,
+            Offset::PageFromOne => (n - 1).max(0),
+        };
+        let skip = pages.saturating_mul(limit);
+        Ok(Page {
+            limit: limit as usize,
+            skip: usize::try_from(skip).unwrap_or(usize::MAX),
+        })
     }
+}
+
+/// How one action reads `Offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// A number of items to skip.
+    Items,
+    /// A page index: 0 is the first page.
+    PageFromZero,
+    /// A page number: 1 is the first page (0 too).
+    PageFromOne,
+}
+
+/// The listings whose `Offset` meaning is configurable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Namespaces,
+    Repositories,
+    Images,
+}
+
+impl Offset {
+    /// What `Offset` means for `listing` under the `paging` quirk (docs/tcr-contract.md).
+    pub fn of(paging: Paging, listing: Listing) -> Offset {
+        match (paging, listing) {
+            (Paging::Documented, Listing::Namespaces) => Offset::PageFromZero,
+            (Paging::Documented, _) => Offset::PageFromOne,
+            (Paging::PageFromZero, _) => Offset::PageFromZero,
+            (Paging::PageFromOne, _) => Offset::PageFromOne,
+            (Paging::Items, _) => Offset::Items,
+        }
+    }
+}
+
+/// The slice of a listing one call answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: usize,
+    pub skip: usize,
+}
+
+/// Whether `name` passes the filter `filter` (an empty filter passes everything).
+pub fn name_matches(mode: NameFilter, name: &str, filter: &str) -> bool {
+    filter.is_empty()
+        || match mode {
+            NameFilter::Partial => name.contains(filter),
+            NameFilter::Exact => name == filter,
+        }
 }
 
 fn insert(node: &mut Value, parts: &[&str], val: String) {
@@ -205,9 +270,9 @@ fn insert(node: &mut Value, parts: &[&str], val: String) {
     }
 }
 
-/// The page `[offset, offset+limit)` of `items`.
-pub fn paginate<T>(items: Vec<T>, (limit, offset): (usize, usize)) -> Vec<T> {
-    items.into_iter().skip(offset).take(limit).collect()
+/// The items of `page`.
+pub fn paginate<T>(items: Vec<T>, page: Page) -> Vec<T> {
+    items.into_iter().skip(page.skip).take(page.limit).collect()
 }
 
 #[cfg(test)]
@@ -230,6 +295,34 @@ mod tests {
             Params::from_json(b"{nope").err().unwrap().code,
             "InvalidParameter"
         );
+    }
+
+    #[test]
+    fn offset_is_read_per_listing_and_quirk() {
+        let p = |o: i64| {
+            Params::from_json(format!(r#"{{"Limit":20,"Offset":{o}}}"#).as_bytes()).unwrap()
+        };
+        let skip = |o: i64, how: Offset| p(o).page(20, 100, how).unwrap().skip;
+        assert_eq!(skip(0, Offset::PageFromOne), 0);
+        assert_eq!(skip(1, Offset::PageFromOne), 0);
+        assert_eq!(skip(2, Offset::PageFromOne), 20);
+        assert_eq!(skip(1, Offset::PageFromZero), 20);
+        assert_eq!(skip(1, Offset::Items), 1);
+        assert_eq!(
+            Offset::of(Paging::Documented, Listing::Namespaces),
+            Offset::PageFromZero
+        );
+        assert_eq!(
+            Offset::of(Paging::Documented, Listing::Images),
+            Offset::PageFromOne
+        );
+        assert_eq!(
+            p(-1).page(20, 100, Offset::Items).unwrap_err().code,
+            "InvalidParameterValue"
+        );
+        assert!(name_matches(NameFilter::Partial, "team-a", "team"));
+        assert!(!name_matches(NameFilter::Exact, "team-a", "team"));
+        assert!(name_matches(NameFilter::Exact, "team-a", ""));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::params::{paginate, Fault};
+use super::params::{name_matches, paginate, Fault, Listing, Offset};
 use super::{fields, require_instance, Call, EmulatorState};
+use crate::config::NameFilter;
 use crate::emulator::storage::StorageError;
 
 /// Go's `time.Time.String()` of a UTC instant: `2024-12-10 14:30:36.806 +0000 UTC`
@@ -76,7 +77,8 @@ pub async fn create(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String
 pub async fn describe(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String, Value>, Fault> {
     require_instance(state, call)?;
     let p = &call.params;
-    let page = p.page(20, 100)?;
+    let quirks = state.cfg.quirks;
+    let page = p.page(20, 100, Offset::of(quirks.paging, Listing::Repositories))?;
     let ns_filter = p.opt_str("NamespaceName")?.filter(|s| !s.is_empty());
     let repo_filter = p.opt_str("RepositoryName")?.unwrap_or("");
     if let Some(ns) = ns_filter {
@@ -89,7 +91,8 @@ pub async fn describe(state: &EmulatorState, call: &Call<'_>) -> Result<Map<Stri
         .into_iter()
         .filter_map(|r| {
             let (ns, name) = r.name.split_once('/')?;
-            let keep = ns_filter.is_none_or(|f| f == ns) && name.contains(repo_filter);
+            let keep = ns_filter.is_none_or(|f| f == ns)
+                && name_matches(quirks.name_filter, name, repo_filter);
             let ns = ns.to_string();
             keep.then_some((ns, r))
         })
@@ -125,7 +128,8 @@ pub async fn describe_images(
 ) -> Result<Map<String, Value>, Fault> {
     require_instance(state, call)?;
     let p = &call.params;
-    let page = p.page(20, 100)?;
+    let quirks = state.cfg.quirks;
+    let page = p.page(20, 100, Offset::of(quirks.paging, Listing::Images))?;
     let ns = p.str("NamespaceName")?;
     let repo = p.str("RepositoryName")?;
     namespace(state, ns)?;
@@ -137,7 +141,14 @@ pub async fn describe_images(
         .list_tag_summaries(&full)
         .await
         .map_err(|e| storage_fault(e, &format!("The repository `{full}`")))?;
-    tags.retain(|t| t.tag.contains(version) && digest.is_none_or(|d| d == t.digest));
+    // `ExactMatch: true` asks for the whole tag; otherwise the name-filter quirk decides.
+    let exact = p.opt_bool("ExactMatch")?.unwrap_or(false);
+    let mode = if exact {
+        NameFilter::Exact
+    } else {
+        quirks.name_filter
+    };
+    tags.retain(|t| name_matches(mode, &t.tag, version) && digest.is_none_or(|d| d == t.digest));
     tags.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
     let total = tags.len();
     let list: Vec<Value> = paginate(tags, page)
