@@ -48,84 +48,114 @@ fn is_refusal(a: &Attempt) -> bool {
         && matches!(a.oci_code().as_deref(), Some("UNAUTHORIZED" | "DENIED"))
 }
 
-/// Every attempt was refused; the table of answers is printed either way.
-fn assert_all_refused(who: &str, attempts: &[Attempt]) {
+/// Every attempt was refused, but those on the `unjudged` routes (a known adapter gap, tested
+/// strictly by an ignored test; the emulator's content is checked either way). The table of
+/// answers is printed.
+fn assert_all_refused(who: &str, attempts: &[Attempt], unjudged: &[&str]) {
     for a in attempts {
-        println!(
-            "{who:>24} | {:<50} | {} | {}",
-            a.route,
-            a.status,
-            a.body.trim()
-        );
+        let body = a.body.trim();
+        println!("{who:>24} | {:<50} | {} | {body}", a.route, a.status);
     }
-    let accepted: Vec<&Attempt> = attempts.iter().filter(|a| !is_refusal(a)).collect();
+    let accepted: Vec<&Attempt> = attempts
+        .iter()
+        .filter(|a| !is_refusal(a) && !unjudged.contains(&a.route.as_str()))
+        .collect();
     assert!(
         accepted.is_empty(),
         "{who}: writes not refused as TCR refuses them: {accepted:#?}"
     );
 }
 
-/// `who` (`cred`) tries every write into each of `targets` (`(namespace, exists)`) and creates
-/// `fresh` through `/api/projects`: nothing is accepted, nothing changes.
-async fn refused_everywhere(
-    mode: Mode,
-    who: &str,
-    cred: (&str, &str),
-    targets: &[(&str, bool)],
-    fresh: &str,
-) {
+/// Wait until the pipeline has run a job for each of the `acknowledged` uploads and none is in
+/// flight (bounded), so that what it sends reaches TCR before the emulator is looked at.
+async fn settle(w: &World, acknowledged: usize) {
+    for _ in 0..200 {
+        let m = w.e.adapter_metrics().await;
+        let jobs = common::sum_metric(&m, "tcr_adapter_pipeline_jobs_total{", &[]);
+        let busy = wan_support::metric(&m, "tcr_adapter_pipeline_uploads_in_flight");
+        if jobs as usize >= acknowledged && busy == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A limited credential and where it must not write.
+struct Case {
+    who: &'static str,
+    cred: (&'static str, &'static str),
+    /// `(namespace, exists)`: existing ones hold a seeded image and chart.
+    targets: &'static [(&'static str, bool)],
+    /// A namespace that does not exist, for `POST /api/projects`.
+    fresh: &'static str,
+}
+
+const READ_ONLY_TARGETS: &[(&str, bool)] =
+    &[("team-a", true), ("team-b", true), ("fresh-ns", false)];
+const TEAM_TARGETS: &[(&str, bool)] = &[("team-b", true), ("other-ns", false)];
+
+const RO_KEYS_CASE: Case = Case {
+    who: "read-only API keys",
+    cred: RO_KEYS,
+    targets: READ_ONLY_TARGETS,
+    fresh: "fresh-ns",
+};
+const TEAM_KEYS_CASE: Case = Case {
+    who: "team-a API keys",
+    cred: TEAM_KEYS,
+    targets: TEAM_TARGETS,
+    fresh: "other-ns",
+};
+const RO_SA_CASE: Case = Case {
+    who: "read-only tcr$ account",
+    cred: RO_SA,
+    targets: READ_ONLY_TARGETS,
+    fresh: "fresh-ns",
+};
+const TEAM_SA_CASE: Case = Case {
+    who: "team-a tcr$ account",
+    cred: TEAM_SA,
+    targets: TEAM_TARGETS,
+    fresh: "other-ns",
+};
+
+/// The pipeline acknowledges a chunked upload's last PUT (201) before TCR has seen it; TCR
+/// then refuses the background upload and the manifest PUT, so nothing lands, but the client
+/// was told the blob is stored.
+const PIPELINED_ACK: &str = "PUT <session>?digest= (chunked: end)";
+
+/// A tag DELETE through the Harbor API by a registry credential that may not read the
+/// repository: the adapter resolves the tag on the data plane, TCR refuses the read, and the
+/// client is told `404 MANIFEST_UNKNOWN "tag … not found"` instead of TCR's refusal (nothing is
+/// deleted).
+const API_TAG_DELETE: &str = "DELETE /api/repositories/<repo>/tags/<tag>";
+
+/// `case` tries every write into each of its targets and creates its `fresh` namespace through
+/// `/api/projects`: nothing is accepted (but on `unjudged` routes), nothing changes in the
+/// emulator, and TCR's own refusal reaches the client.
+async fn refused_everywhere(mode: Mode, case: Case, unjudged: &[&str]) {
+    let (who, cred) = (case.who, case.cred);
     let w = World::start(mode).await;
     let before = w.before().await;
     let namespaces = w.namespaces();
     let mut attempts = Vec::new();
-    for (ns, exists) in targets {
+    for (ns, exists) in case.targets {
         attempts.extend(attacks::data_plane(&w, cred, ns, *exists).await);
         if *exists {
-            attempts.extend(attacks::harbor_api(&w, cred, ns, fresh).await);
+            attempts.extend(attacks::harbor_api(&w, cred, ns, case.fresh).await);
         }
     }
-    // Let a pipelined upload that was wrongly acknowledged reach TCR before looking.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_all_refused(who, &attempts);
+    if mode.pipeline {
+        settle(&w, attempts.iter().filter(|a| a.status == 201).count()).await;
+    }
+    assert_all_refused(who, &attempts, unjudged);
     assert_eq!(w.namespaces(), namespaces, "{who}: a namespace appeared");
     w.assert_unchanged(&before, who).await;
-    // TCR's own words reached the client: the data plane's refusal, and CAM's.
     let said = |text: &str| attempts.iter().any(|a| a.body.contains(text));
     assert!(
         said("unauthorized to access repository"),
         "{who}: TCR's data-plane refusal was not passed on"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_api_keys_write_nothing() {
-    let targets = [("team-a", true), ("team-b", true), ("fresh-ns", false)];
-    refused_everywhere(DEDUP, "read-only API keys", RO_KEYS, &targets, "fresh-ns").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_only_api_keys_write_nothing_pipelined() {
-    let targets = [("team-a", true), ("team-b", true), ("fresh-ns", false)];
-    refused_everywhere(
-        PIPELINE,
-        "read-only API keys",
-        RO_KEYS,
-        &targets,
-        "fresh-ns",
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn team_api_keys_write_nothing_elsewhere() {
-    let targets = [("team-b", true), ("other-ns", false)];
-    refused_everywhere(DEDUP, "team-a API keys", TEAM_KEYS, &targets, "other-ns").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn team_api_keys_write_nothing_elsewhere_pipelined() {
-    let targets = [("team-b", true), ("other-ns", false)];
-    refused_everywhere(PIPELINE, "team-a API keys", TEAM_KEYS, &targets, "other-ns").await;
 }
 
 const NO_PROVISIONER: Mode = Mode {
@@ -138,72 +168,76 @@ const NO_PROVISIONER_PIPELINE: Mode = Mode {
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_api_keys_write_nothing() {
+    refused_everywhere(DEDUP, RO_KEYS_CASE, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_api_keys_write_nothing_pipelined() {
+    refused_everywhere(PIPELINE, RO_KEYS_CASE, &[PIPELINED_ACK]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_api_keys_write_nothing_elsewhere() {
+    refused_everywhere(DEDUP, TEAM_KEYS_CASE, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_api_keys_write_nothing_elsewhere_pipelined() {
+    refused_everywhere(PIPELINE, TEAM_KEYS_CASE, &[PIPELINED_ACK]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_service_account_writes_nothing() {
-    let targets = [("team-a", true), ("team-b", true), ("fresh-ns", false)];
-    refused_everywhere(
-        NO_PROVISIONER,
-        "read-only tcr$ account",
-        RO_SA,
-        &targets,
-        "fresh-ns",
-    )
-    .await;
+    refused_everywhere(NO_PROVISIONER, RO_SA_CASE, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_service_account_writes_nothing_pipelined() {
-    let targets = [("team-a", true), ("team-b", true), ("fresh-ns", false)];
-    refused_everywhere(
-        NO_PROVISIONER_PIPELINE,
-        "read-only tcr$ account",
-        RO_SA,
-        &targets,
-        "fresh-ns",
-    )
-    .await;
+    refused_everywhere(NO_PROVISIONER_PIPELINE, RO_SA_CASE, &[PIPELINED_ACK]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn team_service_account_writes_nothing_elsewhere() {
-    let targets = [("team-b", true), ("other-ns", false)];
-    refused_everywhere(
-        NO_PROVISIONER,
-        "team-a tcr$ account",
-        TEAM_SA,
-        &targets,
-        "other-ns",
-    )
-    .await;
+    refused_everywhere(NO_PROVISIONER, TEAM_SA_CASE, &[API_TAG_DELETE]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn team_service_account_writes_nothing_elsewhere_pipelined() {
-    let targets = [("team-b", true), ("other-ns", false)];
     refused_everywhere(
         NO_PROVISIONER_PIPELINE,
-        "team-a tcr$ account",
-        TEAM_SA,
-        &targets,
-        "other-ns",
+        TEAM_SA_CASE,
+        &[PIPELINED_ACK, API_TAG_DELETE],
     )
     .await;
 }
 
-/// With provisioner keys configured, a `tcr$` caller's cloud API writes (namespace creation,
-/// tag deletion through `/api/repositories`) are made with the provisioner's keys: the service
-/// account's own limits are never asked.
+/// The pipelined chunked upload, judged: TCR's refusal must reach the client, not a 201.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "adapter gap: with provisioner keys, /api/projects POST, /api/repositories tag DELETE and the namespace auto-create act for a tcr$ caller with the provisioner's keys, past the service account's limits (reported to the lead)"]
-async fn read_only_service_account_writes_nothing_with_provisioner_keys() {
-    let targets = [("team-a", true), ("team-b", true), ("fresh-ns", false)];
-    refused_everywhere(DEDUP, "read-only tcr$ account", RO_SA, &targets, "fresh-ns").await;
+#[ignore = "adapter gap (src/registry pipeline): with wan.pipeline a chunked upload's final PUT is acknowledged 201 from the spool before TCR refuses the push; nothing lands in TCR and the manifest PUT is refused, but the client is told the blob is stored (reported to the lead)"]
+async fn pipelined_uploads_pass_on_the_refusal() {
+    refused_everywhere(PIPELINE, RO_KEYS_CASE, &[]).await;
+    refused_everywhere(PIPELINE, TEAM_SA_CASE, &[]).await;
 }
 
+/// The Harbor API's tag DELETE by a `tcr$` account that may not read the repository, judged:
+/// TCR's refusal must reach the client, not a 404 that says the tag does not exist.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "adapter gap: with provisioner keys, /api/projects POST, /api/repositories tag DELETE and the namespace auto-create act for a tcr$ caller with the provisioner's keys, past the service account's limits (reported to the lead)"]
-async fn team_service_account_writes_nothing_elsewhere_with_provisioner_keys() {
-    let targets = [("team-b", true), ("other-ns", false)];
-    refused_everywhere(DEDUP, "team-a tcr$ account", TEAM_SA, &targets, "other-ns").await;
+#[ignore = "adapter gap (src/harbor_api/repositories.rs resolve_digest): a tag DELETE by a registry credential that may not read the repository answers 404 MANIFEST_UNKNOWN (tag not found) instead of passing on TCR's 401 (nothing is deleted; reported to the lead)"]
+async fn api_tag_delete_passes_on_the_refusal() {
+    refused_everywhere(NO_PROVISIONER, TEAM_SA_CASE, &[]).await;
+}
+
+/// With provisioner keys configured, a `tcr$` caller's cloud API writes (namespace creation on
+/// push and through `/api/projects`, tag deletion through `/api/repositories`) are made with the
+/// provisioner's keys: the service account's own limits are never asked. A read-only `tcr$`
+/// account so deletes tags (`DELETE /v2/<repo>/manifests/<tag>` → `DeleteImage`, 202) and
+/// creates namespaces (`POST /api/projects`, 201).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "adapter gap (src/registry/handlers.rs answer_locally, src/harbor_api/projects.rs, src/namespaces): with provisioner keys configured, DELETE /v2/<repo>/manifests/<tag> (DeleteImage), POST /api/projects and the namespace auto-create on push act for a tcr$ caller with the provisioner's API keys, past the service account's limits: a read-only tcr$ account deletes tags and creates namespaces (reported to the lead)"]
+async fn service_accounts_write_nothing_with_provisioner_keys() {
+    refused_everywhere(DEDUP, RO_SA_CASE, &[]).await;
+    refused_everywhere(DEDUP, TEAM_SA_CASE, &[]).await;
 }
 
 /// Push `repo:v1` (two layers and a config, Harbor 2.0's way) as `cred`.

@@ -289,7 +289,38 @@ fn scope_action(a: &str) -> Option<RegistryAction> {
     }
 }
 
-/// Grant the intersection of one requested resource scope and what the caller may do.
+/// The actions granted on a repository for `wanted`, given what the caller `may` do.
+fn repository_grant(wanted: &[&str], may: impl Fn(RegistryAction) -> bool) -> Vec<String> {
+    const ALL: [RegistryAction; 3] = [
+        RegistryAction::Pull,
+        RegistryAction::Push,
+        RegistryAction::Delete,
+    ];
+    let mut out: Vec<String> = Vec::new();
+    for a in wanted {
+        let granted: Vec<&str> = match (*a, scope_action(a)) {
+            ("*", _) if ALL.into_iter().all(&may) => vec!["*"],
+            ("*", _) => ALL
+                .into_iter()
+                .filter(|x| may(*x))
+                .map(RegistryAction::as_str)
+                .collect(),
+            (_, Some(x)) if may(x) => vec![*a],
+            _ => Vec::new(),
+        };
+        for g in granted {
+            if !out.iter().any(|o| o == g) {
+                out.push(g.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Grant the intersection of one requested resource scope and what the caller may do. `*` on a
+/// repository stands for everything the caller may do there: Harbor's token service answers
+/// any repository scope with the actions the caller has (`repositoryFilter.filter` sets
+/// `a.Actions` to `resourceScopes`), so a reader asking for `*` gets `pull`.
 fn grant(state: &EmulatorState, account: Option<&Principal>, scope: &str) -> Option<Access> {
     let (typ, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
@@ -297,29 +328,15 @@ fn grant(state: &EmulatorState, account: Option<&Principal>, scope: &str) -> Opt
     let allowed: Vec<String> = match typ {
         "repository" => {
             let repo = RepoName::parse(name).ok()?;
-            let ns = state.namespaces.get(repo.namespace());
-            wanted
-                .iter()
-                .filter(|a| match (&ns, account) {
-                    (None, _) => false,
-                    (Some(_), Some(p)) => {
-                        let may = |x: RegistryAction| p.may(repo.namespace(), x);
-                        match (**a, scope_action(a)) {
-                            ("*", _) => [
-                                RegistryAction::Pull,
-                                RegistryAction::Push,
-                                RegistryAction::Delete,
-                            ]
-                            .into_iter()
-                            .all(may),
-                            (_, Some(x)) => may(x),
-                            (_, None) => false,
-                        }
-                    }
-                    (Some(info), None) => info.public && **a == "pull",
-                })
-                .map(|a| a.to_string())
-                .collect()
+            match (state.namespaces.get(repo.namespace()), account) {
+                (None, _) => Vec::new(),
+                (Some(_), Some(p)) => repository_grant(&wanted, |x| p.may(repo.namespace(), x)),
+                (Some(info), None) => wanted
+                    .iter()
+                    .filter(|a| info.public && **a == "pull")
+                    .map(|a| a.to_string())
+                    .collect(),
+            }
         }
         "registry" if name == "catalog" && account.is_some() => wanted
             .iter()
