@@ -88,6 +88,8 @@ struct Case {
     targets: &'static [(&'static str, bool)],
     /// A namespace that does not exist, for `POST /api/projects`.
     fresh: &'static str,
+    /// API keys: CAM's refusal (`AuthFailure.UnauthorizedOperation`) must reach the client.
+    cam: bool,
 }
 
 const READ_ONLY_TARGETS: &[(&str, bool)] =
@@ -99,24 +101,28 @@ const RO_KEYS_CASE: Case = Case {
     cred: RO_KEYS,
     targets: READ_ONLY_TARGETS,
     fresh: "fresh-ns",
+    cam: true,
 };
 const TEAM_KEYS_CASE: Case = Case {
     who: "team-a API keys",
     cred: TEAM_KEYS,
     targets: TEAM_TARGETS,
     fresh: "other-ns",
+    cam: true,
 };
 const RO_SA_CASE: Case = Case {
     who: "read-only tcr$ account",
     cred: RO_SA,
     targets: READ_ONLY_TARGETS,
     fresh: "fresh-ns",
+    cam: false,
 };
 const TEAM_SA_CASE: Case = Case {
     who: "team-a tcr$ account",
     cred: TEAM_SA,
     targets: TEAM_TARGETS,
     fresh: "other-ns",
+    cam: false,
 };
 
 /// The pipeline acknowledges a chunked upload's last PUT (201) before TCR has seen it; TCR
@@ -155,6 +161,10 @@ async fn refused_everywhere(mode: Mode, case: Case, unjudged: &[&str]) {
     assert!(
         said("unauthorized to access repository"),
         "{who}: TCR's data-plane refusal was not passed on"
+    );
+    assert!(
+        !case.cam || said("AuthFailure.UnauthorizedOperation"),
+        "{who}: CAM's refusal was not passed on"
     );
 }
 
