@@ -279,7 +279,7 @@ pub(crate) fn base(req: &HttpRequest, state: &State) -> HandlerResult {
     }
 }
 
-/// The registry action a scope action names (`*` is all three).
+/// The registry action a scope action names (`*` is expanded by [`repository_grant`]).
 fn scope_action(a: &str) -> Option<RegistryAction> {
     match a {
         "pull" => Some(RegistryAction::Pull),
