@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod accounts;
+
+pub use accounts::{EmulatorAccount, EmulatorServiceAccount, RegistryAction};
+
 /// A secret string: never printed by `Debug`/`Display`, never logged.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -386,6 +390,9 @@ pub struct EmulatorConfig {
     /// Where TCR's documentation is silent or its sources disagree: which plausible behaviour the
     /// emulator shows (docs/tcr-contract.md). The defaults are the documented behaviour.
     pub quirks: EmulatorQuirks,
+    /// Service accounts (`tcr$<name>` + password on the data plane), each limited to namespaces
+    /// and actions, like TCR's `CreateServiceAccount`.
+    pub service_accounts: Vec<EmulatorServiceAccount>,
 }
 
 /// How the emulator's listeners speak TLS.
@@ -477,39 +484,8 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             tls: EmulatorTlsConfig::default(),
             quirks: EmulatorQuirks::default(),
+            service_accounts: Vec::new(),
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct EmulatorAccount {
-    pub secret_id: String,
-    pub secret_key: Secret,
-    /// Account UIN; the `Username` of its instance tokens.
-    pub uin: String,
-    /// Cloud API actions this account may call; empty: all.
-    #[serde(default)]
-    pub actions: Vec<String>,
-}
-
-impl EmulatorAccount {
-    pub const DEMO_SECRET_ID: &'static str = "AKIDtcradapterDEMO0000000000000000";
-    pub const DEMO_SECRET_KEY: &'static str = "tcradapterDEMOsecretKEY000000000";
-    pub const DEMO_UIN: &'static str = "100000000001";
-
-    pub fn demo() -> Self {
-        EmulatorAccount {
-            secret_id: Self::DEMO_SECRET_ID.into(),
-            secret_key: Secret::new(Self::DEMO_SECRET_KEY),
-            uin: Self::DEMO_UIN.into(),
-            actions: Vec::new(),
-        }
-    }
-
-    /// Whether this account may call `action`.
-    pub fn may(&self, action: &str) -> bool {
-        self.actions.is_empty() || self.actions.iter().any(|a| a == action || a == "*")
     }
 }
 
@@ -714,6 +690,7 @@ impl Config {
         {
             return bad("wan.spool_max_bytes must be at least 1 MiB and wan.max_parallel_uploads at least 1".into());
         }
+        self.validate_emulator_accounts()?;
         for pattern in self.namespaces.allow.iter().chain(&self.namespaces.deny) {
             if let Err(e) = globset::Glob::new(pattern) {
                 return bad(format!("namespaces pattern {pattern:?}: {e}"));

@@ -173,6 +173,7 @@ async fn refusals_say_why_and_create_nothing() {
         secret_key: Secret::new("limitedSECRETkey0000000000000000"),
         uin: "100000000002".into(),
         actions: vec!["DescribeNamespaces".into(), "CreateInstanceToken".into()],
+        ..Default::default()
     };
     let lim = limited.clone();
     let e = Env::start(

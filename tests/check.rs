@@ -23,6 +23,7 @@ async fn emulator(dir: &std::path::Path) -> EmulatorHandle {
             "CreateInstanceToken".into(),
             "DescribeNamespaces".into(),
         ],
+        ..Default::default()
     });
     common::start_emulator_with(cfg).await
 }

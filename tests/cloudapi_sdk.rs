@@ -229,6 +229,7 @@ async fn auth_failures_are_explained() {
         secret_key: tcr_adapter::config::Secret::new("readonly-key"),
         uin: "200000000002".into(),
         actions: vec!["DescribeNamespaces".into()],
+        ..Default::default()
     });
     let emu = common::start_emulator_with(cfg).await;
     let c = client(&emu.api_url());

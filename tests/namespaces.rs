@@ -193,6 +193,7 @@ async fn refusals_say_why_and_create_nothing() {
         secret_key: Secret::new("limitedSECRETkey0000000000000000"),
         uin: "100000000002".into(),
         actions: vec!["DescribeNamespaces".into(), "CreateInstanceToken".into()],
+        ..Default::default()
     });
     let h = start_emulator_with(cfg).await;
     let deny = NamespacesConfig {

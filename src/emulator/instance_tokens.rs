@@ -1,7 +1,9 @@
 //! Instance tokens as TCR issues them through `CreateInstanceToken`: RS256 JWTs with
 //! `ownerUin`/`operatorUin`, temp (1 h by default) or long-term (10 years, with a `tokenId`).
 //! The data plane's token realm accepts them as Basic credentials: username = the operator UIN,
-//! password = the token.
+//! password = the token. [`authenticate`] also takes service accounts (`tcr$<name>` + password)
+//! and says what the credential may do: a token inherits its account's limits
+//! (`[[emulator.accounts]]` `namespaces`/`registry`), a service account has its own.
 
 use std::sync::Arc;
 
@@ -9,7 +11,9 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::keys::RsaKeys;
+use super::EmulatorState;
 use crate::clock::SharedClock;
+use crate::config::{EmulatorAccount, EmulatorServiceAccount, RegistryAction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -49,6 +53,69 @@ pub enum InstanceTokenError {
     Expired,
     #[error("the instance token belongs to another user")]
     WrongUser,
+    #[error("invalid username or password")]
+    BadPassword,
+}
+
+/// Who valid Basic credentials are, and so what they may do on the data plane.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// An instance token of `uin`; `account` is the configured account with that UIN (`None`:
+    /// none is configured, so the instance's owner: unlimited).
+    Account {
+        uin: String,
+        account: Option<EmulatorAccount>,
+    },
+    /// A service account (`tcr$<name>`).
+    Service(EmulatorServiceAccount),
+}
+
+impl Principal {
+    /// The username it authenticated with.
+    pub fn name(&self) -> String {
+        match self {
+            Principal::Account { uin, .. } => uin.clone(),
+            Principal::Service(sa) => sa.username(),
+        }
+    }
+
+    /// Whether it may do `action` in namespace `ns`.
+    pub fn may(&self, ns: &str, action: RegistryAction) -> bool {
+        match self {
+            Principal::Account { account: None, .. } => true,
+            Principal::Account {
+                account: Some(a), ..
+            } => a.may_registry(ns, action),
+            Principal::Service(sa) => sa.may_registry(ns, action),
+        }
+    }
+}
+
+/// Check Basic credentials: an instance token (username = its operator UIN) or a service account
+/// (`tcr$<name>` + its password).
+pub fn authenticate(
+    state: &EmulatorState,
+    username: &str,
+    password: &str,
+) -> Result<Principal, InstanceTokenError> {
+    if username.starts_with(EmulatorServiceAccount::PREFIX) {
+        let found =
+            state.cfg.service_accounts.iter().find(|sa| {
+                sa.username() == username && same_secret(sa.password.expose(), password)
+            });
+        return found
+            .cloned()
+            .map(Principal::Service)
+            .ok_or(InstanceTokenError::BadPassword);
+    }
+    let uin = state.tokens.verify(username, password)?;
+    let account = state.cfg.accounts.iter().find(|a| a.uin == uin).cloned();
+    Ok(Principal::Account { uin, account })
+}
+
+/// Constant-time equality of two secrets (lengths compared first).
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
 }
 
 pub struct InstanceTokens {

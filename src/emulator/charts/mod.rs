@@ -17,9 +17,10 @@ use serde_json::{json, Map, Value};
 use tokio_util::io::ReaderStream;
 
 use super::http::{basic_credentials, content_length};
+use super::instance_tokens::authenticate;
 use super::storage::{files, StorageError};
 use super::EmulatorState;
-use crate::config::ChartDuplicates;
+use crate::config::{ChartDuplicates, RegistryAction};
 use store::{StoreError, StoredVersion};
 
 pub use store::ChartStore;
@@ -94,6 +95,7 @@ type ChartResult = Result<HttpResponse, ChartError>;
 enum Need {
     Read,
     Write,
+    Delete,
 }
 
 /// Fault knobs, then who may do what in `ns`: valid instance credentials on an existing
@@ -111,17 +113,14 @@ async fn admit(
             "injected failure (emulator fault knob)",
         ));
     }
-    let authenticated = match basic_credentials(req) {
-        Some((user, pass)) => {
-            state.tokens.verify(&user, &pass).map_err(|_| {
-                ChartError::new(StatusCode::UNAUTHORIZED, "invalid username or password")
-            })?;
-            true
-        }
-        None => false,
+    let principal = match basic_credentials(req) {
+        Some((user, pass)) => Some(authenticate(state, &user, &pass).map_err(|_| {
+            ChartError::new(StatusCode::UNAUTHORIZED, "invalid username or password")
+        })?),
+        None => None,
     };
     let namespace = state.namespaces.get(ns);
-    if !authenticated {
+    let Some(principal) = principal else {
         let public_read = need == Need::Read && namespace.as_ref().is_some_and(|n| n.public);
         return match public_read {
             true => Ok(()),
@@ -130,10 +129,27 @@ async fn admit(
                 "authentication required",
             )),
         };
+    };
+    if namespace.is_none() {
+        return Err(ChartError::not_found(format!("namespace {ns} not found")));
     }
-    match namespace {
-        Some(_) => Ok(()),
-        None => Err(ChartError::not_found(format!("namespace {ns} not found"))),
+    // Harbor's chart API answers an authenticated caller without the permission 403
+    // (`BaseController.SendPermissionError`, v2.7.4 `src/core/api/base.go`).
+    let action = match need {
+        Need::Read => RegistryAction::Pull,
+        Need::Write => RegistryAction::Push,
+        Need::Delete => RegistryAction::Delete,
+    };
+    match principal.may(ns, action) {
+        true => Ok(()),
+        false => Err(ChartError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not {} charts in {ns}",
+                principal.name(),
+                action.as_str()
+            ),
+        )),
     }
 }
 
@@ -232,7 +248,7 @@ async fn delete(
     path: web::Path<(String, String, String)>,
 ) -> ChartResult {
     let (ns, name, version) = path.into_inner();
-    admit(&req, &state, &ns, Need::Write).await?;
+    admit(&req, &state, &ns, Need::Delete).await?;
     match state.charts.delete(&ns, &name, &version) {
         Ok(true) => Ok(HttpResponse::Ok().json(json!({"deleted": true}))),
         Ok(false) => Err(ChartError::not_found(format!(

@@ -42,6 +42,7 @@ pub fn create(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String, Valu
     require_instance(state, call)?;
     let p = &call.params;
     let name = p.str("NamespaceName")?;
+    super::auth::check_namespace(state, call.account, "CreateNamespace", name)?;
     let public = p.bool("IsPublic")?;
     if !valid_namespace_name(name) {
         return Err(Fault::new(
@@ -83,6 +84,7 @@ pub fn describe(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String, Va
 pub async fn delete(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String, Value>, Fault> {
     require_instance(state, call)?;
     let name = call.params.str("NamespaceName")?;
+    super::auth::check_namespace(state, call.account, "DeleteNamespace", name)?;
     if state.namespaces.get(name).is_none() {
         return Err(Fault::not_found(format_args!("The namespace `{name}`")));
     }

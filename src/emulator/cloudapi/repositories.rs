@@ -56,6 +56,7 @@ pub async fn create(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String
     let p = &call.params;
     let ns = p.str("NamespaceName")?;
     let repo = p.str("RepositoryName")?;
+    super::auth::check_namespace(state, call.account, "CreateRepository", ns)?;
     namespace(state, ns)?;
     if !valid_repository_name(repo) {
         return Err(Fault::new(
@@ -180,6 +181,7 @@ pub async fn delete_image(
     let ns = p.str("NamespaceName")?;
     let repo = p.str("RepositoryName")?;
     let tag = p.str("ImageVersion")?;
+    super::auth::check_namespace(state, call.account, "DeleteImage", ns)?;
     namespace(state, ns)?;
     let full = format!("{ns}/{repo}");
     state

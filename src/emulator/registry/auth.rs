@@ -3,6 +3,13 @@
 //! (`aud` "harbor-registry" as a string, libtrust `kid`), and the per-request check on `/v2/...`
 //! (Bearer token, or Basic credentials directly). Namespaces are enforced here: any request into a
 //! missing namespace is `401 UNAUTHORIZED "project <ns> not found"`, like Harbor.
+//!
+//! Permissions as Harbor (and so TCR) has them: the realm grants the subset of each requested
+//! scope the credential may do (an instance token its account's namespaces and actions, a
+//! `tcr$` service account its own; Harbor `src/core/service/token/creator.go` `repositoryFilter`
+//! leaves `actions` empty rather than failing), and a request the token (or Basic credential)
+//! does not cover is `401 UNAUTHORIZED "unauthorized to access repository: <repo>, action:
+//! <action>"` (Harbor `src/server/middleware/v2auth/auth.go` `reqChecker.check`).
 
 use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, HttpResponse};
@@ -11,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{query_pairs, HandlerResult, State};
+use crate::config::RegistryAction;
 use crate::emulator::http::basic_credentials;
+use crate::emulator::instance_tokens::{authenticate, Principal};
 use crate::emulator::EmulatorState;
 use crate::oci::{ErrorCode, OciError, RepoName};
 
@@ -43,8 +52,8 @@ struct Claims {
 #[derive(Debug)]
 pub(crate) enum Identity {
     Anonymous,
-    /// Valid Basic credentials (UIN + instance token): an admin of the instance.
-    Account,
+    /// Valid Basic credentials (UIN + instance token, or a `tcr$` service account).
+    Account(Principal),
     /// A bearer token from our realm.
     Bearer(Vec<Access>),
 }
@@ -59,10 +68,13 @@ pub(crate) enum Action {
 
 impl Action {
     fn as_str(self) -> &'static str {
+        self.registry().as_str()
+    }
+    fn registry(self) -> RegistryAction {
         match self {
-            Action::Pull => "pull",
-            Action::Push => "push",
-            Action::Delete => "delete",
+            Action::Pull => RegistryAction::Pull,
+            Action::Push => RegistryAction::Push,
+            Action::Delete => RegistryAction::Delete,
         }
     }
     /// The scope actions advertised in the challenge.
@@ -126,10 +138,8 @@ fn identify(req: &HttpRequest, state: &EmulatorState) -> Result<Identity, ()> {
     }
     if req.headers().contains_key("authorization") {
         let (u, p) = basic_credentials(req).ok_or(())?;
-        return state
-            .tokens
-            .verify(&u, &p)
-            .map(|_| Identity::Account)
+        return authenticate(state, &u, &p)
+            .map(Identity::Account)
             .map_err(|_| ());
     }
     Ok(Identity::Anonymous)
@@ -196,18 +206,22 @@ pub(crate) fn authorize_also(
     if action == Action::Pull && info.public {
         return Ok(());
     }
-    match id {
-        Identity::Account => Ok(()),
-        Identity::Bearer(a) if grants(&a, "repository", repo.as_str(), action.as_str()) => Ok(()),
-        Identity::Bearer(_) => Err(unauthorized(
+    let refused = || {
+        unauthorized(
             state,
             &format!(
-                "access to {repo} ({}) not granted by the token",
+                "unauthorized to access repository: {repo}, action: {}",
                 action.as_str()
             ),
             Some(&scope),
             Some("insufficient_scope"),
-        )),
+        )
+    };
+    match id {
+        Identity::Account(p) if p.may(ns, action.registry()) => Ok(()),
+        Identity::Account(_) => Err(refused()),
+        Identity::Bearer(a) if grants(&a, "repository", repo.as_str(), action.as_str()) => Ok(()),
+        Identity::Bearer(_) => Err(refused()),
         Identity::Anonymous => Err(unauthorized(
             state,
             "authentication required",
@@ -226,7 +240,7 @@ pub(crate) fn can_pull(req: &HttpRequest, state: &EmulatorState, repo: &RepoName
 pub(crate) fn authorize_catalog(req: &HttpRequest, state: &EmulatorState) -> Result<(), OciError> {
     let scope = "registry:catalog:*";
     match identify(req, state) {
-        Ok(Identity::Account) => Ok(()),
+        Ok(Identity::Account(_)) => Ok(()),
         Ok(Identity::Bearer(a)) if grants(&a, "registry", "catalog", "*") => Ok(()),
         Ok(Identity::Bearer(_)) => Err(unauthorized(
             state,
@@ -265,24 +279,64 @@ pub(crate) fn base(req: &HttpRequest, state: &State) -> HandlerResult {
     }
 }
 
-/// Grant the intersection of one requested resource scope and what the caller may do.
-fn grant(state: &EmulatorState, account: Option<&str>, scope: &str) -> Option<Access> {
+/// The registry action a scope action names (`*` is expanded by [`repository_grant`]).
+fn scope_action(a: &str) -> Option<RegistryAction> {
+    match a {
+        "pull" => Some(RegistryAction::Pull),
+        "push" => Some(RegistryAction::Push),
+        "delete" => Some(RegistryAction::Delete),
+        _ => None,
+    }
+}
+
+/// The actions granted on a repository for `wanted`, given what the caller `may` do.
+fn repository_grant(wanted: &[&str], may: impl Fn(RegistryAction) -> bool) -> Vec<String> {
+    const ALL: [RegistryAction; 3] = [
+        RegistryAction::Pull,
+        RegistryAction::Push,
+        RegistryAction::Delete,
+    ];
+    let mut out: Vec<String> = Vec::new();
+    for a in wanted {
+        let granted: Vec<&str> = match (*a, scope_action(a)) {
+            ("*", _) if ALL.into_iter().all(&may) => vec!["*"],
+            ("*", _) => ALL
+                .into_iter()
+                .filter(|x| may(*x))
+                .map(RegistryAction::as_str)
+                .collect(),
+            (_, Some(x)) if may(x) => vec![*a],
+            _ => Vec::new(),
+        };
+        for g in granted {
+            if !out.iter().any(|o| o == g) {
+                out.push(g.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Grant the intersection of one requested resource scope and what the caller may do. `*` on a
+/// repository stands for everything the caller may do there: Harbor's token service answers
+/// any repository scope with the actions the caller has (`repositoryFilter.filter` sets
+/// `a.Actions` to `resourceScopes`), so a reader asking for `*` gets `pull`.
+fn grant(state: &EmulatorState, account: Option<&Principal>, scope: &str) -> Option<Access> {
     let (typ, rest) = scope.split_once(':')?;
     let (name, actions) = rest.rsplit_once(':')?;
     let wanted: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
     let allowed: Vec<String> = match typ {
         "repository" => {
             let repo = RepoName::parse(name).ok()?;
-            let ns = state.namespaces.get(repo.namespace());
-            wanted
-                .iter()
-                .filter(|a| match (&ns, account) {
-                    (None, _) => false,
-                    (Some(_), Some(_)) => matches!(**a, "pull" | "push" | "delete" | "*"),
-                    (Some(info), None) => info.public && **a == "pull",
-                })
-                .map(|a| a.to_string())
-                .collect()
+            match (state.namespaces.get(repo.namespace()), account) {
+                (None, _) => Vec::new(),
+                (Some(_), Some(p)) => repository_grant(&wanted, |x| p.may(repo.namespace(), x)),
+                (Some(info), None) => wanted
+                    .iter()
+                    .filter(|a| info.public && **a == "pull")
+                    .map(|a| a.to_string())
+                    .collect(),
+            }
         }
         "registry" if name == "catalog" && account.is_some() => wanted
             .iter()
@@ -305,8 +359,8 @@ pub(crate) async fn token(req: HttpRequest, state: State) -> HandlerResult {
         return Err(OciError::new(ErrorCode::Unavailable, "injected failure"));
     }
     let account = match basic_credentials(&req) {
-        Some((u, p)) => match state.tokens.verify(&u, &p) {
-            Ok(uin) => Some(uin),
+        Some((u, p)) => match authenticate(&state, &u, &p) {
+            Ok(principal) => Some(principal),
             Err(e) => {
                 return Err(OciError::new(
                     ErrorCode::Unauthorized,
@@ -317,7 +371,7 @@ pub(crate) async fn token(req: HttpRequest, state: State) -> HandlerResult {
         None if req.headers().contains_key("authorization") => {
             return Err(OciError::new(
                 ErrorCode::Unauthorized,
-                "unsupported authorization scheme: use Basic (UIN + instance token)",
+                "unsupported authorization scheme: use Basic (UIN + instance token, or a tcr$ service account)",
             ))
         }
         None => None,
@@ -331,13 +385,13 @@ pub(crate) async fn token(req: HttpRequest, state: State) -> HandlerResult {
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
-        .filter_map(|s| grant(&state, account.as_deref(), &s))
+        .filter_map(|s| grant(&state, account.as_ref(), &s))
         .collect();
     let now = state.clock.now_secs();
     let ttl = state.cfg.faults.registry_token_ttl_secs as i64;
     let claims = Claims {
         iss: ISSUER.into(),
-        sub: account.clone().unwrap_or_default(),
+        sub: account.as_ref().map(Principal::name).unwrap_or_default(),
         aud: SERVICE.into(),
         exp: now + ttl,
         nbf: now,
