@@ -115,6 +115,10 @@ async fn mount_from(
                 return Some(size);
             }
             Mounted::No => index.refused(digest, &source).await,
+            Mounted::Denied => {
+                index.denied();
+                return None;
+            }
             Mounted::Error => {
                 index.mount_failed();
                 return None;
