@@ -40,6 +40,8 @@ pub enum Mounted {
     Yes,
     /// Refused (no read permission on the source, or the blob is not there).
     No,
+    /// The caller's credential may not write the target (401/403): the source is not to blame.
+    Denied,
     /// No answer, or a server error.
     Error,
 }
@@ -128,6 +130,7 @@ impl<'a> Calls<'a> {
                 }
                 Mounted::No
             }
+            401 | 403 => Mounted::Denied,
             s if (400..500).contains(&s) => Mounted::No,
             _ => Mounted::Error,
         }

@@ -11,8 +11,11 @@
 //! - the upload's last `PUT ?digest=` (push-scoped in every client): the mount is tried before
 //!   the body is sent on; if TCR mounts it, the body is read and dropped here ([`at_put`]).
 //!
-//! A mount TCR refuses falls back to the ordinary path and forgets the entry; nothing is said to
-//! be present that TCR did not confirm. A HEAD for a blob being uploaded right now waits
+//! A mount TCR refuses falls back to the ordinary path (a source said to lack the blob is
+//! forgotten; a caller refused the write leaves the index alone); nothing is said to be present
+//! that TCR did not confirm. "Lately" is within `state::local::PUSHED_TTL` (an hour), remembered
+//! per credential fingerprint and upstream namespace; the adapter notes every write TCR accepted
+//! from a caller (`wan::after_send`) and its own mounts and uploads for it. A HEAD for a blob being uploaded right now waits
 //! (bounded) for that upload, then mounts; so does a HEAD for a blob another job has just found
 //! missing (a claim), which is what ten replication jobs pushing the same base layer look like.
 
@@ -115,6 +118,10 @@ async fn mount_from(
                 return Some(size);
             }
             Mounted::No => index.refused(digest, &source).await,
+            Mounted::Denied => {
+                index.denied();
+                return None;
+            }
             Mounted::Error => {
                 index.mount_failed();
                 return None;

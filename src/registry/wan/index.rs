@@ -181,6 +181,12 @@ impl BlobIndex {
         self.state.forget(digest, source).await;
     }
 
+    /// TCR refused a mount because the caller may not write the target: counted; the source
+    /// is kept (one caller's missing permission says nothing about where the blob is).
+    pub fn denied(&self) {
+        self.metrics.mounts.with_label_values(&["refused"]).inc();
+    }
+
     /// A mount got no answer: counted.
     pub fn mount_failed(&self) {
         self.metrics.mounts.with_label_values(&["error"]).inc();

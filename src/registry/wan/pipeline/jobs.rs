@@ -330,6 +330,10 @@ async fn mounted_instead(front: &RegistryFront, t: &mut Transfer) -> bool {
                 return true;
             }
             Mounted::No => index.refused(&t.digest, &source).await,
+            Mounted::Denied => {
+                index.denied();
+                return false;
+            }
             Mounted::Error => {
                 index.mount_failed();
                 return false;
@@ -481,6 +485,12 @@ async fn mount_after(
                 index.refused(&t.digest, source).await;
             }
             Err(format!("TCR refused to mount it from {source}"))
+        }
+        Mounted::Denied => {
+            if let Some(index) = index {
+                index.denied();
+            }
+            Err(format!("TCR refused the caller a mount into {}", t.repo))
         }
         Mounted::Error => Err(format!("the mount from {source} got no answer")),
     }
