@@ -107,6 +107,10 @@ harbor_args() { # client
   esac
 }
 for c in $CLIENTS; do harbor_args "$c" >/dev/null; done
+# The Harbor clients' wire behaviour (scopes, token cache, PUT framing, chunks), checked first.
+case " $CLIENTS " in *" harbor"*)
+  (cd "$ROOT/bench" && python3 harbor_client_check.py >&2) || wdie "bench/harbor_client_check.py failed" ;;
+esac
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 && -z ${BENCH_WAN_BIN:-} ]]; then
   (cd "$ROOT" && cargo build --release --bin tcr-adapter >&2)
 fi

@@ -37,7 +37,9 @@ pub fn uploads_of(e: &Env, digest: &Digest) -> usize {
         .count()
 }
 
-/// `HEAD /v2/<repo>/blobs/<d>`: status, `Content-Length`, `Docker-Content-Digest`.
+/// `HEAD /v2/<repo>/blobs/<d>` with the token given (skopeo and docker push with one
+/// `pull,push` token; for Harbor use [`job_head_blob`]): status, `Content-Length`,
+/// `Docker-Content-Digest`.
 pub async fn head_blob(
     e: &Env,
     repo: &str,
