@@ -18,19 +18,16 @@ use harbor::Env;
 use wan_support::{head_blob, job, job_head_blob, layer, metric, push_image, uploads_of, Gen};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_base_layer_shared_by_ten_repositories_crosses_once() {
     shared_by_ten(Gen::V2_0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_base_layer_shared_by_ten_repositories_crosses_once_harbor_1_10() {
     shared_by_ten(Gen::V1_10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_base_layer_shared_by_ten_repositories_crosses_once_harbor_2_9_chunks() {
     // 512 KiB base in 128 KiB chunks; the 1 KiB own layers and the configs go monolithic.
     shared_by_ten(Gen::V2_9 {
@@ -77,7 +74,6 @@ async fn shared_by_ten(gen: Gen) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_mount_tcr_refuses_falls_back_to_an_upload() {
     let e = Env::default().await;
     let base = layer(2, 64 << 10);
@@ -117,12 +113,13 @@ async fn a_mount_tcr_refuses_falls_back_to_an_upload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_head_for_a_layer_in_flight_waits_and_mounts() {
     let e = Env::default().await;
     let base = layer(5, 256 << 10);
     let bd = Digest::sha256_of(&base);
-    // Two Harbor 2.0 jobs. Repository one's starts its upload and sends the body slowly.
+    // Two Harbor 2.0 jobs into one namespace (the second's pull-scoped HEAD may mount once the
+    // credential has pushed there: the first job's upload session, which TCR opened). The
+    // first starts its upload and sends the body slowly.
     let (ja, jb) = (job(&e, Gen::V2_0), job(&e, Gen::V2_0));
     assert!(!ja.blob_exists("one/app", &bd).await);
     let loc = ja.initiate("one/app").await;
@@ -142,7 +139,7 @@ async fn a_head_for_a_layer_in_flight_waits_and_mounts() {
     };
     let head = async {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        job_head_blob(&jb, "two/app", &bd).await
+        job_head_blob(&jb, "one/two", &bd).await
     };
     let (put, (), head) = tokio::join!(put, feeder, head);
     assert_eq!(put.status(), 201);
@@ -158,7 +155,6 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn ten_jobs_at_once_upload_a_shared_layer_once() {
     let e = Env::default().await;
     let base = layer(6, 1 << 20);
@@ -206,7 +202,6 @@ fn upload_starts(e: &Env, repo: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn the_upload_session_is_opened_while_tcr_is_asked_for_the_blob() {
     let e = Env::default().await;
     let repo = "ahead/app";

@@ -143,7 +143,6 @@ async fn open_upstream_sessions(e: &Env) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_blob_tcr_has_but_the_adapter_never_saw_is_not_sent_again() {
     let e = pipelined(|_| {}).await;
     let repo = "pipe/known";
@@ -161,7 +160,6 @@ async fn a_blob_tcr_has_but_the_adapter_never_saw_is_not_sent_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 24: needs dedup for pull-scoped HEADs"]
 async fn a_base_layer_shared_by_ten_repositories_crosses_once_one_by_one_or_all_at_once() {
     let e = pipelined(|_| {}).await;
     let base = layer(11, 512 << 10);

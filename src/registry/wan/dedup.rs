@@ -73,9 +73,19 @@ pub async fn may_write(
     let (Some(index), Some(owner)) = (front.wan.index.as_ref(), Caller::of(grant).owner) else {
         return false;
     };
-    front.namespaces.policy().check(target.namespace()).is_ok()
-        && index.has_pushed(Some(&owner), target.namespace()).await
+    if front.namespaces.policy().check(target.namespace()).is_err() {
+        return false;
+    }
+    // A session this caller is opening there (its first upload into the namespace, e.g. an
+    // image's config sent just before) counts once TCR has opened it.
+    index.has_pushed(Some(&owner), target.namespace()).await
+        || index
+            .opened_lately(&owner, target.namespace(), OPENING_WAIT)
+            .await
 }
+
+/// How long a HEAD waits for its caller's session being opened in the same namespace.
+const OPENING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A blob HEAD that a mount can answer: the caller may push to the repository, and another
 /// repository is known (or being uploaded) to hold the blob. `None`: ask TCR as usual.

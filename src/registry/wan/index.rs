@@ -2,8 +2,10 @@
 //! counters of what it did with it (`tcr_adapter_dedup_*`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::state::{local::LocalState, Blob, UploadMark, Waited, WanState};
+use super::task::{settled, Ahead};
 use crate::oci::{Digest, RepoName};
 
 /// "Absent" answers from TCR in a row after which the adapter says it ahead of TCR.
@@ -14,6 +16,9 @@ pub const STREAK: u32 = 3;
 pub struct BlobIndex {
     state: Arc<dyn WanState>,
     metrics: DedupMetrics,
+    /// Upload sessions being opened in TCR, per (owner, upstream namespace): a session TCR
+    /// opens is a write it accepted, so a caller's first HEADs may wait for it (this process).
+    opening: dashmap::DashMap<(String, String), Ahead<Result<String, String>>>,
 }
 
 /// `tcr_adapter_dedup_mounts_total{result}` and `tcr_adapter_dedup_bytes_saved_total`.
@@ -89,6 +94,7 @@ impl BlobIndex {
         BlobIndex {
             state,
             metrics: DedupMetrics::new(),
+            opening: dashmap::DashMap::new(),
         }
     }
 
@@ -244,6 +250,27 @@ impl BlobIndex {
         if let Some(owner) = owner {
             self.state.pushed(owner, namespace).await
         }
+    }
+
+    /// `owner` is opening an upload session in `namespace` (its outcome is `opened`).
+    pub fn opening(&self, owner: &str, namespace: &str, opened: Ahead<Result<String, String>>) {
+        if self.opening.len() >= 4096 {
+            self.opening.retain(|_, a| a.borrow().is_none());
+        }
+        self.opening
+            .insert((owner.to_string(), namespace.to_string()), opened);
+    }
+
+    /// Whether a session `owner` is opening in `namespace` is (within `limit`) opened by TCR.
+    pub async fn opened_lately(&self, owner: &str, namespace: &str, limit: Duration) -> bool {
+        let key = (owner.to_string(), namespace.to_string());
+        let Some(opened) = self.opening.get(&key).map(|a| a.clone()) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(limit, settled(opened)).await,
+            Ok(Some(Ok(_)))
+        )
     }
 
     /// Whether TCR has accepted a write of `owner`'s into `namespace` lately.

@@ -46,7 +46,21 @@ pub fn open_session(
     repo: RepoName,
     credential: Option<BasicAuth>,
 ) -> Ahead<Result<String, String>> {
-    spawn(async move { Calls::new(&front, credential).open_session(&repo).await })
+    let owner = super::calls::Caller::from(credential.clone()).owner;
+    let namespace = repo.namespace().to_string();
+    let (f, o, ns) = (front.clone(), owner.clone(), namespace.clone());
+    let opened = spawn(async move {
+        let r = Calls::new(&f, credential).open_session(&repo).await;
+        // TCR opened a session: a write it accepted from this credential in this namespace.
+        if let (Ok(_), Some(index)) = (&r, &f.wan.index) {
+            index.pushed(o.as_deref(), &ns).await;
+        }
+        r
+    });
+    if let (Some(index), Some(owner)) = (&front.wan.index, owner) {
+        index.opening(&owner, &namespace, opened.clone());
+    }
+    opened
 }
 
 /// Ask TCR now whether `repo` has `digest` (no answer counts as "no").
