@@ -18,6 +18,22 @@ cargo test --no-fail-fast --all-targets 2>&1 | tee target/test-output.log || tes
 echo "== cargo test with wan.pipeline = true (conformance, Harbor replays and flows)"
 TCR_TEST_WAN_PIPELINE=1 cargo test --no-fail-fast --test conformance --test harbor_provider \
   --test adapter_proxy 2>&1 | tee -a target/test-output.log || test_rc=$?
+# The WAN suites, the conformance port and the Harbor replays once more with the WAN state on a
+# real Redis ([state] redis_url), with and without pipelined uploads: a shared store changes
+# nothing a client sees. The server is ours alone (loopback, a free port), stopped by its PID.
+echo "== cargo test with [state] redis_url (WAN suites, conformance, Harbor replays)"
+redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+redis_pid=$!
+trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.1; done
+(echo > "/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null || { echo "redis-server did not start" >&2; exit 1; }
+for pipeline in 0 1; do
+  TCR_TEST_STATE_REDIS="redis://127.0.0.1:$redis_port/0" TCR_TEST_WAN_PIPELINE=$pipeline \
+    cargo test --no-fail-fast --test wan_dedup --test wan_ahead --test wan_harbor --test wan_pipeline \
+    --test conformance --test harbor_provider 2>&1 | tee -a target/test-output.log || test_rc=$?
+done
+kill "$redis_pid" 2>/dev/null || true
 # The image from the real Dockerfile, the real compose stack, and the static binary
 # (self-contained: each script also runs alone). A failure fails the run, after the tally.
 echo "== container check"

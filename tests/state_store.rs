@@ -30,6 +30,7 @@ async fn replica(emu: &common::TestEmulator, redis_port: u16) -> (AdapterHandle,
     let mut cfg = common::adapter_config(&emu.handle);
     cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
     cfg.state.timeout_ms = 300;
+    cfg.state.key_prefix = format!("refusals-{redis_port}");
     common::start_adapter(cfg).await
 }
 
@@ -142,4 +143,67 @@ async fn a_store_that_goes_away_degrades_and_is_picked_up_again() {
     }
     assert_eq!(shown, "ok (redis)");
     assert_eq!(metric(&base, "tcr_adapter_state_store_up", &[]).await, 1);
+}
+
+/// The WAN state on Redis as two replicas see it: a claim is a single flight across them (the
+/// second replica's claim on the same blob loses and waits for the first one's upload), what one
+/// learns the other looks up, and a store that goes away leaves each replica its own memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wan_state_is_one_for_replicas_sharing_redis() {
+    use tcr_adapter::oci::{Digest, RepoName};
+    use tcr_adapter::registry::wan::state::redis::RedisState;
+    use tcr_adapter::registry::wan::state::{Waited, WanState};
+    use tcr_adapter::state::StateStore;
+
+    let port = common::free_port();
+    let redis = redis_server(port);
+    let cfg = tcr_adapter::config::StateConfig {
+        redis_url: Secret::new(format!("redis://127.0.0.1:{port}/0")),
+        key_prefix: "unit".into(),
+        ..Default::default()
+    };
+    let store = |_: u8| StateStore::from_config(&cfg, &prometheus::Registry::new()).unwrap();
+    let (a, b) = (
+        RedisState::new(store(1), 100),
+        RedisState::new(store(2), 100),
+    );
+    let d = Digest::sha256_of(b"base layer");
+    let (one, two) = (
+        RepoName::parse("ns/one").unwrap(),
+        RepoName::parse("ns/two").unwrap(),
+    );
+
+    assert!(a.claim(&d, &one).await, "the first claim wins");
+    assert!(!b.claim(&d, &two).await, "the other replica's claim loses");
+    assert!(b.lookup(&d).await.in_flight);
+    // The first replica's upload runs and ends; the second one's wait sees it end.
+    let mark = a.uploading(&d, &one).await;
+    let two_ = two.clone();
+    let waiter = tokio::spawn(async move { b.wait_for_upload(&d, &two_).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.uploaded(&Digest::sha256_of(b"base layer"), &one).await;
+    drop(mark);
+    assert_eq!(waiter.await.unwrap(), Waited::Upload(one.clone()));
+    let b = RedisState::new(store(2), 100);
+    let known = b.lookup(&Digest::sha256_of(b"base layer")).await;
+    assert_eq!(known.repos, vec![one.clone()]);
+    assert!(!known.in_flight);
+
+    // Streaks and pushes are the fleet's too.
+    a.told("fp:x", false).await;
+    b.told("fp:x", false).await;
+    assert!(a.expects_absent("fp:x", 2).await);
+    a.pushed("fp:x", "ns").await;
+    assert!(b.has_pushed("fp:x", "ns").await);
+
+    // The store goes away: each replica answers from its own memory, nothing hangs.
+    redis.kill9();
+    let started = std::time::Instant::now();
+    let e = Digest::sha256_of(b"another");
+    assert!(
+        b.claim(&e, &two).await,
+        "local single flight without the store"
+    );
+    assert!(b.lookup(&e).await.in_flight);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

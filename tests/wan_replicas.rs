@@ -67,6 +67,9 @@ async fn fleet(emu: &EmulatorHandle, n: usize, shared: bool, pipeline: bool) -> 
         }
         if shared {
             cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
+            cfg.state.key_prefix = "fleet".into();
+        } else {
+            cfg.state = Default::default();
         }
         replicas.push(common::start_adapter(cfg).await.0);
     }

@@ -92,6 +92,14 @@ pub fn test_mode(cfg: &mut Config) {
     if std::env::var("TCR_TEST_WAN_PIPELINE").is_ok_and(|v| v == "1") {
         cfg.wan.pipeline = true;
     }
+    // `TCR_TEST_STATE_REDIS=redis://…` runs a suite with the WAN state on that Redis (each
+    // adapter under its own key prefix, so tests running side by side never meet).
+    if let Ok(url) = std::env::var("TCR_TEST_STATE_REDIS") {
+        if !url.is_empty() {
+            cfg.state.redis_url = Secret::new(url);
+            cfg.state.key_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        }
+    }
 }
 
 /// `cfg` on HTTPS at `127.0.0.1:<port>` (its public URL too), serving the certificate and key

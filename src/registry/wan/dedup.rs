@@ -95,13 +95,21 @@ pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<Htt
     if !ask.writer || index.holds(digest, target).await {
         return None; // not the caller's to write, or known to be there: TCR's HEAD answers
     }
-    let waited = index.wait_for_upload(digest, target).await;
     let caller = Caller::of(grant);
     let owner = caller.owner.as_deref();
-    let (sources, size) = index.sources_for(digest, target, owner).await;
+    let mut waited = index.wait_for_upload(digest, target).await;
+    let (mut sources, mut size) = index.sources_for(digest, target, owner).await;
     if sources.is_empty() && !waited {
-        index.claim(digest, target).await;
-        return None;
+        if index.claim(digest, target).await {
+            return None; // this caller uploads it; the others wait for it
+        }
+        // Another repository claimed it a moment ago (replicas sharing a store race for
+        // longer): wait for that upload, then mount from it.
+        waited = index.wait_for_upload(digest, target).await;
+        (sources, size) = index.sources_for(digest, target, owner).await;
+        if sources.is_empty() && !waited {
+            return None;
+        }
     }
     let calls = Calls::new(front, caller.credential.clone());
     let size = mount_from(&calls, &caller, target, digest, (sources, size)).await??;

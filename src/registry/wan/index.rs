@@ -206,7 +206,8 @@ impl BlobIndex {
         self.state.uploaded(digest, repo).await
     }
 
-    pub async fn claim(&self, digest: &Digest, repo: &RepoName) {
+    /// Claim `digest` for `repo`'s upload; `false`: another repository was first.
+    pub async fn claim(&self, digest: &Digest, repo: &RepoName) -> bool {
         self.state.claim(digest, repo).await
     }
 

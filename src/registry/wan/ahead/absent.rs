@@ -38,7 +38,9 @@ pub async fn absent_ahead(
     {
         return None;
     }
-    index.claim(digest, target).await;
+    if !index.claim(digest, target).await {
+        return None; // another job claimed it first: the HEAD waits for it and mounts
+    }
     let check = check_absent(front, target, digest, credential, owner);
     front.wan.ahead.probes.insert(target, digest, check);
     park(front, target, grant, super::SESSIONS_PER_BLOB);

@@ -348,7 +348,9 @@ impl Head<'_> {
         if !self.writer || !index.unheard_of(self.digest).await {
             return None;
         }
-        index.claim(self.digest, self.target).await;
+        if !index.claim(self.digest, self.target).await {
+            return None; // another job claimed it first: wait for it and mount (below)
+        }
         let Caller { credential, owner } = Caller::of(self.grant);
         let probe = ahead::check_absent(self.front, self.target, self.digest, credential, owner);
         self.front

@@ -209,7 +209,15 @@ impl WanState for LocalState {
         })
     }
 
-    fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {
+    fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, bool> {
+        let taken = self.uploading.get(digest).is_some_and(|e| {
+            &e.repo != repo
+                && e.claimed.is_none_or(|at| at.elapsed() < CLAIM_TTL)
+                && !*e.done.borrow()
+        });
+        if taken {
+            return now(false);
+        }
         let (tx, rx) = watch::channel(false);
         let entry = InFlight {
             repo: repo.clone(),
@@ -219,7 +227,7 @@ impl WanState for LocalState {
         };
         self.uploading.insert(digest.clone(), entry);
         self.claims.insert(digest.clone(), tx);
-        now(())
+        now(true)
     }
 
     fn settle<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {

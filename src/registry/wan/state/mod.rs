@@ -71,7 +71,9 @@ pub trait WanState: Send + Sync {
     fn lookup<'a>(&'a self, digest: &'a Digest) -> Fut<'a, Blob>;
 
     /// `repo`'s caller found `digest` nowhere and is about to upload it: other jobs wait.
-    fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()>;
+    /// `false`: another repository claimed it, or is uploading it, first (a single flight:
+    /// the caller waits for that one instead).
+    fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, bool>;
 
     /// A claim `repo` made on `digest` needs no upload after all.
     fn settle<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()>;

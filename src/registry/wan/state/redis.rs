@@ -298,7 +298,7 @@ impl WanState for RedisState {
         .boxed()
     }
 
-    fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {
+    fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, bool> {
         async move {
             let flight = Flight::Claim {
                 at_ms: now_ms(),
@@ -309,16 +309,23 @@ impl WanState for RedisState {
                 .store
                 .set_if_absent(&key, flight.encode().as_bytes(), CLAIM_TTL)
                 .await;
-            match claimed {
-                Ok(_) => {
-                    let claims = self.key(&["claims", repo.as_str()]);
-                    let _ = self
-                        .store
-                        .set_add(&claims, digest.as_str(), now_ms(), 4096, CLAIM_TTL * 2)
-                        .await;
-                }
-                Err(_) => self.local.claim(digest, repo).await,
+            let won = match claimed {
+                Ok(true) => true,
+                // Someone was first: ours only if it is this repository's own claim.
+                Ok(false) => matches!(
+                    self.flight(digest).await,
+                    Ok(Some(Flight::Claim { repo: r, .. })) if &r == repo
+                ),
+                Err(_) => return self.local.claim(digest, repo).await,
+            };
+            if won {
+                let claims = self.key(&["claims", repo.as_str()]);
+                let _ = self
+                    .store
+                    .set_add(&claims, digest.as_str(), now_ms(), 4096, CLAIM_TTL * 2)
+                    .await;
             }
+            won
         }
         .boxed()
     }
