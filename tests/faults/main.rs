@@ -10,9 +10,12 @@ mod common;
 mod harbor;
 #[path = "../oci_layout/mod.rs"]
 mod oci_layout;
+#[path = "../wan_support/mod.rs"]
+mod wan_support;
 
 mod balanced;
 mod clients;
+mod fleet;
 mod lifecycle;
 mod tokens;
 

@@ -28,9 +28,12 @@ use crate::registry::request::Route;
 use crate::registry::rewrite;
 use crate::state::StateStore;
 
-/// How long a replica's registration lives without renewal, and how often it is renewed.
-const ALIVE_TTL: Duration = Duration::from_secs(15);
-const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long a replica's registration lives without renewal, and how often it is renewed (a
+/// store that restarted empty has every live replica back within one beat).
+const ALIVE_TTL: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a request for a session waits for its replica's registration to (re)appear.
+const FIND_WAIT: Duration = Duration::from_millis(2500);
 /// How long the store remembers a job's end.
 const JOB_TTL: Duration = Duration::from_secs(3600);
 /// How often a commit point looks at another replica's job again.
@@ -109,6 +112,21 @@ impl Fleet {
         String::from_utf8(raw).ok()
     }
 
+    /// [`Self::address_of`], waiting a little for a registration that is not there (yet):
+    /// a store that came back empty is refilled by the next heartbeat.
+    async fn find(&self, replica: &str) -> Option<String> {
+        let started = tokio::time::Instant::now();
+        loop {
+            if let Some(a) = self.address_of(replica).await {
+                return Some(a);
+            }
+            if started.elapsed() >= FIND_WAIT {
+                return None;
+            }
+            tokio::time::sleep(HEARTBEAT / 4).await;
+        }
+    }
+
     /// Stream `req` (a request for `owner`'s session) to `owner` and its answer back.
     pub async fn forward(
         &self,
@@ -128,7 +146,7 @@ impl Fleet {
         if req.headers().contains_key(FORWARDED) {
             return Err(gone()); // never a second hop
         }
-        let Some(base) = self.address_of(owner).await else {
+        let Some(base) = self.find(owner).await else {
             self.forwards.with_label_values(&["gone"]).inc();
             return Err(gone());
         };
@@ -242,7 +260,7 @@ impl Fleet {
                 // This replica's own jobs are waited for by the pipeline itself.
                 Some(Remote::Pending { replica }) if replica == self.id => return Ok(()),
                 Some(Remote::Pending { replica }) => {
-                    if self.address_of(&replica).await.is_none() {
+                    if self.find(&replica).await.is_none() {
                         return Err("the adapter replica sending it is gone".into());
                     }
                 }

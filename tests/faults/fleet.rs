@@ -1,0 +1,220 @@
+//! Three adapter **processes** sharing a real Redis behind a real nginx round-robin balancer
+//! (`[state] redis_url`, `wan.pipeline = true`, no session affinity), twelve images copied ten at
+//! a time by Harbor-faithful jobs (`wan_support::harbor`, per-scope tokens). Half way, one
+//! adapter is killed with -9 and Redis is killed and started again. Every image completes
+//! through the client's own retries (Harbor's jobservice runs a failed replication task again:
+//! `MaxFails() = 3`, goharbor/harbor v2.9.5 `src/jobservice/job/impl/replication/replication.go`),
+//! and TCR then holds every manifest with every blob it references.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tcr_adapter::emulator::EmulatorHandle;
+use tcr_adapter::oci::Digest;
+
+use crate::lifecycle::{adapter_toml, free_port, spawn, wait_up};
+use crate::wan_support::{config_of, layer, manifest_of, Gen, Job};
+use crate::{common, harbor, record};
+
+/// Harbor runs a failed replication task again, three times in all.
+const ATTEMPTS: usize = 3;
+
+fn redis_server(port: u16) -> common::Proc {
+    common::require_tool("redis-server");
+    let p = common::Proc(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+    );
+    common::wait_port(port);
+    p
+}
+
+/// Copy one image as a Harbor task, run again (with a fresh client) when it fails.
+async fn replicate_with_retries(
+    lb: String,
+    repo: String,
+    blobs: Vec<Vec<u8>>,
+    failures: Arc<AtomicUsize>,
+) {
+    let config = config_of(&repo);
+    let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
+    let manifest = manifest_of(&config, &refs);
+    for attempt in 1..=ATTEMPTS {
+        let (lb, task_repo, config, blobs, manifest) = (
+            lb.clone(),
+            repo.clone(),
+            config.clone(),
+            blobs.clone(),
+            manifest.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut all: Vec<&[u8]> = vec![&config];
+            all.extend(blobs.iter().map(|b| b.as_slice()));
+            Job::new(
+                Gen::V2_0,
+                &lb,
+                common::DEMO_SECRET_ID,
+                common::DEMO_SECRET_KEY,
+            )
+            .copy_image(
+                &task_repo,
+                "v1",
+                &all,
+                harbor::OCI_MANIFEST,
+                manifest.as_bytes(),
+            )
+            .await
+        });
+        match task.await {
+            Ok(_) => return,
+            Err(_) if attempt < ATTEMPTS => {
+                failures.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => panic!("{repo}: every attempt failed: {e}"),
+        }
+    }
+}
+
+/// Every image's manifest is in TCR and every blob it references too (read straight from the
+/// emulator, the blobs by digest).
+async fn assert_complete(emu: &EmulatorHandle, repos: &[String]) -> usize {
+    let mut blobs = 0;
+    for repo in repos {
+        let (user, pass) = common::instance_credentials(emu);
+        let tok = reqwest::Client::new()
+            .get(format!(
+                "{}/service/token?service=harbor-registry&scope=repository:{repo}:pull",
+                emu.registry_url()
+            ))
+            .header("Authorization", common::basic(&user, &pass))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let get = |path: String| {
+            let tok = tok.clone();
+            async move {
+                reqwest::Client::new()
+                    .get(format!("{}{path}", emu.registry_url()))
+                    .bearer_auth(tok)
+                    .header("Accept", harbor::OCI_MANIFEST)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        let r = get(format!("/v2/{repo}/manifests/v1")).await;
+        assert_eq!(r.status(), 200, "{repo}:v1 is in TCR");
+        let m: serde_json::Value = r.json().await.unwrap();
+        let mut digests = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+        for l in m["layers"].as_array().unwrap() {
+            digests.push(l["digest"].as_str().unwrap().to_string());
+        }
+        for d in digests {
+            let body = get(format!("/v2/{repo}/blobs/{d}"))
+                .await
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(
+                Digest::sha256_of(&body).as_str(),
+                d,
+                "{repo}: {d} is in TCR"
+            );
+            blobs += 1;
+        }
+    }
+    blobs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_migration_survives_a_killed_adapter_and_a_restarted_redis() {
+    let emu = common::start_emulator_with_namespaces(&[("fleet", false)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (lb, redis_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{lb}");
+    let mut redis = Some(redis_server(redis_port));
+    let ports = [free_port(), free_port(), free_port()];
+    let mut adapters = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let spool = dir.path().join(format!("spool-{i}"));
+        let path = dir.path().join(format!("adapter-{port}.toml"));
+        let tail = format!(
+            "[wan]\npipeline = true\nspool_dir = \"{}\"\n[state]\nredis_url = \"redis://127.0.0.1:{redis_port}/0\"\n",
+            spool.display()
+        );
+        let server = format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"{base}\"\n");
+        std::fs::write(&path, adapter_toml(&emu, &server, &tail)).unwrap();
+        adapters.push(Some(spawn("serve", &path)));
+    }
+    for port in ports {
+        wait_up(&format!("http://127.0.0.1:{port}/healthz")).await;
+    }
+    let servers: String = ports
+        .iter()
+        .map(|p| format!("server 127.0.0.1:{p} max_fails=1 fail_timeout=10s; "))
+        .collect();
+    let _nginx = common::nginx(
+        dir.path(),
+        lb,
+        &servers,
+        "proxy_next_upstream error timeout;",
+    );
+    wait_up(&format!("{base}/healthz")).await;
+
+    let (b1, b2) = (layer(1, 3 << 20), layer(2, 2 << 20));
+    let repos: Vec<String> = (0..12).map(|i| format!("fleet/app{i}")).collect();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let jobs = repos.iter().enumerate().map(|(i, repo)| {
+        let blobs = vec![b1.clone(), b2.clone(), layer(20 + i as u8, 512 << 10)];
+        let (lb, repo, failures, done) =
+            (base.clone(), repo.clone(), failures.clone(), done.clone());
+        async move {
+            replicate_with_retries(lb, repo, blobs, failures).await;
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    // Ten at a time, as a Harbor with ten job workers.
+    let migration = async {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(jobs)
+            .buffer_unordered(10)
+            .collect::<Vec<()>>()
+            .await
+    };
+    let faults = async {
+        // Half way (a few images committed): one adapter dies, Redis dies and comes back.
+        while done.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        adapters[0].take().unwrap().kill9();
+        redis.take().unwrap().kill9();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        redis = Some(redis_server(redis_port));
+    };
+    tokio::join!(migration, faults);
+
+    assert_eq!(done.load(Ordering::SeqCst), 12, "every image completed");
+    let blobs = assert_complete(&emu.handle, &repos).await;
+    let retried = failures.load(Ordering::SeqCst);
+    record(
+        "one of three adapter processes (shared Redis, wan.pipeline, nginx round robin) killed with -9 and Redis killed and restarted, half way through a 12-image migration ten at a time",
+        "1 kill -9 of an adapter, 1 kill -9 + restart of Redis",
+        &format!("{retried} image copies failed and were run again by the client (Harbor's task retry)"),
+        &format!("all 12 images in TCR: every manifest and each of its {blobs} referenced blobs read back by digest"),
+    );
+    drop(adapters);
+}
