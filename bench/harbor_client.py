@@ -28,6 +28,7 @@ keyed by the scope strings joined with "#", up to 100 entries.
 """
 
 import datetime
+import hashlib
 import re
 import threading
 import time
@@ -411,9 +412,9 @@ def copy_image(client, repo, tag, blobs, manifest, media_type, chunk_size=0):
     2.9 copyArtifact): HEAD the manifest on the destination; per reference (config first, then
     the layers) copyBlob; then PUT the manifest. Blob bodies come from `blobs` (the source side
     is not modelled: it is not what crosses the WAN)."""
-    exists, _ = client.manifest_exist(repo, tag)
-    if exists:
-        return
+    exists, digest = client.manifest_exist(repo, tag)
+    if exists and digest == "sha256:" + hashlib.sha256(manifest).hexdigest():
+        return  # "the same image already exists ... skip"; another digest is overridden
     for b in blobs:
         if chunk_size and client.gen == "2.9":
             # copyBlobByChunk: "fallback to copy by monolithic if the blob size is equal or
