@@ -9,6 +9,7 @@
 #
 #   scripts/bench-wan.sh                                  # on its own (builds the release binary)
 #   scripts/bench-wan.sh --done-when                      # issue 24's "Done when" matrix (below)
+#   scripts/bench-wan.sh --fleet                          # issue 26: 3 replicas + nginx + Redis
 #   BENCH_WAN=1 scripts/bench.sh                          # from bench.sh, with its binary
 #   BENCH_WAN_IMAGES=3 BENCH_WAN_LAYER_SIZES=524288,262144,65536 scripts/bench-wan.sh   # small
 #   BENCH_WAN_CLIENTS=harbor2.0 BENCH_WAN_CONFIGS="0:0 25:0 100:0 25:8192" scripts/bench-wan.sh
@@ -26,7 +27,8 @@
 # in KiB/s per connection, default "0" = unlimited; e.g. "0 10240"), BENCH_WAN_PARALLEL (default
 # "1 10"), BENCH_WAN_CONFIGS (overrides the two above: "latency_ms:KiB/s" pairs, e.g.
 # "0:0 25:0 100:0 25:8192"), BENCH_WAN_RUNS (runs per row, default 1; the table shows medians),
-# BENCH_WAN_PATHS (default "direct adapter-nodedup adapter adapter-pipeline": straight
+# BENCH_WAN_PATHS (default "direct adapter-nodedup adapter adapter-pipeline"; also "fleet" and
+# "fleet-pipeline": three adapters sharing a Redis behind an nginx round-robin balancer; straight
 # to the emulator, through an adapter with `TCR_ADAPTER__WAN__DEDUP=false`, through an adapter
 # with the default `wan.dedup = true`, through an adapter with `wan.pipeline = true` too),
 # BENCH_WAN_CLIENTS (default "harbor1.10 harbor2.0 harbor2.9c skopeo nocache"):
@@ -64,8 +66,14 @@ if [[ ${1:-} == --done-when ]]; then
   : "${BENCH_WAN_CONFIGS:=25:0 100:0}" "${BENCH_WAN_CLIENTS:=harbor1.10 harbor2.0 harbor2.9c}"
   : "${BENCH_WAN_PARALLEL:=1 10}" "${BENCH_WAN_RUNS:=3}"
   : "${BENCH_WAN_PATHS:=direct adapter adapter-pipeline}"
+elif [[ ${1:-} == --fleet ]]; then
+  # Issue 26's "Done when": three adapters + nginx + Redis vs one adapter, ten at a time.
+  : "${BENCH_WAN_IMAGES:=12}" "${BENCH_WAN_LAYER_SIZES:=8388608,4194304,1048576}"
+  : "${BENCH_WAN_CONFIGS:=25:0}" "${BENCH_WAN_CLIENTS:=harbor2.0}"
+  : "${BENCH_WAN_PARALLEL:=10}" "${BENCH_WAN_RUNS:=3}"
+  : "${BENCH_WAN_PATHS:=direct adapter fleet adapter-pipeline fleet-pipeline}"
 elif [[ -n ${1:-} ]]; then
-  echo "usage: $0 [--done-when]" >&2; exit 2
+  echo "usage: $0 [--done-when | --fleet]" >&2; exit 2
 fi
 N=${BENCH_WAN_IMAGES:-12}
 LAYER_SIZES=${BENCH_WAN_LAYER_SIZES:-8388608,4194304,1048576}
@@ -187,7 +195,8 @@ start_adapter() { # port dedup(true|false) log [pipeline(true|false)]
 # Namespace names are at most 30 characters: short forms of client and path.
 ns_of() { # client path parallel run
   local c=$1 p=$2
-  case $p in direct) p=d;; adapter) p=a;; adapter-nodedup) p=an;; adapter-pipeline) p=ap;; esac
+  case $p in direct) p=d;; adapter) p=a;; adapter-nodedup) p=an;; adapter-pipeline) p=ap;;
+    fleet) p=f;; fleet-pipeline) p=fp;; esac
   case $c in harbor1.8) c=h18;; harbor1.10) c=h110;; harbor2.0) c=h20;; harbor2.9) c=h29;;
     harbor2.9c) c=h29c;; onetoken) c=ot;; skopeo) c=sk;; nocache) c=nc;; esac
   echo "wan-$c-$p-p$3-r$4"
@@ -227,6 +236,50 @@ for CONFIG in $CONFIGS; do
     wait_up "http://127.0.0.1:$APP/healthz" "adapter (pipeline)"
   fi
 
+  # Fleets (issue 26): three adapters sharing one Redis ([state] redis_url) and the same keys,
+  # behind an nginx round-robin balancer (no affinity: every request may reach another replica).
+  FLEET_F= FLEET_FP=
+  if [[ " $PATHS " == *" fleet"* ]]; then
+    command -v redis-server >/dev/null || wdie "redis-server is not installed"
+    command -v nginx >/dev/null || wdie "nginx is not installed"
+    read -r RPORT < <(free_ports 1)
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WWORK/logs/redis-$lat.log" 2>&1 &
+    WPIDS+=("$!"); FLEET_PIDS=("$!")
+    start_fleet() { # name pipeline(true|false): the balancer's port
+      local name=$1 pipe=$2 lbp sign seal ports port
+      read -r lbp p1 p2 p3 < <(free_ports 4); ports="$p1 $p2 $p3"
+      sign=$(openssl rand -base64 32); seal=$(openssl rand -base64 32)
+      for port in $ports; do
+        serve_adapter "$WWORK/logs/$name-$port-$lat.log" TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$port \
+          TCR_ADAPTER__SERVER__PUBLIC_URL=http://127.0.0.1:$lbp \
+          TCR_ADAPTER__TCR__REGISTRY_URL=http://127.0.0.1:$EREG TCR_ADAPTER__TCR__API_ENDPOINT=http://127.0.0.1:$EAPI \
+          TCR_ADAPTER__WAN__PIPELINE="$pipe" TCR_ADAPTER__WAN__SPOOL_DIR="$WWORK/spool-$name-$port" \
+          TCR_ADAPTER__STATE__REDIS_URL="redis://127.0.0.1:$RPORT/0" TCR_ADAPTER__STATE__KEY_PREFIX="$name-$lat" \
+          TCR_ADAPTER__AUTH__SIGNING_KEY="$sign" TCR_ADAPTER__AUTH__SEALING_KEY="$seal"
+        WPIDS+=("$!"); FLEET_PIDS+=("$!")
+        wait_up "http://127.0.0.1:$port/healthz" "$name replica"
+      done
+      mkdir -p "$WWORK/nginx-$name/tmp"
+      cat >"$WWORK/nginx-$name/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1; pid $WWORK/nginx-$name/nginx.pid;
+error_log $WWORK/logs/nginx-$name-$lat.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $WWORK/nginx-$name/tmp; proxy_temp_path $WWORK/nginx-$name/tmp;
+  upstream fleet { $(for port in $ports; do printf 'server 127.0.0.1:%s; ' "$port"; done) keepalive 32; }
+  server { listen 127.0.0.1:$lbp; client_max_body_size 0;
+    location / { proxy_pass http://fleet; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$http_host; proxy_buffering off; proxy_request_buffering off; } } }
+NGINX
+      nginx -c "$WWORK/nginx-$name/nginx.conf" -p "$WWORK/nginx-$name" >/dev/null 2>&1 &
+      WPIDS+=("$!"); FLEET_PIDS+=("$!")
+      wait_up "http://127.0.0.1:$lbp/healthz" "$name balancer"
+      FLEET_LB=$lbp; FLEET_PORTS=$ports
+    }
+    if [[ " $PATHS " == *" fleet "* ]]; then start_fleet fleet false; FLEET_F=$FLEET_LB; FLEET_F_PORTS=$FLEET_PORTS; fi
+    if [[ " $PATHS " == *" fleet-pipeline "* ]]; then start_fleet fleetp true; FLEET_FP=$FLEET_LB; FLEET_FP_PORTS=$FLEET_PORTS; fi
+    wlog "fleets (3 replicas + nginx + Redis :$RPORT): defaults :${FLEET_F:-}, pipeline :${FLEET_FP:-}"
+  fi
+
   # Every namespace of this WAN setting, created beforehand on all paths (the data path is measured).
   namespaces=()
   for c in $CLIENTS; do for p in $PATHS; do for par in $PARALLELS; do for r in $(seq 1 "$RUNS"); do
@@ -245,6 +298,8 @@ for CONFIG in $CONFIGS; do
           adapter) dest=127.0.0.1:$AP; user=$SID; pass=$SKEY; mport=$AP ;;
           adapter-nodedup) dest=127.0.0.1:$APN; user=$SID; pass=$SKEY; mport=$APN ;;
           adapter-pipeline) dest=127.0.0.1:$APP; user=$SID; pass=$SKEY; mport=$APP ;;
+          fleet) dest=127.0.0.1:$FLEET_F; user=$SID; pass=$SKEY; mport=$FLEET_F_PORTS ;;
+          fleet-pipeline) dest=127.0.0.1:$FLEET_FP; user=$SID; pass=$SKEY; mport=$FLEET_FP_PORTS ;;
           *) wdie "unknown path $p" ;;
         esac
         ns=$(ns_of "$c" "$p" "$par" "$run")
@@ -259,7 +314,8 @@ for CONFIG in $CONFIGS; do
         req0=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
         up0=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
         # The adapter's /metrics: same text format, same summing.
-        mnt0=0; [[ -n $mport ]] && mnt0=$(metric_sum "$mport" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}')
+        mounted() { local n=0 mp; for mp in $mport; do n=$((n + $(metric_sum "$mp" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}'))); done; echo $n; }
+        mnt0=0; [[ -n $mport ]] && mnt0=$(mounted)
         t0=$(date +%s.%N)
         if [[ -n $hargs ]]; then
           # shellcheck disable=SC2086  # $hargs: the generation's arguments, split on purpose
@@ -297,7 +353,7 @@ EOF
         up1=$(metric_sum "$EAPI" '^tcr_emulator_body_bytes_total\{direction="received",route="upload"\}')
         mounts=-
         if [[ -n $mport ]]; then
-          mounts=$(( $(metric_sum "$mport" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}') - mnt0 ))
+          mounts=$(( $(mounted) - mnt0 ))
         fi
         secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')
         # Harbor clients: their own clock (excludes python start-up and generating the content).
@@ -315,9 +371,9 @@ EOF
       done
     done
   done
-  kill "$ad_pid" "$adn_pid" ${adp_pid:-} "$emu_pid" 2>/dev/null || true
-  wait "$ad_pid" "$adn_pid" ${adp_pid:-} "$emu_pid" 2>/dev/null || true
-  adp_pid=
+  kill "$ad_pid" "$adn_pid" ${adp_pid:-} "$emu_pid" ${FLEET_PIDS[@]:-} 2>/dev/null || true
+  wait "$ad_pid" "$adn_pid" ${adp_pid:-} "$emu_pid" ${FLEET_PIDS[@]:-} 2>/dev/null || true
+  adp_pid= FLEET_PIDS=()
 done
 
 # Medians over the runs, then ratios to the direct row of the same WAN setting, client and
@@ -350,6 +406,12 @@ for k, m in med.items():
         limit = 0.35 if (k[3] == "adapter-pipeline" and k[4] == "1") else 0.5
         ok = t <= limit and bd <= 1.1
         bar = "%s(time<=%.2f,bytes<=1.10)" % ("met" if ok else "NOT-met", limit)
+    if k[3] in ("fleet", "fleet-pipeline") and bd is not None:
+        # Issue 26: three replicas within 10 % of one adapter's time, bytes <= 1.1 x distinct.
+        one = med.get(k[:3] + ({"fleet": "adapter", "fleet-pipeline": "adapter-pipeline"}[k[3]],) + k[4:])
+        vs = m["seconds"] / one["seconds"] if one and one["seconds"] else None
+        ok = vs is not None and vs <= 1.1 and bd <= 1.1
+        bar = "%s(time_vs_one_adapter=%s<=1.10,bytes<=1.10)" % ("met" if ok else "NOT-met", fmt(vs))
     print("\t".join(list(k) + [str(m["runs"]), "%.2f" % m["seconds"], "%g" % m["requests"],
                                "%.1f" % m["blob"], "%.1f" % m["distinct"], m["mounts"],
                                fmt(t), fmt(ratio("requests")), fmt(ratio("blob")), fmt(bd), bar]))

@@ -10,22 +10,6 @@ use std::time::Duration;
 use tcr_adapter::app::AdapterHandle;
 use tcr_adapter::config::Secret;
 
-/// A throwaway `redis-server` on `port` (no persistence), killed by its PID when dropped.
-fn redis_server(port: u16) -> common::Proc {
-    common::require_tool("redis-server");
-    let p = common::Proc(
-        std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server starts"),
-    );
-    common::wait_port(port);
-    p
-}
-
 async fn replica(emu: &common::TestEmulator, redis_port: u16) -> (AdapterHandle, String) {
     let mut cfg = common::adapter_config(&emu.handle);
     cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
@@ -61,7 +45,7 @@ async fn readyz(base: &str) -> (u16, serde_json::Value) {
 async fn a_credential_refused_by_one_replica_costs_the_other_no_upstream_call() {
     let emu = common::start_emulator().await;
     let port = common::free_port();
-    let _redis = redis_server(port);
+    let _redis = common::redis_server(port);
     let (_a, base_a) = replica(&emu, port).await;
     let (_b, base_b) = replica(&emu, port).await;
     let bad_key = "AKIDnobodyHasThisKey000000000000";
@@ -102,7 +86,7 @@ async fn a_credential_refused_by_one_replica_costs_the_other_no_upstream_call() 
 async fn a_store_that_goes_away_degrades_and_is_picked_up_again() {
     let emu = common::start_emulator().await;
     let port = common::free_port();
-    let redis = redis_server(port);
+    let redis = common::redis_server(port);
     let (_a, base) = replica(&emu, port).await;
     let (id, key) = (common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY);
     assert_eq!(token_status(&base, id, key).await, 200);
@@ -131,7 +115,7 @@ async fn a_store_that_goes_away_degrades_and_is_picked_up_again() {
     assert_eq!(metric(&base, "tcr_adapter_state_store_up", &[]).await, 0);
 
     // Back on the same port: picked up again by the next probe.
-    let _redis = redis_server(port);
+    let _redis = common::redis_server(port);
     let mut shown = String::new();
     for _ in 0..50 {
         let (_, body) = readyz(&base).await;
@@ -156,7 +140,7 @@ async fn the_wan_state_is_one_for_replicas_sharing_redis() {
     use tcr_adapter::state::StateStore;
 
     let port = common::free_port();
-    let redis = redis_server(port);
+    let redis = common::redis_server(port);
     let cfg = tcr_adapter::config::StateConfig {
         redis_url: Secret::new(format!("redis://127.0.0.1:{port}/0")),
         key_prefix: "unit".into(),

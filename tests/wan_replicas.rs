@@ -21,22 +21,6 @@ use wan_support::{config_of, layer, manifest_of, Gen, Job};
 const SIGNING_KEY: &str = "cmVwbGljYS10ZXN0LXNpZ25pbmcta2V5LTMyLWJ5dGVzISE=";
 const SEALING_KEY: &str = "cmVwbGljYS10ZXN0LXNlYWxpbmcta2V5LTMyYnl0ZXM=";
 
-/// A throwaway `redis-server` on `port` (no persistence), killed by its PID when dropped.
-fn redis_server(port: u16) -> common::Proc {
-    common::require_tool("redis-server");
-    let p = common::Proc(
-        std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server starts"),
-    );
-    common::wait_port(port);
-    p
-}
-
 struct Fleet {
     _redis: Option<common::Proc>,
     replicas: Vec<AdapterHandle>,
@@ -52,7 +36,7 @@ async fn fleet(emu: &EmulatorHandle, n: usize, shared: bool, pipeline: bool) -> 
     let port = common::free_port();
     let lb = format!("http://127.0.0.1:{port}");
     let redis_port = common::free_port();
-    let redis = shared.then(|| redis_server(redis_port));
+    let redis = shared.then(|| common::redis_server(redis_port));
     let dir_for_spools = tempfile::tempdir().unwrap();
     let mut replicas = Vec::new();
     for _ in 0..n {
@@ -69,7 +53,10 @@ async fn fleet(emu: &EmulatorHandle, n: usize, shared: bool, pipeline: bool) -> 
             cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
             cfg.state.key_prefix = "fleet".into();
         } else {
+            // Alone: each replica's Locations name itself, so a job sent to one replica stays
+            // there (the control below must not reach the replica that knows the layers).
             cfg.state = Default::default();
+            cfg.server.public_url = String::new();
         }
         replicas.push(common::start_adapter(cfg).await.0);
     }
@@ -87,22 +74,6 @@ async fn fleet(emu: &EmulatorHandle, n: usize, shared: bool, pipeline: bool) -> 
         _dir: dir,
         lb,
     }
-}
-
-/// Upload requests that reached TCR for `digest` (monolithic or final chunk).
-fn uploads_of(emu: &EmulatorHandle, digest: &Digest) -> usize {
-    let raw = digest.as_str().to_string();
-    let encoded = raw.replace(':', "%3A");
-    emu.state
-        .journal
-        .entries()
-        .iter()
-        .filter(|j| j.method == "PUT" || j.method == "POST")
-        .filter(|j| {
-            j.target.contains(&format!("digest={raw}"))
-                || j.target.contains(&format!("digest={encoded}"))
-        })
-        .count()
 }
 
 /// Copy `repo:v1` (config, the two base layers, its own layer) as a Harbor 2.0 job through the
@@ -139,27 +110,23 @@ async fn mounts(fleet: &Fleet) -> u64 {
     n
 }
 
-/// Six images with two shared base layers: the first job alone, then five at once.
-async fn migrate(emu: &EmulatorHandle, fleet: &Fleet) -> (usize, usize) {
+/// Six images with two shared base layers: the first job alone through the first replica
+/// itself, then five at once through `rest` (the balancer, or one other replica).
+async fn migrate(emu: &EmulatorHandle, fleet: &Fleet, rest: &str) -> (usize, usize) {
     let (b1, b2) = (layer(1, 96 << 10), layer(2, 64 << 10));
-    copy(&fleet.lb, "team/app0", &[&b1, &b2], &layer(10, 4096)).await;
+    let first = format!("http://{}", fleet.replicas[0].addr);
+    copy(&first, "team/app0", &[&b1, &b2], &layer(10, 4096)).await;
     let jobs = (1..6).map(|i| {
-        let (lb, b1, b2) = (fleet.lb.clone(), b1.clone(), b2.clone());
+        let (rest, b1, b2) = (rest.to_string(), b1.clone(), b2.clone());
         async move {
-            copy(
-                &lb,
-                &format!("team/app{i}"),
-                &[&b1, &b2],
-                &layer(10 + i as u8, 4096),
-            )
-            .await;
+            let own = layer(10 + i as u8, 4096);
+            copy(&rest, &format!("team/app{i}"), &[&b1, &b2], &own).await;
         }
     });
     futures_util::future::join_all(jobs).await;
-    let _ = emu;
     (
-        uploads_of(emu, &Digest::sha256_of(&b1)),
-        uploads_of(emu, &Digest::sha256_of(&b2)),
+        common::uploads_into_tcr(emu, &Digest::sha256_of(&b1)),
+        common::uploads_into_tcr(emu, &Digest::sha256_of(&b2)),
     )
 }
 
@@ -167,24 +134,15 @@ async fn migrate(emu: &EmulatorHandle, fleet: &Fleet) -> (usize, usize) {
 async fn three_replicas_sharing_redis_send_each_base_layer_once() {
     let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
     let fleet = fleet(&emu.handle, 3, true, false).await;
-    let (b1, b2) = migrate(&emu.handle, &fleet).await;
+    let (b1, b2) = migrate(&emu.handle, &fleet, &fleet.lb).await;
     assert_eq!((b1, b2), (1, 1), "each base layer crossed once");
     assert!(
         mounts(&fleet).await >= 10,
         "the other five images mounted both"
     );
-    // Every image is complete in TCR (pulled back through the balancer by its manifest).
+    // Every image is complete in TCR.
     for i in 0..6 {
-        let repo = format!("team/app{i}");
-        let job = Job::new(
-            Gen::V2_0,
-            &fleet.lb,
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-        );
-        let (s, digest) = job.head_manifest(&repo, "v1").await;
-        assert_eq!(s, 200, "{repo}:v1 is there");
-        assert!(digest.is_some());
+        common::assert_image_in_tcr(&emu.handle, &format!("team/app{i}"), "v1").await;
     }
 }
 
@@ -201,29 +159,10 @@ async fn metric_sum(fleet: &Fleet, name: &str, labels: &[&str]) -> u64 {
 async fn pipelined_sessions_work_through_any_replica_of_a_fleet_sharing_redis() {
     let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
     let fleet = fleet(&emu.handle, 3, true, true).await;
-    let (b1, b2) = migrate(&emu.handle, &fleet).await;
+    let (b1, b2) = migrate(&emu.handle, &fleet, &fleet.lb).await;
     // Every image committed, and nothing committed references a blob TCR lacks.
     for i in 0..6 {
-        let repo = format!("team/app{i}");
-        let job = Job::new(
-            Gen::V2_0,
-            &fleet.lb,
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-        );
-        let (s, _) = job.head_manifest(&repo, "v1").await;
-        assert_eq!(s, 200, "{repo}:v1 is there");
-        let t = emu_token(&emu.handle, &repo).await;
-        let manifest = get(&emu.handle, &format!("/v2/{repo}/manifests/v1"), &t).await;
-        let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-        let mut digests = vec![m["config"]["digest"].as_str().unwrap().to_string()];
-        for l in m["layers"].as_array().unwrap() {
-            digests.push(l["digest"].as_str().unwrap().to_string());
-        }
-        for d in digests {
-            let got = get(&emu.handle, &format!("/v2/{repo}/blobs/{d}"), &t).await;
-            assert_eq!(Digest::sha256_of(&got).as_str(), d, "{repo} {d} is in TCR");
-        }
+        common::assert_image_in_tcr(&emu.handle, &format!("team/app{i}"), "v1").await;
     }
     assert!(
         metric_sum(&fleet, "tcr_adapter_fleet_forwards_total{", &["forwarded"]).await > 0,
@@ -236,44 +175,17 @@ async fn pipelined_sessions_work_through_any_replica_of_a_fleet_sharing_redis() 
     eprintln!("base layers sent: {b1}, {b2}");
 }
 
-/// A token of TCR's own realm for `repo` (the demo account), read straight from the emulator.
-async fn emu_token(emu: &EmulatorHandle, repo: &str) -> String {
-    let (user, pass) = common::instance_credentials(emu);
-    let r = reqwest::Client::new()
-        .get(format!(
-            "{}/service/token?service=harbor-registry&scope=repository:{repo}:pull",
-            emu.registry_url()
-        ))
-        .header("Authorization", common::basic(&user, &pass))
-        .send()
-        .await
-        .unwrap();
-    r.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn get(emu: &EmulatorHandle, path: &str, token: &str) -> Vec<u8> {
-    let r = reqwest::Client::new()
-        .get(format!("{}{path}", emu.registry_url()))
-        .bearer_auth(token)
-        .header("Accept", harbor::OCI_MANIFEST)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.bytes().await.unwrap().to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_the_store_replicas_learn_alone_and_layers_cross_again() {
     let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
     let fleet = fleet(&emu.handle, 3, false, false).await;
-    let (b1, b2) = migrate(&emu.handle, &fleet).await;
-    assert!(
-        b1 + b2 > 2,
-        "with per-replica memory some replica uploads a base layer again ({b1}, {b2})"
+    // The rest through another replica (deterministic: it has never heard of the layers).
+    let other = format!("http://{}", fleet.replicas[1].addr);
+    let (b1, b2) = migrate(&emu.handle, &fleet, &other).await;
+    assert_eq!(
+        (b1, b2),
+        (2, 2),
+        "with per-replica memory the other replica uploads each base layer again"
     );
 }
 
@@ -329,8 +241,10 @@ async fn a_replica_that_dies_takes_only_its_open_session_and_the_retry_completes
         )
         .await;
     assert_eq!(copied.uploaded, 2);
-    let t = emu_token(&emu.handle, repo).await;
-    let got = get(&emu.handle, &format!("/v2/{repo}/blobs/{d}"), &t).await;
-    assert_eq!(got, data);
-    assert_eq!(uploads_of(&emu.handle, &d), 1, "only the retry reached TCR");
+    common::assert_image_in_tcr(&emu.handle, repo, "v1").await;
+    assert_eq!(
+        common::uploads_into_tcr(&emu.handle, &d),
+        1,
+        "only the retry reached TCR"
+    );
 }

@@ -265,3 +265,68 @@ pub fn strs<'a>(v: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
         .map(|x| x[field].as_str().unwrap())
         .collect()
 }
+
+/// Upload requests that reached TCR (the emulator's journal) for `digest`: monolithic, or the
+/// final chunk of a chunked upload.
+pub fn uploads_into_tcr(emu: &EmulatorHandle, digest: &tcr_adapter::oci::Digest) -> usize {
+    let raw = digest.as_str().to_string();
+    let encoded = raw.replace(':', "%3A");
+    emu.state
+        .journal
+        .entries()
+        .iter()
+        .filter(|j| j.method == "PUT" || j.method == "POST")
+        .filter(|j| {
+            j.target.contains(&format!("digest={raw}"))
+                || j.target.contains(&format!("digest={encoded}"))
+        })
+        .count()
+}
+
+/// `repo:tag` is in TCR with every blob its (OCI or Docker) manifest references, each read back
+/// straight from the emulator by digest; how many blobs.
+pub async fn assert_image_in_tcr(emu: &EmulatorHandle, repo: &str, tag: &str) -> usize {
+    let (user, pass) = instance_credentials(emu);
+    let http = reqwest::Client::new();
+    let tok: serde_json::Value = http
+        .get(format!(
+            "{}/service/token?service=harbor-registry&scope=repository:{repo}:pull",
+            emu.registry_url()
+        ))
+        .header("Authorization", basic(&user, &pass))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tok = tok["token"].as_str().unwrap().to_string();
+    let get = |path: String| {
+        http.get(format!("{}{path}", emu.registry_url()))
+            .bearer_auth(&tok)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .header(
+                "Accept",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .send()
+    };
+    let r = get(format!("/v2/{repo}/manifests/{tag}")).await.unwrap();
+    assert_eq!(r.status(), 200, "{repo}:{tag} is in TCR");
+    let m: serde_json::Value = r.json().await.unwrap();
+    let mut digests = vec![m["config"]["digest"].as_str().unwrap().to_string()];
+    for l in m["layers"].as_array().unwrap() {
+        digests.push(l["digest"].as_str().unwrap().to_string());
+    }
+    for d in &digests {
+        let body = get(format!("/v2/{repo}/blobs/{d}")).await.unwrap();
+        assert_eq!(body.status(), 200, "{repo}: {d} is in TCR");
+        let body = body.bytes().await.unwrap();
+        assert_eq!(
+            tcr_adapter::oci::Digest::sha256_of(&body).as_str(),
+            d.as_str(),
+            "{repo}: {d} reads back"
+        );
+    }
+    digests.len()
+}

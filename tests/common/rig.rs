@@ -314,3 +314,19 @@ pub async fn run_check(dir: &Path, config: &str) -> (i32, String) {
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     (out.status.code().unwrap_or(-1), stdout)
 }
+
+/// A throwaway `redis-server` on `port` (no persistence), killed by its PID when dropped.
+pub fn redis_server(port: u16) -> Proc {
+    super::require_tool("redis-server");
+    let p = Proc(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts"),
+    );
+    wait_port(port);
+    p
+}

@@ -10,30 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tcr_adapter::emulator::EmulatorHandle;
-use tcr_adapter::oci::Digest;
-
 use crate::lifecycle::{adapter_toml, free_port, spawn, wait_up};
 use crate::wan_support::{config_of, layer, manifest_of, Gen, Job};
 use crate::{common, harbor, record};
 
 /// Harbor runs a failed replication task again, three times in all.
 const ATTEMPTS: usize = 3;
-
-fn redis_server(port: u16) -> common::Proc {
-    common::require_tool("redis-server");
-    let p = common::Proc(
-        std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server starts"),
-    );
-    common::wait_port(port);
-    p
-}
 
 /// Copy one image as a Harbor task, run again (with a fresh client) when it fails.
 async fn replicate_with_retries(
@@ -82,70 +64,13 @@ async fn replicate_with_retries(
     }
 }
 
-/// Every image's manifest is in TCR and every blob it references too (read straight from the
-/// emulator, the blobs by digest).
-async fn assert_complete(emu: &EmulatorHandle, repos: &[String]) -> usize {
-    let mut blobs = 0;
-    for repo in repos {
-        let (user, pass) = common::instance_credentials(emu);
-        let tok = reqwest::Client::new()
-            .get(format!(
-                "{}/service/token?service=harbor-registry&scope=repository:{repo}:pull",
-                emu.registry_url()
-            ))
-            .header("Authorization", common::basic(&user, &pass))
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let get = |path: String| {
-            let tok = tok.clone();
-            async move {
-                reqwest::Client::new()
-                    .get(format!("{}{path}", emu.registry_url()))
-                    .bearer_auth(tok)
-                    .header("Accept", harbor::OCI_MANIFEST)
-                    .send()
-                    .await
-                    .unwrap()
-            }
-        };
-        let r = get(format!("/v2/{repo}/manifests/v1")).await;
-        assert_eq!(r.status(), 200, "{repo}:v1 is in TCR");
-        let m: serde_json::Value = r.json().await.unwrap();
-        let mut digests = vec![m["config"]["digest"].as_str().unwrap().to_string()];
-        for l in m["layers"].as_array().unwrap() {
-            digests.push(l["digest"].as_str().unwrap().to_string());
-        }
-        for d in digests {
-            let body = get(format!("/v2/{repo}/blobs/{d}"))
-                .await
-                .bytes()
-                .await
-                .unwrap();
-            assert_eq!(
-                Digest::sha256_of(&body).as_str(),
-                d,
-                "{repo}: {d} is in TCR"
-            );
-            blobs += 1;
-        }
-    }
-    blobs
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fleet_migration_survives_a_killed_adapter_and_a_restarted_redis() {
     let emu = common::start_emulator_with_namespaces(&[("fleet", false)]).await;
     let dir = tempfile::tempdir().unwrap();
     let (lb, redis_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{lb}");
-    let mut redis = Some(redis_server(redis_port));
+    let mut redis = Some(common::redis_server(redis_port));
     let ports = [free_port(), free_port(), free_port()];
     let mut adapters = Vec::new();
     for (i, port) in ports.iter().enumerate() {
@@ -203,12 +128,15 @@ async fn a_fleet_migration_survives_a_killed_adapter_and_a_restarted_redis() {
         adapters[0].take().unwrap().kill9();
         redis.take().unwrap().kill9();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        redis = Some(redis_server(redis_port));
+        redis = Some(common::redis_server(redis_port));
     };
     tokio::join!(migration, faults);
 
     assert_eq!(done.load(Ordering::SeqCst), 12, "every image completed");
-    let blobs = assert_complete(&emu.handle, &repos).await;
+    let mut blobs = 0;
+    for repo in &repos {
+        blobs += common::assert_image_in_tcr(&emu.handle, repo, "v1").await;
+    }
     let retried = failures.load(Ordering::SeqCst);
     record(
         "one of three adapter processes (shared Redis, wan.pipeline, nginx round robin) killed with -9 and Redis killed and restarted, half way through a 12-image migration ten at a time",

@@ -22,19 +22,7 @@ pub fn layer(seed: u8, len: usize) -> Vec<u8> {
 
 /// Upload requests that reached TCR for `digest` (monolithic or final chunk).
 pub fn uploads_of(e: &Env, digest: &Digest) -> usize {
-    let raw = digest.as_str().to_string();
-    let encoded = raw.replace(':', "%3A");
-    e.emu
-        .state
-        .journal
-        .entries()
-        .iter()
-        .filter(|j| j.method == "PUT" || j.method == "POST")
-        .filter(|j| {
-            j.target.contains(&format!("digest={raw}"))
-                || j.target.contains(&format!("digest={encoded}"))
-        })
-        .count()
+    crate::common::uploads_into_tcr(&e.emu, digest)
 }
 
 /// `HEAD /v2/<repo>/blobs/<d>` with the token given (skopeo and docker push with one
