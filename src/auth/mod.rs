@@ -308,7 +308,7 @@ impl AuthService {
                 continue;
             }
             self.namespaces
-                .ensure(ns, identity.api_keys.as_ref())
+                .ensure(ns, identity)
                 .await?;
             done.push(ns.to_string());
         }
