@@ -264,7 +264,10 @@ pub async fn create(
     tracing::info!(project = %name, namespace = %upstream, harbor_public = ?public, "Harbor asks for a project");
     // Created with the caller's own keys, or the provisioner's for an instance token; never for
     // a tcr$ service account (`namespaces::Acting`).
-    let outcome = front.namespaces.ensure_outcome(&upstream, &identity).await?;
+    let outcome = front
+        .namespaces
+        .ensure_outcome(&upstream, &identity)
+        .await?;
     let created = match outcome {
         Outcome::Created => true,
         Outcome::Unchecked => {

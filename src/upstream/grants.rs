@@ -48,11 +48,13 @@ impl UpstreamClient {
             .fetch_token_as(&realm, &service, Some(cred), &[scope])
             .await?;
         let token = resp.bearer().unwrap_or_default();
-        access_of(token, repo).map(Some).ok_or_else(|| UpstreamError::Realm {
-            url: realm.clone(),
-            status: 200,
-            message: "the token's access claim could not be read".into(),
-        })
+        access_of(token, repo)
+            .map(Some)
+            .ok_or_else(|| UpstreamError::Realm {
+                url: realm.clone(),
+                status: 200,
+                message: "the token's access claim could not be read".into(),
+            })
     }
 }
 
@@ -110,7 +112,12 @@ mod tests {
             {"type": "repository", "name": "ns/app", "actions": ["*"]},
         ]}));
         assert!(permits(&access_of(&t, "ns/app").unwrap(), "delete"));
-        assert_eq!(access_of(&jwt(serde_json::json!({})), "ns/app").unwrap().len(), 0);
+        assert_eq!(
+            access_of(&jwt(serde_json::json!({})), "ns/app")
+                .unwrap()
+                .len(),
+            0
+        );
         assert!(access_of("not-a-jwt", "ns/app").is_none());
         assert!(access_of("a.!!!.c", "ns/app").is_none());
     }
