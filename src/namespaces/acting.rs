@@ -57,3 +57,42 @@ pub(super) fn not_created(ns: &str) -> OciError {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::credentials::UpstreamCredential;
+
+    fn registry(username: &str) -> ClientIdentity {
+        ClientIdentity {
+            upstream: Some(UpstreamCredential {
+                username: username.into(),
+                password: Secret::new("p"),
+            }),
+            api_keys: None,
+            kind: crate::credentials::KIND_REGISTRY,
+        }
+    }
+
+    #[test]
+    fn service_accounts_and_anonymous_callers_only_look() {
+        assert!(matches!(
+            Acting::from(&registry("tcr$ci")),
+            Acting::LookOnly
+        ));
+        assert!(matches!(
+            Acting::from(&ClientIdentity::anonymous()),
+            Acting::LookOnly
+        ));
+        assert!(matches!(
+            Acting::from(&registry("100012345678")),
+            Acting::Delegated
+        ));
+        let keys = ApiCredential::new("AKIDx".to_string(), "k");
+        let mut with_keys = registry("100012345678");
+        with_keys.api_keys = Some(keys);
+        assert!(matches!(Acting::from(&with_keys), Acting::Keys(_)));
+        assert!(matches!(Acting::from(None), Acting::Delegated));
+    }
+}

@@ -5,10 +5,8 @@
 //!
 //! It decides *whether* a namespace may exist and makes sure it does; it never talks to the
 //! registry data plane and never sees a request. Whose keys create a namespace ([`Acting`]): the
-//! caller's own API keys when it presented some (their CAM permissions apply); for an instance
-//! token, the provisioner keys (`tcr.secret_id` / `tcr.secret_key`: the operator's delegation,
-//! bounded by `namespaces.allow`/`deny`); for a `tcr$` service account (namespace-scoped in TCR)
-//! or an anonymous caller, nobody's — the provisioner keys may only look whether it exists.
+//! caller's own API keys; the provisioner keys for an instance token; nobody's for a `tcr$`
+//! service account or an anonymous caller.
 //!
 //! - [`acting`]: who acts for a caller, and so whether a namespace may be created for it
 //! - [`policy`]: naming rule, allow/deny patterns, rename map
@@ -292,8 +290,7 @@ impl NamespaceProvisioner {
     /// Without a cloud client, or without any keys (caller presented registry credentials and no
     /// provisioner keys are configured), the namespace cannot be checked: the policy is applied
     /// and the write goes on (a missing namespace is then refused by TCR itself; answer it with
-    /// [`Self::keys_needed_error`]). A missing namespace is created only for [`Acting::Keys`]
-    /// and [`Acting::Delegated`]; for [`Acting::LookOnly`] it is a `DENIED` refusal.
+    /// [`Self::keys_needed_error`]). For [`Acting::LookOnly`] a missing one is refused.
     pub async fn ensure<'a>(
         &self,
         upstream_namespace: &str,
@@ -378,7 +375,7 @@ impl NamespaceProvisioner {
         if !may_create {
             tracing::info!(
                 namespace = ns,
-                "namespace missing: not created for a tcr$ service account or an anonymous caller"
+                "missing namespace not created for a look-only caller"
             );
             return Err((Outcome::Denied, acting::not_created(ns)));
         }
