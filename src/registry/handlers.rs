@@ -99,8 +99,9 @@ async fn answer_locally(
 /// (CAM decides); for a registry-credential caller with the provisioner's keys only when TCR's
 /// own token realm, asked with the caller's credential, grants it `delete` on the repository —
 /// else `403 DENIED` with what TCR granted, and no cloud API call. Without a grant to read
-/// (no provisioner keys, an anonymous caller, an upstream without a token realm) the request
-/// is forwarded with the caller's credential and TCR answers it.
+/// (no provisioner keys, an anonymous caller, an upstream without a token realm or whose token
+/// has no readable `access` claim) the request is forwarded with the caller's credential and
+/// TCR answers it.
 async fn delete_tag(
     front: &web::Data<RegistryFront>,
     grant: &Grant,

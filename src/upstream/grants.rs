@@ -30,10 +30,10 @@ struct Claims {
 
 impl UpstreamClient {
     /// The actions TCR's realm grants `cred` on `repository:<repo>` when asked for `actions`
-    /// (comma-separated, e.g. `delete`); `*` stands for every action. `Ok(None)`: the upstream
-    /// has no token realm (Basic or no authentication), so there is no grant to read. A realm
-    /// that refuses the credential is [`UpstreamError::CredentialRejected`]. Never cached: the
-    /// answer is for one decision.
+    /// (comma-separated, e.g. `delete`); `*` stands for every action. `Ok(None)`: there is no
+    /// grant to read — the upstream has no token realm (Basic or no authentication), or its
+    /// token is not a JWT with an `access` claim. A realm that refuses the credential is
+    /// [`UpstreamError::CredentialRejected`]. Never cached: the answer is for one decision.
     pub async fn granted_actions(
         &self,
         cred: &BasicAuth,
@@ -47,14 +47,14 @@ impl UpstreamClient {
         let resp = self
             .fetch_token_as(&realm, &service, Some(cred), &[scope])
             .await?;
-        let token = resp.bearer().unwrap_or_default();
-        access_of(token, repo)
-            .map(Some)
-            .ok_or_else(|| UpstreamError::Realm {
-                url: realm.clone(),
-                status: 200,
-                message: "the token's access claim could not be read".into(),
-            })
+        let granted = access_of(resp.bearer().unwrap_or_default(), repo);
+        if granted.is_none() {
+            tracing::warn!(
+                repository = repo,
+                "the upstream realm's token has no readable access claim: no grant to read"
+            );
+        }
+        Ok(granted)
     }
 }
 
