@@ -432,8 +432,35 @@ async fn what_is_allowed_still_works() {
         let t =
             w.e.token_as(&user, &pass, &["repository:by-token/app:pull,delete"])
                 .await;
+        let deletes = || w.e.api_calls(&["action=\"DeleteImage\"", "result=\"ok\""]);
+        let before_deletes = deletes().await;
         let r = w.e.delete("/v2/by-token/app/manifests/v1", &t).await;
         assert_eq!(r.status(), 202, "instance token deletes a tag ({mode:?})");
+        push_as(&w, (&user, &pass), "by-token/api").await;
+        let r =
+            w.e.http
+                .delete(format!(
+                    "{}/api/repositories/by-token/api/tags/v1",
+                    w.e.base
+                ))
+                .header("Authorization", basic(&user, &pass))
+                .send_ok()
+                .await;
+        assert_eq!(
+            r.status(),
+            200,
+            "instance token deletes through /api ({mode:?})"
+        );
+        assert_eq!(
+            w.e.emu.state.storage.resolve_tag("by-token/api", "v1"),
+            None,
+            "{mode:?}"
+        );
+        assert_eq!(
+            deletes().await,
+            before_deletes + 2,
+            "both through DeleteImage with the provisioner's keys ({mode:?})"
+        );
         assert_eq!(
             w.e.emu.state.storage.resolve_tag("by-token/app", "v1"),
             None,
