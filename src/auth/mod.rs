@@ -307,9 +307,7 @@ impl AuthService {
             if done.iter().any(|d| d == ns) {
                 continue;
             }
-            self.namespaces
-                .ensure(ns, identity.api_keys.as_ref())
-                .await?;
+            self.namespaces.ensure(ns, identity).await?;
             done.push(ns.to_string());
         }
         Ok(())

@@ -36,8 +36,7 @@ pub async fn upload(
     let project = Project::parse(&path.into_inner())?;
     let identity = caller::identify(&req, &front, Anonymous::Refused).await?;
     let ns = front.namespaces.admit(project.as_str())?;
-    let keys = caller::api_keys(&identity, &front);
-    front.namespaces.ensure(&ns, keys).await?;
+    front.namespaces.ensure(&ns, &identity).await?;
     let limits = front.chart_limits.clone();
     let received = chart_spool::receive(&req, payload, &limits, &front.metrics.bytes_in).await?;
     let chart = chart_spool::inspect(&received.chart).await?;

@@ -262,8 +262,12 @@ pub async fn create(
     // the rule, as on /v2/), allow and deny.
     let upstream = front.namespaces.admit(name)?;
     tracing::info!(project = %name, namespace = %upstream, harbor_public = ?public, "Harbor asks for a project");
-    let keys = caller::api_keys(&identity, &front);
-    let outcome = front.namespaces.ensure_outcome(&upstream, keys).await?;
+    // Created with the caller's own keys, or the provisioner's for an instance token; never for
+    // a tcr$ service account (`namespaces::Acting`).
+    let outcome = front
+        .namespaces
+        .ensure_outcome(&upstream, &identity)
+        .await?;
     let created = match outcome {
         Outcome::Created => true,
         Outcome::Unchecked => {

@@ -1,8 +1,11 @@
 //! `/api/repositories`: Harbor's v1 repository API over TCR. Listing (`?project_id=`, the pull
 //! direction) and tags come from the cloud API (`DescribeRepositories`, `DescribeImages`); a tag
 //! deletion (Harbor's deletion replication, `DELETE /api/repositories/<repo>/tags/<ref>`) goes
-//! through `DeleteImage`, or — for a digest, or without API keys — through the data plane by
-//! digest. `<repo>` keeps its slashes; names go through the rename map both ways.
+//! through `DeleteImage` — with the caller's API keys, or the provisioner's for a registry
+//! credential TCR's realm grants `delete` there — or, for a digest or without keys, through the
+//! data plane by digest with the caller's credential. TCR's refusals are passed on (403
+//! `DENIED` with TCR's message), never turned into "not found". `<repo>` keeps its slashes;
+//! names go through the rename map both ways.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,7 +15,8 @@ use super::caller::{self, Anonymous};
 use super::HarborFront;
 use crate::credentials::ClientIdentity;
 use crate::oci::{Digest, ErrorCode, OciError, Reference, RepoName};
-use crate::upstream::{error_message, BasicAuth, Forward, ForwardBody, UpstreamPath};
+use crate::tencentcloud::ApiCredential;
+use crate::upstream::{error_message, permits, BasicAuth, Forward, ForwardBody, UpstreamPath};
 
 /// `GET /api/repositories?project_id=<id>`.
 pub async fn list(
@@ -115,7 +119,7 @@ pub async fn delete_tag(
             super::names::excerpt(reference)
         ))
     })?;
-    match (&reference, caller::api_keys(&identity, &front)) {
+    match (&reference, delete_keys(&front, &identity, &upstream).await?) {
         (Reference::Tag(tag), Some(keys)) => {
             front
                 .namespaces
@@ -129,6 +133,50 @@ pub async fn delete_tag(
         (Reference::Digest(d), _) => delete_manifest(&front, &identity, &upstream, d).await?,
     }
     Ok(HttpResponse::Ok().finish())
+}
+
+/// The API keys a tag deletion through `DeleteImage` runs with: the caller's own (CAM
+/// decides); the provisioner's for a registry credential only when TCR's own realm, asked with
+/// that credential, grants it `delete` on `repo` (else TCR's refusal, and no cloud API call);
+/// `None` — the data plane with the caller's credential — when there is no grant to read.
+async fn delete_keys<'a>(
+    front: &'a HarborFront,
+    identity: &'a ClientIdentity,
+    repo: &RepoName,
+) -> Result<Option<&'a ApiCredential>, OciError> {
+    if let Some(keys) = identity.api_keys.as_ref() {
+        return Ok(Some(keys));
+    }
+    let (Some(keys), Some(cred)) = (
+        front.namespaces.fallback_keys(),
+        caller::upstream_basic(identity),
+    ) else {
+        return Ok(None);
+    };
+    match front
+        .upstream
+        .granted_actions(&cred, repo.as_str(), "delete")
+        .await?
+    {
+        Some(granted) if !permits(&granted, "delete") => {
+            let granted = if granted.is_empty() {
+                "nothing".to_string()
+            } else {
+                granted.join(",")
+            };
+            Err(OciError::new(
+                ErrorCode::Denied,
+                format!(
+                    "unauthorized to access repository: {}, action: delete (TCR's token service \
+                     granted {} {granted} when asked for delete); nothing was deleted",
+                    front.namespaces.to_client(repo),
+                    cred.username
+                ),
+            ))
+        }
+        Some(_) => Ok(Some(keys)),
+        None => Ok(None),
+    }
 }
 
 /// The client's repository, typed, through the policy gate; its upstream name.
@@ -197,18 +245,36 @@ async fn resolve_digest(
     repo: &RepoName,
     tag: &str,
 ) -> Result<Digest, OciError> {
+    // A GET, not a HEAD: a refusal's body carries TCR's message, which is passed on.
     let resp = front
         .upstream
-        .send(data_plane(identity, reqwest::Method::HEAD, repo, tag))
+        .send(data_plane(identity, reqwest::Method::GET, repo, tag))
         .await?;
+    let status = resp.status().as_u16();
     if !resp.status().is_success() {
-        return Err(not_found(
-            ErrorCode::ManifestUnknown,
-            format!(
-                "tag {tag:?} of {} not found",
-                front.namespaces.to_client(repo)
+        let body = crate::registry::body::read_limited(resp, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        let message = error_message(&body);
+        let says_missing = message.contains("not found");
+        return Err(match status {
+            401 | 403 if !says_missing => OciError::new(
+                ErrorCode::Denied,
+                format!("TCR refused to read the tag before deleting it: {message}"),
             ),
-        ));
+            401 | 403 | 404 => not_found(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "tag {tag:?} of {} not found",
+                    front.namespaces.to_client(repo)
+                ),
+            ),
+            s => OciError::new(
+                ErrorCode::Unavailable,
+                format!("TCR answered {s} to reading the tag: {message}"),
+            )
+            .with_status(StatusCode::BAD_GATEWAY),
+        });
     }
     resp.headers()
         .get("docker-content-digest")

@@ -4,14 +4,16 @@
 //! tag deletion answered through the cloud API ([`catalog`]).
 //!
 //! It decides *whether* a namespace may exist and makes sure it does; it never talks to the
-//! registry data plane and never sees a request. Whose keys create a namespace: the caller's own
-//! API keys when it presented some (their CAM permissions apply), else the provisioner keys
-//! (`tcr.secret_id` / `tcr.secret_key`).
+//! registry data plane and never sees a request. Whose keys create a namespace ([`Acting`]): the
+//! caller's own API keys; the provisioner keys for an instance token; nobody's for a `tcr$`
+//! service account or an anonymous caller.
 //!
+//! - [`acting`]: who acts for a caller, and so whether a namespace may be created for it
 //! - [`policy`]: naming rule, allow/deny patterns, rename map
 //! - [`errors`]: cloud API errors → OCI errors a person can act on
 //! - [`catalog`]: `/v2/_catalog` from `DescribeRepositories`, tag deletes through `DeleteImage`
 
+mod acting;
 pub mod catalog;
 pub mod errors;
 mod listing;
@@ -30,6 +32,7 @@ use crate::tencentcloud::{ApiCredential, TcrApiClient};
 
 pub use crate::tencentcloud::secret_id_prefix;
 
+pub use acting::{is_service_account, Acting};
 pub use catalog::CatalogPage;
 pub use errors::api_error_to_oci;
 pub use metrics::Outcome;
@@ -281,19 +284,19 @@ impl NamespaceProvisioner {
             .insert(ns.to_string(), self.clock.now_ms().saturating_add(ttl_ms));
     }
 
-    /// Make sure the upstream namespace exists before a write into it. `keys` are the caller's
-    /// own API keys when it presented some.
+    /// Make sure the upstream namespace exists before a write into it, for `acting` (the
+    /// caller's identity, or `Some(keys)`/`None` = its own keys / a delegation, see [`Acting`]).
     ///
     /// Without a cloud client, or without any keys (caller presented registry credentials and no
     /// provisioner keys are configured), the namespace cannot be checked: the policy is applied
     /// and the write goes on (a missing namespace is then refused by TCR itself; answer it with
-    /// [`Self::keys_needed_error`]).
-    pub async fn ensure(
+    /// [`Self::keys_needed_error`]). For [`Acting::LookOnly`] a missing one is refused.
+    pub async fn ensure<'a>(
         &self,
         upstream_namespace: &str,
-        keys: Option<&ApiCredential>,
+        acting: impl Into<Acting<'a>>,
     ) -> Result<(), OciError> {
-        self.ensure_outcome(upstream_namespace, keys)
+        self.ensure_outcome(upstream_namespace, acting)
             .await
             .map(|_| ())
     }
@@ -301,11 +304,12 @@ impl NamespaceProvisioner {
     /// [`Self::ensure`], telling what happened: [`Outcome::Created`] only for the one call that
     /// created the namespace; `Exists*`/`Conflict` when it was already there; `Unchecked` when
     /// there were no keys (or no cloud API) to check it with.
-    pub async fn ensure_outcome(
+    pub async fn ensure_outcome<'a>(
         &self,
         upstream_namespace: &str,
-        keys: Option<&ApiCredential>,
+        acting: impl Into<Acting<'a>>,
     ) -> Result<Outcome, OciError> {
+        let acting = acting.into();
         let ns = upstream_namespace;
         if let Err(e) = self.policy.check(ns) {
             self.metrics.inc(Outcome::Denied);
@@ -320,7 +324,12 @@ impl NamespaceProvisioner {
             self.metrics.inc(Outcome::Unchecked);
             return Ok(Outcome::Unchecked);
         };
-        let Some(keys) = keys.or(cloud.keys.as_ref()) else {
+        let (keys, may_create) = match acting {
+            Acting::Keys(k) => (Some(k), true),
+            Acting::Delegated => (cloud.keys.as_ref(), true),
+            Acting::LookOnly => (cloud.keys.as_ref(), false),
+        };
+        let Some(keys) = keys else {
             self.metrics.inc(Outcome::Unchecked);
             tracing::debug!(
                 namespace = ns,
@@ -334,7 +343,7 @@ impl NamespaceProvisioner {
             self.metrics.inc(Outcome::ExistsCached);
             Ok(Outcome::ExistsCached)
         } else {
-            let r = self.ensure_locked(cloud, ns, keys).await;
+            let r = self.ensure_locked(cloud, ns, keys, may_create).await;
             let outcome = match &r {
                 Ok(o) => *o,
                 Err((o, _)) => *o,
@@ -353,6 +362,7 @@ impl NamespaceProvisioner {
         cloud: &Cloud,
         ns: &str,
         keys: &ApiCredential,
+        may_create: bool,
     ) -> Result<Outcome, (Outcome, OciError)> {
         let inst = self
             .instance(cloud, keys)
@@ -361,6 +371,13 @@ impl NamespaceProvisioner {
         if self.namespace_exists(&inst, ns, keys).await? {
             self.remember(ns);
             return Ok(Outcome::Exists);
+        }
+        if !may_create {
+            tracing::info!(
+                namespace = ns,
+                "missing namespace not created for a look-only caller"
+            );
+            return Err((Outcome::Denied, acting::not_created(ns)));
         }
         self.check_may_create(ns, keys)?;
         self.run_before_create_hook(ns);

@@ -17,7 +17,8 @@ use super::route::Endpoint;
 use super::wan::{self, Intercept};
 use super::{cloud, respond, RegistryFront, RouteInfo};
 use crate::auth::{AuthService, Grant};
-use crate::oci::{OciError, Reference};
+use crate::oci::{ErrorCode, OciError, Reference, RepoName};
+use crate::upstream::{permits, BasicAuth};
 
 /// `ANY /v2/{tail}`.
 pub async fn dispatch(
@@ -65,8 +66,8 @@ pub async fn dispatch_base(
 }
 
 /// The routes answered without forwarding: the base endpoint, the catalog from the cloud API
-/// (callers with API keys), and tag deletes through `DeleteImage` (keys of the caller or the
-/// provisioner).
+/// (callers with API keys), and tag deletes through `DeleteImage` (with the caller's keys, or
+/// the provisioner's once TCR's realm granted the caller `delete` there: [`delete_tag`]).
 async fn answer_locally(
     route: &Route,
     front: &web::Data<RegistryFront>,
@@ -82,19 +83,74 @@ async fn answer_locally(
             Some(keys) => cloud::catalog(front, keys, &route.query).await.map(Some),
             None => Ok(None),
         },
-        (Endpoint::Manifest { reference, .. }, &Method::DELETE, Some(up)) => {
-            let keys = caller_keys.or(front.provisioner_keys.as_ref());
-            match (reference, keys) {
-                (Reference::Tag(tag), Some(keys)) => {
-                    cloud::delete_tag(front, keys, up, tag.as_str())
-                        .await
-                        .map(Some)
-                }
-                _ => Ok(None),
-            }
-        }
+        (
+            Endpoint::Manifest {
+                reference: Reference::Tag(tag),
+                name,
+            },
+            &Method::DELETE,
+            Some(up),
+        ) => delete_tag(front, grant, name, up, tag.as_str()).await,
         _ => Ok(None),
     }
+}
+
+/// `DELETE /v2/<name>/manifests/<tag>` through `DeleteImage`: with the caller's own API keys
+/// (CAM decides); for a registry-credential caller with the provisioner's keys only when TCR's
+/// own token realm, asked with the caller's credential, grants it `delete` on the repository —
+/// else `403 DENIED` with what TCR granted, and no cloud API call. Without a grant to read
+/// (no provisioner keys, an anonymous caller, an upstream without a token realm or whose token
+/// has no readable `access` claim) the request is forwarded with the caller's credential and
+/// TCR answers it.
+async fn delete_tag(
+    front: &web::Data<RegistryFront>,
+    grant: &Grant,
+    name: &RepoName,
+    up: &RepoName,
+    tag: &str,
+) -> Result<Option<HttpResponse>, OciError> {
+    if let Some(keys) = grant.identity.api_keys.as_ref() {
+        return cloud::delete_tag(front, keys, up, tag).await.map(Some);
+    }
+    let (Some(keys), Some(cred)) = (front.provisioner_keys.as_ref(), upstream_basic(grant)) else {
+        return Ok(None);
+    };
+    match front
+        .upstream
+        .granted_actions(&cred, up.as_str(), "delete")
+        .await?
+    {
+        None => Ok(None),
+        Some(granted) if permits(&granted, "delete") => {
+            cloud::delete_tag(front, keys, up, tag).await.map(Some)
+        }
+        Some(granted) => Err(delete_not_granted(name, &cred.username, &granted)),
+    }
+}
+
+/// TCR's refusal of a delete, as the adapter passes it on: `403 DENIED` naming what TCR's realm
+/// granted instead.
+fn delete_not_granted(name: &RepoName, username: &str, granted: &[String]) -> OciError {
+    let granted = if granted.is_empty() {
+        "nothing".to_string()
+    } else {
+        granted.join(",")
+    };
+    OciError::new(
+        ErrorCode::Denied,
+        format!(
+            "unauthorized to access repository: {name}, action: delete (TCR's token service \
+             granted {username} {granted} when asked for delete); nothing was deleted"
+        ),
+    )
+}
+
+/// The caller's registry credential upstream (`None`: anonymous).
+fn upstream_basic(grant: &Grant) -> Option<BasicAuth> {
+    grant.identity.upstream.as_ref().map(|c| BasicAuth {
+        username: c.username.clone(),
+        password: c.password.clone(),
+    })
 }
 
 fn empty_json() -> HttpResponse {

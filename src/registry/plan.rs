@@ -135,7 +135,7 @@ impl Plan {
             namespace = ns,
             "namespace missing upstream: ensuring it again"
         );
-        front.namespaces.ensure(ns, keys).await?;
+        front.namespaces.ensure(ns, &grant.identity).await?;
         Ok(front
             .upstream
             .send(self.forward(body, &route.method))

@@ -121,7 +121,7 @@ impl Route {
             (true, Some(up)) => {
                 front
                     .namespaces
-                    .ensure(up.namespace(), grant.identity.api_keys.as_ref())
+                    .ensure(up.namespace(), &grant.identity)
                     .await
             }
             _ => Ok(()),

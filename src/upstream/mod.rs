@@ -6,6 +6,7 @@
 
 mod basic;
 pub mod challenge;
+mod grants;
 mod metrics;
 mod path;
 mod realm;
@@ -28,6 +29,7 @@ use crate::config::Secret;
 use crate::oci::{ErrorCode, OciError};
 
 pub use challenge::Challenge;
+pub use grants::permits;
 pub use metrics::UpstreamMetrics;
 pub use path::{UnsafeSegment, UpstreamPath};
 pub use replay::ReplayBody;

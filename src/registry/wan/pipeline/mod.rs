@@ -24,16 +24,18 @@ use self::jobs::{Jobs, PipelineMetrics, State, Transfer};
 use self::spool::Spool;
 use super::ahead;
 use super::answers::{absent, created, found, Intercept};
-use super::calls::{credential_of, Caller, Calls};
+use super::calls::{credential_of, push_scopes, Caller, Calls};
 use super::dedup::{self, BlobAsk};
 use super::fleet::Fleet;
 use super::task::{settled, Ahead};
 use crate::auth::Grant;
 use crate::config::WanConfig;
 use crate::oci::{Digest, ErrorCode, OciError, RepoName};
+use crate::registry::failure::Failure;
 use crate::registry::request::{content_length, Route};
 use crate::registry::route::Endpoint;
 use crate::registry::{body, RegistryFront};
+use crate::upstream::{Forward, ForwardBody, UpstreamPath};
 
 /// How long a manifest PUT waits for the blobs it references.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(1800);
@@ -160,7 +162,11 @@ impl Step<'_> {
             }
             Method::PATCH => {
                 check_range(req, s.size)?;
+                let first = s.size == 0;
                 self.p.spool.receive(&mut s, payload).await?;
+                if first {
+                    self.refusal_ends(&mut s).await?;
+                }
                 Ok(session_answer(
                     StatusCode::ACCEPTED,
                     self.route,
@@ -194,13 +200,16 @@ impl Step<'_> {
         })?;
         let _uploading = super::upload_mark(self.front, self.route).await;
         let len = content_length(req);
-        let opened = s.upstream.take();
         if s.size == 0 && len.is_some_and(|n| n > self.p.spool.max_bytes / 2) {
+            self.refusal_ends(s).await?;
+            let opened = s.upstream.take();
             self.p.spool.discard(self.id, s).await;
             self.passthrough(&digest, len.unwrap_or(0), payload, opened)
                 .await?;
         } else {
             self.p.spool.receive(s, payload).await?;
+            self.refusal_ends(s).await?;
+            let opened = s.upstream.take();
             let (file, reservation) = match self.p.spool.seal(self.id, s, &digest).await {
                 Ok(sealed) => sealed,
                 Err(e) => {
@@ -235,6 +244,81 @@ impl Step<'_> {
         Ok(created(self.route, self.name, &digest))
     }
 
+    /// TCR's refusal of the upstream session opened for this one ends it, before the first chunk
+    /// or the last `PUT` is acknowledged: the opening is waited for (it runs while the bytes
+    /// arrive, so it has mostly settled by then), and when it failed TCR is asked once more
+    /// ([`Self::reopen`]) so that a `401`/`403` reaches the client as on the plain path — with
+    /// TCR's message, the spooled bytes dropped — instead of a `201` for a blob TCR will never
+    /// take. Any other failure leaves the session to its background job, which opens its own.
+    async fn refusal_ends(&self, s: &mut spool::Session) -> Result<(), OciError> {
+        let opened = s.upstream.take();
+        let open = match &opened {
+            Some(o) => matches!(settled(o.clone()).await, Some(Ok(_))),
+            None => false,
+        };
+        if open {
+            s.upstream = opened;
+            return Ok(());
+        }
+        match self.reopen().await {
+            Reopened::Open(location) => {
+                let (tx, rx) = tokio::sync::watch::channel(Some(Ok(location)));
+                drop(tx);
+                s.upstream = Some(rx);
+                Ok(())
+            }
+            Reopened::Refused(refusal) => {
+                self.discard(s).await;
+                Err(refusal)
+            }
+            Reopened::Failed => {
+                s.upstream = opened;
+                Ok(())
+            }
+        }
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/` once more with the caller's credential, TCR's answer
+    /// read: a session, a refusal (401/403, as the `/v2/` path passes it on), or neither.
+    async fn reopen(&self) -> Reopened {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::CONTENT_LENGTH, 0.into());
+        let fwd = Forward {
+            method: reqwest::Method::POST,
+            path: UpstreamPath::root()
+                .lit("v2")
+                .repo(self.up)
+                .lit("blobs")
+                .lit("uploads")
+                .slash(),
+            headers,
+            body: ForwardBody::Empty,
+            scopes: push_scopes(self.up, None),
+            credential: credential_of(self.grant),
+            route: "adapter_call",
+        };
+        let resp = match self.front.upstream.send(fwd).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "upload session could not be opened again");
+                return Reopened::Failed;
+            }
+        };
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        match (resp.status().as_u16(), location) {
+            (202, Some(l)) => Reopened::Open(l),
+            (401 | 403, _) => {
+                let failure = Failure::read(resp).await;
+                Reopened::Refused(failure.into_oci(&self.route.endpoint, &self.route.method))
+            }
+            _ => Reopened::Failed,
+        }
+    }
+
     /// A blob too big for the spool goes straight to TCR, as without the pipeline.
     async fn passthrough(
         &self,
@@ -267,6 +351,13 @@ impl Step<'_> {
         }
         Ok(())
     }
+}
+
+/// TCR's answer to an upload session opened once more.
+enum Reopened {
+    Open(String),
+    Refused(OciError),
+    Failed,
 }
 
 /// A blob HEAD: on its way into this repository, or lately brought in (the pipeline's answer);
