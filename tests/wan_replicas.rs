@@ -101,15 +101,6 @@ async fn copy(lb: &str, repo: &str, base: &[&[u8]], own: &[u8]) {
     .await;
 }
 
-async fn mounts(fleet: &Fleet) -> u64 {
-    let mut n = 0;
-    for r in &fleet.replicas {
-        let m = common::get_text(&format!("http://{}/metrics", r.addr)).await;
-        n += common::sum_metric(&m, "tcr_adapter_dedup_mounts_total{", &["mounted"]);
-    }
-    n
-}
-
 /// Six images with two shared base layers: the first job alone through the first replica
 /// itself, then five at once through `rest` (the balancer, or one other replica).
 async fn migrate(emu: &EmulatorHandle, fleet: &Fleet, rest: &str) -> (usize, usize) {
@@ -137,7 +128,7 @@ async fn three_replicas_sharing_redis_send_each_base_layer_once() {
     let (b1, b2) = migrate(&emu.handle, &fleet, &fleet.lb).await;
     assert_eq!((b1, b2), (1, 1), "each base layer crossed once");
     assert!(
-        mounts(&fleet).await >= 10,
+        metric_sum(&fleet, "tcr_adapter_dedup_mounts_total{", &["mounted"]).await >= 10,
         "the other five images mounted both"
     );
     // Every image is complete in TCR.
