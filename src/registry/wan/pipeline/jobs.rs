@@ -344,9 +344,10 @@ async fn mounted_instead(front: &RegistryFront, t: &mut Transfer) -> bool {
 }
 
 /// Send the spooled blob. A blob the client was told was absent before TCR was asked (the
-/// probe) is sent at once all the same, and the sending stops as soon as the probe finds it in
-/// TCR after all: a small blob is there before the answer comes, a big one loses at most a round
-/// trip's worth of bytes, and neither waits for the probe.
+/// probe) waits for TCR's answer first, bounded by [`PROBE_WAIT`]: the probe was sent at the
+/// HEAD, so it has had the client's whole upload to settle and the wait is nearly always none,
+/// and a blob TCR had is never sent again however the machine is loaded. Past the bound the
+/// blob is sent all the same, and the sending stops as soon as the probe finds it in TCR.
 async fn upload_with_retries(
     front: &RegistryFront,
     t: &mut Transfer,
@@ -357,7 +358,7 @@ async fn upload_with_retries(
     let Some(probe) = t.probe.take() else {
         return send_with_retries(&calls, t, file, opened, &Mutex::new(None)).await;
     };
-    if found_before_sending(&opened, &probe).await {
+    if found_before_sending(&probe).await {
         if let Some(Ok(location)) = opened_location(opened).await {
             calls.cancel(&t.repo, &location).await;
         }
@@ -383,19 +384,13 @@ async fn upload_with_retries(
     }
 }
 
-/// Whether the check found the blob in TCR before anything is sent: known already, or — while
-/// the session is still being opened (the check was sent before it) — known by then.
-async fn found_before_sending(
-    opened: &Option<Ahead<Result<String, String>>>,
-    probe: &Ahead<bool>,
-) -> bool {
-    let found_now = *probe.borrow() == Some(true);
-    let session_ready = opened.as_ref().is_none_or(|s| s.borrow().is_some());
-    if found_now || session_ready {
-        return found_now;
-    }
-    let (_, found) = tokio::join!(opened_location(opened.clone()), settled(probe.clone()));
-    found == Some(true)
+/// How long a background upload waits for the probe of a blob answered absent ahead of TCR.
+const PROBE_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether the check found the blob in TCR before anything is sent (waited for, bounded).
+async fn found_before_sending(probe: &Ahead<bool>) -> bool {
+    let answer = tokio::time::timeout(PROBE_WAIT, settled(probe.clone())).await;
+    matches!(answer, Ok(Some(true)))
 }
 
 /// Upload into a session (the one opened ahead, else a fresh one per attempt); `current` holds

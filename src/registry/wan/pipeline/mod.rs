@@ -442,6 +442,12 @@ impl Head<'_> {
         if !index.claim(self.digest, self.target).await {
             return None; // another job claimed it first: wait for it and mount (below)
         }
+        // Another repository's claim may have become its job (and its mark ended) since this
+        // HEAD looked for jobs: that job is the blob's upload, and this claim gives way to it.
+        if let Some(r) = self.on_its_way().await {
+            index.settle(self.digest, self.target).await;
+            return Some(r);
+        }
         let Caller { credential, owner } = Caller::of(self.grant);
         let probe = ahead::check_absent(self.front, self.target, self.digest, credential, owner);
         self.front

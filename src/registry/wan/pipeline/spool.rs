@@ -82,7 +82,11 @@ impl Spool {
             };
             let earlier_me = pid == me && !runs().contains(&name);
             if earlier_me || !Path::new(&format!("/proc/{pid}")).exists() {
-                std::fs::remove_dir_all(entry.path())?;
+                match std::fs::remove_dir_all(entry.path()) {
+                    // Another spool opening at the same time removed it first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    other => other?,
+                }
             }
         }
         let run = format!("run-{me}-{}", uuid::Uuid::new_v4().simple());
@@ -323,4 +327,40 @@ fn spool_error(e: std::io::Error) -> OciError {
         "the adapter could not write its upload spool; retry",
     )
     .with_status(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adapters starting together on one spool folder (tests in one process, replicas on one
+    /// volume) all start, whoever removes a dead run's leftovers first.
+    #[test]
+    fn spools_opening_together_share_the_cleanup() {
+        let root = tempfile::tempdir().unwrap();
+        for i in 0..32 {
+            // u32::MAX is above any Linux pid: a run whose process is gone.
+            let dead = root.path().join(format!("run-{}-{i}/blobs/x", u32::MAX));
+            std::fs::create_dir_all(dead).unwrap();
+        }
+        let opened: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = root.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let gauge = prometheus::IntGauge::new("g", "g").unwrap();
+                    Spool::open(&dir, 1 << 20, gauge).map(|s| s.dir)
+                })
+            })
+            .collect();
+        for t in opened {
+            let dir = t.join().unwrap().expect("every spool opens");
+            assert!(dir.join("blobs").is_dir());
+        }
+        let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().collect();
+        assert_eq!(
+            left.len(),
+            8,
+            "the dead runs' folders are gone, the eight live ones stay"
+        );
+    }
 }
