@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod accounts;
+mod quirks;
 
 pub use accounts::{EmulatorAccount, EmulatorServiceAccount, RegistryAction};
+pub use quirks::{ChartDuplicates, EmulatorQuirks, NameFilter, Paging};
 
 /// A secret string: never printed by `Debug`/`Display`, never logged.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
@@ -418,54 +420,6 @@ pub struct EmulatorTlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
-/// `[emulator.quirks]`: the emulator's choice among TCR's plausible behaviours.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmulatorQuirks {
-    /// How `Offset` of `DescribeNamespaces`, `DescribeRepositories` and `DescribeImages` is read.
-    pub paging: Paging,
-    /// How `NamespaceName` (DescribeNamespaces), `RepositoryName` (DescribeRepositories) and
-    /// `ImageVersion` (DescribeImages without `ExactMatch`) filter.
-    pub name_filter: NameFilter,
-}
-
-/// `Offset` of the cloud API's listings (`DescribeInstances` always counts items).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Paging {
-    /// As documented and as Harbor's TCR provider calls it: `DescribeRepositories` and
-    /// `DescribeImages` take a page number from 1 (0 is the first page too),
-    /// `DescribeNamespaces` a page index from 0.
-    #[default]
-    Documented,
-    /// Every listing takes a page index from 0.
-    PageFromZero,
-    /// Every listing takes a page number from 1 (0 is the first page too).
-    PageFromOne,
-    /// Every listing takes a number of items to skip.
-    Items,
-}
-
-/// Whether a name filter of the cloud API matches a part of the name or the whole name.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum NameFilter {
-    /// A substring (TCR's `ImageVersion` is documented as fuzzy; Terraform re-checks names).
-    #[default]
-    Partial,
-    /// The whole name.
-    Exact,
-}
-
-/// The emulator's answer to a duplicate chart upload.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ChartDuplicates {
-    #[default]
-    Conflict,
-    Overwrite,
-}
-
 impl Default for EmulatorConfig {
     fn default() -> Self {
         EmulatorConfig {
@@ -681,6 +635,9 @@ impl Config {
         }
         if self.tcr.api_qps == 0 {
             return bad("tcr.api_qps must be at least 1".into());
+        }
+        if self.emulator.quirks.limit_cap == Some(0) {
+            return bad("emulator.quirks.limit_cap must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.emulator.faults.registry_5xx_ratio) {
             return bad("emulator.faults.registry_5xx_ratio must be within 0..1".into());

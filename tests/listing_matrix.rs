@@ -18,28 +18,40 @@ use std::collections::BTreeSet;
 use crate::common::SendOk;
 use futures_util::StreamExt;
 use harbor::Env;
-use tcr_adapter::config::{EmulatorConfig, EmulatorQuirks, NameFilter, Paging};
+use tcr_adapter::config::{EmulatorQuirks, NameFilter, Paging};
 use tcr_adapter::emulator::storage::ManifestMeta;
 use tcr_adapter::emulator::EmulatorHandle;
 use tcr_adapter::oci::Digest;
 
 const N: usize = 250;
-const PAGINGS: [Paging; 4] = [
-    Paging::Documented,
-    Paging::PageFromZero,
-    Paging::PageFromOne,
-    Paging::Items,
-];
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn quirks(paging: Paging, name_filter: NameFilter) -> impl FnOnce(&mut EmulatorConfig) {
-    move |c| {
-        c.quirks = EmulatorQuirks {
-            paging,
-            name_filter,
+/// Every setting the listings are proven under: each reading of `Offset` with partial and exact
+/// name filters, the strict page number that refuses `Offset: 0`, and a service that clamps
+/// `Limit` (7 items a call whatever is asked) under three readings.
+fn settings() -> Vec<EmulatorQuirks> {
+    let q = |paging, name_filter, limit_cap| EmulatorQuirks {
+        paging,
+        name_filter,
+        limit_cap,
+    };
+    let mut all = Vec::new();
+    for paging in [
+        Paging::Documented,
+        Paging::PageFromZero,
+        Paging::PageFromOne,
+        Paging::Items,
+    ] {
+        for name_filter in [NameFilter::Partial, NameFilter::Exact] {
+            all.push(q(paging, name_filter, None));
         }
     }
+    all.push(q(Paging::PageFromOneStrict, NameFilter::Partial, None));
+    for paging in [Paging::Documented, Paging::Items, Paging::PageFromOneStrict] {
+        all.push(q(paging, NameFilter::Partial, Some(7)));
+    }
+    all
 }
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// The blobs and manifest of one tiny image: (layer, config, manifest).
 fn tiny_image() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
@@ -179,12 +191,12 @@ async fn upload_chart(emu: &EmulatorHandle, user: &str, pass: &str, ns: &str, na
 }
 
 /// Every listing through the adapter, under one quirk setting.
-async fn listings_are_complete(paging: Paging, name_filter: NameFilter, seeded: &std::path::Path) {
-    let what = format!("{paging:?}/{name_filter:?}");
+async fn listings_are_complete(quirks: EmulatorQuirks, seeded: &std::path::Path) {
+    let what = format!("{quirks:?}");
     let (_copy, data) = copy_of(seeded);
     let e = Env::start(
         |c| {
-            quirks(paging, name_filter)(c);
+            c.quirks = quirks;
             c.data_dir = data;
         },
         |_| {},
@@ -285,10 +297,8 @@ async fn listings_are_complete(paging: Paging, name_filter: NameFilter, seeded: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_listing_is_complete_under_every_quirk() {
     let (_tmp, seeded) = template(true).await;
-    for paging in PAGINGS {
-        for name_filter in [NameFilter::Partial, NameFilter::Exact] {
-            listings_are_complete(paging, name_filter, &seeded).await;
-        }
+    for quirks in settings() {
+        listings_are_complete(quirks, &seeded).await;
     }
 }
 
@@ -354,14 +364,11 @@ async fn verify_says_complete_on_250_repositories_under_every_quirk() {
         })
         .await;
     let (_tmp, seeded) = template(false).await;
-    let settings = PAGINGS
-        .into_iter()
-        .flat_map(|p| [NameFilter::Partial, NameFilter::Exact].map(|f| (p, f)));
-    for (paging, name_filter) in settings {
-        let what = format!("{paging:?}/{name_filter:?}");
+    for quirks in settings() {
+        let what = format!("{quirks:?}");
         let (dir, data) = copy_of(&seeded);
         let mut cfg = common::emulator_config(&data);
-        quirks(paging, name_filter)(&mut cfg);
+        cfg.quirks = quirks;
         let emu = common::start_emulator_with(cfg).await;
         let config = verify_config(dir.path(), &emu);
         let args = ["--config", &config, "--source", &dist, "--format", "json"];
@@ -374,7 +381,7 @@ async fn verify_says_complete_on_250_repositories_under_every_quirk() {
             Some((2 * N - 1) as u64),
             "{what}: every image of the 250 repositories"
         );
-        if name_filter == NameFilter::Partial {
+        if quirks.name_filter == NameFilter::Partial {
             // Half the repositories gone: verify must see it (it reads every page).
             for i in (0..N).step_by(2) {
                 emu.state.storage.delete_repository(&repo(i)).await.unwrap();

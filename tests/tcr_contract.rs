@@ -11,10 +11,11 @@ use tcr_adapter::emulator::EmulatorHandle;
 use tcr_adapter::oci::Digest;
 
 const N: usize = 45;
-const PAGINGS: [(Paging, &str); 4] = [
+const PAGINGS: [(Paging, &str); 5] = [
     (Paging::Documented, "documented"),
     (Paging::PageFromZero, "page_from_zero"),
     (Paging::PageFromOne, "page_from_one"),
+    (Paging::PageFromOneStrict, "page_from_one_strict"),
     (Paging::Items, "items"),
 ];
 
@@ -75,6 +76,7 @@ async fn seeded(
     assert!(ok, "cp -a {}", seeded.display());
     let mut cfg: EmulatorConfig = common::emulator_config(&data);
     cfg.quirks = EmulatorQuirks {
+        limit_cap: None,
         paging,
         name_filter,
     };
@@ -185,6 +187,10 @@ async fn check_names_the_paging_mode_each_listing_speaks() {
         ),
         (
             Paging::PageFromOne,
+            "DescribeNamespaces: page number from 1; DescribeRepositories: page number from 1; DescribeImages: page number from 1",
+        ),
+        (
+            Paging::PageFromOneStrict,
             "DescribeNamespaces: page number from 1; DescribeRepositories: page number from 1; DescribeImages: page number from 1",
         ),
         (

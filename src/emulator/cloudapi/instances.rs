@@ -50,7 +50,7 @@ pub fn describe_instances(
     call: &Call<'_>,
 ) -> Result<Map<String, Value>, Fault> {
     let p = &call.params;
-    let page = p.page(20, 100, Offset::Items)?;
+    let page = p.page((20, 100), Offset::Items, state.cfg.quirks.limit_cap)?;
     let cfg = &state.cfg;
     let mut visible = p.opt_bool("AllRegion")?.unwrap_or(false) || call.region == cfg.region;
     if let Some(ids) = p.opt_str_list("Registryids")? {

@@ -66,7 +66,11 @@ pub fn describe(state: &EmulatorState, call: &Call<'_>) -> Result<Map<String, Va
     require_instance(state, call)?;
     let p = &call.params;
     let quirks = state.cfg.quirks;
-    let page = p.page(20, 1000, Offset::of(quirks.paging, Listing::Namespaces))?;
+    let page = p.page(
+        (20, 1000),
+        Offset::of(quirks.paging, Listing::Namespaces),
+        quirks.limit_cap,
+    )?;
     let filter = p.opt_str("NamespaceName")?.unwrap_or("");
     let all: Vec<Value> = state
         .namespaces

@@ -165,17 +165,30 @@ impl Params {
             .collect()
     }
 
-    /// `Limit` (default `default`, 1..=max) and `Offset` (≥ 0, read as `offset` says): the
+    /// `Limit` (default `default`, 1..=max, or served as at most `cap` when the service
+    /// clamps: `[emulator.quirks] limit_cap`) and `Offset` (≥ 0, read as `offset` says): the
     /// items to skip and how many to answer.
-    pub fn page(&self, default: i64, max: i64, offset: Offset) -> Result<Page, Fault> {
-        let limit = self.opt_int("Limit")?.unwrap_or(default);
-        if limit < 1 || limit > max {
-            return Err(Fault::invalid_value(
-                "Limit",
-                format_args!("must be between 1 and {max}"),
-            ));
-        }
-        let n = self.opt_int("Offset")?.unwrap_or(0);
+    pub fn page(
+        &self,
+        (default, max): (i64, i64),
+        offset: Offset,
+        cap: Option<u32>,
+    ) -> Result<Page, Fault> {
+        let asked = self.opt_int("Limit")?.unwrap_or(default);
+        let limit = match cap {
+            Some(cap) if asked >= 1 => asked.min(i64::from(cap)),
+            _ if asked < 1 || asked > max => {
+                return Err(Fault::invalid_value(
+                    "Limit",
+                    format_args!("must be between 1 and {max}"),
+                ))
+            }
+            _ => asked,
+        };
+        let n = self.opt_int("Offset")?.unwrap_or(match offset {
+            Offset::PageFromOneStrict => 1,
+            _ => 0,
+        });
         if n < 0 {
             return Err(Fault::invalid_value("Offset", "must not be negative"));
         }
@@ -188,6 +201,10 @@ impl Params {
             }
             Offset::PageFromZero => n,
             Offset::PageFromOne => (n - 1).max(0),
+            Offset::PageFromOneStrict if n == 0 => {
+                return Err(Fault::invalid_value("Offset", "must be at least 1"))
+            }
+            Offset::PageFromOneStrict => n - 1,
         };
         let skip = pages.saturating_mul(limit);
         Ok(Page {
@@ -206,6 +223,8 @@ pub enum Offset {
     PageFromZero,
     /// A page number: 1 is the first page (0 too).
     PageFromOne,
+    /// A page number: 1 is the first page, 0 is refused.
+    PageFromOneStrict,
 }
 
 /// The listings whose `Offset` meaning is configurable.
@@ -224,6 +243,7 @@ impl Offset {
             (Paging::Documented, _) => Offset::PageFromOne,
             (Paging::PageFromZero, _) => Offset::PageFromZero,
             (Paging::PageFromOne, _) => Offset::PageFromOne,
+            (Paging::PageFromOneStrict, _) => Offset::PageFromOneStrict,
             (Paging::Items, _) => Offset::Items,
         }
     }
@@ -302,7 +322,7 @@ mod tests {
         let p = |o: i64| {
             Params::from_json(format!(r#"{{"Limit":20,"Offset":{o}}}"#).as_bytes()).unwrap()
         };
-        let skip = |o: i64, how: Offset| p(o).page(20, 100, how).unwrap().skip;
+        let skip = |o: i64, how: Offset| p(o).page((20, 100), how, None).unwrap().skip;
         assert_eq!(skip(0, Offset::PageFromOne), 0);
         assert_eq!(skip(1, Offset::PageFromOne), 0);
         assert_eq!(skip(2, Offset::PageFromOne), 20);
@@ -317,9 +337,39 @@ mod tests {
             Offset::PageFromOne
         );
         assert_eq!(
-            p(-1).page(20, 100, Offset::Items).unwrap_err().code,
+            p(-1).page((20, 100), Offset::Items, None).unwrap_err().code,
             "InvalidParameterValue"
         );
+        // The strict page number: 0 is refused, 1 is the first page, none means 1.
+        assert_eq!(skip(2, Offset::PageFromOneStrict), 20);
+        assert_eq!(
+            p(0).page((20, 100), Offset::PageFromOneStrict, None)
+                .unwrap_err()
+                .code,
+            "InvalidParameterValue"
+        );
+        let none = Params::from_json(br#"{"Limit":20}"#).unwrap();
+        let first = none.page((20, 100), Offset::PageFromOneStrict, None);
+        assert_eq!(first.unwrap().skip, 0);
+    }
+
+    #[test]
+    fn a_clamping_service_serves_at_most_its_cap_and_pages_by_it() {
+        let p = |limit: i64, o: i64| {
+            let body = format!(r#"{{"Limit":{limit},"Offset":{o}}}"#);
+            Params::from_json(body.as_bytes()).unwrap()
+        };
+        // Limit 200 asked of a listing documented up to 100: refused without a cap...
+        let refused = p(200, 0).page((20, 100), Offset::PageFromOne, None);
+        assert_eq!(refused.unwrap_err().code, "InvalidParameterValue");
+        // ...served 7 at a time with one, page 3 starting at item 14.
+        let page = p(200, 3)
+            .page((20, 100), Offset::PageFromOne, Some(7))
+            .unwrap();
+        assert_eq!(page, Page { limit: 7, skip: 14 });
+        let page = p(5, 3).page((20, 100), Offset::Items, Some(7)).unwrap();
+        assert_eq!(page, Page { limit: 5, skip: 3 });
+        assert!(p(0, 0).page((20, 100), Offset::Items, Some(7)).is_err());
         assert!(name_matches(NameFilter::Partial, "team-a", "team"));
         assert!(!name_matches(NameFilter::Exact, "team-a", "team"));
         assert!(name_matches(NameFilter::Exact, "team-a", ""));

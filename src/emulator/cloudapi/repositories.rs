@@ -79,7 +79,11 @@ pub async fn describe(state: &EmulatorState, call: &Call<'_>) -> Result<Map<Stri
     require_instance(state, call)?;
     let p = &call.params;
     let quirks = state.cfg.quirks;
-    let page = p.page(20, 100, Offset::of(quirks.paging, Listing::Repositories))?;
+    let page = p.page(
+        (20, 100),
+        Offset::of(quirks.paging, Listing::Repositories),
+        quirks.limit_cap,
+    )?;
     let ns_filter = p.opt_str("NamespaceName")?.filter(|s| !s.is_empty());
     let repo_filter = p.opt_str("RepositoryName")?.unwrap_or("");
     if let Some(ns) = ns_filter {
@@ -130,7 +134,11 @@ pub async fn describe_images(
     require_instance(state, call)?;
     let p = &call.params;
     let quirks = state.cfg.quirks;
-    let page = p.page(20, 100, Offset::of(quirks.paging, Listing::Images))?;
+    let page = p.page(
+        (20, 100),
+        Offset::of(quirks.paging, Listing::Images),
+        quirks.limit_cap,
+    )?;
     let ns = p.str("NamespaceName")?;
     let repo = p.str("RepositoryName")?;
     namespace(state, ns)?;
