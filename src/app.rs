@@ -280,7 +280,10 @@ fn build_registry_front(
         wan: crate::registry::wan::Wan::new(
             &cfg.wan,
             state,
-            &cfg.state.advertise_base(cfg.server.listen),
+            (
+                &cfg.state.advertise_base(cfg.server.listen),
+                cfg.state.forward_by_repository,
+            ),
             &metrics.registry,
         )?,
     })

@@ -193,6 +193,19 @@ impl StateStore {
         self.settle(b.set_remove(key, member).await)
     }
 
+    /// A heartbeat of `member` in the ordered set at `key` (scored `now_ms`); the members that beat
+    /// within `alive`, oldest first (the set itself expires `alive` after the last beat).
+    pub async fn beat(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        alive: Duration,
+    ) -> Shared<Vec<String>> {
+        let b = self.backend()?;
+        self.settle(b.beat(key, member, now_ms, alive).await)
+    }
+
     /// One round trip to the store (for `check` and tests).
     pub async fn ping(&self) -> Shared<()> {
         let b = self.inner.backend.as_ref().ok_or(Unshared::Local)?;

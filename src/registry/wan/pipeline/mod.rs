@@ -219,6 +219,7 @@ impl Step<'_> {
                 }
             };
             let caller = Caller::of(self.grant);
+            let owner = caller.owner.clone();
             let sources = match &self.front.wan.index {
                 Some(index) => {
                     index
@@ -240,6 +241,10 @@ impl Step<'_> {
             self.p
                 .jobs
                 .start_upload(self.front.clone(), t, file, reservation);
+            if let Some(f) = &self.front.wan.fleet {
+                // Before the upload's mark ends: other replicas' HEADs find the job.
+                f.offer(self.up, &digest, owner.as_deref(), s.size).await;
+            }
         }
         Ok(created(self.route, self.name, &digest))
     }
@@ -414,7 +419,13 @@ impl Head<'_> {
             }
         }
         let Caller { credential, owner } = Caller::of(self.grant);
-        let (source, job) = p.jobs.elsewhere(digest, target, owner.as_deref())?;
+        let (source, job) = match p.jobs.elsewhere(digest, target, owner.as_deref()) {
+            Some(local) => local,
+            None => self.offered(owner.as_deref()).await?,
+        };
+        if &source == target {
+            return Some(found(digest, job.size)); // another replica's job into this repository
+        }
         if !self.writer {
             return None;
         }
@@ -430,6 +441,22 @@ impl Head<'_> {
         p.jobs
             .start_mount((*self.front).clone(), t, source, Some(job.clone()));
         Some(found(digest, job.size))
+    }
+
+    /// Another replica's job for the same caller (replicas sharing a store): its repository,
+    /// and a job here that ends when that one does.
+    async fn offered(&self, owner: Option<&str>) -> Option<(RepoName, jobs::Job)> {
+        let fleet = self.front.wan.fleet.clone()?;
+        let offer = fleet.offered(self.digest, self.target, owner).await?;
+        let (tx, rx) = tokio::sync::watch::channel(State::Pending);
+        let (o, digest) = (offer.clone(), self.digest.clone());
+        actix_web::rt::spawn(async move {
+            let _ = tx.send(match fleet.follow(&o, &digest, COMMIT_WAIT).await {
+                Ok(()) => State::Done,
+                Err(e) => State::Failed(e),
+            });
+        });
+        Some((offer.repo, jobs::Job::remote(offer.size, rx)))
     }
 
     /// A blob nobody here has seen anywhere, nor is uploading: absent, said without asking TCR
