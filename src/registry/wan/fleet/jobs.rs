@@ -62,8 +62,9 @@ impl Fleet {
         let _ = self.store.set(&key, value.as_bytes(), JOB_TTL).await;
     }
 
-    /// An upload job bringing `digest` (`size` bytes) into `repo` for `owner` (a credential
-    /// fingerprint) runs here: offered to the other replicas.
+    /// An upload job bringing `digest` (`size` bytes) into `repo` for `owner` ([`caller_of`](super::caller_of))
+    /// runs here: offered to the other replicas. TCR opened the session it came through, so
+    /// `owner` writes into that namespace (remembered for [`Self::writes_into`]).
     pub async fn offer(&self, repo: &RepoName, digest: &Digest, owner: Option<&str>, size: u64) {
         let member = format!("{repo} {} {size} {}", owner.unwrap_or("-"), self.id);
         let key = self.offers_key(digest);
@@ -71,9 +72,23 @@ impl Fleet {
             .store
             .set_add(&key, &member, now_ms(), OFFERS_PER_DIGEST, JOB_TTL)
             .await;
+        if let Some(o) = owner {
+            let key = self.store.key(&["fleet", "writes", o, repo.namespace()]);
+            let _ = self.store.set(&key, b"1", JOB_TTL).await;
+        }
     }
 
-    /// Another replica's job (not failed) bringing `digest` into a repository for `owner`:
+    /// Whether TCR accepted an upload of `owner`'s into `namespace` on some replica lately.
+    pub async fn writes_into(&self, owner: Option<&str>, namespace: &str) -> bool {
+        let Some(o) = owner else {
+            return false;
+        };
+        let key = self.store.key(&["fleet", "writes", o, namespace]);
+        matches!(self.store.get(&key).await, Ok(Some(_)))
+    }
+
+    /// Another replica's job (not failed) bringing `digest` into a repository for `owner`
+    /// ([`caller_of`](super::caller_of)):
     /// into `target` itself first, else into another one.
     pub async fn offered(
         &self,

@@ -219,7 +219,6 @@ impl Step<'_> {
                 }
             };
             let caller = Caller::of(self.grant);
-            let owner = caller.owner.clone();
             let sources = match &self.front.wan.index {
                 Some(index) => {
                     index
@@ -243,6 +242,7 @@ impl Step<'_> {
                 .start_upload(self.front.clone(), t, file, reservation);
             if let Some(f) = &self.front.wan.fleet {
                 // Before the upload's mark ends: other replicas' HEADs find the job.
+                let owner = super::fleet::caller_of(self.grant);
                 f.offer(self.up, &digest, owner.as_deref(), s.size).await;
             }
         }
@@ -419,14 +419,14 @@ impl Head<'_> {
             }
         }
         let Caller { credential, owner } = Caller::of(self.grant);
-        let (source, job) = match p.jobs.elsewhere(digest, target, owner.as_deref()) {
-            Some(local) => local,
-            None => self.offered(owner.as_deref()).await?,
+        let (source, job, writer) = match p.jobs.elsewhere(digest, target, owner.as_deref()) {
+            Some((source, job)) => (source, job, self.writer),
+            None => self.offered().await?,
         };
         if &source == target {
             return Some(found(digest, job.size)); // another replica's job into this repository
         }
-        if !self.writer {
+        if !writer {
             return None;
         }
         let t = Transfer {
@@ -443,11 +443,19 @@ impl Head<'_> {
         Some(found(digest, job.size))
     }
 
-    /// Another replica's job for the same caller (replicas sharing a store): its repository,
-    /// and a job here that ends when that one does.
-    async fn offered(&self, owner: Option<&str>) -> Option<(RepoName, jobs::Job)> {
+    /// Another replica's job for the same caller (replicas sharing a store): its repository, a
+    /// job here that ends when that one does, and whether the caller may write into the target
+    /// (as [`Self::writer`], or TCR took an upload of theirs there on another replica).
+    async fn offered(&self) -> Option<(RepoName, jobs::Job, bool)> {
         let fleet = self.front.wan.fleet.clone()?;
-        let offer = fleet.offered(self.digest, self.target, owner).await?;
+        let caller = super::fleet::caller_of(self.grant);
+        let offer = fleet
+            .offered(self.digest, self.target, caller.as_deref())
+            .await?;
+        let writer = self.writer
+            || fleet
+                .writes_into(caller.as_deref(), self.target.namespace())
+                .await;
         let (tx, rx) = tokio::sync::watch::channel(State::Pending);
         let (o, digest) = (offer.clone(), self.digest.clone());
         actix_web::rt::spawn(async move {
@@ -456,7 +464,7 @@ impl Head<'_> {
                 Err(e) => State::Failed(e),
             });
         });
-        Some((offer.repo, jobs::Job::remote(offer.size, rx)))
+        Some((offer.repo, jobs::Job::remote(offer.size, rx), writer))
     }
 
     /// A blob nobody here has seen anywhere, nor is uploading: absent, said without asking TCR
