@@ -187,6 +187,22 @@ impl StateStore {
         self.settle(b.set_members(key).await)
     }
 
+    /// Run a Lua `script` (one round trip, atomic) over `keys` with `args`; its integer answer.
+    pub async fn script(&self, script: &str, keys: &[&str], args: &[&str]) -> Shared<i64> {
+        let b = self.backend()?;
+        self.settle(b.script(script, keys, args).await)
+    }
+
+    /// The members of the ordered set at `set` and the values at `keys`, in one round trip.
+    pub async fn members_and_values(
+        &self,
+        set: &str,
+        keys: &[&str],
+    ) -> Shared<(Vec<String>, Vec<Option<Vec<u8>>>)> {
+        let b = self.backend()?;
+        self.settle(b.members_and_values(set, keys).await)
+    }
+
     /// Remove `member` from the ordered set at `key`.
     pub async fn set_remove(&self, key: &str, member: &str) -> Shared<()> {
         let b = self.backend()?;

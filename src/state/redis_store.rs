@@ -156,6 +156,32 @@ impl RedisStore {
         self.run(&cmd).await
     }
 
+    pub(super) async fn script(
+        &self,
+        script: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<i64, String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+        self.run(&cmd).await
+    }
+
+    pub(super) async fn members_and_values(
+        &self,
+        set: &str,
+        keys: &[&str],
+    ) -> Result<(Vec<String>, Vec<Option<Vec<u8>>>), String> {
+        let mut c = self.conn().await?;
+        let mut p = redis::pipe();
+        p.cmd("ZRANGE").arg(set).arg(0).arg(-1);
+        p.cmd("MGET").arg(keys);
+        tokio::time::timeout(self.timeout, p.query_async(&mut c))
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+            .map_err(|e| describe(&e))
+    }
+
     pub(super) async fn ping(&self) -> Result<(), String> {
         self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
