@@ -14,7 +14,7 @@ use crate::oci::{Digest, RepoName};
 /// How long the store remembers a job's end, and its offer.
 const JOB_TTL: Duration = Duration::from_secs(3600);
 /// How often a waiter looks at another replica's job again.
-const POLL: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(20);
 /// Offers remembered per digest.
 const OFFERS_PER_DIGEST: usize = 16;
 

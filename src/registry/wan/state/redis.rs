@@ -35,8 +35,9 @@ const CLAIM_TTL: Duration = Duration::from_secs(15);
 const UPLOAD_TTL: Duration = Duration::from_secs(60);
 /// How long a HEAD waits for an upload in flight (as [`LocalState`]).
 const WAIT_FOR_UPLOAD: Duration = Duration::from_secs(120);
-/// How often a waiting HEAD looks at the flight again.
-const POLL: Duration = Duration::from_millis(50);
+/// How often a waiting HEAD looks at the flight again (a GET; an upload's end reaches the
+/// waiters of other replicas at most this late).
+const POLL: Duration = Duration::from_millis(10);
 /// Source hints and streaks are forgotten after this long unused.
 const OWNER_TTL: Duration = Duration::from_secs(3600);
 
