@@ -342,3 +342,50 @@ async fn a_head_on_one_replica_is_answered_from_another_replicas_pipelined_uploa
         "the layer crossed once, through replica 0; replica 1 mounted it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repositories_of_a_replica_that_died_are_served_by_the_others() {
+    let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
+    let mut fleet = fleet(&emu.handle, 3, true, false).await;
+    // Three repositories the first replica owns (as the others see it), three it does not.
+    let dying = fleet.replicas[0].addr.to_string();
+    let other = fleet.replicas[1].state.front.wan.fleet.clone().unwrap();
+    let owned_by_dying = |repo: &str| {
+        let repo = tcr_adapter::oci::RepoName::parse(repo).unwrap();
+        other
+            .owner_of(&repo)
+            .is_some_and(|(_, url)| url.ends_with(&dying))
+    };
+    let mut repos: Vec<String> = (0..100)
+        .map(|i| format!("team/after{i}"))
+        .filter(|r| owned_by_dying(r))
+        .take(3)
+        .collect();
+    repos.extend(
+        (0..100)
+            .map(|i| format!("team/after{i}"))
+            .filter(|r| !owned_by_dying(r))
+            .take(3),
+    );
+    assert_eq!(repos.len(), 6);
+    // It goes away while the others still count it among the live ones.
+    fleet.replicas.remove(0).stop().await;
+    let (b1, b2) = (layer(4, 64 << 10), layer(5, 32 << 10));
+    let jobs = repos.iter().enumerate().map(|(i, repo)| {
+        let (lb, b1, b2) = (fleet.lb.clone(), b1.clone(), b2.clone());
+        async move {
+            let own = layer(40 + i as u8, 4096);
+            copy(&lb, repo, &[&b1, &b2], &own).await;
+        }
+    });
+    futures_util::future::join_all(jobs).await;
+    // Every image is complete: a repository the dead replica owned was served by a live one
+    // (its first request, without a body, where it arrived; the rest by the new owner).
+    for repo in &repos {
+        common::assert_image_in_tcr(&emu.handle, repo, "v1").await;
+    }
+    assert!(
+        metric_sum(&fleet, "tcr_adapter_fleet_forwards_total{", &["failed"]).await > 0,
+        "a forward to the dead replica was tried and given up"
+    );
+}
