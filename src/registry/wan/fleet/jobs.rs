@@ -14,7 +14,9 @@ use crate::oci::{Digest, RepoName};
 /// How long the store remembers a job's end, and its offer.
 const JOB_TTL: Duration = Duration::from_secs(3600);
 /// How often a waiter looks at another replica's job again.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(10);
+/// How often a waiter checks that the replica running the job is still registered.
+const ALIVE_CHECK: Duration = Duration::from_secs(1);
 /// Offers remembered per digest.
 const OFFERS_PER_DIGEST: usize = 16;
 
@@ -143,6 +145,7 @@ impl Fleet {
         limit: Duration,
     ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
+        let mut checked: Option<tokio::time::Instant> = None;
         loop {
             let replica = match self.remote(&offer.repo, digest).await {
                 Some(Remote::Done) => return Ok(()),
@@ -150,8 +153,11 @@ impl Fleet {
                 Some(Remote::Pending { replica }) => replica,
                 None => offer.replica.clone(),
             };
-            if replica != self.id && self.find(&replica).await.is_none() {
-                return Err("the adapter replica sending it is gone".into());
+            if replica != self.id && checked.is_none_or(|t| t.elapsed() >= ALIVE_CHECK) {
+                if self.find(&replica).await.is_none() {
+                    return Err("the adapter replica sending it is gone".into());
+                }
+                checked = Some(tokio::time::Instant::now());
             }
             if started.elapsed() >= limit {
                 return Err(format!("still not in TCR after {}s", limit.as_secs()));
@@ -182,6 +188,7 @@ impl Fleet {
         limit: Duration,
     ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
+        let mut checked: Option<tokio::time::Instant> = None;
         loop {
             match self.remote(repo, digest).await {
                 None | Some(Remote::Done) => return Ok(()),
@@ -189,8 +196,11 @@ impl Fleet {
                 // This replica's own jobs are waited for by the pipeline itself.
                 Some(Remote::Pending { replica }) if replica == self.id => return Ok(()),
                 Some(Remote::Pending { replica }) => {
-                    if self.find(&replica).await.is_none() {
-                        return Err("the adapter replica sending it is gone".into());
+                    if checked.is_none_or(|t| t.elapsed() >= ALIVE_CHECK) {
+                        if self.find(&replica).await.is_none() {
+                            return Err("the adapter replica sending it is gone".into());
+                        }
+                        checked = Some(tokio::time::Instant::now());
                     }
                 }
             }
