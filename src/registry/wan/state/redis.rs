@@ -476,6 +476,11 @@ impl WanState for RedisState {
 
     fn source_hint<'a>(&'a self, owner: &'a str) -> Fut<'a, Option<RepoName>> {
         async move {
+            // Asked for every request's token scopes: this replica's own latest hint needs no
+            // round trip (a hint only widens a token's scope; any recent one serves).
+            if let Some(hint) = self.local.source_hint(owner).await {
+                return Some(hint);
+            }
             match self.store.get(&self.key(&["source", owner])).await {
                 Ok(v) => v.and_then(|v| RepoName::parse(std::str::from_utf8(&v).ok()?).ok()),
                 Err(_) => self.local.source_hint(owner).await,
@@ -486,6 +491,11 @@ impl WanState for RedisState {
 
     fn pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, ()> {
         async move {
+            // Every write TCR accepts says so: the store hears it when this replica had not
+            // (yet, or any more) — one round trip per caller and namespace, not per write.
+            if self.local.has_pushed(owner, namespace).await {
+                return;
+            }
             self.local.pushed(owner, namespace).await;
             let key = self.key(&["pushed", owner, namespace]);
             let _ = self.store.set(&key, b"1", PUSHED_TTL).await;
