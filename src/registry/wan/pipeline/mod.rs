@@ -9,8 +9,9 @@
 //! not be brought in. Nothing half-committed becomes visible in TCR: a blob without its manifest
 //! is unreferenced, and a restart empties the spool before any manifest could name its blobs.
 //!
-//! Sessions live on the replica that opened them: behind a load balancer, use session affinity
-//! or a shared `wan.spool_dir` (replicas do not share the session table, so affinity it is).
+//! Sessions live on the replica that opened them: replicas that share a store stream a request
+//! for another's session to it, and offer their jobs to each other ([`super::fleet`]); without
+//! a store, put session affinity in front of several replicas.
 
 pub mod jobs;
 mod spool;
