@@ -28,7 +28,8 @@
 # "1 10"), BENCH_WAN_CONFIGS (overrides the two above: "latency_ms:KiB/s" pairs, e.g.
 # "0:0 25:0 100:0 25:8192"), BENCH_WAN_RUNS (runs per row, default 1; the table shows medians),
 # BENCH_WAN_PATHS (default "direct adapter-nodedup adapter adapter-pipeline"; also "fleet" and
-# "fleet-pipeline": three adapters sharing a Redis behind an nginx round-robin balancer; straight
+# "fleet-pipeline": three adapters sharing a Redis behind an nginx round-robin balancer; "fleet1"
+# and "fleet1-pipeline": one adapter behind the same balancer and Redis, the balancer's own cost; straight
 # to the emulator, through an adapter with `TCR_ADAPTER__WAN__DEDUP=false`, through an adapter
 # with the default `wan.dedup = true`, through an adapter with `wan.pipeline = true` too),
 # BENCH_WAN_CLIENTS (default "harbor1.10 harbor2.0 harbor2.9c skopeo nocache"):
@@ -196,7 +197,7 @@ start_adapter() { # port dedup(true|false) log [pipeline(true|false)]
 ns_of() { # client path parallel run
   local c=$1 p=$2
   case $p in direct) p=d;; adapter) p=a;; adapter-nodedup) p=an;; adapter-pipeline) p=ap;;
-    fleet) p=f;; fleet-pipeline) p=fp;; esac
+    fleet) p=f;; fleet-pipeline) p=fp;; fleet1) p=f1;; fleet1-pipeline) p=f1p;; esac
   case $c in harbor1.8) c=h18;; harbor1.10) c=h110;; harbor2.0) c=h20;; harbor2.9) c=h29;;
     harbor2.9c) c=h29c;; onetoken) c=ot;; skopeo) c=sk;; nocache) c=nc;; esac
   echo "wan-$c-$p-p$3-r$4"
@@ -238,16 +239,16 @@ for CONFIG in $CONFIGS; do
 
   # Fleets (issue 26): three adapters sharing one Redis ([state] redis_url) and the same keys,
   # behind an nginx round-robin balancer (no affinity: every request may reach another replica).
-  FLEET_F= FLEET_FP=
+  FLEET_F= FLEET_FP= FLEET_1= FLEET_1P=
   if [[ " $PATHS " == *" fleet"* ]]; then
     command -v redis-server >/dev/null || wdie "redis-server is not installed"
     command -v nginx >/dev/null || wdie "nginx is not installed"
     read -r RPORT < <(free_ports 1)
     redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WWORK/logs/redis-$lat.log" 2>&1 &
     WPIDS+=("$!"); FLEET_PIDS=("$!")
-    start_fleet() { # name pipeline(true|false): the balancer's port
+    start_fleet() { # name pipeline(true|false) [replicas, default 3]: the balancer's port
       local name=$1 pipe=$2 lbp sign seal ports port
-      read -r lbp p1 p2 p3 < <(free_ports 4); ports="$p1 $p2 $p3"
+      read -r lbp ports < <(free_ports $((1 + ${3:-3})))
       sign=$(openssl rand -base64 32); seal=$(openssl rand -base64 32)
       for port in $ports; do
         serve_adapter "$WWORK/logs/$name-$port-$lat.log" TCR_ADAPTER__SERVER__LISTEN=127.0.0.1:$port \
@@ -277,6 +278,9 @@ NGINX
     }
     if [[ " $PATHS " == *" fleet "* ]]; then start_fleet fleet false; FLEET_F=$FLEET_LB; FLEET_F_PORTS=$FLEET_PORTS; fi
     if [[ " $PATHS " == *" fleet-pipeline "* ]]; then start_fleet fleetp true; FLEET_FP=$FLEET_LB; FLEET_FP_PORTS=$FLEET_PORTS; fi
+    # One replica behind the same balancer and Redis: what the balancer's hop alone costs.
+    if [[ " $PATHS " == *" fleet1 "* ]]; then start_fleet fleet1 false 1; FLEET_1=$FLEET_LB; FLEET_1_PORTS=$FLEET_PORTS; fi
+    if [[ " $PATHS " == *" fleet1-pipeline "* ]]; then start_fleet fleet1p true 1; FLEET_1P=$FLEET_LB; FLEET_1P_PORTS=$FLEET_PORTS; fi
     wlog "fleets (3 replicas + nginx + Redis :$RPORT): defaults :${FLEET_F:-}, pipeline :${FLEET_FP:-}"
   fi
 
@@ -300,6 +304,8 @@ NGINX
           adapter-pipeline) dest=127.0.0.1:$APP; user=$SID; pass=$SKEY; mport=$APP ;;
           fleet) dest=127.0.0.1:$FLEET_F; user=$SID; pass=$SKEY; mport=$FLEET_F_PORTS ;;
           fleet-pipeline) dest=127.0.0.1:$FLEET_FP; user=$SID; pass=$SKEY; mport=$FLEET_FP_PORTS ;;
+          fleet1) dest=127.0.0.1:$FLEET_1; user=$SID; pass=$SKEY; mport=$FLEET_1_PORTS ;;
+          fleet1-pipeline) dest=127.0.0.1:$FLEET_1P; user=$SID; pass=$SKEY; mport=$FLEET_1P_PORTS ;;
           *) wdie "unknown path $p" ;;
         esac
         ns=$(ns_of "$c" "$p" "$par" "$run")
@@ -406,9 +412,10 @@ for k, m in med.items():
         limit = 0.35 if (k[3] == "adapter-pipeline" and k[4] == "1") else 0.5
         ok = t <= limit and bd <= 1.1
         bar = "%s(time<=%.2f,bytes<=1.10)" % ("met" if ok else "NOT-met", limit)
-    if k[3] in ("fleet", "fleet-pipeline") and bd is not None:
+    if k[3] in ("fleet", "fleet-pipeline", "fleet1", "fleet1-pipeline") and bd is not None:
         # Issue 26: three replicas within 10 % of one adapter's time, bytes <= 1.1 x distinct.
-        one = med.get(k[:3] + ({"fleet": "adapter", "fleet-pipeline": "adapter-pipeline"}[k[3]],) + k[4:])
+        alone = "adapter-pipeline" if k[3].endswith("pipeline") else "adapter"
+        one = med.get(k[:3] + (alone,) + k[4:])
         vs = m["seconds"] / one["seconds"] if one and one["seconds"] else None
         ok = vs is not None and vs <= 1.1 and bd <= 1.1
         bar = "%s(time_vs_one_adapter=%s<=1.10,bytes<=1.10)" % ("met" if ok else "NOT-met", fmt(vs))

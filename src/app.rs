@@ -134,6 +134,7 @@ impl AdapterState {
             api.as_ref().zip(locator.as_ref()),
             provisioner_keys.clone(),
         );
+        namespaces.share_catalogs(&state);
         let api = api.map(Arc::new);
         let resolver = build_resolver(&upstream, locator, &clock, &metrics, &state);
         let auth = AuthService::new(&cfg, resolver.clone(), namespaces.clone(), clock)
@@ -280,7 +281,10 @@ fn build_registry_front(
         wan: crate::registry::wan::Wan::new(
             &cfg.wan,
             state,
-            &cfg.state.advertise_base(cfg.server.listen),
+            (
+                &cfg.state.advertise_base(cfg.server.listen),
+                cfg.state.forward_by_repository,
+            ),
             &metrics.registry,
         )?,
     })

@@ -76,6 +76,12 @@ pub struct StateConfig {
     /// this replica holds is forwarded here). Empty: `http://<server.listen>` (set it when
     /// listening on 0.0.0.0, e.g. `http://$(POD_IP):5000`).
     pub advertise_url: String,
+    /// With a store: every request for a repository is served by one replica, the repository's
+    /// owner (rendezvous hashing over the replicas registered in the store); the others stream
+    /// it there. One replica per repository holds its TCR realm tokens, parked sessions and
+    /// pipelined jobs, so a fleet sends TCR what one adapter would. `false`: each replica serves
+    /// what reaches it.
+    pub forward_by_repository: bool,
 }
 
 impl StateConfig {
@@ -96,6 +102,7 @@ impl Default for StateConfig {
             key_prefix: "tcr-adapter".into(),
             timeout_ms: 250,
             advertise_url: String::new(),
+            forward_by_repository: true,
         }
     }
 }

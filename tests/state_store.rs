@@ -191,3 +191,54 @@ async fn the_wan_state_is_one_for_replicas_sharing_redis() {
     assert!(b.lookup(&e).await.in_flight);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// The catalog's listing is the replicas' (`catalog:<fingerprint of the keys>` on the store):
+/// the next page of a catalog listed on one replica is answered by the other from it, without
+/// another `DescribeRepositories`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_listed_by_one_replica_pages_on_the_other_without_listing_again() {
+    let emu = common::start_emulator_with_namespaces(&[("cat", false)]).await;
+    let port = common::free_port();
+    let _redis = common::redis_server(port);
+    let (_a, base_a) = replica(&emu, port).await;
+    let (_b, base_b) = replica(&emu, port).await;
+    async fn get(base: &str, path: &str) -> (u16, serde_json::Value) {
+        let http = reqwest::Client::new();
+        let token: serde_json::Value = http
+            .get(format!(
+                "{base}/service/token?service=tcr-adapter&scope=registry:catalog:*"
+            ))
+            .header(
+                "Authorization",
+                common::basic(common::DEMO_SECRET_ID, common::DEMO_SECRET_KEY),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token["token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
+    }
+    let listings = || common::api_calls(&emu.handle, &[r#"action="DescribeRepositories""#]);
+
+    let (status, first) = get(&base_a, "/v2/_catalog?n=1").await;
+    assert_eq!(status, 200, "{first}");
+    let listed = listings().await;
+    assert!(listed >= 1, "replica A listed the repositories");
+    // The next page (whatever it holds) on replica B: from the shared listing.
+    let (status, next) = get(&base_b, "/v2/_catalog?n=1&last=cat/zzz").await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["repositories"], serde_json::json!([]));
+    assert_eq!(
+        listings().await,
+        listed,
+        "replica B paged the listing replica A made"
+    );
+}

@@ -31,8 +31,19 @@ struct Fleet {
 }
 
 /// `n` replicas behind nginx (round robin), sharing Redis when `shared`, pipelined uploads when
-/// `pipeline`.
+/// `pipeline`; each repository served by its owner replica (the default).
 async fn fleet(emu: &EmulatorHandle, n: usize, shared: bool, pipeline: bool) -> Fleet {
+    fleet_with(emu, n, shared, pipeline, true).await
+}
+
+/// [`fleet`], with `[state] forward_by_repository` = `by_repository`.
+async fn fleet_with(
+    emu: &EmulatorHandle,
+    n: usize,
+    shared: bool,
+    pipeline: bool,
+    by_repository: bool,
+) -> Fleet {
     let port = common::free_port();
     let lb = format!("http://127.0.0.1:{port}");
     let redis_port = common::free_port();
@@ -52,6 +63,7 @@ async fn fleet(emu: &EmulatorHandle, n: usize, shared: bool, pipeline: bool) -> 
         if shared {
             cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
             cfg.state.key_prefix = "fleet".into();
+            cfg.state.forward_by_repository = by_repository;
         } else {
             // Alone: each replica's Locations name itself, so a job sent to one replica stays
             // there (the control below must not reach the replica that knows the layers).
@@ -66,6 +78,10 @@ async fn fleet(emu: &EmulatorHandle, n: usize, shared: bool, pipeline: bool) -> 
         .map(|r| format!("server {}; ", r.addr))
         .collect();
     let nginx = common::nginx(dir.path(), port, &servers, "");
+    if shared {
+        // Every replica has read every other's beat from the store.
+        tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    }
     Fleet {
         _spools: dir_for_spools,
         _redis: redis,
@@ -183,7 +199,9 @@ async fn without_the_store_replicas_learn_alone_and_layers_cross_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_that_dies_takes_only_its_open_session_and_the_retry_completes() {
     let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
-    let mut fleet = fleet(&emu.handle, 2, true, true).await;
+    // Each replica serves what reaches it: the session opened below lives on the first one
+    // (with forwarding by repository it would live on the repository's owner).
+    let mut fleet = fleet_with(&emu.handle, 2, true, true, false).await;
     let repo = "team/survivor";
     let data = layer(7, 200 << 10);
     let d = Digest::sha256_of(&data);
@@ -237,5 +255,137 @@ async fn a_replica_that_dies_takes_only_its_open_session_and_the_retry_completes
         common::uploads_into_tcr(&emu.handle, &d),
         1,
         "only the retry reached TCR"
+    );
+}
+
+/// Realm tokens TCR issued (`GET /token`) while six images are migrated as in [`migrate`].
+async fn tokens_for_migration(emu: &EmulatorHandle, fleet: &Fleet) -> u64 {
+    let before = common::registry_requests(emu, &["route=\"token\""]).await;
+    let (b1, b2) = migrate(emu, fleet, &fleet.lb).await;
+    assert_eq!((b1, b2), (1, 1), "each base layer crossed once");
+    for i in 0..6 {
+        common::assert_image_in_tcr(emu, &format!("team/app{i}"), "v1").await;
+    }
+    common::registry_requests(emu, &["route=\"token\""]).await - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fleet_serving_each_repository_from_one_replica_asks_tcr_for_one_adapters_tokens() {
+    // One adapter (a fleet of one behind the same balancer) against three replicas.
+    let one = {
+        let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
+        let fleet = fleet(&emu.handle, 1, true, false).await;
+        tokens_for_migration(&emu.handle, &fleet).await
+    };
+    let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
+    let fleet = fleet(&emu.handle, 3, true, false).await;
+    let three = tokens_for_migration(&emu.handle, &fleet).await;
+    // Each replica holds its own tokens (they are secrets, never in the store): a repository
+    // whose requests reach three replicas costs up to three times the tokens.
+    assert!(
+        three <= one + 2,
+        "three replicas asked TCR for {three} realm tokens, one adapter for {one}"
+    );
+    assert!(
+        metric_sum(&fleet, "tcr_adapter_fleet_forwards_total{", &["forwarded"]).await > 0,
+        "requests reaching another replica than their repository's were streamed there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_head_on_one_replica_is_answered_from_another_replicas_pipelined_upload() {
+    // A slow TCR: the first job's background upload is still running when the second job asks.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ecfg = common::emulator_config(dir.path());
+    ecfg.faults.latency_ms = 400;
+    let emu = common::start_emulator_with(ecfg).await;
+    emu.state.namespaces.create("team", false).unwrap();
+    // Each replica serves what reaches it: the HEAD below is on another replica than the job.
+    let fleet = fleet_with(&emu, 2, true, true, false).await;
+    let base = layer(3, 256 << 10);
+    let d = Digest::sha256_of(&base);
+    let job = |i: usize| {
+        Job::new(
+            Gen::V2_0,
+            &format!("http://{}", fleet.replicas[i].addr),
+            common::DEMO_SECRET_ID,
+            common::DEMO_SECRET_KEY,
+        )
+    };
+    let (first, second) = (job(0), job(1));
+    // The first job sends the layer into team/one through replica 0 (acknowledged at once, its
+    // upload to TCR runs in the background there).
+    first.push_blob("team/one", &base).await;
+    // The second job, through replica 1, asks about it for team/two: found, nothing to send.
+    let r = second.head_blob("team/two", &d).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "the layer on its way through replica 0 is found"
+    );
+    let config = config_of("team/two");
+    let manifest = manifest_of(&config, &[&base]);
+    let copied = second
+        .copy_image(
+            "team/two",
+            "v1",
+            &[&config, &base],
+            harbor::OCI_MANIFEST,
+            manifest.as_bytes(),
+        )
+        .await;
+    assert_eq!(copied.uploaded, 1, "only the config is sent: {copied:?}");
+    common::assert_image_in_tcr(&emu, "team/two", "v1").await;
+    assert_eq!(
+        common::uploads_into_tcr(&emu, &d),
+        1,
+        "the layer crossed once, through replica 0; replica 1 mounted it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repositories_of_a_replica_that_died_are_served_by_the_others() {
+    let emu = common::start_emulator_with_namespaces(&[("team", false)]).await;
+    let mut fleet = fleet(&emu.handle, 3, true, false).await;
+    // Three repositories the first replica owns (as the others see it), three it does not.
+    let dying = fleet.replicas[0].addr.to_string();
+    let other = fleet.replicas[1].state.front.wan.fleet.clone().unwrap();
+    let owned_by_dying = |repo: &str| {
+        let repo = tcr_adapter::oci::RepoName::parse(repo).unwrap();
+        other
+            .owner_of(&repo)
+            .is_some_and(|(_, url)| url.ends_with(&dying))
+    };
+    let mut repos: Vec<String> = (0..100)
+        .map(|i| format!("team/after{i}"))
+        .filter(|r| owned_by_dying(r))
+        .take(3)
+        .collect();
+    repos.extend(
+        (0..100)
+            .map(|i| format!("team/after{i}"))
+            .filter(|r| !owned_by_dying(r))
+            .take(3),
+    );
+    assert_eq!(repos.len(), 6);
+    // It goes away while the others still count it among the live ones.
+    fleet.replicas.remove(0).stop().await;
+    let (b1, b2) = (layer(4, 64 << 10), layer(5, 32 << 10));
+    let jobs = repos.iter().enumerate().map(|(i, repo)| {
+        let (lb, b1, b2) = (fleet.lb.clone(), b1.clone(), b2.clone());
+        async move {
+            let own = layer(40 + i as u8, 4096);
+            copy(&lb, repo, &[&b1, &b2], &own).await;
+        }
+    });
+    futures_util::future::join_all(jobs).await;
+    // Every image is complete: a repository the dead replica owned was served by a live one
+    // (its first request, without a body, where it arrived; the rest by the new owner).
+    for repo in &repos {
+        common::assert_image_in_tcr(&emu.handle, repo, "v1").await;
+    }
+    assert!(
+        metric_sum(&fleet, "tcr_adapter_fleet_forwards_total{", &["failed"]).await > 0,
+        "a forward to the dead replica was tried and given up"
     );
 }

@@ -5,7 +5,10 @@
 //! `DescribeRepositories` is paged by the one pager ([`crate::tencentcloud::pager`]: it tells
 //! from the answers whether `Offset` is a page number or an item offset). The full list is
 //! fetched on the first catalog page and reused (per SecretId, briefly) for the pages that
-//! follow, so a paginating client costs one listing, not one per page.
+//! follow, so a paginating client costs one listing, not one per page. Replicas that share a
+//! store (`[state] redis_url`) share the listing too (`catalog:<fingerprint of the keys>`:
+//! repository names, no secret), so the next page may reach any replica; a store that does not
+//! answer leaves each replica its own.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use dashmap::DashMap;
 
 use super::{api_error_to_oci, NamespaceProvisioner};
 use crate::oci::{ErrorCode, OciError, RepoName};
+use crate::state::StateStore;
 use crate::tencentcloud::pager::{full_name, PAGE_LIMIT};
 use crate::tencentcloud::{ApiCredential, ApiError, TcrApiClient};
 
@@ -31,9 +35,66 @@ pub struct CatalogPage {
     pub next: Option<String>,
 }
 
-/// Listings by SecretId: (expiry ms, sorted client names).
+/// Listings by SecretId: (expiry ms, sorted client names); on the replicas' store as well when
+/// they share one.
 #[derive(Default)]
-pub(super) struct CatalogCache(DashMap<String, (i64, Arc<Vec<String>>)>);
+pub(super) struct CatalogCache {
+    local: DashMap<String, (i64, Arc<Vec<String>>)>,
+    shared: std::sync::OnceLock<StateStore>,
+}
+
+/// The store key of `keys`' listing: a fingerprint of the keys, never the keys.
+fn shared_key(store: &StateStore, keys: &ApiCredential) -> String {
+    let mut material = b"tcr-adapter catalog v1\0".to_vec();
+    material.extend_from_slice(keys.secret_id.as_bytes());
+    material.push(0);
+    material.extend_from_slice(keys.secret_key.expose().as_bytes());
+    let d = crate::oci::Digest::sha256_of(&material);
+    store.key(&["catalog", &d.encoded()[..32]])
+}
+
+impl CatalogCache {
+    /// The listing of `keys` while it is fresh: this replica's, else the store's.
+    async fn get(&self, keys: &ApiCredential, now_ms: i64) -> Option<Arc<Vec<String>>> {
+        let local = self
+            .local
+            .get(&keys.secret_id)
+            .filter(|e| e.0 > now_ms)
+            .map(|e| e.1.clone());
+        if local.is_some() {
+            return local;
+        }
+        let store = self.shared.get()?;
+        let raw = store.get(&shared_key(store, keys)).await.ok()??;
+        let text = String::from_utf8(raw).ok()?;
+        let names: Vec<String> = text
+            .split('\n')
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        Some(Arc::new(names))
+    }
+
+    async fn put(&self, keys: &ApiCredential, now_ms: i64, all: Arc<Vec<String>>) {
+        self.local.insert(
+            keys.secret_id.clone(),
+            (now_ms + LISTING_TTL_MS, all.clone()),
+        );
+        if let Some(store) = self.shared.get() {
+            let ttl = std::time::Duration::from_millis(LISTING_TTL_MS as u64);
+            let _ = store
+                .set(&shared_key(store, keys), all.join("\n").as_bytes(), ttl)
+                .await;
+        }
+    }
+
+    async fn forget(&self, keys: &ApiCredential) {
+        self.local.remove(&keys.secret_id);
+        if let Some(store) = self.shared.get() {
+            let _ = store.delete(&shared_key(store, keys)).await;
+        }
+    }
+}
 
 /// Every repository visible to `keys` (upstream names, sorted), through the one pager.
 pub async fn list_all_repositories(
@@ -68,6 +129,13 @@ pub fn paginate(all: &[String], n: Option<usize>, last: Option<&str>) -> Catalog
 }
 
 impl NamespaceProvisioner {
+    /// Share catalog listings through `store` (replicas sharing one; else nothing changes).
+    pub fn share_catalogs(&self, store: &StateStore) {
+        if store.is_shared() {
+            let _ = self.catalogs.shared.set(store.clone());
+        }
+    }
+
     fn cloud_or_unsupported(&self, what: &str) -> Result<&super::Cloud, OciError> {
         self.cloud.as_ref().ok_or_else(|| {
             OciError::new(
@@ -92,13 +160,10 @@ impl NamespaceProvisioner {
             });
         }
         let now = self.clock.now_ms();
-        let cached = last.and_then(|_| {
-            self.catalogs
-                .0
-                .get(&keys.secret_id)
-                .filter(|e| e.0 > now)
-                .map(|e| e.1.clone())
-        });
+        let cached = match last {
+            Some(_) => self.catalogs.get(keys, now).await,
+            None => None,
+        };
         let all = match cached {
             Some(all) => all,
             None => {
@@ -122,9 +187,7 @@ impl NamespaceProvisioner {
                 names.sort();
                 names.dedup();
                 let all = Arc::new(names);
-                self.catalogs
-                    .0
-                    .insert(keys.secret_id.clone(), (now + LISTING_TTL_MS, all.clone()));
+                self.catalogs.put(keys, now, all.clone()).await;
                 all
             }
         };
@@ -161,7 +224,7 @@ impl NamespaceProvisioner {
                     secret_id = %super::secret_id_prefix(&keys.secret_id),
                     "tag deleted"
                 );
-                self.catalogs.0.remove(&keys.secret_id);
+                self.catalogs.forget(keys).await;
                 Ok(())
             }
             Err(e) if e.is_not_found() => Err(OciError::new(

@@ -29,6 +29,10 @@ pub async fn dispatch(
 ) -> Result<HttpResponse, OciError> {
     let route = Route::parse(&req, &front)?;
     let grant = route.authorize(&req, &auth).await?;
+    let payload = match wan::elsewhere(&front, &route, &req, payload).await? {
+        Intercept::Answered(answer) => return Ok(answer),
+        Intercept::Pass(payload) => payload,
+    };
     if let Some(answer) = answer_locally(&route, &front, &grant).await? {
         return Ok(answer);
     }

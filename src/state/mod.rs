@@ -187,10 +187,39 @@ impl StateStore {
         self.settle(b.set_members(key).await)
     }
 
+    /// Run a Lua `script` (one round trip, atomic) over `keys` with `args`; its integer answer.
+    pub async fn script(&self, script: &str, keys: &[&str], args: &[&str]) -> Shared<i64> {
+        let b = self.backend()?;
+        self.settle(b.script(script, keys, args).await)
+    }
+
+    /// The members of the ordered set at `set` and the values at `keys`, in one round trip.
+    pub async fn members_and_values(
+        &self,
+        set: &str,
+        keys: &[&str],
+    ) -> Shared<(Vec<String>, Vec<Option<Vec<u8>>>)> {
+        let b = self.backend()?;
+        self.settle(b.members_and_values(set, keys).await)
+    }
+
     /// Remove `member` from the ordered set at `key`.
     pub async fn set_remove(&self, key: &str, member: &str) -> Shared<()> {
         let b = self.backend()?;
         self.settle(b.set_remove(key, member).await)
+    }
+
+    /// A heartbeat of `member` in the ordered set at `key` (scored `now_ms`); the members that beat
+    /// within `alive`, oldest first (the set itself expires `alive` after the last beat).
+    pub async fn beat(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        alive: Duration,
+    ) -> Shared<Vec<String>> {
+        let b = self.backend()?;
+        self.settle(b.beat(key, member, now_ms, alive).await)
     }
 
     /// One round trip to the store (for `check` and tests).

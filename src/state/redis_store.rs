@@ -22,6 +22,12 @@ const ZADD_CAPPED: &str = "redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) \
     if n > tonumber(ARGV[3]) then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, n - tonumber(ARGV[3])) end \
     redis.call('PEXPIRE', KEYS[1], ARGV[4]) return n";
 
+/// A member's heartbeat in an ordered set scored by time: ARGV[2] is scored now (ARGV[1] ms),
+/// members older than ARGV[3] ms are dropped, and the live ones come back (oldest first).
+const BEAT: &str = "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) \
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[3])) \
+    redis.call('PEXPIRE', KEYS[1], ARGV[3]) return redis.call('ZRANGE', KEYS[1], 0, -1)";
+
 pub(super) struct RedisStore {
     client: Client,
     timeout: Duration,
@@ -135,6 +141,45 @@ impl RedisStore {
         self.run::<i64>(redis::cmd("ZREM").arg(key).arg(member))
             .await
             .map(|_| ())
+    }
+
+    pub(super) async fn beat(
+        &self,
+        key: &str,
+        member: &str,
+        now_ms: i64,
+        alive: Duration,
+    ) -> Result<Vec<String>, String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(BEAT).arg(1).arg(key);
+        cmd.arg(now_ms).arg(member).arg(ms(alive));
+        self.run(&cmd).await
+    }
+
+    pub(super) async fn script(
+        &self,
+        script: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<i64, String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+        self.run(&cmd).await
+    }
+
+    pub(super) async fn members_and_values(
+        &self,
+        set: &str,
+        keys: &[&str],
+    ) -> Result<(Vec<String>, Vec<Option<Vec<u8>>>), String> {
+        let mut c = self.conn().await?;
+        let mut p = redis::pipe();
+        p.cmd("ZRANGE").arg(set).arg(0).arg(-1);
+        p.cmd("MGET").arg(keys);
+        tokio::time::timeout(self.timeout, p.query_async(&mut c))
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+            .map_err(|e| describe(&e))
     }
 
     pub(super) async fn ping(&self) -> Result<(), String> {

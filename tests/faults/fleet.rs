@@ -4,8 +4,10 @@
 //! adapter is killed with -9 and Redis is killed and started again. Every image completes
 //! through the client's own retries (Harbor's jobservice runs a failed replication task again:
 //! `MaxFails() = 3`, goharbor/harbor v2.9.5 `src/jobservice/job/impl/replication/replication.go`),
-//! and TCR then holds every manifest with every blob it references.
+//! TCR then holds every manifest with every blob it references, and `tcr-adapter verify`
+//! against the source (a CNCF distribution holding the same twelve images) says complete.
 
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +66,78 @@ async fn replicate_with_retries(
     }
 }
 
+/// The source registry: a CNCF distribution (no auth) holding `repo:v1` for each image, the
+/// same bytes the migration copies.
+async fn source_with(
+    dir: &std::path::Path,
+    images: &[(String, Vec<Vec<u8>>)],
+) -> (common::Proc, String) {
+    let (proc, base) = common::distribution(dir, "fleet-verify-secret", "").await;
+    let http = reqwest::Client::new();
+    for (repo, blobs) in images {
+        let config = config_of(repo);
+        let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
+        let manifest = manifest_of(&config, &refs);
+        for b in std::iter::once(&config).chain(blobs) {
+            let d = tcr_adapter::oci::Digest::sha256_of(b);
+            let r = common::upload_blob(&http, &base, repo, b, d.as_str()).await;
+            assert_eq!(r.status(), 201, "source blob in {repo}");
+        }
+        let r = http
+            .put(format!("{base}/v2/{repo}/manifests/v1"))
+            .header("content-type", harbor::OCI_MANIFEST)
+            .body(manifest.into_bytes())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "source manifest {repo}:v1");
+    }
+    (proc, base)
+}
+
+/// `tcr-adapter verify --format json` of `source` against TCR (the emulator, its demo keys):
+/// exit code and report.
+fn verify(
+    dir: &std::path::Path,
+    emu: &common::TestEmulator,
+    source: &str,
+) -> (i32, serde_json::Value) {
+    let emu = &emu.handle;
+    let config = dir.join("verify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\napi_qps = 50\n",
+            emu.registry_url(),
+            emu.api_url(),
+            emu.state.cfg.registry_id,
+            emu.state.cfg.region,
+            common::DEMO_SECRET_ID,
+            common::DEMO_SECRET_KEY,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
+        .args([
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--source",
+            source,
+        ])
+        .args(["--format", "json"])
+        .env_remove("TCR_ADAPTER_CONFIG")
+        .output()
+        .expect("tcr-adapter verify runs");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "verify printed no report: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fleet_migration_survives_a_killed_adapter_and_a_restarted_redis() {
     let emu = common::start_emulator_with_namespaces(&[("fleet", false)]).await;
@@ -101,10 +175,21 @@ async fn a_fleet_migration_survives_a_killed_adapter_and_a_restarted_redis() {
 
     let (b1, b2) = (layer(1, 3 << 20), layer(2, 2 << 20));
     let repos: Vec<String> = (0..12).map(|i| format!("fleet/app{i}")).collect();
+    let images: Vec<(String, Vec<Vec<u8>>)> = repos
+        .iter()
+        .enumerate()
+        .map(|(i, repo)| {
+            let own = layer(20 + i as u8, 512 << 10);
+            (repo.clone(), vec![b1.clone(), b2.clone(), own])
+        })
+        .collect();
+    let source_dir = dir.path().join("source");
+    std::fs::create_dir_all(&source_dir).unwrap();
+    let (_source, source) = source_with(&source_dir, &images).await;
     let failures = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
-    let jobs = repos.iter().enumerate().map(|(i, repo)| {
-        let blobs = vec![b1.clone(), b2.clone(), layer(20 + i as u8, 512 << 10)];
+    let jobs = images.iter().map(|(repo, blobs)| {
+        let blobs = blobs.clone();
         let (lb, repo, failures, done) =
             (base.clone(), repo.clone(), failures.clone(), done.clone());
         async move {
@@ -137,12 +222,17 @@ async fn a_fleet_migration_survives_a_killed_adapter_and_a_restarted_redis() {
     for repo in &repos {
         blobs += common::assert_image_in_tcr(&emu.handle, repo, "v1").await;
     }
+    // The migration's own check: every tag of the source in TCR with the same digest.
+    let (code, report) = verify(dir.path(), &emu, &source);
+    assert_eq!(code, 0, "verify says complete: {report}");
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(report["totals"]["ok"], 12, "{report}");
     let retried = failures.load(Ordering::SeqCst);
     record(
         "one of three adapter processes (shared Redis, wan.pipeline, nginx round robin) killed with -9 and Redis killed and restarted, half way through a 12-image migration ten at a time",
         "1 kill -9 of an adapter, 1 kill -9 + restart of Redis",
         &format!("{retried} image copies failed and were run again by the client (Harbor's task retry)"),
-        &format!("all 12 images in TCR: every manifest and each of its {blobs} referenced blobs read back by digest"),
+        &format!("all 12 images in TCR: every manifest and each of its {blobs} referenced blobs read back by digest; `tcr-adapter verify` against the source says complete (12 ok)"),
     );
     drop(adapters);
 }

@@ -61,17 +61,23 @@ pub struct Wan {
 
 impl Wan {
     /// The room `wan` asks for, its metrics registered in `registry` (a spool that cannot be
-    /// made is an error).
-    /// The room for `wan`; its blob index, claims and streaks on `store` when replicas share
-    /// one (`[state] redis_url`), else in this process.
+    /// made is an error). With a store shared by replicas (`[state] redis_url`) the blob index,
+    /// claims and streaks live there, and the replica joins the [`fleet`] at `advertise`
+    /// (`by_repository`: each repository served by one replica); else all stays in this process.
     pub fn new(
         wan: &WanConfig,
         store: &crate::state::StateStore,
-        advertise: &str,
+        (advertise, by_repository): (&str, bool),
         registry: &prometheus::Registry,
     ) -> std::io::Result<Wan> {
-        let fleet = (wan.pipeline && store.is_shared())
-            .then(|| Arc::new(fleet::Fleet::join(store.clone(), advertise, registry)));
+        let fleet = store.is_shared().then(|| {
+            Arc::new(fleet::Fleet::join(
+                store.clone(),
+                advertise,
+                by_repository,
+                registry,
+            ))
+        });
         let pipeline = match wan.pipeline {
             true => {
                 let mut p = Pipeline::new(wan)?;
@@ -130,6 +136,24 @@ pub async fn head(
     answer
 }
 
+/// Before anything else is done for a request: served by the replica that holds its pipelined
+/// session or owns its repository (see [`fleet`]), or here.
+pub async fn elsewhere(
+    front: &web::Data<RegistryFront>,
+    route: &Route,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Intercept, OciError> {
+    let Some(fleet) = &front.wan.fleet else {
+        return Ok(Intercept::Pass(payload));
+    };
+    let bytes_in = front.metrics.bytes_in.clone();
+    Ok(match fleet.route(route, req, payload, bytes_in).await? {
+        fleet::Routed::Answered(answer) => Intercept::Answered(answer),
+        fleet::Routed::Here(payload) => Intercept::Pass(payload),
+    })
+}
+
 /// Before a request is planned: answered here, or passed on with its body.
 pub async fn before_send(
     front: &web::Data<RegistryFront>,
@@ -138,13 +162,6 @@ pub async fn before_send(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Intercept, OciError> {
-    if let (Some(fleet), Endpoint::Upload { id, .. }) = (&front.wan.fleet, &route.endpoint) {
-        if let Some(owner) = fleet.elsewhere(id) {
-            let bytes_in = front.metrics.bytes_in.clone();
-            let answer = fleet.forward(owner, route, req, payload, bytes_in).await?;
-            return Ok(Intercept::Answered(answer));
-        }
-    }
     match front.wan.pipeline.as_deref() {
         Some(p) => pipeline::intercept((front, p), route, grant, req, payload).await,
         None => ahead::intercept(front, route, grant, payload).await,

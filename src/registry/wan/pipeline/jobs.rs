@@ -43,6 +43,17 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job another replica runs (`fleet`), its end told by `state`.
+    pub fn remote(size: u64, state: watch::Receiver<State>) -> Job {
+        Job {
+            size,
+            state,
+            file: None,
+            owner: None,
+            started: Instant::now(),
+        }
+    }
+
     pub fn current(&self) -> State {
         self.state.borrow().clone()
     }

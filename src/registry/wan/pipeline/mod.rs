@@ -9,8 +9,9 @@
 //! not be brought in. Nothing half-committed becomes visible in TCR: a blob without its manifest
 //! is unreferenced, and a restart empties the spool before any manifest could name its blobs.
 //!
-//! Sessions live on the replica that opened them: behind a load balancer, use session affinity
-//! or a shared `wan.spool_dir` (replicas do not share the session table, so affinity it is).
+//! Sessions live on the replica that opened them: replicas that share a store stream a request
+//! for another's session to it, and offer their jobs to each other ([`super::fleet`]); without
+//! a store, put session affinity in front of several replicas.
 
 pub mod jobs;
 mod spool;
@@ -240,6 +241,11 @@ impl Step<'_> {
             self.p
                 .jobs
                 .start_upload(self.front.clone(), t, file, reservation);
+            if let Some(f) = &self.front.wan.fleet {
+                // Before the upload's mark ends: other replicas' HEADs find the job.
+                let owner = super::fleet::caller_of(self.grant);
+                f.offer(self.up, &digest, owner.as_deref(), s.size).await;
+            }
         }
         Ok(created(self.route, self.name, &digest))
     }
@@ -414,8 +420,14 @@ impl Head<'_> {
             }
         }
         let Caller { credential, owner } = Caller::of(self.grant);
-        let (source, job) = p.jobs.elsewhere(digest, target, owner.as_deref())?;
-        if !self.writer {
+        let (source, job, writer) = match p.jobs.elsewhere(digest, target, owner.as_deref()) {
+            Some((source, job)) => (source, job, self.writer),
+            None => self.offered().await?,
+        };
+        if &source == target {
+            return Some(found(digest, job.size)); // another replica's job into this repository
+        }
+        if !writer {
             return None;
         }
         let t = Transfer {
@@ -430,6 +442,30 @@ impl Head<'_> {
         p.jobs
             .start_mount((*self.front).clone(), t, source, Some(job.clone()));
         Some(found(digest, job.size))
+    }
+
+    /// Another replica's job for the same caller (replicas sharing a store): its repository, a
+    /// job here that ends when that one does, and whether the caller may write into the target
+    /// (as [`Self::writer`], or TCR took an upload of theirs there on another replica).
+    async fn offered(&self) -> Option<(RepoName, jobs::Job, bool)> {
+        let fleet = self.front.wan.fleet.clone()?;
+        let caller = super::fleet::caller_of(self.grant);
+        let offer = fleet
+            .offered(self.digest, self.target, caller.as_deref())
+            .await?;
+        let writer = self.writer
+            || fleet
+                .writes_into(caller.as_deref(), self.target.namespace())
+                .await;
+        let (tx, rx) = tokio::sync::watch::channel(State::Pending);
+        let (o, digest) = (offer.clone(), self.digest.clone());
+        actix_web::rt::spawn(async move {
+            let _ = tx.send(match fleet.follow(&o, &digest, COMMIT_WAIT).await {
+                Ok(()) => State::Done,
+                Err(e) => State::Failed(e),
+            });
+        });
+        Some((offer.repo, jobs::Job::remote(offer.size, rx), writer))
     }
 
     /// A blob nobody here has seen anywhere, nor is uploading: absent, said without asking TCR

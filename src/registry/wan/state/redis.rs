@@ -35,10 +35,27 @@ const CLAIM_TTL: Duration = Duration::from_secs(15);
 const UPLOAD_TTL: Duration = Duration::from_secs(60);
 /// How long a HEAD waits for an upload in flight (as [`LocalState`]).
 const WAIT_FOR_UPLOAD: Duration = Duration::from_secs(120);
-/// How often a waiting HEAD looks at the flight again.
-const POLL: Duration = Duration::from_millis(50);
+/// How often a waiting HEAD looks at the flight again (a GET; an upload's end reaches the
+/// waiters of other replicas at most this late).
+const POLL: Duration = Duration::from_millis(10);
 /// Source hints and streaks are forgotten after this long unused.
 const OWNER_TTL: Duration = Duration::from_secs(3600);
+
+/// [`RedisState::learn_shared`]: KEYS = the blob's repositories, its size, its flight; ARGV =
+/// score, repository, cap, ttl ms, size (or ""), authoritative, settle ("1"/"0").
+const LEARN: &str = "redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) \
+    local n = redis.call('ZCARD', KEYS[1]) \
+    if n > tonumber(ARGV[3]) then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, n - tonumber(ARGV[3])) end \
+    redis.call('PEXPIRE', KEYS[1], ARGV[4]) \
+    if ARGV[5] ~= '' then \
+      if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4]) \
+      else redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[4]) end \
+    end \
+    if ARGV[7] == '1' then \
+      local f = redis.call('GET', KEYS[3]) \
+      if f and string.match(f, '^claim %S+ (.*)$') == ARGV[2] then redis.call('DEL', KEYS[3]) end \
+    end \
+    return 1";
 
 pub struct RedisState {
     store: StateStore,
@@ -138,34 +155,34 @@ impl RedisState {
         }
     }
 
+    /// `repo` holds `digest` on the store — the repository added to the blob's set, its size
+    /// set (or kept, when not `authoritative`), and with `settle` a claim `repo` made on it
+    /// freed — in one round trip ([`LEARN`]). `false`: the store did not answer.
     async fn learn_shared(
         &self,
         digest: &Digest,
         repo: &RepoName,
         size: Option<u64>,
-        authoritative: bool,
+        (authoritative, settle): (bool, bool),
     ) -> bool {
         let repos = self.key(&["blob", digest.as_str(), "repos"]);
-        let added = self
-            .store
-            .set_add(&repos, repo.as_str(), now_ms(), REPOS_PER_DIGEST, BLOB_TTL)
-            .await;
-        if added.is_err() {
-            return false;
-        }
-        if let Some(size) = size {
-            let key = self.key(&["blob", digest.as_str(), "size"]);
-            let value = size.to_string();
-            let _ = match authoritative {
-                true => self.store.set(&key, value.as_bytes(), BLOB_TTL).await,
-                false => self
-                    .store
-                    .set_if_absent(&key, value.as_bytes(), BLOB_TTL)
-                    .await
-                    .map(|_| ()),
-            };
-        }
-        true
+        let size_key = self.key(&["blob", digest.as_str(), "size"]);
+        let flight = self.flight_key(digest);
+        let (score, cap, ttl) = (
+            now_ms().to_string(),
+            REPOS_PER_DIGEST.to_string(),
+            BLOB_TTL.as_millis().to_string(),
+        );
+        let size = size.map(|s| s.to_string()).unwrap_or_default();
+        let flags = [authoritative, settle].map(|b| if b { "1" } else { "0" });
+        self.store
+            .script(
+                LEARN,
+                &[&repos, &size_key, &flight],
+                &[&score, repo.as_str(), &cap, &ttl, &size, flags[0], flags[1]],
+            )
+            .await
+            .is_ok()
     }
 
     /// Free `repo`'s claim on `digest`, if it holds one.
@@ -256,9 +273,8 @@ impl WanState for RedisState {
     ) -> Fut<'a, ()> {
         async move {
             self.local.learn(digest, repo, size, authoritative).await;
-            if self.learn_shared(digest, repo, size, authoritative).await && authoritative {
-                self.settle_shared(digest, repo).await;
-            }
+            let flags = (authoritative, authoritative);
+            self.learn_shared(digest, repo, size, flags).await;
         }
         .boxed()
     }
@@ -275,24 +291,29 @@ impl WanState for RedisState {
     fn lookup<'a>(&'a self, digest: &'a Digest) -> Fut<'a, Blob> {
         async move {
             let repos_key = self.key(&["blob", digest.as_str(), "repos"]);
-            let Ok(names) = self.store.set_members(&repos_key).await else {
-                return self.local.lookup(digest).await;
-            };
             let size_key = self.key(&["blob", digest.as_str(), "size"]);
-            let size = match self.store.get(&size_key).await {
-                Ok(v) => v.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()),
-                Err(_) => return self.local.lookup(digest).await,
-            };
-            let Ok(flight) = self.flight(digest).await else {
+            let flight_key = self.flight_key(digest);
+            // One round trip: the repositories, the size and the flight.
+            let read = self
+                .store
+                .members_and_values(&repos_key, &[&size_key, &flight_key])
+                .await;
+            let Ok((names, values)) = read else {
                 return self.local.lookup(digest).await;
             };
+            let mut values = values.into_iter();
+            let size = values
+                .next()
+                .flatten()
+                .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
+            let flight = values.next().flatten();
             Blob {
                 size,
                 repos: names
                     .iter()
                     .filter_map(|n| RepoName::parse(n).ok())
                     .collect(),
-                in_flight: flight.is_some(),
+                in_flight: flight.as_deref().and_then(Flight::decode).is_some(),
             }
         }
         .boxed()
@@ -396,8 +417,7 @@ impl WanState for RedisState {
                 Err(()) => return self.local.uploaded(digest, repo).await,
             };
             self.local.learn(digest, repo, None, true).await;
-            self.learn_shared(digest, repo, None, true).await;
-            self.settle_shared(digest, repo).await;
+            self.learn_shared(digest, repo, None, (true, true)).await;
             if !asked {
                 self.local.release_claims_of(repo).await;
                 self.release_shared(repo).await;
@@ -456,6 +476,11 @@ impl WanState for RedisState {
 
     fn source_hint<'a>(&'a self, owner: &'a str) -> Fut<'a, Option<RepoName>> {
         async move {
+            // Asked for every request's token scopes: this replica's own latest hint needs no
+            // round trip (a hint only widens a token's scope; any recent one serves).
+            if let Some(hint) = self.local.source_hint(owner).await {
+                return Some(hint);
+            }
             match self.store.get(&self.key(&["source", owner])).await {
                 Ok(v) => v.and_then(|v| RepoName::parse(std::str::from_utf8(&v).ok()?).ok()),
                 Err(_) => self.local.source_hint(owner).await,
@@ -466,6 +491,11 @@ impl WanState for RedisState {
 
     fn pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, ()> {
         async move {
+            // Every write TCR accepts says so: the store hears it when this replica had not
+            // (yet, or any more) — one round trip per caller and namespace, not per write.
+            if self.local.has_pushed(owner, namespace).await {
+                return;
+            }
             self.local.pushed(owner, namespace).await;
             let key = self.key(&["pushed", owner, namespace]);
             let _ = self.store.set(&key, b"1", PUSHED_TTL).await;
@@ -475,14 +505,16 @@ impl WanState for RedisState {
 
     fn has_pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, bool> {
         async move {
-            match self
-                .store
-                .get(&self.key(&["pushed", owner, namespace]))
-                .await
-            {
-                Ok(v) => v.is_some() || self.local.has_pushed(owner, namespace).await,
-                Err(_) => self.local.has_pushed(owner, namespace).await,
+            // What this replica saw itself needs no round trip.
+            if self.local.has_pushed(owner, namespace).await {
+                return true;
             }
+            matches!(
+                self.store
+                    .get(&self.key(&["pushed", owner, namespace]))
+                    .await,
+                Ok(Some(_))
+            )
         }
         .boxed()
     }
