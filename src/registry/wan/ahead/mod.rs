@@ -11,6 +11,7 @@
 mod absent;
 mod mounts;
 mod parked;
+mod tokens;
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use crate::upstream::BasicAuth;
 use crate::registry::wan::dedup::BlobAsk;
 pub use absent::{absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
+pub use tokens::for_manifest_head as prefetch_for_manifest_head;
 pub use parked::{park_for, park_for_writer, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
 
 /// What the front keeps of the work done ahead.

@@ -109,11 +109,20 @@ pub async fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk<'_>
         let mount = spawn(async move {
             let calls = Calls::new(&f, credential);
             let index = f.wan.index.as_ref()?;
-            if calls.mount(&repo, &source, &layer).await != Mounted::Yes {
+            let (mounted, asked) = match size {
+                Some(_) => (calls.mount(&repo, &source, &layer).await, None),
+                None => {
+                    futures_util::join!(
+                        calls.mount(&repo, &source, &layer),
+                        calls.source_size(&repo, &source, &layer)
+                    )
+                }
+            };
+            if mounted != Mounted::Yes {
                 return None;
             }
             index.pushed(owner.as_deref(), repo.namespace()).await;
-            let size = calls.size_of(&repo, &layer, size).await;
+            let size = calls.size_of(&repo, &layer, size.or(asked)).await;
             index
                 .mounted(&layer, (&repo, &source), owner.as_deref(), size)
                 .await;
