@@ -358,9 +358,15 @@ impl UpstreamClient {
     /// upstream without a bearer realm.
     pub fn prefetch(self: &Arc<Self>, cred: Option<BasicAuth>, scopes: Vec<String>) {
         if matches!(
-            self.challenge.read().unwrap_or_else(|e| e.into_inner()).as_ref(),
+            self.challenge
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref(),
             Some(Challenge::Bearer { .. })
-        ) && self.tokens.get(&Self::key(cred.as_ref(), &scopes)).is_some()
+        ) && self
+            .tokens
+            .get(&Self::key(cred.as_ref(), &scopes))
+            .is_some()
         {
             return;
         }

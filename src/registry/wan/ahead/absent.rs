@@ -100,7 +100,7 @@ pub async fn answered(
         return;
     };
     match (&route.endpoint, &route.method) {
-        (Endpoint::Manifest { .. }, &Method::HEAD) if status.is_success() => {
+        (Endpoint::Manifest { .. }, &Method::HEAD | &Method::PUT) if status.is_success() => {
             unpark(front, target, grant)
         }
         (Endpoint::Blob { name, digest }, &Method::HEAD) => {
@@ -157,6 +157,7 @@ pub async fn intercept(
                 Ok(answer) => return answer.map(Intercept::Answered),
                 Err(p) => payload = p,
             }
+            super::parked::next_upload(front, (name, up), grant).await;
         }
         _ => {}
     }

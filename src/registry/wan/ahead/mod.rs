@@ -26,8 +26,8 @@ use crate::upstream::BasicAuth;
 use crate::registry::wan::dedup::BlobAsk;
 pub use absent::{absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
-pub use tokens::for_manifest_head as prefetch_for_manifest_head;
 pub use parked::{park_for, park_for_writer, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
+pub use tokens::for_manifest_head as prefetch_for_manifest_head;
 
 /// What the front keeps of the work done ahead.
 #[derive(Default)]

@@ -9,7 +9,7 @@
 
 use crate::auth::Grant;
 use crate::oci::RepoName;
-use crate::registry::wan::calls::{Calls, Caller};
+use crate::registry::wan::calls::{Caller, Calls};
 use crate::registry::RegistryFront;
 
 /// A credentialed caller asks about a manifest in `target`: the token its uploads there will
