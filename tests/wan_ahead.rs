@@ -349,3 +349,35 @@ async fn an_uploads_put_parks_a_session_for_the_next_blob() {
         assert_eq!(pull_blob(&e, repo, &Digest::sha256_of(blob)).await, *blob);
     }
 }
+
+/// Three images on one base were pushed into a namespace; a fourth image's manifest HEAD is
+/// answered "absent" by TCR: the namespace's base layers (those every recent manifest there
+/// references) are mounted into the new repository while Harbor uploads its config, and the
+/// HEADs that come for them find them there. The other images' own layers are not guessed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_images_namespace_base_layers_are_mounted_at_its_manifest_head() {
+    let e = Env::default().await;
+    let (b1, b2) = (layer(90, 32 << 10), layer(91, 16 << 10));
+    let (d1, d2) = (Digest::sha256_of(&b1), Digest::sha256_of(&b2));
+    let own: Vec<Vec<u8>> = (0..3).map(|i| layer(92 + i, 2000)).collect();
+    for (i, o) in own.iter().enumerate() {
+        push_layers(&e, &format!("nsb/a{i}"), &[&b1, &b2, o]).await;
+    }
+    let j = job(&e, Gen::V2_0);
+    let (status, _) = j.head_manifest("nsb/new", "v1").await;
+    assert_eq!(status, 404);
+    assert!(
+        eventually(|| mounts_into(&e, "nsb/new", &d1) == 1 && mounts_into(&e, "nsb/new", &d2) == 1)
+            .await,
+        "the namespace's base layers were not mounted at the manifest HEAD"
+    );
+    for o in &own {
+        assert_eq!(mounts_into(&e, "nsb/new", &Digest::sha256_of(o)), 0);
+    }
+    for (d, b) in [(&d1, &b1), (&d2, &b2)] {
+        let (status, len, _) = job_head_blob(&j, "nsb/new", d).await;
+        assert_eq!((status, len), (200, Some(b.len().to_string())));
+        assert_eq!(mounts_into(&e, "nsb/new", d), 1, "mounted twice");
+    }
+    assert_eq!(uploads_of(&e, &d1) + uploads_of(&e, &d2), 2);
+}

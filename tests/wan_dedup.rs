@@ -215,7 +215,7 @@ async fn the_upload_session_is_opened_while_tcr_is_asked_for_the_blob() {
     let e = Env::default().await;
     let repo = "ahead/app";
     push_image(&e, repo, &layer(70, 1000), &layer(71, 1000)).await; // the namespace exists
-    // The session its last blob's PUT parked is given back when its manifest is pushed.
+                                                                    // The session its last blob's PUT parked is given back when its manifest is pushed.
     let given_back = || {
         let target = format!("/v2/{repo}/blobs/uploads/");
         let journal = e.emu.state.journal.entries();

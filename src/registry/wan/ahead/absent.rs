@@ -103,6 +103,11 @@ pub async fn answered(
         (Endpoint::Manifest { .. }, &Method::HEAD | &Method::PUT) if status.is_success() => {
             unpark(front, target, grant)
         }
+        (Endpoint::Manifest { name, .. }, &Method::HEAD)
+            if status.as_u16() == 404 && front.wan.pipeline.is_none() =>
+        {
+            super::mounts::bases_for_new_image(front, (name, target), grant).await
+        }
         (Endpoint::Blob { name, digest }, &Method::HEAD) => {
             let Some(index) = front.wan.index.as_ref() else {
                 return;
