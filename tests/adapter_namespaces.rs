@@ -422,3 +422,37 @@ async fn a_namespace_deleted_behind_the_adapters_back_is_created_again() {
     assert_eq!(e.creates_ok().await, 2);
     e.adapter.stop().await;
 }
+
+/// A Harbor job asks a pull-scoped token first (its manifest HEAD) in a namespace TCR has but
+/// the adapter has not met: its existence is checked then, in the background, so that the
+/// push token the job asks next finds it known (no cloud call on that token's way); nothing
+/// is created.
+#[tokio::test]
+async fn a_pull_token_looks_ahead_whether_the_namespace_exists() {
+    let e = Env::default().await;
+    e.emu.state.namespaces.create("ahead", false).unwrap();
+    let describes = || e.api_calls(&[r#"action="DescribeNamespaces""#]);
+    assert_eq!(describes().await, 0);
+    e.keys_token(&["repository:ahead/app:pull"]).await;
+    let mut seen = 0;
+    for _ in 0..250 {
+        seen = describes().await;
+        if seen == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen, 1,
+        "the namespace was not looked up after the pull token"
+    );
+    e.keys_token(&["repository:ahead/app:pull,push"]).await;
+    assert_eq!(
+        describes().await,
+        1,
+        "the push token asked the cloud API again"
+    );
+    assert_eq!(e.creates_ok().await, 0);
+    assert_eq!(e.namespaces(), ["ahead"]);
+    e.adapter.stop().await;
+}

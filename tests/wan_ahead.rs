@@ -179,6 +179,8 @@ async fn sessions_parked_beside_a_manifest_head_are_given_back_when_the_image_is
     let repo = "parked/app";
     push_image(&e, repo, &layer(40, 1000), &layer(41, 1000)).await;
     let uploads = format!("/v2/{repo}/blobs/uploads/");
+    // The session parked at the last blob's PUT is given back when the manifest is pushed.
+    assert!(eventually(|| journal_count(&e, "DELETE", &uploads) == 1).await);
     let (opened, cancelled) = (
         journal_count(&e, "POST", &uploads),
         journal_count(&e, "DELETE", &uploads),
@@ -204,4 +206,178 @@ async fn sessions_parked_beside_a_manifest_head_are_given_back_when_the_image_is
         "an upload session was left open in TCR: {}",
         leftovers()
     );
+}
+
+/// Realm requests that reached TCR asking exactly `scopes` (in that order).
+fn realm_asks(e: &Env, scopes: &[&str]) -> usize {
+    e.emu
+        .state
+        .journal
+        .entries()
+        .iter()
+        .filter(|j| j.method == "GET" && j.target.starts_with("/service/token"))
+        .filter(|j| {
+            let query = j.target.split_once('?').map_or("", |(_, q)| q);
+            let asked: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            asked == scopes
+        })
+        .count()
+}
+
+/// A pusher whose mounts came from `tok/a` lately asks about a manifest in a namespace it has
+/// not pushed into (pull-scoped, as every Harbor job starts): the realm token its upload there
+/// will ask for (pull and push there, pull on the source) is fetched while the HEAD is
+/// answered, not after the client's `POST` arrives; a token is not a write: nothing else
+/// reaches TCR for that repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_an_upload_will_ask_for_is_fetched_at_the_manifest_head() {
+    let e = Env::default().await;
+    let base = layer(50, 32 << 10);
+    push_layers(&e, "tok/a", &[&base, &layer(51, 100)]).await;
+    push_layers(&e, "tok/b", &[&base, &layer(52, 100)]).await;
+    assert_eq!(
+        mounts_into(&e, "tok/b", &Digest::sha256_of(&base)),
+        1,
+        "the base layer was mounted from tok/a"
+    );
+    let want = ["repository:fresh/c:pull,push", "repository:tok/a:pull"];
+    assert_eq!(realm_asks(&e, &want), 0);
+    let (status, _) = job(&e, Gen::V2_0).head_manifest("fresh/c", "v1").await;
+    assert_eq!(status, 404);
+    assert!(
+        eventually(|| realm_asks(&e, &want) == 1).await,
+        "the upload's token was not fetched ahead"
+    );
+    for method in ["POST", "PUT", "PATCH"] {
+        assert_eq!(journal_count(&e, method, "/v2/fresh/"), 0, "{method}");
+    }
+}
+
+/// Job A is to upload a blob (TCR said "absent" to it); job B asks about the same blob in
+/// another repository and waits for A's upload to mount from there. The realm token of that
+/// mount (pull and push in B's repository, pull in A's) is fetched while B waits, not after
+/// A's upload lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_waiting_for_another_jobs_upload_has_its_mount_token_fetched_meanwhile() {
+    let e = Env::default().await;
+    // The credential pushes into the namespace (no mount yet: no source hint).
+    push_layers(&e, "wait/warm", &[&layer(60, 100)]).await;
+    let blob = layer(61, 64 << 10);
+    let d = Digest::sha256_of(&blob);
+    let a = job(&e, Gen::V2_0);
+    assert!(!a.blob_exists("wait/a", &d).await);
+    let b = job(&e, Gen::V2_0);
+    let bd = d.clone();
+    let waiting = tokio::spawn(async move { b.blob_exists("wait/b", &bd).await });
+    let want = ["repository:wait/b:pull,push", "repository:wait/a:pull"];
+    assert!(
+        eventually(|| realm_asks(&e, &want) == 1).await,
+        "the mount's token was not fetched while waiting"
+    );
+    assert_eq!(mounts_into(&e, "wait/b", &d), 0, "A has not uploaded yet");
+    a.push_blob("wait/a", &blob).await;
+    assert!(
+        waiting.await.unwrap(),
+        "B's HEAD was not answered by a mount"
+    );
+    assert_eq!(mounts_into(&e, "wait/b", &d), 1);
+    assert_eq!(
+        realm_asks(&e, &want),
+        1,
+        "one token for the wait and the mount"
+    );
+    assert_eq!(uploads_of(&e, &d), 1);
+    assert_eq!(pull_blob(&e, "wait/b", &d).await, blob);
+}
+
+/// A blob whose size the adapter does not know (an upload's answer carries none) is mounted
+/// for a pull-scoped HEAD: its size is asked of the source repository while the mount is made,
+/// not of the target after it; the HEAD answers the right `Content-Length`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_blobs_size_is_asked_of_its_source_during_the_mount() {
+    let e = Env::default().await;
+    push_layers(&e, "size/warm", &[&layer(70, 100)]).await;
+    let x = layer(71, 48 << 10);
+    let d = Digest::sha256_of(&x);
+    let j = job(&e, Gen::V2_0);
+    j.push_blob("size/a", &x).await;
+    let (status, len, _) = job_head_blob(&j, "size/b", &d).await;
+    assert_eq!((status, len), (200, Some(x.len().to_string())));
+    assert_eq!(mounts_into(&e, "size/b", &d), 1);
+    let heads_in = |repo: &str| journal_count(&e, "HEAD", &format!("/v2/{repo}/blobs/{d}"));
+    assert_eq!(heads_in("size/b"), 0, "the size was asked of the target");
+    assert_eq!(
+        heads_in("size/a"),
+        1,
+        "the size was not asked of the source"
+    );
+}
+
+/// Without the pipeline, an upload's last `PUT` parks a session for the image's next blob while
+/// its bytes travel: the next `POST` is answered with it (TCR sees no second `POST` for it), and
+/// the one left after the last blob is given back when the manifest is pushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploads_put_parks_a_session_for_the_next_blob() {
+    let e = Env::default().await;
+    let repo = "next/app";
+    let uploads = format!("/v2/{repo}/blobs/uploads/");
+    let (one, two) = (layer(80, 20 << 10), layer(81, 3000));
+    let j = job(&e, Gen::V2_0);
+    j.push_blob(repo, &one).await;
+    assert!(
+        eventually(|| journal_count(&e, "POST", &uploads) == 2).await,
+        "no session was opened for the next blob during the PUT ({} POSTs)",
+        journal_count(&e, "POST", &uploads)
+    );
+    j.push_blob(repo, &two).await;
+    // The client's POST took the parked session; its PUT parked one more.
+    assert!(eventually(|| journal_count(&e, "POST", &uploads) == 3).await);
+    let config = wan_support::config_of(repo);
+    j.push_blob(repo, &config).await;
+    let manifest = wan_support::manifest_of(&config, &[&one, &two]);
+    j.push_manifest(repo, "v1", harbor::OCI_MANIFEST, manifest.as_bytes())
+        .await;
+    assert!(
+        eventually(|| journal_count(&e, "DELETE", &uploads) == 1).await,
+        "the session left after the last blob was not given back at the manifest"
+    );
+    assert_eq!(journal_count(&e, "POST", &uploads), 4);
+    for blob in [&one, &two, &config] {
+        assert_eq!(pull_blob(&e, repo, &Digest::sha256_of(blob)).await, *blob);
+    }
+}
+
+/// Three images on one base were pushed into a namespace; a fourth image's manifest HEAD is
+/// answered "absent" by TCR: the namespace's base layers (those every recent manifest there
+/// references) are mounted into the new repository while Harbor uploads its config, and the
+/// HEADs that come for them find them there. The other images' own layers are not guessed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_images_namespace_base_layers_are_mounted_at_its_manifest_head() {
+    let e = Env::default().await;
+    let (b1, b2) = (layer(90, 32 << 10), layer(91, 16 << 10));
+    let (d1, d2) = (Digest::sha256_of(&b1), Digest::sha256_of(&b2));
+    let own: Vec<Vec<u8>> = (0..3).map(|i| layer(92 + i, 2000)).collect();
+    for (i, o) in own.iter().enumerate() {
+        push_layers(&e, &format!("nsb/a{i}"), &[&b1, &b2, o]).await;
+    }
+    let j = job(&e, Gen::V2_0);
+    let (status, _) = j.head_manifest("nsb/new", "v1").await;
+    assert_eq!(status, 404);
+    assert!(
+        eventually(|| mounts_into(&e, "nsb/new", &d1) == 1 && mounts_into(&e, "nsb/new", &d2) == 1)
+            .await,
+        "the namespace's base layers were not mounted at the manifest HEAD"
+    );
+    for o in &own {
+        assert_eq!(mounts_into(&e, "nsb/new", &Digest::sha256_of(o)), 0);
+    }
+    for (d, b) in [(&d1, &b1), (&d2, &b2)] {
+        let (status, len, _) = job_head_blob(&j, "nsb/new", d).await;
+        assert_eq!((status, len), (200, Some(b.len().to_string())));
+        assert_eq!(mounts_into(&e, "nsb/new", d), 1, "mounted twice");
+    }
+    assert_eq!(uploads_of(&e, &d1) + uploads_of(&e, &d2), 2);
 }

@@ -313,6 +313,21 @@ impl AuthService {
         Ok(())
     }
 
+    /// Repositories a credentialed caller may read but was not granted push on: their
+    /// namespaces' existence is checked in the background, ahead of the push token that may
+    /// follow (`namespaces::look_ahead`; pushes were ensured above).
+    fn look_ahead_namespaces(&self, access: &[Access], identity: &ClientIdentity) {
+        for a in access.iter().filter(|a| a.kind == "repository") {
+            if a.actions.is_empty() || a.actions.iter().any(|x| x == "push") {
+                continue;
+            }
+            if let Ok(repo) = RepoName::parse(&a.name) {
+                let upstream = self.namespaces.to_upstream(&repo);
+                self.namespaces.look_ahead(upstream.namespace(), identity);
+            }
+        }
+    }
+
     /// Drop every action on repositories whose upstream namespace the policy refuses
     /// (allow/deny patterns, TCR's naming rule). Pushes were already refused with the
     /// provisioner's message by [`Self::ensure_namespaces`]; this keeps reads out too.
@@ -352,6 +367,9 @@ impl AuthService {
             .await
             .map_err(IssueError::Namespace)?;
         self.apply_namespace_policy(&mut access);
+        if !identity.is_anonymous() {
+            self.look_ahead_namespaces(&access, &identity);
+        }
         let sealed = secret.map(|s| self.sealer.seal(s));
         let now = self.clock.now_secs();
         let mut claims = Claims {

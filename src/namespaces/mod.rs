@@ -17,6 +17,7 @@ mod acting;
 pub mod catalog;
 pub mod errors;
 mod listing;
+mod look_ahead;
 mod metrics;
 pub mod policy;
 

@@ -352,6 +352,32 @@ impl UpstreamClient {
         }
     }
 
+    /// Fetch the realm token for `cred` and `scopes` now, in the background, unless it is
+    /// cached: a request that needs it later finds it in the cache, or joins the fetch in
+    /// flight (single flight per key). Tokens stay in this process. Nothing to do for an
+    /// upstream without a bearer realm.
+    pub fn prefetch(self: &Arc<Self>, cred: Option<BasicAuth>, scopes: Vec<String>) {
+        if matches!(
+            self.challenge
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref(),
+            Some(Challenge::Bearer { .. })
+        ) && self
+            .tokens
+            .get(&Self::key(cred.as_ref(), &scopes))
+            .is_some()
+        {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.authorization(cred.as_ref(), &scopes, false).await {
+                tracing::debug!(error = %e, "realm token prefetch failed");
+            }
+        });
+    }
+
     /// The token for `key` after a cache miss: ONE realm request per key at a time; callers
     /// that arrive while it runs wait and take its result from the cache (or fetch themselves
     /// when it failed or was too short-lived to cache).
@@ -412,7 +438,7 @@ impl UpstreamClient {
         loop {
             attempt += 1;
             let req = self.attempt_request(&f, &url, auth.as_ref(), &mut body);
-            let resp = match self.timed_send(f.route, &f.method, req).await {
+            let resp = match self.timed_send((f.route, &f.path), &f.method, req).await {
                 Ok(r) => r,
                 Err(e) => {
                     if self.may_retry("network", body.replayable(), attempt) {
@@ -481,7 +507,7 @@ impl UpstreamClient {
     /// Send one attempt, observing its latency by route and status (`error` without one).
     async fn timed_send(
         &self,
-        route: &'static str,
+        (route, path): (&'static str, &UpstreamPath),
         method: &Method,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, reqwest::Error> {
@@ -496,7 +522,7 @@ impl UpstreamClient {
             .latency
             .with_label_values(&[route, &status_label])
             .observe(elapsed.as_secs_f64());
-        tracing::debug!(route, %method, status = %status_label, ms = elapsed.as_millis() as u64, "upstream call");
+        tracing::debug!(route, path = %path.path(), %method, status = %status_label, ms = elapsed.as_millis() as u64, "upstream call");
         result
     }
 

@@ -96,6 +96,7 @@ impl UpstreamClient {
             let sent = get.send().await;
             tracing::debug!(
                 ms = started.elapsed().as_millis() as u64,
+                query = url.query().unwrap_or(""),
                 "upstream realm call"
             );
             let result = match sent {

@@ -161,13 +161,43 @@ impl<'a> Calls<'a> {
 
     /// The blob's size from a HEAD in `repo` (`None`: not there, or no answer).
     pub async fn head_size(&self, repo: &RepoName, digest: &Digest) -> Option<u64> {
+        let scopes = self.scopes(repo).await;
+        self.head_size_as(repo, digest, scopes).await
+    }
+
+    /// The size of `digest` from a HEAD in `source`, asked while it is mounted from there into
+    /// `target`: with the mount's own realm token (its scopes pull `source` too), so that the
+    /// HEAD needs no token of its own.
+    pub async fn source_size(
+        &self,
+        target: &RepoName,
+        source: &RepoName,
+        digest: &Digest,
+    ) -> Option<u64> {
+        self.head_size_as(source, digest, push_scopes(target, Some(source)))
+            .await
+    }
+
+    /// Fetch now, in the background, the realm token the caller's requests in `repo` will ask
+    /// for, with `source` (a mount from there) when given (see [`push_scopes`]).
+    pub fn prefetch_token(&self, repo: &RepoName, source: Option<&RepoName>) {
+        self.front
+            .upstream
+            .prefetch(self.credential.clone(), push_scopes(repo, source));
+    }
+
+    async fn head_size_as(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        scopes: Vec<String>,
+    ) -> Option<u64> {
         let path = UpstreamPath::root()
             .lit("v2")
             .repo(repo)
             .lit("blobs")
             .push(digest.as_str())
             .ok()?;
-        let scopes = self.scopes(repo).await;
         let mut fwd = self.forward(reqwest::Method::HEAD, path, scopes);
         fwd.route = "blob";
         let resp = self.front.upstream.send(fwd).await.ok()?;

@@ -97,6 +97,11 @@ pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<Htt
     }
     let caller = Caller::of(grant);
     let owner = caller.owner.as_deref();
+    let calls = Calls::new(front, caller.credential.clone());
+    if let Some(source) = index.claimant(digest).await.filter(|s| s != target) {
+        // The mount that follows the wait asks a token of its own: fetched while waiting.
+        calls.prefetch_token(target, Some(&source));
+    }
     let mut waited = index.wait_for_upload(digest, target).await;
     let (mut sources, mut size) = index.sources_for(digest, target, owner).await;
     if sources.is_empty() && !waited {
@@ -111,7 +116,6 @@ pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<Htt
             return None;
         }
     }
-    let calls = Calls::new(front, caller.credential.clone());
     let size = mount_from(&calls, &caller, target, digest, (sources, size)).await??;
     Some(found(digest, size))
 }
@@ -128,10 +132,20 @@ async fn mount_from(
     let index = calls.front.wan.index.as_ref()?;
     let owner = caller.owner.as_deref();
     for source in sources {
-        match calls.mount(target, &source, digest).await {
+        // An unknown size is asked of the source while the mount is made (one round trip).
+        let (mounted, asked) = match size {
+            Some(_) => (calls.mount(target, &source, digest).await, None),
+            None => {
+                futures_util::join!(
+                    calls.mount(target, &source, digest),
+                    calls.source_size(target, &source, digest)
+                )
+            }
+        };
+        match mounted {
             Mounted::Yes => {
                 index.pushed(owner, target.namespace()).await;
-                let size = calls.size_of(target, digest, size).await;
+                let size = calls.size_of(target, digest, size.or(asked)).await;
                 index.mounted(digest, (target, &source), owner, size).await;
                 return Some(size);
             }

@@ -162,6 +162,11 @@ pub async fn before_send(
     req: &HttpRequest,
     payload: web::Payload,
 ) -> Result<Intercept, OciError> {
+    if let (Endpoint::Manifest { .. }, &Method::HEAD, Some(up)) =
+        (&route.endpoint, &route.method, route.upstream.as_ref())
+    {
+        ahead::prefetch_for_manifest_head(front, up, grant).await;
+    }
     match front.wan.pipeline.as_deref() {
         Some(p) => pipeline::intercept((front, p), route, grant, req, payload).await,
         None => ahead::intercept(front, route, grant, payload).await,

@@ -100,8 +100,13 @@ pub async fn answered(
         return;
     };
     match (&route.endpoint, &route.method) {
-        (Endpoint::Manifest { .. }, &Method::HEAD) if status.is_success() => {
+        (Endpoint::Manifest { .. }, &Method::HEAD | &Method::PUT) if status.is_success() => {
             unpark(front, target, grant)
+        }
+        (Endpoint::Manifest { name, .. }, &Method::HEAD)
+            if status.as_u16() == 404 && front.wan.pipeline.is_none() =>
+        {
+            super::mounts::bases_for_new_image(front, (name, target), grant).await
         }
         (Endpoint::Blob { name, digest }, &Method::HEAD) => {
             let Some(index) = front.wan.index.as_ref() else {
@@ -157,6 +162,7 @@ pub async fn intercept(
                 Ok(answer) => return answer.map(Intercept::Answered),
                 Err(p) => payload = p,
             }
+            super::parked::next_upload(front, (name, up), grant).await;
         }
         _ => {}
     }

@@ -1,8 +1,11 @@
 //! Work done before it is needed, so that no TCR round trip waits on the client's critical path.
 //! Upload sessions opened and parked before the client's `POST` ([`parked`]): beside a pusher's
-//! blob HEAD, and a few beside its manifest HEAD (the first question about an image); the
-//! `POST` that follows a "no" is answered with one (TCR's own session, its `Location`
-//! rewritten as always). A parked session nobody takes is cancelled. A blob the adapter has
+//! blob HEAD, a few beside its manifest HEAD (the first question about an image), and one while
+//! an upload's last `PUT` travels (for the image's next blob); the `POST` that follows a "no" is
+//! answered with one (TCR's own session, its `Location` rewritten as always). A parked session
+//! nobody takes is cancelled (at once when the image's manifest is there). Realm tokens the
+//! caller's next requests will ask for, fetched while TCR answers the current one ([`tokens`]).
+//! A blob the adapter has
 //! never heard of, asked about by a caller for whom TCR has kept answering "absent", is
 //! answered "absent" at once while TCR is asked in the background ([`absent`]); if TCR had it
 //! after all, the upload that follows is not sent on. With the pipeline: the upstream session
@@ -11,6 +14,7 @@
 mod absent;
 mod mounts;
 mod parked;
+mod tokens;
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,7 @@ use crate::registry::wan::dedup::BlobAsk;
 pub use absent::{absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
 pub use parked::{park_for, park_for_writer, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
+pub use tokens::for_manifest_head as prefetch_for_manifest_head;
 
 /// What the front keeps of the work done ahead.
 #[derive(Default)]

@@ -25,6 +25,9 @@ const REPOSITORIES: usize = 16_384;
 const KEEP: Duration = Duration::from_secs(600);
 /// Other repositories that must have a layer for it to count as a base layer.
 const SHARED_BY: usize = 2;
+/// The last manifests of a namespace that must all reference a layer for it to be mounted into
+/// a new image of that namespace on a guess ([`bases_for_new_image`]).
+const BASE_EVIDENCE: usize = 3;
 
 type Key = (RepoName, Digest);
 
@@ -32,6 +35,8 @@ type Key = (RepoName, Digest);
 #[derive(Default)]
 pub struct Mounts {
     layers: dashmap::DashMap<RepoName, Vec<Digest>>,
+    /// The layers of the last [`BASE_EVIDENCE`] manifests pushed into each namespace.
+    recent: dashmap::DashMap<String, std::collections::VecDeque<Vec<Digest>>>,
     pending: dashmap::DashMap<Key, (Instant, Ahead<Option<u64>>)>,
 }
 
@@ -44,8 +49,34 @@ impl Mounts {
                 self.layers.remove(&old);
             }
         }
-        let layers = blobs.iter().skip(1).map(|(d, _)| d.clone()).collect();
+        let layers: Vec<Digest> = blobs.iter().skip(1).map(|(d, _)| d.clone()).collect();
+        if self.recent.len() >= REPOSITORIES && !self.recent.contains_key(repo.namespace()) {
+            self.recent.clear();
+        }
+        let mut recent = self.recent.entry(repo.namespace().to_string()).or_default();
+        if recent.len() >= BASE_EVIDENCE {
+            recent.pop_front();
+        }
+        recent.push_back(layers.clone());
+        drop(recent);
         self.layers.insert(repo.clone(), layers);
+    }
+
+    /// The layers every one of the last [`BASE_EVIDENCE`] manifests of `namespace` references
+    /// (none while fewer than two are known), in their order.
+    fn bases(&self, namespace: &str) -> Vec<Digest> {
+        let Some(recent) = self.recent.get(namespace) else {
+            return Vec::new();
+        };
+        let all: Vec<&Vec<Digest>> = recent.iter().collect();
+        match all.split_first() {
+            Some((first, rest)) if !rest.is_empty() => first
+                .iter()
+                .filter(|d| rest.iter().all(|m| m.contains(d)))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// The base layers that follow `digest` in `source`'s last manifest.
@@ -104,21 +135,95 @@ pub async fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk<'_>
         {
             continue;
         }
-        let (f, source, credential) = ((*front).clone(), source.clone(), credential.clone());
-        let (owner, (repo, layer)) = (owner.clone(), key.clone());
-        let mount = spawn(async move {
-            let calls = Calls::new(&f, credential);
-            let index = f.wan.index.as_ref()?;
-            if calls.mount(&repo, &source, &layer).await != Mounted::Yes {
-                return None;
+        start_mount(
+            front,
+            key,
+            &source,
+            size,
+            (credential.clone(), owner.clone()),
+        );
+    }
+}
+
+/// Mount `layer` into `repo` (the key) from `source` now, with the caller's credential; the
+/// HEAD that comes for it finds the outcome ([`mounted_ahead`]).
+fn start_mount(
+    front: &web::Data<RegistryFront>,
+    key: Key,
+    source: &RepoName,
+    size: Option<u64>,
+    (credential, owner): (Option<crate::upstream::BasicAuth>, Option<String>),
+) {
+    let (f, source, (repo, layer)) = ((*front).clone(), source.clone(), key.clone());
+    let mount = spawn(async move {
+        let calls = Calls::new(&f, credential);
+        let index = f.wan.index.as_ref()?;
+        let (mounted, asked) = match size {
+            Some(_) => (calls.mount(&repo, &source, &layer).await, None),
+            None => {
+                futures_util::join!(
+                    calls.mount(&repo, &source, &layer),
+                    calls.source_size(&repo, &source, &layer)
+                )
             }
-            index.pushed(owner.as_deref(), repo.namespace()).await;
-            let size = calls.size_of(&repo, &layer, size).await;
-            index
-                .mounted(&layer, (&repo, &source), owner.as_deref(), size)
-                .await;
-            size
-        });
-        m.pending.insert(key, (Instant::now(), mount));
+        };
+        if mounted != Mounted::Yes {
+            return None;
+        }
+        index.pushed(owner.as_deref(), repo.namespace()).await;
+        let size = calls.size_of(&repo, &layer, size.or(asked)).await;
+        index
+            .mounted(&layer, (&repo, &source), owner.as_deref(), size)
+            .await;
+        size
+    });
+    front
+        .wan
+        .ahead
+        .mounts
+        .pending
+        .insert(key, (Instant::now(), mount));
+}
+
+/// A pusher's manifest HEAD in `target` was answered "absent" (a new image): the layers that
+/// every one of the last [`BASE_EVIDENCE`] (at least two) manifests pushed into its namespace
+/// through this process share, and that at least [`SHARED_BY`] repositories have (the
+/// namespace's base layers in a migration built on one base), are mounted into `target` while
+/// Harbor uploads the image's config; the HEADs that come for them find them there. The image
+/// may be built on another base: the guess then leaves unreferenced blobs in `target` (TCR's
+/// garbage collection removes them), never extra bytes.
+pub async fn bases_for_new_image(
+    front: &web::Data<RegistryFront>,
+    (client, target): (&RepoName, &RepoName),
+    grant: &crate::auth::Grant,
+) {
+    let Some(index) = front.wan.index.as_ref() else {
+        return;
+    };
+    let m = &front.wan.ahead.mounts;
+    let bases = m.bases(target.namespace());
+    if bases.is_empty()
+        || !crate::registry::wan::dedup::may_write(front, client, target, grant).await
+    {
+        return;
+    }
+    let (credential, owner) = caller(grant);
+    m.pending.retain(|_, (at, _)| at.elapsed() < KEEP);
+    for layer in bases {
+        let key = (target.clone(), layer.clone());
+        if m.pending.contains_key(&key) || index.holds(&layer, target).await {
+            continue;
+        }
+        let (sources, size) = index.sources_for(&layer, target, owner.as_deref()).await;
+        let Some(source) = sources.first().filter(|_| sources.len() >= SHARED_BY) else {
+            continue;
+        };
+        start_mount(
+            front,
+            key,
+            source,
+            size,
+            (credential.clone(), owner.clone()),
+        );
     }
 }

@@ -35,6 +35,25 @@ pub const SESSIONS_PER_BLOB: usize = 1;
 /// them back at once ([`unpark`]).
 pub const SESSIONS_PER_IMAGE: usize = 2;
 
+/// How many sessions a pusher's upload parks when its last `PUT` goes to TCR (without the
+/// pipeline): one for its image's next blob, opened while the bytes travel, so that the `POST`
+/// that follows the next HEAD needs no round trip. An image's blobs go one after another, so
+/// the session is usually taken within the same job; the one left after its last blob is
+/// cancelled when its manifest is pushed ([`unpark`]), or after [`PARK_TTL`].
+pub const SESSIONS_PER_UPLOAD: usize = 1;
+
+/// An upload into `target` (`client` to the caller) is being completed: a session parked for
+/// the next one (see [`SESSIONS_PER_UPLOAD`]).
+pub(super) async fn next_upload(
+    front: &web::Data<RegistryFront>,
+    (client, target): (&RepoName, &RepoName),
+    grant: &Grant,
+) {
+    if front.wan.index.is_some() && front.wan.pipeline.is_none() {
+        park_for(front, (client, target), grant, SESSIONS_PER_UPLOAD).await;
+    }
+}
+
 /// A HEAD about to be asked of TCR by a caller who may write `client` (`target` upstream; see
 /// [`may_write`]): have `want` sessions parked there.
 /// [`park_for`] for a caller already known to be one the room may write for (`writer`).
@@ -120,8 +139,8 @@ pub fn take(
     front.wan.ahead.parked.pop(&(target.clone(), owner))
 }
 
-/// The image is in TCR already (its manifest HEAD said so): the caller's parked sessions in
-/// `target` are cancelled now rather than after [`PARK_TTL`].
+/// The image is in TCR already (its manifest HEAD said so, or its manifest was just pushed):
+/// the caller's parked sessions in `target` are cancelled now rather than after [`PARK_TTL`].
 pub(super) fn unpark(front: &web::Data<RegistryFront>, target: &RepoName, grant: &Grant) {
     let (credential, owner) = caller(grant);
     let key = (target.clone(), owner);
