@@ -389,3 +389,94 @@ async fn repositories_of_a_replica_that_died_are_served_by_the_others() {
         "a forward to the dead replica was tried and given up"
     );
 }
+
+/// A migration team's Tencent Cloud API keys (an account of its own in the emulator).
+const MIGRATOR: (&str, &str) = (
+    "AKIDmigrationteam0000000000000000001",
+    "migration-team-secret-key-000000001",
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_retried_on_another_replica_mounts_what_its_keys_pushed_through_the_first() {
+    // API-key callers: each replica logs in to TCR with a temporary credential of its own
+    // making; the fleet must still know them as one caller. The keys are a migration team's
+    // own, not the adapter's (which every replica exchanges as it starts).
+    let dir = tempfile::tempdir().unwrap();
+    let mut ecfg = common::emulator_config(dir.path());
+    ecfg.accounts.push(tcr_adapter::config::EmulatorAccount {
+        secret_id: MIGRATOR.0.into(),
+        secret_key: Secret::new(MIGRATOR.1),
+        uin: "100000000009".into(),
+        ..Default::default()
+    });
+    let emu = common::start_emulator_with(ecfg).await;
+    emu.state.namespaces.create("team", false).unwrap();
+    // Two replicas sharing Redis, each reached directly (its own token realm, so each exchanges
+    // the keys for a credential of its own): the retry reaches the other one.
+    let redis_port = common::free_port();
+    let _redis = common::redis_server(redis_port);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = common::adapter_config(&emu);
+        cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
+        cfg.state.forward_by_repository = false;
+        replicas.push(common::start_adapter(cfg).await.0);
+    }
+    let job = |i: usize| {
+        Job::new(
+            Gen::V2_0,
+            &format!("http://{}", replicas[i].addr),
+            MIGRATOR.0,
+            MIGRATOR.1,
+        )
+    };
+    let base = layer(6, 128 << 10);
+    let d = Digest::sha256_of(&base);
+    // Through replica 0: an image into team/one, and the config of team/two (the first attempt
+    // of a job that replica 0 did not finish).
+    let first = job(0);
+    let config_one = config_of("team/one");
+    let manifest_one = manifest_of(&config_one, &[&base]);
+    first
+        .copy_image(
+            "team/one",
+            "v1",
+            &[&config_one, &base],
+            harbor::OCI_MANIFEST,
+            manifest_one.as_bytes(),
+        )
+        .await;
+    let config_two = config_of("team/two");
+    first.push_blob("team/two", &config_two).await;
+    // The retry, through replica 1 with fresh tokens: its config is there, and its base layer's
+    // HEAD (pull-scoped, this caller's first question about it on replica 1) finds the layer
+    // mounted, because the store knows these keys pushed into `team` through replica 0.
+    // A second later: TCR's temporary credential for replica 1 differs from replica 0's (the
+    // emulator's JWTs differ by their issue time, in seconds; TCR's by more).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let retry = job(1);
+    assert!(
+        retry
+            .blob_exists("team/two", &Digest::sha256_of(&config_two))
+            .await
+    );
+    let r = retry.head_blob("team/two", &d).await;
+    assert_eq!(r.status(), 200, "the base layer is mounted, not sent again");
+    let manifest_two = manifest_of(&config_two, &[&base]);
+    let copied = retry
+        .copy_image(
+            "team/two",
+            "v1",
+            &[&config_two, &base],
+            harbor::OCI_MANIFEST,
+            manifest_two.as_bytes(),
+        )
+        .await;
+    assert_eq!(copied.uploaded, 0, "nothing left to send: {copied:?}");
+    common::assert_image_in_tcr(&emu, "team/two", "v1").await;
+    assert_eq!(
+        common::uploads_into_tcr(&emu, &d),
+        1,
+        "the layer crossed once"
+    );
+}

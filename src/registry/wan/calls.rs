@@ -9,8 +9,8 @@ use crate::oci::{Digest, RepoName};
 use crate::registry::RegistryFront;
 use crate::upstream::{BasicAuth, Forward, ForwardBody, UpstreamPath};
 
-/// Who a request's caller is upstream: its credential (`None`: anonymous) and that credential's
-/// fingerprint, the key the room remembers it by.
+/// Who a request's caller is upstream: its credential (`None`: anonymous) and who that is, as
+/// a fingerprint: the key the room (and every replica sharing its store) remembers it by.
 #[derive(Clone)]
 pub struct Caller {
     pub credential: Option<BasicAuth>,
@@ -18,12 +18,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// A caller with Tencent Cloud API keys gets a temporary registry credential of each
+    /// replica's own making, renewed as it expires: its keys' fingerprint names it, the same on
+    /// every replica and across renewals. Any other caller: its registry credential's.
     pub fn of(grant: &Grant) -> Caller {
-        Caller::from(credential_of(grant))
-    }
-
-    pub fn from(credential: Option<BasicAuth>) -> Caller {
-        let owner = credential.as_ref().map(fingerprint);
+        let credential = credential_of(grant);
+        let owner = match &grant.identity.api_keys {
+            Some(keys) => Some(fingerprint(&BasicAuth {
+                username: format!("api-keys\0{}", keys.secret_id),
+                password: keys.secret_key.clone(),
+            })),
+            None => credential.as_ref().map(fingerprint),
+        };
         Caller { credential, owner }
     }
 }
@@ -32,6 +38,7 @@ impl Caller {
 pub struct Calls<'a> {
     pub front: &'a RegistryFront,
     pub credential: Option<BasicAuth>,
+    owner: Option<String>,
 }
 
 /// What TCR said to a mount.
@@ -77,14 +84,19 @@ pub fn push_scopes(repo: &RepoName, hint: Option<&RepoName>) -> Vec<String> {
 }
 
 impl<'a> Calls<'a> {
-    pub fn new(front: &'a RegistryFront, credential: Option<BasicAuth>) -> Calls<'a> {
-        Calls { front, credential }
+    pub fn new(front: &'a RegistryFront, caller: Caller) -> Calls<'a> {
+        let Caller { credential, owner } = caller;
+        Calls {
+            front,
+            credential,
+            owner,
+        }
     }
 
     /// The caller's scopes in `repo` (see [`push_scopes`]).
     async fn scopes(&self, repo: &RepoName) -> Vec<String> {
         let hint = match (&self.front.wan.index, &self.credential) {
-            (Some(index), Some(c)) => index.source_hint(Some(&fingerprint(c))).await,
+            (Some(index), Some(_)) => index.source_hint(self.owner.as_deref()).await,
             _ => None,
         };
         push_scopes(repo, hint.as_ref())

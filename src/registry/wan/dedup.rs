@@ -14,7 +14,8 @@
 //! A mount TCR refuses falls back to the ordinary path (a source said to lack the blob is
 //! forgotten; a caller refused the write leaves the index alone); nothing is said to be present
 //! that TCR did not confirm. "Lately" is within `state::local::PUSHED_TTL` (an hour), remembered
-//! per credential fingerprint and upstream namespace; the adapter notes every write TCR accepted
+//! per caller ([`Caller::of`]: its API keys' or registry credential's fingerprint) and upstream
+//! namespace; the adapter notes every write TCR accepted
 //! from a caller (`wan::after_send`) and its own mounts and uploads for it. A HEAD for a blob being uploaded right now waits
 //! (bounded) for that upload, then mounts; so does a HEAD for a blob another job has just found
 //! missing (a claim), which is what ten replication jobs pushing the same base layer look like.
@@ -97,7 +98,7 @@ pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<Htt
     }
     let caller = Caller::of(grant);
     let owner = caller.owner.as_deref();
-    let calls = Calls::new(front, caller.credential.clone());
+    let calls = Calls::new(front, caller.clone());
     if let Some(source) = index.claimant(digest).await.filter(|s| s != target) {
         // The mount that follows the wait asks a token of its own: fetched while waiting.
         calls.prefetch_token(target, Some(&source));
@@ -185,7 +186,7 @@ pub async fn at_put(
     if sources.is_empty() || index.holds(digest, target).await {
         return Err(payload);
     }
-    let calls = Calls::new(front, caller.credential.clone());
+    let calls = Calls::new(front, caller.clone());
     if mount_from(&calls, &caller, target, digest, (sources, size))
         .await
         .is_none()
@@ -222,9 +223,7 @@ pub async fn drop_body(
         format!("/blobs/uploads/{id}"),
     );
     actix_web::rt::spawn(async move {
-        Calls::new(&f, caller.credential)
-            .cancel(&target, &session)
-            .await;
+        Calls::new(&f, caller).cancel(&target, &session).await;
     });
     Ok(created(route, name, digest))
 }

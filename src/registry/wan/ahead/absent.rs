@@ -41,7 +41,7 @@ pub async fn absent_ahead(
     if !index.claim(digest, target).await {
         return None; // another job claimed it first: the HEAD waits for it and mounts
     }
-    let check = check_absent(front, target, digest, credential, owner);
+    let check = check_absent(front, target, digest, Caller { credential, owner });
     front.wan.ahead.probes.insert(target, digest, check);
     park(front, target, grant, super::SESSIONS_PER_BLOB);
     Some(absent())
@@ -53,10 +53,10 @@ pub fn check_absent(
     front: &web::Data<RegistryFront>,
     target: &RepoName,
     digest: &Digest,
-    credential: Option<crate::upstream::BasicAuth>,
-    owner: Option<String>,
+    caller: Caller,
 ) -> super::Ahead<bool> {
-    let check = probe((*front).clone(), target.clone(), digest.clone(), credential);
+    let owner = caller.owner.clone();
+    let check = probe((*front).clone(), target.clone(), digest.clone(), caller);
     let (f, target, digest, answer) = (
         (*front).clone(),
         target.clone(),

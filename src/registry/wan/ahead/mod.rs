@@ -24,7 +24,6 @@ use super::calls::Calls;
 use super::task::{settled, spawn, Ahead};
 use crate::oci::{Digest, RepoName};
 use crate::registry::RegistryFront;
-use crate::upstream::BasicAuth;
 
 use crate::registry::wan::dedup::BlobAsk;
 pub use absent::{absent_ahead, answered, check_absent, intercept};
@@ -49,13 +48,16 @@ const PARK_TTL: Duration = Duration::from_secs(30);
 pub fn open_session(
     front: web::Data<RegistryFront>,
     repo: RepoName,
-    credential: Option<BasicAuth>,
+    super::calls::Caller { credential, owner }: super::calls::Caller,
 ) -> Ahead<Result<String, String>> {
-    let owner = super::calls::Caller::from(credential.clone()).owner;
     let namespace = repo.namespace().to_string();
     let (f, o, ns) = (front.clone(), owner.clone(), namespace.clone());
     let opened = spawn(async move {
-        let r = Calls::new(&f, credential).open_session(&repo).await;
+        let caller = super::calls::Caller {
+            credential,
+            owner: o.clone(),
+        };
+        let r = Calls::new(&f, caller).open_session(&repo).await;
         // TCR opened a session: a write it accepted from this credential in this namespace.
         if let (Ok(_), Some(index)) = (&r, &f.wan.index) {
             index.pushed(o.as_deref(), &ns).await;
@@ -73,10 +75,10 @@ pub fn probe(
     front: web::Data<RegistryFront>,
     repo: RepoName,
     digest: Digest,
-    credential: Option<BasicAuth>,
+    caller: super::calls::Caller,
 ) -> Ahead<bool> {
     spawn(async move {
-        Calls::new(&front, credential)
+        Calls::new(&front, caller)
             .head_size(&repo, &digest)
             .await
             .is_some()
@@ -115,14 +117,12 @@ impl Probes {
 pub fn cancel(
     front: web::Data<RegistryFront>,
     repo: RepoName,
-    credential: Option<BasicAuth>,
+    caller: super::calls::Caller,
     session: Ahead<Result<String, String>>,
 ) {
     actix_web::rt::spawn(async move {
         if let Some(Ok(location)) = settled(session).await {
-            Calls::new(&front, credential)
-                .cancel(&repo, &location)
-                .await;
+            Calls::new(&front, caller).cancel(&repo, &location).await;
         }
     });
 }

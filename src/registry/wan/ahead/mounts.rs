@@ -16,7 +16,7 @@ use super::parked::caller;
 use super::{settled, spawn, Ahead, BlobAsk};
 use crate::oci::{Digest, RepoName};
 use crate::registry::wan::answers::found;
-use crate::registry::wan::calls::{Calls, Mounted};
+use crate::registry::wan::calls::{Caller, Calls, Mounted};
 use crate::registry::RegistryFront;
 
 /// Repositories whose last manifest's layers are remembered.
@@ -156,7 +156,13 @@ fn start_mount(
 ) {
     let (f, source, (repo, layer)) = ((*front).clone(), source.clone(), key.clone());
     let mount = spawn(async move {
-        let calls = Calls::new(&f, credential);
+        let calls = Calls::new(
+            &f,
+            Caller {
+                credential,
+                owner: owner.clone(),
+            },
+        );
         let index = f.wan.index.as_ref()?;
         let (mounted, asked) = match size {
             Some(_) => (calls.mount(&repo, &source, &layer).await, None),

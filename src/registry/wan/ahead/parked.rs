@@ -93,7 +93,11 @@ pub(super) fn park(
     {
         let mut parked = front.wan.ahead.parked.map.entry(key.clone()).or_default();
         while parked.len() < want {
-            let session = open_session((*front).clone(), target.clone(), credential.clone());
+            let caller = Caller {
+                credential: credential.clone(),
+                owner: key.1.clone(),
+            };
+            let session = open_session((*front).clone(), target.clone(), caller);
             parked.push(session.clone());
             opened.push(session);
         }
@@ -103,7 +107,8 @@ pub(super) fn park(
         actix_web::rt::spawn(async move {
             tokio::time::sleep(PARK_TTL).await;
             if front.wan.ahead.parked.take_if_same(&key, &session) {
-                cancel(front.clone(), key.0, credential, session);
+                let owner = key.1;
+                cancel(front.clone(), key.0, Caller { credential, owner }, session);
             }
         });
     }
@@ -146,12 +151,11 @@ pub(super) fn unpark(front: &web::Data<RegistryFront>, target: &RepoName, grant:
     let key = (target.clone(), owner);
     if let Some((_, parked)) = front.wan.ahead.parked.map.remove(&key) {
         for session in parked {
-            cancel(
-                (*front).clone(),
-                target.clone(),
-                credential.clone(),
-                session,
-            );
+            let caller = Caller {
+                credential: credential.clone(),
+                owner: key.1.clone(),
+            };
+            cancel((*front).clone(), target.clone(), caller, session);
         }
     }
 }

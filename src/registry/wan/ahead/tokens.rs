@@ -28,6 +28,6 @@ pub async fn for_manifest_head(front: &RegistryFront, target: &RepoName, grant: 
         return;
     };
     if &hint != target {
-        Calls::new(front, caller.credential).prefetch_token(target, Some(&hint));
+        Calls::new(front, caller).prefetch_token(target, Some(&hint));
     }
 }

@@ -64,7 +64,7 @@ impl Fleet {
         let _ = self.store.set(&key, value.as_bytes(), JOB_TTL).await;
     }
 
-    /// An upload job bringing `digest` (`size` bytes) into `repo` for `owner` ([`caller_of`](super::caller_of))
+    /// An upload job bringing `digest` (`size` bytes) into `repo` for `owner` ([`Caller::of`](crate::registry::wan::Caller::of))
     /// runs here: offered to the other replicas. TCR opened the session it came through, so
     /// `owner` writes into that namespace (remembered for [`Self::writes_into`]).
     pub async fn offer(&self, repo: &RepoName, digest: &Digest, owner: Option<&str>, size: u64) {
@@ -90,7 +90,7 @@ impl Fleet {
     }
 
     /// Another replica's job (not failed) bringing `digest` into a repository for `owner`
-    /// ([`caller_of`](super::caller_of)):
+    /// ([`Caller::of`](crate::registry::wan::Caller::of)):
     /// into `target` itself first, else into another one.
     pub async fn offered(
         &self,

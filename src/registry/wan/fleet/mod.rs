@@ -31,10 +31,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::auth::Grant;
 use crate::oci::RepoName;
 use crate::state::StateStore;
-use crate::upstream::BasicAuth;
 
 pub use forward::Routed;
 pub use jobs::Offer;
@@ -88,19 +86,6 @@ fn weight(replica: &str, repo: &str) -> [u8; 32] {
     m.push(0);
     m.extend_from_slice(repo.as_bytes());
     openssl::sha::sha256(&m)
-}
-
-/// Who the caller is across replicas, as a fingerprint. A caller with API keys gets a temporary
-/// registry credential of each replica's own making (its fingerprint differs from replica to
-/// replica): its keys' fingerprint names it; any other caller, its registry credential's.
-pub fn caller_of(grant: &Grant) -> Option<String> {
-    if let Some(keys) = &grant.identity.api_keys {
-        return Some(super::fingerprint(&BasicAuth {
-            username: format!("api-keys\0{}", keys.secret_id),
-            password: keys.secret_key.clone(),
-        }));
-    }
-    super::Caller::of(grant).owner
 }
 
 impl Fleet {

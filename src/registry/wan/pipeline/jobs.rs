@@ -131,6 +131,8 @@ pub struct Transfer {
     pub digest: Digest,
     pub size: u64,
     pub credential: Option<BasicAuth>,
+    /// Who the caller is ([`Caller::of`]).
+    pub owner: Option<String>,
     /// An upload session opened ahead (for the first attempt).
     pub session: Option<Ahead<Result<String, String>>>,
     /// Whether TCR had the blob already, asked when its HEAD was answered ahead of TCR.
@@ -142,9 +144,16 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    /// The credential's fingerprint.
+    /// Who the caller is ([`Caller::of`]).
     fn owner(&self) -> Option<String> {
-        Caller::from(self.credential.clone()).owner
+        self.owner.clone()
+    }
+
+    fn caller(&self) -> Caller {
+        Caller {
+            credential: self.credential.clone(),
+            owner: self.owner.clone(),
+        }
     }
 }
 
@@ -322,7 +331,7 @@ async fn mounted_instead(front: &RegistryFront, t: &mut Transfer) -> bool {
     let Some(index) = front.wan.index.as_ref() else {
         return false;
     };
-    let calls = Calls::new(front, t.credential.clone());
+    let calls = Calls::new(front, t.caller());
     let owner = t.owner();
     for source in std::mem::take(&mut t.sources) {
         match calls.mount(&t.repo, &source, &t.digest).await {
@@ -364,7 +373,7 @@ async fn upload_with_retries(
     t: &mut Transfer,
     file: &PathBuf,
 ) -> Result<(), String> {
-    let calls = Calls::new(front, t.credential.clone());
+    let calls = Calls::new(front, t.caller());
     let opened = t.session.take();
     let Some(probe) = t.probe.take() else {
         return send_with_retries(&calls, t, file, opened, &Mutex::new(None)).await;
@@ -473,7 +482,7 @@ async fn mount_after(
             return Err(format!("the blob's upload into {source} failed: {e}"));
         }
     }
-    let calls = Calls::new(front, t.credential.clone());
+    let calls = Calls::new(front, t.caller());
     let index = front.wan.index.as_ref();
     match calls.mount(&t.repo, source, &t.digest).await {
         Mounted::Yes => {

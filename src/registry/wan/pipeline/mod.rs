@@ -89,13 +89,14 @@ pub async fn intercept(
     let answer = match (&route.endpoint, &route.method) {
         (Endpoint::UploadStart { name }, _) if route.is_plain_upload_start() => {
             route.ensure_namespace(front, grant).await?;
-            let cred = credential_of(grant);
-            let opened = ahead::take(front, up, grant)
-                .unwrap_or_else(|| ahead::open_session((*front).clone(), up.clone(), cred.clone()));
+            let caller = Caller::of(grant);
+            let opened = ahead::take(front, up, grant).unwrap_or_else(|| {
+                ahead::open_session((*front).clone(), up.clone(), caller.clone())
+            });
             let id = match p.spool.create(up, opened.clone()) {
                 Ok(id) => id,
                 Err(e) => {
-                    ahead::cancel((*front).clone(), up.clone(), cred, opened);
+                    ahead::cancel((*front).clone(), up.clone(), caller, opened);
                     return Err(e);
                 }
             };
@@ -184,8 +185,8 @@ impl Step<'_> {
     async fn discard(&self, s: &mut spool::Session) {
         self.p.spool.discard(self.id, s).await;
         if let Some(opened) = s.upstream.take() {
-            let cred = credential_of(self.grant);
-            ahead::cancel((*self.front).clone(), self.up.clone(), cred, opened);
+            let caller = Caller::of(self.grant);
+            ahead::cancel((*self.front).clone(), self.up.clone(), caller, opened);
         }
     }
 
@@ -234,6 +235,7 @@ impl Step<'_> {
                 digest: digest.clone(),
                 size: s.size,
                 credential: caller.credential,
+                owner: caller.owner.clone(),
                 session: opened,
                 probe: self.front.wan.ahead.probes.take(self.up, &digest),
                 sources,
@@ -243,8 +245,8 @@ impl Step<'_> {
                 .start_upload(self.front.clone(), t, file, reservation);
             if let Some(f) = &self.front.wan.fleet {
                 // Before the upload's mark ends: other replicas' HEADs find the job.
-                let owner = super::fleet::caller_of(self.grant);
-                f.offer(self.up, &digest, owner.as_deref(), s.size).await;
+                f.offer(self.up, &digest, caller.owner.as_deref(), s.size)
+                    .await;
             }
         }
         Ok(created(self.route, self.name, &digest))
@@ -333,7 +335,7 @@ impl Step<'_> {
         payload: web::Payload,
         opened: Option<Ahead<Result<String, String>>>,
     ) -> Result<(), OciError> {
-        let calls = Calls::new(self.front, credential_of(self.grant));
+        let calls = Calls::new(self.front, Caller::of(self.grant));
         let unavailable = |e: String| {
             OciError::new(ErrorCode::Unavailable, e).with_status(StatusCode::BAD_GATEWAY)
         };
@@ -435,6 +437,7 @@ impl Head<'_> {
             digest: digest.clone(),
             size: job.size,
             credential,
+            owner,
             session: None,
             probe: None,
             sources: Vec::new(),
@@ -449,7 +452,7 @@ impl Head<'_> {
     /// (as [`Self::writer`], or TCR took an upload of theirs there on another replica).
     async fn offered(&self) -> Option<(RepoName, jobs::Job, bool)> {
         let fleet = self.front.wan.fleet.clone()?;
-        let caller = super::fleet::caller_of(self.grant);
+        let caller = Caller::of(self.grant).owner;
         let offer = fleet
             .offered(self.digest, self.target, caller.as_deref())
             .await?;
@@ -485,7 +488,8 @@ impl Head<'_> {
             return Some(r);
         }
         let Caller { credential, owner } = Caller::of(self.grant);
-        let probe = ahead::check_absent(self.front, self.target, self.digest, credential, owner);
+        let caller = Caller { credential, owner };
+        let probe = ahead::check_absent(self.front, self.target, self.digest, caller);
         self.front
             .wan
             .ahead
