@@ -19,14 +19,7 @@ pub struct BlobIndex {
     /// Upload sessions being opened in TCR, per (owner, upstream namespace): a session TCR
     /// opens is a write it accepted, so a caller's first HEADs may wait for it (this process).
     opening: dashmap::DashMap<(String, String), Ahead<Result<String, String>>>,
-    /// The repository that claimed or is uploading each blob, as this process saw it: a HEAD
-    /// that will wait for that upload and mount from there has its realm token fetched
-    /// meanwhile ([`Self::claimant`]).
-    claimants: dashmap::DashMap<Digest, RepoName>,
 }
-
-/// Blobs whose claimant this process remembers at most.
-const CLAIMANTS: usize = 4096;
 
 /// `tcr_adapter_dedup_mounts_total{result}` and `tcr_adapter_dedup_bytes_saved_total`.
 #[derive(Clone)]
@@ -102,7 +95,6 @@ impl BlobIndex {
             state,
             metrics: DedupMetrics::new(),
             opening: dashmap::DashMap::new(),
-            claimants: dashmap::DashMap::new(),
         }
     }
 
@@ -207,22 +199,14 @@ impl BlobIndex {
     }
 
     pub async fn uploading(&self, digest: &Digest, repo: &RepoName) -> UploadMark {
-        self.note_claimant(digest, repo);
         self.state.uploading(digest, repo).await
     }
 
-    fn note_claimant(&self, digest: &Digest, repo: &RepoName) {
-        if self.claimants.len() >= CLAIMANTS {
-            self.claimants.clear();
-        }
-        self.claimants.insert(digest.clone(), repo.clone());
-    }
-
-    /// The repository that claimed `digest` (or is uploading it) through this process, while
-    /// the blob is still on its way (`None`: not known here, or no longer in flight).
+    /// The repository that claimed `digest` (or is uploading it), while the blob is on its way:
+    /// a HEAD that will wait for that upload and mount from there has its realm token fetched
+    /// meanwhile. With a shared store, whichever replica claimed it.
     pub async fn claimant(&self, digest: &Digest) -> Option<RepoName> {
-        let repo = self.claimants.get(digest).map(|r| r.value().clone())?;
-        self.lookup(digest).await.in_flight.then_some(repo)
+        self.lookup(digest).await.into
     }
 
     pub async fn uploaded(&self, digest: &Digest, repo: &RepoName) {
@@ -231,11 +215,7 @@ impl BlobIndex {
 
     /// Claim `digest` for `repo`'s upload; `false`: another repository was first.
     pub async fn claim(&self, digest: &Digest, repo: &RepoName) -> bool {
-        let claimed = self.state.claim(digest, repo).await;
-        if claimed {
-            self.note_claimant(digest, repo);
-        }
-        claimed
+        self.state.claim(digest, repo).await
     }
 
     pub async fn settle(&self, digest: &Digest, repo: &RepoName) {

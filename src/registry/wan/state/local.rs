@@ -202,10 +202,12 @@ impl WanState for LocalState {
                 None => (None, Vec::new()),
             }
         };
+        let into = self.uploading.get(digest).map(|e| e.repo.clone());
         now(Blob {
             size,
             repos,
-            in_flight: self.uploading.contains_key(digest),
+            in_flight: into.is_some(),
+            into,
         })
     }
 

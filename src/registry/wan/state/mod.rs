@@ -30,6 +30,8 @@ pub struct Blob {
     pub repos: Vec<RepoName>,
     /// Whether an upload of it is in flight, or claimed.
     pub in_flight: bool,
+    /// The repository it is being uploaded into (or was claimed for), while in flight.
+    pub into: Option<RepoName>,
 }
 
 /// What a wait for another job's upload came to.

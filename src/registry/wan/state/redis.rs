@@ -307,13 +307,17 @@ impl WanState for RedisState {
                 .flatten()
                 .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
             let flight = values.next().flatten();
+            let into = flight.as_deref().and_then(Flight::decode).map(|f| match f {
+                Flight::Claim { repo, .. } | Flight::Upload { repo, .. } => repo,
+            });
             Blob {
                 size,
                 repos: names
                     .iter()
                     .filter_map(|n| RepoName::parse(n).ok())
                     .collect(),
-                in_flight: flight.as_deref().and_then(Flight::decode).is_some(),
+                in_flight: into.is_some(),
+                into,
             }
         }
         .boxed()
