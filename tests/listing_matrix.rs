@@ -304,21 +304,9 @@ async fn every_listing_is_complete_under_every_quirk() {
 
 /// A verify configuration towards `emu` with the demo keys.
 fn verify_config(dir: &std::path::Path, emu: &EmulatorHandle) -> String {
-    let path = dir.join("verify.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\napi_qps = 1000\n",
-            emu.registry_url(),
-            emu.api_url(),
-            emu.state.cfg.registry_id,
-            emu.state.cfg.region,
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-        ),
-    )
-    .unwrap();
-    path.display().to_string()
+    common::verify_toml(dir, emu, 1000, "")
+        .display()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,21 +17,9 @@ use verify_support::*;
 
 /// The verify configuration: TCR = the emulator, its demo keys, `lib` renamed to `core`.
 fn verify_config(dir: &std::path::Path, emu: &tcr_adapter::emulator::EmulatorHandle) -> String {
-    let path = dir.join("verify.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\napi_qps = 50\n\n[namespaces.map]\nlib = \"core\"\n",
-            emu.registry_url(),
-            emu.api_url(),
-            emu.state.cfg.registry_id,
-            emu.state.cfg.region,
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-        ),
-    )
-    .unwrap();
-    path.display().to_string()
+    common::verify_toml(dir, emu, 50, "\n[namespaces.map]\nlib = \"core\"\n")
+        .display()
+        .to_string()
 }
 
 /// skopeo copy of `<repo>:<tag>` for each of `tags` to the same name through the adapter.

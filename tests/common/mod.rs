@@ -198,3 +198,28 @@ pub async fn start_adapter(cfg: Config) -> (tcr_adapter::app::AdapterHandle, Str
     let base = format!("http://{}", adapter.addr);
     (adapter, base)
 }
+
+/// A `tcr-adapter verify` configuration towards `emu` with the demo keys, `api_qps` cloud API
+/// calls a second, and `extra` TOML appended (e.g. a namespace map): its path.
+pub fn verify_toml(
+    dir: &std::path::Path,
+    emu: &EmulatorHandle,
+    api_qps: u32,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("verify.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\napi_qps = {api_qps}\n{extra}",
+            emu.registry_url(),
+            emu.api_url(),
+            emu.state.cfg.registry_id,
+            emu.state.cfg.region,
+            DEMO_SECRET_ID,
+            DEMO_SECRET_KEY,
+        ),
+    )
+    .unwrap();
+    path
+}

@@ -102,21 +102,7 @@ fn verify(
     emu: &common::TestEmulator,
     source: &str,
 ) -> (i32, serde_json::Value) {
-    let emu = &emu.handle;
-    let config = dir.join("verify.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[tcr]\nregistry_url = \"{}\"\napi_endpoint = \"{}\"\nregistry_id = \"{}\"\nregion = \"{}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\napi_qps = 50\n",
-            emu.registry_url(),
-            emu.api_url(),
-            emu.state.cfg.registry_id,
-            emu.state.cfg.region,
-            common::DEMO_SECRET_ID,
-            common::DEMO_SECRET_KEY,
-        ),
-    )
-    .unwrap();
+    let config = common::verify_toml(dir, &emu.handle, 50, "");
     let out = Command::new(env!("CARGO_BIN_EXE_tcr-adapter"))
         .args([
             "verify",

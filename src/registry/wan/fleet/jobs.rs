@@ -144,8 +144,7 @@ impl Fleet {
         digest: &Digest,
         limit: Duration,
     ) -> Result<(), String> {
-        let started = tokio::time::Instant::now();
-        let mut checked: Option<tokio::time::Instant> = None;
+        let mut wait = Waiting::new(limit);
         loop {
             let replica = match self.remote(&offer.repo, digest).await {
                 Some(Remote::Done) => return Ok(()),
@@ -153,16 +152,8 @@ impl Fleet {
                 Some(Remote::Pending { replica }) => replica,
                 None => offer.replica.clone(),
             };
-            if replica != self.id && checked.is_none_or(|t| t.elapsed() >= ALIVE_CHECK) {
-                if self.find(&replica).await.is_none() {
-                    return Err("the adapter replica sending it is gone".into());
-                }
-                checked = Some(tokio::time::Instant::now());
-            }
-            if started.elapsed() >= limit {
-                return Err(format!("still not in TCR after {}s", limit.as_secs()));
-            }
-            tokio::time::sleep(POLL).await;
+            let other = (replica != self.id).then_some(replica.as_str());
+            wait.next(self, other).await?;
         }
     }
 
@@ -187,27 +178,51 @@ impl Fleet {
         digest: &Digest,
         limit: Duration,
     ) -> Result<(), String> {
-        let started = tokio::time::Instant::now();
-        let mut checked: Option<tokio::time::Instant> = None;
+        let mut wait = Waiting::new(limit);
         loop {
             match self.remote(repo, digest).await {
                 None | Some(Remote::Done) => return Ok(()),
                 Some(Remote::Failed(e)) => return Err(e),
                 // This replica's own jobs are waited for by the pipeline itself.
                 Some(Remote::Pending { replica }) if replica == self.id => return Ok(()),
-                Some(Remote::Pending { replica }) => {
-                    if checked.is_none_or(|t| t.elapsed() >= ALIVE_CHECK) {
-                        if self.find(&replica).await.is_none() {
-                            return Err("the adapter replica sending it is gone".into());
-                        }
-                        checked = Some(tokio::time::Instant::now());
-                    }
-                }
+                Some(Remote::Pending { replica }) => wait.next(self, Some(&replica)).await?,
             }
-            if started.elapsed() >= limit {
-                return Err(format!("still not in TCR after {}s", limit.as_secs()));
-            }
-            tokio::time::sleep(POLL).await;
         }
+    }
+}
+
+/// A wait for another replica's job: bounded by `limit`, and given up when the replica sending
+/// the blob is no longer alive (looked at every [`ALIVE_CHECK`]).
+struct Waiting {
+    started: tokio::time::Instant,
+    checked: Option<tokio::time::Instant>,
+    limit: Duration,
+}
+
+impl Waiting {
+    fn new(limit: Duration) -> Waiting {
+        Waiting {
+            started: tokio::time::Instant::now(),
+            checked: None,
+            limit,
+        }
+    }
+
+    /// After a look that found the job pending on `replica` (`None`: on this one): `Err` when
+    /// that replica is gone or time is up, else a pause before the next look.
+    async fn next(&mut self, fleet: &Fleet, replica: Option<&str>) -> Result<(), String> {
+        if let Some(replica) = replica {
+            if self.checked.is_none_or(|t| t.elapsed() >= ALIVE_CHECK) {
+                if fleet.find(replica).await.is_none() {
+                    return Err("the adapter replica sending it is gone".into());
+                }
+                self.checked = Some(tokio::time::Instant::now());
+            }
+        }
+        if self.started.elapsed() >= self.limit {
+            return Err(format!("still not in TCR after {}s", self.limit.as_secs()));
+        }
+        tokio::time::sleep(POLL).await;
+        Ok(())
     }
 }
