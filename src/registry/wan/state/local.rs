@@ -129,6 +129,12 @@ impl LocalState {
         }
     }
 
+    /// The signal that ends this process's own upload of `digest`, while it runs.
+    pub fn upload_signal(&self, digest: &Digest) -> Option<watch::Receiver<bool>> {
+        let e = self.uploading.get(digest)?;
+        (e.claimed.is_none() && !*e.done.borrow()).then(|| e.done.clone())
+    }
+
     /// A claim whose upload never came: forget it.
     fn expire_claim(&self, digest: &Digest) {
         self.uploading.remove_if(digest, |_, e| {

@@ -258,7 +258,24 @@ impl RedisState {
                 ));
             }
             last = now;
-            tokio::time::sleep(POLL).await;
+            self.pause(digest).await;
+        }
+    }
+
+    /// The pause between two looks at a flight: [`POLL`], cut short when the upload is this
+    /// replica's own and ends meanwhile (its end reached Redis before the signal: see
+    /// `uploaded`, called while the upload's mark is held).
+    async fn pause(&self, digest: &Digest) {
+        match self.local.upload_signal(digest) {
+            Some(mut done) => {
+                let signal = tokio::time::timeout(POLL, done.wait_for(|d| *d))
+                    .await
+                    .map(|r| r.is_ok());
+                if signal == Ok(false) {
+                    tokio::time::sleep(POLL).await; // ended without the signal
+                }
+            }
+            None => tokio::time::sleep(POLL).await,
         }
     }
 }
