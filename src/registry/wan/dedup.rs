@@ -93,18 +93,26 @@ const OPENING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<HttpResponse> {
     let (target, grant, digest) = (ask.target, ask.grant, ask.digest);
     let index = front.wan.index.as_ref()?;
-    if !ask.writer || index.holds(digest, target).await {
+    // One look at the index serves the steps below (each is a round trip to a shared store).
+    let blob = index.lookup(digest).await;
+    if !ask.writer || blob.repos.contains(target) {
         return None; // not the caller's to write, or known to be there: TCR's HEAD answers
     }
     let caller = Caller::of(grant);
     let owner = caller.owner.as_deref();
     let calls = Calls::new(front, caller.clone());
-    if let Some(source) = index.claimant(digest).await.filter(|s| s != target) {
+    if let Some(source) = blob.into.as_ref().filter(|s| *s != target) {
         // The mount that follows the wait asks a token of its own: fetched while waiting.
-        calls.prefetch_token(target, Some(&source));
+        calls.prefetch_token(target, Some(source));
     }
-    let mut waited = index.wait_for_upload(digest, target).await;
-    let (mut sources, mut size) = index.sources_for(digest, target, owner).await;
+    // Nothing on its way when looked: no wait (a claim made since loses to the one below).
+    let (mut waited, (mut sources, mut size)) = match blob.in_flight {
+        true => (
+            index.wait_for_upload(digest, target).await,
+            index.sources_for(digest, target, owner).await,
+        ),
+        false => (false, index.order_sources(blob, target, owner).await),
+    };
     if sources.is_empty() && !waited {
         if index.claim(digest, target).await {
             return None; // this caller uploads it; the others wait for it

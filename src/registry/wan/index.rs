@@ -149,11 +149,22 @@ impl BlobIndex {
         except: &RepoName,
         owner: Option<&str>,
     ) -> (Vec<RepoName>, Option<u64>) {
-        let (mut sources, size) = self.sources(digest, except).await;
+        let blob = self.lookup(digest).await;
+        self.order_sources(blob, except, owner).await
+    }
+
+    /// [`Self::sources_for`] of a blob already looked up.
+    pub async fn order_sources(
+        &self,
+        blob: Blob,
+        except: &RepoName,
+        owner: Option<&str>,
+    ) -> (Vec<RepoName>, Option<u64>) {
+        let mut sources: Vec<RepoName> = blob.repos.into_iter().filter(|r| r != except).collect();
         if let Some(hint) = self.source_hint(owner).await {
             sources.sort_by_key(|s| *s != hint);
         }
-        (sources, size)
+        (sources, blob.size)
     }
 
     /// Where `owner`'s mounts have come from lately: realm tokens for its pushes also ask pull
@@ -200,13 +211,6 @@ impl BlobIndex {
 
     pub async fn uploading(&self, digest: &Digest, repo: &RepoName) -> UploadMark {
         self.state.uploading(digest, repo).await
-    }
-
-    /// The repository that claimed `digest` (or is uploading it), while the blob is on its way:
-    /// a HEAD that will wait for that upload and mount from there has its realm token fetched
-    /// meanwhile. With a shared store, whichever replica claimed it.
-    pub async fn claimant(&self, digest: &Digest) -> Option<RepoName> {
-        self.lookup(digest).await.into
     }
 
     pub async fn uploaded(&self, digest: &Digest, repo: &RepoName) {
