@@ -75,6 +75,18 @@ def project(images, sizes):
     return out, sum(distinct.values())
 
 
+def machine_cpu():
+    """(busy, total) jiffies of all cores from /proc/stat (iowait counts as idle), or None: how
+    busy the machine was while the push ran (near 100 %, a path's extra CPU becomes time)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    total = sum(v)
+    return total - v[3] - (v[4] if len(v) > 4 else 0), total
+
+
 TRACE = os.environ.get("HARBOR_PUSH_TRACE") == "1"
 T_START = time.monotonic()
 
@@ -196,13 +208,18 @@ def main():
             harbor_job(a.harbor, a.chunk_size, a.registry, a.user, a.password, repo, img, a.tag,
                        stats)
 
+    cpu0 = machine_cpu()
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.parallel) as ex:
         for f in [ex.submit(one, img) for img in imgs]:
             f.result()
     secs = time.monotonic() - t0
+    cpu1 = machine_cpu()
+    busy = None
+    if cpu0 and cpu1 and cpu1[1] > cpu0[1]:
+        busy = round(100.0 * (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]))
     out = {"harbor": a.harbor, "chunk_size": a.chunk_size, "seconds": round(secs, 3),
-           "distinct_bytes": distinct}
+           "distinct_bytes": distinct, "machine_busy_pct": busy}
     out.update(stats.c)
     print(json.dumps(out), flush=True)
 

@@ -46,7 +46,9 @@
 # BENCH_WAN_ROUTES=1 (log the emulator's requests of every run by route, method and status),
 # BENCH_WAN_BIN (binary to run; default target/release/tcr-adapter, built unless
 # BENCH_SKIP_BUILD=1), BENCH_TMPDIR (default /tmp), BENCH_RESULTS (JSON lines appended, as
-# bench/measure.py writes them), BENCH_WAN_OUT (the table as TSV).
+# bench/measure.py writes them), BENCH_WAN_OUT (the table as TSV), BENCH_ADAPTER_LOG (the
+# adapters' log level, default warn) with BENCH_WAN_KEEP=1 (the logs are kept, not removed),
+# HARBOR_PUSH_TRACE=1 (the Harbor client's requests, one line each).
 #
 # Per row: wall time of the whole push, and what the emulator saw during it (its /metrics on the
 # API port): data-plane requests, and blob bytes received (request bodies of upload routes); the
@@ -55,6 +57,7 @@
 # fresh random content into its own namespaces (nothing a previous run pushed can be mounted or
 # found); every WAN setting gets a fresh emulator data directory and fresh adapters.
 # Every process started here is stopped by PID on exit; the temporary directory is removed.
+# The log of each run also says how busy the machine's cores were during it.
 # skopeo's blob-info cache: as root it lives in /var/lib/containers/cache, shared with whatever
 # else runs skopeo on this machine; here each run gets a fresh private HOME/XDG tree and
 # `_CONTAINERS_ROOTLESS_UID` so the cache lands there (checked), which clears it between runs
@@ -132,7 +135,7 @@ wcleanup() {
   local rc=$?
   stop_pids "${WPIDS[@]}"
   if (( rc != 0 )); then tail -n 5 "$WWORK"/logs/*.log >&2 2>/dev/null || true; fi
-  rm -rf "$WWORK"
+  if [[ ${BENCH_WAN_KEEP:-0} == 1 ]]; then echo "logs kept in $WWORK/logs" >&2; else rm -rf "$WWORK"; fi
 }
 trap wcleanup EXIT
 trap 'exit 130' INT TERM
@@ -201,6 +204,15 @@ ns_of() { # client path parallel run
   case $c in harbor1.8) c=h18;; harbor1.10) c=h110;; harbor2.0) c=h20;; harbor2.9) c=h29;;
     harbor2.9c) c=h29c;; onetoken) c=ot;; skopeo) c=sk;; nocache) c=nc;; esac
   echo "wan-$c-$p-p$3-r$4"
+}
+
+# The machine's CPU busy share between two /proc/stat lines (all cores; iowait counts as idle):
+# near 100 % a path's extra CPU becomes time.
+cpu_busy() {
+  awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " "); t = 0
+    for (i = 2; i <= n; i++) t += y[i] - x[i]
+    idle = (y[5] - x[5]) + (y[6] - x[6])
+    if (t > 0) printf "%.0f %%", 100 * (t - idle) / t; else printf "-" }'
 }
 
 run_no=0
@@ -322,6 +334,7 @@ NGINX
         # The adapter's /metrics: same text format, same summing.
         mounted() { local n=0 mp; for mp in $mport; do n=$((n + $(metric_sum "$mp" '^tcr_adapter_dedup_mounts_total\{result="mounted"\}'))); done; echo $n; }
         mnt0=0; [[ -n $mport ]] && mnt0=$(mounted)
+        cpu0=$(head -n 1 /proc/stat)
         t0=$(date +%s.%N)
         if [[ -n $hargs ]]; then
           # shellcheck disable=SC2086  # $hargs: the generation's arguments, split on purpose
@@ -340,6 +353,7 @@ NGINX
           seq 0 $((N - 1)) | xargs -P "$par" -I{} bash -c 'copy_one "$(fresh_home)" "$@"' _ "$layout" "$dest" "$ns/" "$user:$pass" {}
         fi
         t1=$(date +%s.%N)
+        cpu1=$(head -n 1 /proc/stat)
         if [[ -n $layout ]]; then rm -rf "$layout"; fi
         req1=$(metric_sum "$EAPI" '^tcr_emulator_registry_requests_total\{')
         if [[ ${BENCH_WAN_ROUTES:-0} == 1 ]]; then  # what the emulator received, by route/method/status
@@ -372,7 +386,7 @@ EOF
           "$((req1 - req0))" "$mb" "$dmb" "$mounts" >>"$TABLE"
         printf '{"test": "wan push %s images (%s, %s at a time, %s ms, %s KiB/s)", "upstream": "emulator", "path": "%s", "run": "%s", "value": %s, "unit": "s", "requests": %s, "blob_bytes": %s, "distinct_bytes": %s}\n' \
           "$N" "$c" "$par" "$lat" "$BANDWIDTH" "$p" "$run" "$secs" "$((req1 - req0))" "$((up1 - up0))" "$distinct" >>"$RESULTS"
-        wlog "  $c $p x$par run $run: ${secs} s, $((req1 - req0)) requests, ${mb} MB of blobs (distinct ${dmb} MB), mounts $mounts"
+        wlog "  $c $p x$par run $run: ${secs} s, $((req1 - req0)) requests, ${mb} MB of blobs (distinct ${dmb} MB), mounts $mounts, machine busy $(cpu_busy "$cpu0" "$cpu1")"
       done
       done
     done

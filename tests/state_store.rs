@@ -131,7 +131,8 @@ async fn a_store_that_goes_away_degrades_and_is_picked_up_again() {
 
 /// The WAN state on Redis as two replicas see it: a claim is a single flight across them (the
 /// second replica's claim on the same blob loses and waits for the first one's upload), what one
-/// learns the other looks up, and a store that goes away leaves each replica its own memory.
+/// learns the other looks up, the end of an upload is published to every replica, and a store
+/// that goes away leaves each replica its own memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wan_state_is_one_for_replicas_sharing_redis() {
     use tcr_adapter::oci::{Digest, RepoName};
@@ -157,6 +158,11 @@ async fn the_wan_state_is_one_for_replicas_sharing_redis() {
         RepoName::parse("ns/two").unwrap(),
     );
 
+    // Flights' ends are published: a waiter on any replica hears one at once.
+    let listener = store(3);
+    let mut ends = listener.subscribe("unit:wan:ends").expect("a store is configured");
+    tokio::time::sleep(Duration::from_millis(300)).await; // subscribed before anything ends
+
     assert!(a.claim(&d, &one).await, "the first claim wins");
     assert!(!b.claim(&d, &two).await, "the other replica's claim loses");
     assert!(b.lookup(&d).await.in_flight);
@@ -168,6 +174,9 @@ async fn the_wan_state_is_one_for_replicas_sharing_redis() {
     a.uploaded(&Digest::sha256_of(b"base layer"), &one).await;
     drop(mark);
     assert_eq!(waiter.await.unwrap(), Waited::Upload(one.clone()));
+    let heard = tokio::time::timeout(Duration::from_secs(5), ends.recv()).await;
+    let d = Digest::sha256_of(b"base layer");
+    assert_eq!(heard.expect("the end was published").unwrap(), d.as_str());
     let b = RedisState::new(store(2), 100);
     let known = b.lookup(&Digest::sha256_of(b"base layer")).await;
     assert_eq!(known.repos, vec![one.clone()]);

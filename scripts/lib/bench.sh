@@ -6,7 +6,8 @@ REGION=ap-guangzhou
 REGID=tcr-emulator
 
 # serve_adapter <log> [VAR=value...]: `$BIN serve` in the background (its PID is then $!) with the
-# demo account's instance and API keys, fresh signing and sealing keys and log level warn, plus
+# demo account's instance and API keys, fresh signing and sealing keys and log level warn
+# (BENCH_ADAPTER_LOG, e.g. "warn,tcr_adapter::upstream=debug", for a trace of its calls), plus
 # the given settings (which win over those).
 serve_adapter() {
   local log=$1; shift
@@ -14,7 +15,7 @@ serve_adapter() {
       TCR_ADAPTER__TCR__SECRET_ID=$SID TCR_ADAPTER__TCR__SECRET_KEY=$SKEY \
       TCR_ADAPTER__AUTH__SIGNING_KEY="$(openssl rand -base64 32)" \
       TCR_ADAPTER__AUTH__SEALING_KEY="$(openssl rand -base64 32)" \
-      TCR_ADAPTER__LOG__LEVEL=warn \
+      TCR_ADAPTER__LOG__LEVEL="${BENCH_ADAPTER_LOG:-warn}" \
       "$@" "$BIN" serve >"$log" 2>&1 &
 }
 

@@ -178,6 +178,7 @@ impl FailureGuard {
     }
 
     fn keep(&self, hash: Hash, err: &CredentialError, now_ms: i64) {
+        self.proven.remove(&hash);
         if self.remembered.len() >= MAX_REMEMBERED {
             self.remembered.retain(|_, e| e.0 > now_ms);
             if self.remembered.len() >= MAX_REMEMBERED {
@@ -188,13 +189,19 @@ impl FailureGuard {
             .insert(hash, (now_ms.saturating_add(REMEMBER_MS), err.clone()));
     }
 
-    /// The credential was accepted: its later checks are free of the budget.
-    pub fn accepted(&self, hash: Hash) {
+    /// The credential was accepted: its later checks are free of the budget. `true` when it
+    /// was not known proven here before (the fleet is told then, not at every request).
+    pub fn accepted(&self, hash: Hash) -> bool {
         self.remembered.remove(&hash);
         if self.proven.len() >= MAX_REMEMBERED {
             self.proven.clear();
         }
-        self.proven.insert(hash, ());
+        self.proven.insert(hash, ()).is_none()
+    }
+
+    /// Whether `hash` was accepted here (or proven anywhere) and not refused since.
+    pub fn is_proven(&self, hash: &Hash) -> bool {
+        self.proven.contains_key(hash)
     }
 
     /// Before an upstream check of `hash`: free for a proven credential, else one unit of the

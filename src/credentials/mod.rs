@@ -427,16 +427,22 @@ impl CredentialResolver {
         if let Some(err) = self.failures.recall(&hash, now) {
             return Err(err);
         }
-        if let Some(err) = self.failures.recall_shared(&hash, secret.id()).await {
-            // Known refused by the fleet: remember it here too, no upstream call.
-            self.failures.remember_quietly(hash, &err, now);
-            return Err(err);
+        // The fleet's memory is asked about credentials this replica has not proven: one it
+        // accepted is answered from its own cache (as one adapter would), or checked upstream
+        // again when that has expired — no store round trip on every request.
+        if !self.failures.is_proven(&hash) {
+            if let Some(err) = self.failures.recall_shared(&hash, secret.id()).await {
+                // Known refused by the fleet: remember it here too, no upstream call.
+                self.failures.remember_quietly(hash, &err, now);
+                return Err(err);
+            }
         }
         let result = self.translate(secret, &hash).await;
         match &result {
             Ok(_) => {
-                self.failures.accepted(hash);
-                self.failures.accepted_shared(&hash).await;
+                if self.failures.accepted(hash) {
+                    self.failures.accepted_shared(&hash).await;
+                }
             }
             Err(e) => {
                 self.failures.remember(hash, e, self.clock.now_ms());

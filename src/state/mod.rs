@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 
 use crate::config::StateConfig;
 use redis_store::RedisStore;
@@ -39,7 +40,9 @@ pub struct StateStore {
 }
 
 struct Inner {
-    backend: Option<RedisStore>,
+    backend: Option<Arc<RedisStore>>,
+    /// One listener per channel subscribed to ([`StateStore::subscribe`]).
+    channels: dashmap::DashMap<String, Arc<broadcast::Sender<String>>>,
     prefix: String,
     health: Mutex<Health>,
     metrics: StateMetrics,
@@ -99,14 +102,19 @@ impl StateStore {
             cfg.redis_url.expose(),
             Duration::from_millis(cfg.timeout_ms),
         )?;
-        Ok(Self::build(Some(backend), cfg.key_prefix.clone(), metrics))
+        Ok(Self::build(
+            Some(Arc::new(backend)),
+            cfg.key_prefix.clone(),
+            metrics,
+        ))
     }
 
-    fn build(backend: Option<RedisStore>, prefix: String, metrics: StateMetrics) -> Self {
+    fn build(backend: Option<Arc<RedisStore>>, prefix: String, metrics: StateMetrics) -> Self {
         metrics.up.set(if backend.is_some() { 1 } else { -1 });
         StateStore {
             inner: Arc::new(Inner {
                 backend,
+                channels: dashmap::DashMap::new(),
                 prefix,
                 health: Mutex::new(Health::default()),
                 metrics,
@@ -220,6 +228,34 @@ impl StateStore {
     ) -> Shared<Vec<String>> {
         let b = self.backend()?;
         self.settle(b.beat(key, member, now_ms, alive).await)
+    }
+
+    /// What is published on `channel` (a full key, see [`Self::key`]) from now on, as the store
+    /// delivers it: best effort (nothing while the store is away; a listener that falls behind
+    /// is told it lagged), so a caller still looks for itself now and then. `None` without a
+    /// store. One connection per channel serves every receiver of this process; it reconnects
+    /// after a loss and ends when the store is dropped.
+    pub fn subscribe(&self, channel: &str) -> Option<broadcast::Receiver<String>> {
+        let backend = self.inner.backend.clone()?;
+        let entry = self
+            .inner
+            .channels
+            .entry(channel.to_string())
+            .or_insert_with(|| {
+                let tx = Arc::new(broadcast::channel(256).0);
+                let out = Arc::downgrade(&tx);
+                let channel = channel.to_string();
+                tokio::spawn(async move {
+                    while out.strong_count() > 0 {
+                        if backend.listen(&channel, &out).await.is_ok() {
+                            return;
+                        }
+                        tokio::time::sleep(BACKOFF_MIN).await;
+                    }
+                });
+                tx
+            });
+        Some(entry.subscribe())
     }
 
     /// One round trip to the store (for `check` and tests).

@@ -182,6 +182,41 @@ impl RedisStore {
             .map_err(|e| describe(&e))
     }
 
+    /// Messages published on `channel`, sent on `out` as they come, until the connection is
+    /// lost (`Err`) or nobody listens any more (`Ok`).
+    pub(super) async fn listen(
+        &self,
+        channel: &str,
+        out: &std::sync::Weak<tokio::sync::broadcast::Sender<String>>,
+    ) -> Result<(), String> {
+        use futures_util::StreamExt;
+        let mut pubsub = tokio::time::timeout(self.timeout * 2, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "no answer while connecting".to_string())?
+            .map_err(|e| describe(&e))?;
+        tokio::time::timeout(self.timeout * 2, pubsub.subscribe(channel))
+            .await
+            .map_err(|_| "no answer while subscribing".to_string())?
+            .map_err(|e| describe(&e))?;
+        let mut messages = pubsub.into_on_message();
+        loop {
+            // A look at the listeners at least once a second, messages or not.
+            let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+            let Some(out) = out.upgrade() else {
+                return Ok(());
+            };
+            match next {
+                Err(_) => continue,
+                Ok(None) => return Err("connection lost".into()),
+                Ok(Some(msg)) => {
+                    if let Ok(text) = msg.get_payload::<String>() {
+                        let _ = out.send(text);
+                    }
+                }
+            }
+        }
+    }
+
     pub(super) async fn ping(&self) -> Result<(), String> {
         self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
     }

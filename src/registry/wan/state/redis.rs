@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
+use tokio::sync::broadcast;
 
 use super::local::{LocalState, PUSHED_TTL};
 use super::{Blob, Fut, UploadMark, Waited, WanState};
@@ -42,7 +43,8 @@ const POLL: Duration = Duration::from_millis(10);
 const OWNER_TTL: Duration = Duration::from_secs(3600);
 
 /// [`RedisState::learn_shared`]: KEYS = the blob's repositories, its size, its flight; ARGV =
-/// score, repository, cap, ttl ms, size (or ""), authoritative, settle ("1"/"0").
+/// score, repository, cap, ttl ms, size (or ""), authoritative, settle ("1"/"0"), the channel
+/// of flights' ends, the digest. 2: the flight is `repo`'s upload of a blob it asked about.
 const LEARN: &str = "redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) \
     local n = redis.call('ZCARD', KEYS[1]) \
     if n > tonumber(ARGV[3]) then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, n - tonumber(ARGV[3])) end \
@@ -51,15 +53,44 @@ const LEARN: &str = "redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) \
       if ARGV[6] == '1' then redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[4]) \
       else redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[4]) end \
     end \
-    if ARGV[7] == '1' then \
-      local f = redis.call('GET', KEYS[3]) \
-      if f and string.match(f, '^claim %S+ (.*)$') == ARGV[2] then redis.call('DEL', KEYS[3]) end \
+    local f = redis.call('GET', KEYS[3]) \
+    if ARGV[7] == '1' and f and string.match(f, '^claim %S+ (.*)$') == ARGV[2] then \
+      redis.call('DEL', KEYS[3]) \
+      redis.call('PUBLISH', ARGV[8], ARGV[9]) \
     end \
+    if f == 'upload 1 ' .. ARGV[2] then return 2 end \
     return 1";
+
+/// [`RedisState::uploading`]: KEYS = the blob's flight; ARGV = repository, ttl ms. The flight
+/// becomes `upload <asked> <repo>` (asked: it was `repo`'s own claim), in one round trip; the
+/// answer is `asked` (1/0).
+const UPLOADING: &str = "local f = redis.call('GET', KEYS[1]) \
+    local asked = 0 \
+    if f and string.match(f, '^claim %S+ (.*)$') == ARGV[1] then asked = 1 end \
+    redis.call('SET', KEYS[1], 'upload ' .. asked .. ' ' .. ARGV[1], 'PX', ARGV[2]) \
+    return asked";
+
+/// A flight ends: KEYS = the flight; ARGV = its value, the channel, the digest. Deleted only
+/// while it still holds the value; its end is published for the waiters of every replica.
+const END_FLIGHT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+      redis.call('DEL', KEYS[1]) \
+      redis.call('PUBLISH', ARGV[2], ARGV[3]) \
+      return 1 \
+    end \
+    return 0";
 
 pub struct RedisState {
     store: StateStore,
     local: Arc<LocalState>,
+}
+
+/// How a pause between two looks at a flight ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Paused {
+    /// This replica's own upload of the blob ended: nothing more to look at.
+    EndedHere,
+    /// Time to look again (the poll's interval passed, or an end was published).
+    Look,
 }
 
 /// What `wan:flight:<digest>` says.
@@ -116,15 +147,20 @@ struct StoreMark {
     store: StateStore,
     key: String,
     value: String,
+    /// Where the end is published, and what (the digest).
+    channel: String,
+    digest: String,
 }
 
 impl Drop for StoreMark {
     fn drop(&mut self) {
         self.refresh.abort();
         let (store, key, value) = (self.store.clone(), self.key.clone(), self.value.clone());
+        let (channel, digest) = (self.channel.clone(), self.digest.clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                let _ = store.delete_if(&key, value.as_bytes()).await;
+                let args = [value.as_str(), channel.as_str(), digest.as_str()];
+                let _ = store.script(END_FLIGHT, &[&key], &args).await;
             });
         }
     }
@@ -148,6 +184,11 @@ impl RedisState {
         self.key(&["flight", digest.as_str()])
     }
 
+    /// The channel on which flights' ends are published (their digests).
+    fn ends_channel(&self) -> String {
+        self.key(&["ends"])
+    }
+
     async fn flight(&self, digest: &Digest) -> Result<Option<Flight>, ()> {
         match self.store.get(&self.flight_key(digest)).await {
             Ok(v) => Ok(v.as_deref().and_then(Flight::decode)),
@@ -164,7 +205,7 @@ impl RedisState {
         repo: &RepoName,
         size: Option<u64>,
         (authoritative, settle): (bool, bool),
-    ) -> bool {
+    ) -> Result<i64, ()> {
         let repos = self.key(&["blob", digest.as_str(), "repos"]);
         let size_key = self.key(&["blob", digest.as_str(), "size"]);
         let flight = self.flight_key(digest);
@@ -175,23 +216,27 @@ impl RedisState {
         );
         let size = size.map(|s| s.to_string()).unwrap_or_default();
         let flags = [authoritative, settle].map(|b| if b { "1" } else { "0" });
+        let channel = self.ends_channel();
+        let args = [&score, repo.as_str(), &cap, &ttl, &size, flags[0], flags[1]];
+        let args: Vec<&str> = args
+            .into_iter()
+            .chain([channel.as_str(), digest.as_str()])
+            .collect();
         self.store
-            .script(
-                LEARN,
-                &[&repos, &size_key, &flight],
-                &[&score, repo.as_str(), &cap, &ttl, &size, flags[0], flags[1]],
-            )
+            .script(LEARN, &[&repos, &size_key, &flight], &args)
             .await
-            .is_ok()
+            .map_err(|_| ())
     }
 
     /// Free `repo`'s claim on `digest`, if it holds one.
     async fn settle_shared(&self, digest: &Digest, repo: &RepoName) -> bool {
         match self.flight(digest).await {
             Ok(Some(f @ Flight::Claim { .. })) if f.repo() == repo => {
+                let (value, channel) = (f.encode(), self.ends_channel());
+                let args = [value.as_str(), channel.as_str(), digest.as_str()];
                 let _ = self
                     .store
-                    .delete_if(&self.flight_key(digest), f.encode().as_bytes())
+                    .script(END_FLIGHT, &[&self.flight_key(digest)], &args)
                     .await;
                 true
             }
@@ -214,12 +259,15 @@ impl RedisState {
 
     async fn wait_shared(&self, digest: &Digest, target: &RepoName) -> Result<Waited, ()> {
         let started = tokio::time::Instant::now();
+        // Listening before the first look: an end published after it is not missed.
+        let mut ends = self.store.subscribe(&self.ends_channel());
         let mut last: Option<Flight> = None;
         loop {
             let now = self.flight(digest).await?;
             match (&now, &last) {
                 (None, None) => return Ok(Waited::Nothing),
                 (None, Some(seen)) => {
+                    tracing::debug!(ms = started.elapsed().as_millis() as u64, "wait: gone");
                     // Gone: an upload ended, or a claim was settled before its time ran out.
                     return Ok(match seen {
                         Flight::Claim { at_ms, .. }
@@ -257,25 +305,52 @@ impl RedisState {
                         .unwrap_or(target.clone()),
                 ));
             }
-            last = now;
-            self.pause(digest).await;
+            let Some(seen) = now else {
+                continue; // unreachable: a flight that is gone returned above
+            };
+            if self.pause(digest, &mut ends).await == Paused::EndedHere {
+                tracing::debug!(ms = started.elapsed().as_millis() as u64, "wait: ended here");
+                return Ok(Waited::Upload(seen.repo().clone()));
+            }
+            last = Some(seen);
         }
     }
 
-    /// The pause between two looks at a flight: [`POLL`], cut short when the upload is this
-    /// replica's own and ends meanwhile (its end reached Redis before the signal: see
-    /// `uploaded`, called while the upload's mark is held).
-    async fn pause(&self, digest: &Digest) {
-        match self.local.upload_signal(digest) {
-            Some(mut done) => {
-                let signal = tokio::time::timeout(POLL, done.wait_for(|d| *d))
-                    .await
-                    .map(|r| r.is_ok());
-                if signal == Ok(false) {
-                    tokio::time::sleep(POLL).await; // ended without the signal
+    /// The pause between two looks at a flight: at most [`POLL`], cut short when the flight's
+    /// end is published (any replica), and the wait's end when the upload was this replica's
+    /// own and ended meanwhile (what it learned reached Redis before the signal: `uploaded`
+    /// runs while the upload's mark is held).
+    async fn pause(
+        &self,
+        digest: &Digest,
+        ends: &mut Option<broadcast::Receiver<String>>,
+    ) -> Paused {
+        let here = async {
+            match self.local.upload_signal(digest) {
+                Some(mut done) => {
+                    let _ = done.wait_for(|d| *d).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let heard = async {
+            let Some(rx) = ends.as_mut() else {
+                return std::future::pending().await;
+            };
+            loop {
+                match rx.recv().await {
+                    Ok(d) if d == digest.as_str() => return,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
                 }
             }
-            None => tokio::time::sleep(POLL).await,
+        };
+        tokio::select! {
+            biased;
+            _ = here => Paused::EndedHere,
+            _ = heard => { tracing::debug!("pause: heard"); Paused::Look },
+            _ = tokio::time::sleep(POLL) => { tracing::debug!("pause: poll"); Paused::Look },
         }
     }
 }
@@ -291,7 +366,7 @@ impl WanState for RedisState {
         async move {
             self.local.learn(digest, repo, size, authoritative).await;
             let flags = (authoritative, authoritative);
-            self.learn_shared(digest, repo, size, flags).await;
+            let _ = self.learn_shared(digest, repo, size, flags).await;
         }
         .boxed()
     }
@@ -392,24 +467,20 @@ impl WanState for RedisState {
         async move {
             let local = self.local.uploading(digest, repo).await;
             let key = self.flight_key(digest);
-            let asked = match self.flight(digest).await {
-                Ok(Some(Flight::Claim { repo: r, .. })) => &r == repo,
-                Ok(_) => false,
-                Err(()) => return local,
+            let ttl = UPLOAD_TTL.as_millis().to_string();
+            let asked = match self
+                .store
+                .script(UPLOADING, &[&key], &[repo.as_str(), &ttl])
+                .await
+            {
+                Ok(n) => n == 1,
+                Err(_) => return local,
             };
             let value = Flight::Upload {
                 asked,
                 repo: repo.clone(),
             }
             .encode();
-            if self
-                .store
-                .set(&key, value.as_bytes(), UPLOAD_TTL)
-                .await
-                .is_err()
-            {
-                return local;
-            }
             let refresh = {
                 let (store, key, value) = (self.store.clone(), key.clone(), value.clone());
                 tokio::spawn(async move {
@@ -425,6 +496,8 @@ impl WanState for RedisState {
                 store: self.store.clone(),
                 key,
                 value,
+                channel: self.ends_channel(),
+                digest: digest.as_str().to_string(),
             })
         }
         .boxed()
@@ -432,13 +505,13 @@ impl WanState for RedisState {
 
     fn uploaded<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, ()> {
         async move {
-            let asked = match self.flight(digest).await {
-                Ok(Some(Flight::Upload { asked, repo: r })) => r == *repo && asked,
-                Ok(_) => false,
+            // Learned, and whether the flight is this repository's upload of a blob it asked
+            // about, in one round trip.
+            let asked = match self.learn_shared(digest, repo, None, (true, true)).await {
+                Ok(n) => n == 2,
                 Err(()) => return self.local.uploaded(digest, repo).await,
             };
             self.local.learn(digest, repo, None, true).await;
-            self.learn_shared(digest, repo, None, (true, true)).await;
             if !asked {
                 self.local.release_claims_of(repo).await;
                 self.release_shared(repo).await;
