@@ -57,6 +57,11 @@ impl MessageBody for LoggedBody {
     }
 }
 
+/// The request's id (the client's `X-Request-Id`, or a new one), in the request's extensions:
+/// a request forwarded to another replica carries it, so both replicas' lines share it.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         let l = &self.line;

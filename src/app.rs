@@ -402,6 +402,8 @@ pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHan
                     .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
                 let method = req.method().to_string();
                 let path = req.path().to_string();
+                req.extensions_mut()
+                    .insert(crate::access_log::RequestId(request_id.clone()));
                 let fut = srv.call(req);
                 async move {
                     let mut res: ServiceResponse = fut.await?;

@@ -160,7 +160,9 @@ async fn the_wan_state_is_one_for_replicas_sharing_redis() {
 
     // Flights' ends are published: a waiter on any replica hears one at once.
     let listener = store(3);
-    let mut ends = listener.subscribe("unit:wan:ends").expect("a store is configured");
+    let mut ends = listener
+        .subscribe("unit:wan:ends")
+        .expect("a store is configured");
     tokio::time::sleep(Duration::from_millis(300)).await; // subscribed before anything ends
 
     assert!(a.claim(&d, &one).await, "the first claim wins");

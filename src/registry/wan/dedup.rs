@@ -94,9 +94,7 @@ pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<Htt
     let (target, grant, digest) = (ask.target, ask.grant, ask.digest);
     let index = front.wan.index.as_ref()?;
     // One look at the index serves the steps below (each is a round trip to a shared store).
-    let t0 = std::time::Instant::now();
     let blob = index.lookup(digest).await;
-    let t_lookup = t0.elapsed().as_millis() as u64;
     if !ask.writer || blob.repos.contains(target) {
         return None; // not the caller's to write, or known to be there: TCR's HEAD answers
     }
@@ -127,9 +125,7 @@ pub async fn answer_head(front: &RegistryFront, ask: &BlobAsk<'_>) -> Option<Htt
             return None;
         }
     }
-    let t_wait = t0.elapsed().as_millis() as u64;
     let size = mount_from(&calls, &caller, target, digest, (sources, size)).await??;
-    tracing::debug!(t_lookup, t_wait, t_mount = t0.elapsed().as_millis() as u64, "head answered");
     Some(found(digest, size))
 }
 

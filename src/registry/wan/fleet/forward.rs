@@ -2,7 +2,7 @@
 //! the owner of the repository — and its answer back.
 
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::{Fleet, FORWARDED};
@@ -128,6 +128,12 @@ impl Fleet {
             // The answer's Locations name what the client reached (unless a public URL is set).
             if let Ok(v) = reqwest::header::HeaderValue::from_bytes(host.as_bytes()) {
                 headers.insert(reqwest::header::HOST, v);
+            }
+        }
+        if let Some(id) = req.extensions().get::<crate::access_log::RequestId>() {
+            // Both replicas' access-log lines of the request share its id.
+            if let Ok(v) = reqwest::header::HeaderValue::from_str(&id.0) {
+                headers.insert(reqwest::header::HeaderName::from_static("x-request-id"), v);
             }
         }
         headers.insert(

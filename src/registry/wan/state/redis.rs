@@ -267,7 +267,6 @@ impl RedisState {
             match (&now, &last) {
                 (None, None) => return Ok(Waited::Nothing),
                 (None, Some(seen)) => {
-                    tracing::debug!(ms = started.elapsed().as_millis() as u64, "wait: gone");
                     // Gone: an upload ended, or a claim was settled before its time ran out.
                     return Ok(match seen {
                         Flight::Claim { at_ms, .. }
@@ -309,7 +308,6 @@ impl RedisState {
                 continue; // unreachable: a flight that is gone returned above
             };
             if self.pause(digest, &mut ends).await == Paused::EndedHere {
-                tracing::debug!(ms = started.elapsed().as_millis() as u64, "wait: ended here");
                 return Ok(Waited::Upload(seen.repo().clone()));
             }
             last = Some(seen);
@@ -349,8 +347,8 @@ impl RedisState {
         tokio::select! {
             biased;
             _ = here => Paused::EndedHere,
-            _ = heard => { tracing::debug!("pause: heard"); Paused::Look },
-            _ = tokio::time::sleep(POLL) => { tracing::debug!("pause: poll"); Paused::Look },
+            _ = heard => Paused::Look,
+            _ = tokio::time::sleep(POLL) => Paused::Look,
         }
     }
 }
