@@ -125,17 +125,7 @@ async fn push_layers(e: &Env, repo: &str, layers: &[&[u8]]) -> usize {
 
 /// Mounts of `d` into `repo` that reached TCR.
 fn mounts_into(e: &Env, repo: &str, d: &Digest) -> usize {
-    let prefix = format!("/v2/{repo}/blobs/uploads/?mount=");
-    e.emu
-        .state
-        .journal
-        .entries()
-        .iter()
-        .filter(|j| j.method == "POST" && j.target.starts_with(&prefix))
-        .filter(|j| {
-            j.target.contains(&d.as_str().replace(':', "%3A")) || j.target.contains(d.as_str())
-        })
-        .count()
+    common::mounts_into_tcr(&e.emu, repo, d)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -480,3 +480,70 @@ async fn a_job_retried_on_another_replica_mounts_what_its_keys_pushed_through_th
         "the layer crossed once"
     );
 }
+
+/// Mounts made ahead are guessed from the manifests any replica saw pushed: three images on one
+/// base pushed through one replica, a fourth image's manifest HEAD through another (sharing the
+/// store, reached directly) has the namespace's base layers mounted into the new repository
+/// while Harbor uploads its config; their HEADs find them there. Per-replica evidence would
+/// leave the second replica guessing nothing (each HEAD then waits for its own mount).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_image_on_another_replica_has_the_namespace_base_layers_mounted_ahead() {
+    let emu = common::start_emulator_with_namespaces(&[("nsb", false)]).await;
+    let redis_port = common::free_port();
+    let _redis = common::redis_server(redis_port);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = common::adapter_config(&emu.handle);
+        cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
+        cfg.state.forward_by_repository = false;
+        replicas.push(common::start_adapter(cfg).await.0);
+    }
+    let (b1, b2) = (layer(80, 32 << 10), layer(81, 16 << 10));
+    let (d1, d2) = (Digest::sha256_of(&b1), Digest::sha256_of(&b2));
+    let first = format!("http://{}", replicas[0].addr);
+    for i in 0..3u8 {
+        copy(
+            &first,
+            &format!("nsb/a{i}"),
+            &[&b1, &b2],
+            &layer(82 + i, 2000),
+        )
+        .await;
+    }
+    let job = Job::new(
+        Gen::V2_0,
+        &format!("http://{}", replicas[1].addr),
+        common::DEMO_SECRET_ID,
+        common::DEMO_SECRET_KEY,
+    );
+    // The job's first write into the namespace through this replica (its config), then the
+    // manifest HEAD of its new image, as Harbor asks it.
+    job.push_blob("nsb/new", &config_of("nsb/new")).await;
+    let (status, _) = job.head_manifest("nsb/new", "v1").await;
+    assert_eq!(status, 404);
+    let mounted = |d: &Digest| common::mounts_into_tcr(&emu.handle, "nsb/new", d);
+    let mut ahead = false;
+    for _ in 0..250 {
+        if mounted(&d1) == 1 && mounted(&d2) == 1 {
+            ahead = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        ahead,
+        "the base layers were not mounted at the manifest HEAD"
+    );
+    for (d, b) in [(&d1, &b1), (&d2, &b2)] {
+        let r = job.head_blob("nsb/new", d).await;
+        assert_eq!(r.status(), 200);
+        let len = r
+            .headers()
+            .get("content-length")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(len, Some(b.len().to_string()));
+        assert_eq!(mounted(d), 1, "mounted twice");
+    }
+    assert_eq!(common::uploads_into_tcr(&emu.handle, &d1), 1);
+    assert_eq!(common::uploads_into_tcr(&emu.handle, &d2), 1);
+}

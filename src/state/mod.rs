@@ -211,6 +211,19 @@ impl StateStore {
         self.settle(b.members_and_values(set, keys).await)
     }
 
+    /// Push `value` at the head of the list at `key`, keeping its first `cap` entries (the
+    /// newest), the list expiring `ttl` after the last push.
+    pub async fn list_push(&self, key: &str, value: &str, cap: usize, ttl: Duration) -> Shared<()> {
+        let b = self.backend()?;
+        self.settle(b.list_push(key, value, cap, ttl).await)
+    }
+
+    /// The entries of the list at `key`, newest first.
+    pub async fn list_all(&self, key: &str) -> Shared<Vec<String>> {
+        let b = self.backend()?;
+        self.settle(b.list_all(key).await)
+    }
+
     /// Remove `member` from the ordered set at `key`.
     pub async fn set_remove(&self, key: &str, member: &str) -> Shared<()> {
         let b = self.backend()?;

@@ -22,6 +22,11 @@ const ZADD_CAPPED: &str = "redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) \
     if n > tonumber(ARGV[3]) then redis.call('ZREMRANGEBYRANK', KEYS[1], 1, n - tonumber(ARGV[3])) end \
     redis.call('PEXPIRE', KEYS[1], ARGV[4]) return n";
 
+/// Pushes ARGV[1] at the head of a list, keeps its first ARGV[2] entries and sets its expiry.
+const LPUSH_CAPPED: &str = "redis.call('LPUSH', KEYS[1], ARGV[1]) \
+    redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1) \
+    redis.call('PEXPIRE', KEYS[1], ARGV[3]) return 1";
+
 /// A member's heartbeat in an ordered set scored by time: ARGV[2] is scored now (ARGV[1] ms),
 /// members older than ARGV[3] ms are dropped, and the live ones come back (oldest first).
 const BEAT: &str = "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) \
@@ -135,6 +140,23 @@ impl RedisStore {
 
     pub(super) async fn set_members(&self, key: &str) -> Result<Vec<String>, String> {
         self.run(redis::cmd("ZRANGE").arg(key).arg(0).arg(-1)).await
+    }
+
+    pub(super) async fn list_push(
+        &self,
+        key: &str,
+        value: &str,
+        cap: usize,
+        ttl: Duration,
+    ) -> Result<(), String> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(LPUSH_CAPPED).arg(1).arg(key);
+        cmd.arg(value).arg(cap.max(1)).arg(ms(ttl));
+        self.run::<i64>(&cmd).await.map(|_| ())
+    }
+
+    pub(super) async fn list_all(&self, key: &str) -> Result<Vec<String>, String> {
+        self.run(redis::cmd("LRANGE").arg(key).arg(0).arg(-1)).await
     }
 
     pub(super) async fn set_remove(&self, key: &str, member: &str) -> Result<(), String> {

@@ -283,6 +283,23 @@ pub fn uploads_into_tcr(emu: &EmulatorHandle, digest: &tcr_adapter::oci::Digest)
         .count()
 }
 
+/// Mounts of `digest` into `repo` that reached TCR.
+pub fn mounts_into_tcr(
+    emu: &EmulatorHandle,
+    repo: &str,
+    digest: &tcr_adapter::oci::Digest,
+) -> usize {
+    let prefix = format!("/v2/{repo}/blobs/uploads/?mount=");
+    let (raw, encoded) = (digest.as_str(), digest.as_str().replace(':', "%3A"));
+    emu.state
+        .journal
+        .entries()
+        .iter()
+        .filter(|j| j.method == "POST" && j.target.starts_with(&prefix))
+        .filter(|j| j.target.contains(&encoded) || j.target.contains(raw))
+        .count()
+}
+
 /// `repo:tag` is in TCR with every blob its (OCI or Docker) manifest references, each read back
 /// straight from the emulator by digest; how many blobs.
 pub async fn assert_image_in_tcr(emu: &EmulatorHandle, repo: &str, tag: &str) -> usize {

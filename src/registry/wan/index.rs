@@ -113,6 +113,22 @@ impl BlobIndex {
         self.state.learn(digest, repo, size, false).await
     }
 
+    /// A manifest referencing `blobs` (config first, then layers) was pushed into `repo`.
+    pub async fn note_manifest(&self, repo: &RepoName, blobs: &[(Digest, Option<u64>)]) {
+        let layers: Vec<Digest> = blobs.iter().skip(1).map(|(d, _)| d.clone()).collect();
+        self.state.note_layers(repo, &layers).await
+    }
+
+    /// The layers of the last manifest pushed into `repo`.
+    pub async fn layers_of(&self, repo: &RepoName) -> Vec<Digest> {
+        self.state.layers_of(repo).await
+    }
+
+    /// The layers of `namespace`'s latest manifests, newest first.
+    pub async fn recent_layers(&self, namespace: &str) -> Vec<Vec<Digest>> {
+        self.state.recent_layers(namespace).await
+    }
+
     pub async fn lookup(&self, digest: &Digest) -> Blob {
         self.state.lookup(digest).await
     }

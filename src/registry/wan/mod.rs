@@ -251,10 +251,14 @@ pub async fn after_send(
         }
         (Endpoint::Manifest { .. }, &Method::PUT) => {
             let blobs = manifest.map(referenced_blobs).unwrap_or_default();
-            front.wan.ahead.mounts.note_manifest(repo, &blobs);
-            for (d, size) in blobs {
-                index.learn_hint(&d, repo, size).await;
-            }
+            // Independent of each other: one round trip's wait on a shared store, not five.
+            let learned = blobs
+                .iter()
+                .map(|(d, size)| index.learn_hint(d, repo, *size));
+            futures_util::join!(
+                index.note_manifest(repo, &blobs),
+                futures_util::future::join_all(learned),
+            );
             index.release_claims_of(repo).await;
         }
         _ => {}

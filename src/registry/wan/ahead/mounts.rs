@@ -17,77 +17,42 @@ use super::{settled, spawn, Ahead, BlobAsk};
 use crate::oci::{Digest, RepoName};
 use crate::registry::wan::answers::found;
 use crate::registry::wan::calls::{Caller, Calls, Mounted};
+use crate::registry::wan::state::RECENT_MANIFESTS;
 use crate::registry::RegistryFront;
 
-/// Repositories whose last manifest's layers are remembered.
-const REPOSITORIES: usize = 16_384;
 /// A mount made ahead that no HEAD came for is forgotten after this long.
 const KEEP: Duration = Duration::from_secs(600);
 /// Other repositories that must have a layer for it to count as a base layer.
 const SHARED_BY: usize = 2;
-/// The last manifests of a namespace that must all reference a layer for it to be mounted into
-/// a new image of that namespace on a guess ([`bases_for_new_image`]).
-const BASE_EVIDENCE: usize = 3;
 
 type Key = (RepoName, Digest);
 
-/// The layers of the last manifest pushed into each repository, and mounts made ahead.
+/// Mounts made ahead, by target repository and layer. What they are guessed from — the layers
+/// of the manifests pushed lately — is the room's state (`WanState::note_layers`), which
+/// replicas sharing a store share.
 #[derive(Default)]
 pub struct Mounts {
-    layers: dashmap::DashMap<RepoName, Vec<Digest>>,
-    /// The layers of the last [`BASE_EVIDENCE`] manifests pushed into each namespace.
-    recent: dashmap::DashMap<String, std::collections::VecDeque<Vec<Digest>>>,
     pending: dashmap::DashMap<Key, (Instant, Ahead<Option<u64>>)>,
 }
 
-impl Mounts {
-    /// A manifest referencing `blobs` (config first, then layers) was pushed into `repo`.
-    pub fn note_manifest(&self, repo: &RepoName, blobs: &[(Digest, Option<u64>)]) {
-        if self.layers.len() >= REPOSITORIES && !self.layers.contains_key(repo) {
-            let some = self.layers.iter().next().map(|e| e.key().clone());
-            if let Some(old) = some {
-                self.layers.remove(&old);
-            }
-        }
-        let layers: Vec<Digest> = blobs.iter().skip(1).map(|(d, _)| d.clone()).collect();
-        if self.recent.len() >= REPOSITORIES && !self.recent.contains_key(repo.namespace()) {
-            self.recent.clear();
-        }
-        let mut recent = self.recent.entry(repo.namespace().to_string()).or_default();
-        if recent.len() >= BASE_EVIDENCE {
-            recent.pop_front();
-        }
-        recent.push_back(layers.clone());
-        drop(recent);
-        self.layers.insert(repo.clone(), layers);
+/// The layers every one of `recent` (a namespace's latest manifests, at least two) references,
+/// in their order.
+fn bases(recent: &[Vec<Digest>]) -> Vec<Digest> {
+    match recent.split_first() {
+        Some((first, rest)) if !rest.is_empty() => first
+            .iter()
+            .filter(|d| rest.iter().all(|m| m.contains(d)))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
     }
+}
 
-    /// The layers every one of the last [`BASE_EVIDENCE`] manifests of `namespace` references
-    /// (none while fewer than two are known), in their order.
-    fn bases(&self, namespace: &str) -> Vec<Digest> {
-        let Some(recent) = self.recent.get(namespace) else {
-            return Vec::new();
-        };
-        let all: Vec<&Vec<Digest>> = recent.iter().collect();
-        match all.split_first() {
-            Some((first, rest)) if !rest.is_empty() => first
-                .iter()
-                .filter(|d| rest.iter().all(|m| m.contains(d)))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// The base layers that follow `digest` in `source`'s last manifest.
-    fn following(&self, source: &RepoName, digest: &Digest) -> Vec<Digest> {
-        let Some(layers) = self.layers.get(source) else {
-            return Vec::new();
-        };
-        match layers.iter().position(|d| d == digest) {
-            Some(at) => layers[at + 1..].to_vec(),
-            None => Vec::new(),
-        }
+/// The layers that follow `digest` in `layers` (a manifest's).
+fn following(layers: &[Digest], digest: &Digest) -> Vec<Digest> {
+    match layers.iter().position(|d| d == digest) {
+        Some(at) => layers[at + 1..].to_vec(),
+        None => Vec::new(),
     }
 }
 
@@ -125,7 +90,7 @@ pub async fn mount_following(front: &web::Data<RegistryFront>, ask: &BlobAsk<'_>
     };
     let m = &front.wan.ahead.mounts;
     m.pending.retain(|_, (at, _)| at.elapsed() < KEEP);
-    for layer in m.following(&source, digest) {
+    for layer in following(&index.layers_of(&source).await, digest) {
         let (others, size) = index.sources(&layer, target).await;
         let key = (target.clone(), layer.clone());
         if others.len() < SHARED_BY
@@ -192,8 +157,8 @@ fn start_mount(
 }
 
 /// A pusher's manifest HEAD in `target` was answered "absent" (a new image): the layers that
-/// every one of the last [`BASE_EVIDENCE`] (at least two) manifests pushed into its namespace
-/// through this process share, and that at least [`SHARED_BY`] repositories have (the
+/// every one of the last [`RECENT_MANIFESTS`] (at least two) manifests pushed into its
+/// namespace through the adapter (any replica sharing the store) share, and that at least [`SHARED_BY`] repositories have (the
 /// namespace's base layers in a migration built on one base), are mounted into `target` while
 /// Harbor uploads the image's config; the HEADs that come for them find them there. The image
 /// may be built on another base: the guess then leaves unreferenced blobs in `target` (TCR's
@@ -207,7 +172,9 @@ pub async fn bases_for_new_image(
         return;
     };
     let m = &front.wan.ahead.mounts;
-    let bases = m.bases(target.namespace());
+    let recent = index.recent_layers(target.namespace()).await;
+    let recent = &recent[..recent.len().min(RECENT_MANIFESTS)];
+    let bases = bases(recent);
     if bases.is_empty()
         || !crate::registry::wan::dedup::may_write(front, client, target, grant).await
     {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use tokio::sync::watch;
 
-use super::{Blob, Fut, UploadMark, Waited, WanState};
+use super::{Blob, Fut, UploadMark, Waited, WanState, LAYER_MEMORY, RECENT_MANIFESTS};
 use crate::oci::{Digest, RepoName};
 
 /// Repositories remembered per digest.
@@ -61,6 +61,11 @@ pub struct LocalState {
     streaks: dashmap::DashMap<String, u32>,
     /// Per (owner, upstream namespace), when TCR last accepted a write of the owner's there.
     pushed: dashmap::DashMap<(String, String), Instant>,
+    /// The layers of the last manifest pushed into each repository.
+    layers: dashmap::DashMap<RepoName, Vec<Digest>>,
+    /// The layers of the last [`RECENT_MANIFESTS`] manifests pushed into each namespace,
+    /// newest first.
+    recent: dashmap::DashMap<String, VecDeque<Vec<Digest>>>,
 }
 
 impl LocalState {
@@ -73,6 +78,8 @@ impl LocalState {
             sources_of: dashmap::DashMap::new(),
             streaks: dashmap::DashMap::new(),
             pushed: dashmap::DashMap::new(),
+            layers: dashmap::DashMap::new(),
+            recent: dashmap::DashMap::new(),
         }
     }
 
@@ -310,6 +317,35 @@ impl WanState for LocalState {
 
     fn source_hint<'a>(&'a self, owner: &'a str) -> Fut<'a, Option<RepoName>> {
         now(self.sources_of.get(owner).map(|s| s.value().clone()))
+    }
+
+    fn note_layers<'a>(&'a self, repo: &'a RepoName, layers: &'a [Digest]) -> Fut<'a, ()> {
+        if self.layers.len() >= LAYER_MEMORY && !self.layers.contains_key(repo) {
+            let some = self.layers.iter().next().map(|e| e.key().clone());
+            if let Some(old) = some {
+                self.layers.remove(&old);
+            }
+        }
+        if self.recent.len() >= LAYER_MEMORY && !self.recent.contains_key(repo.namespace()) {
+            self.recent.clear();
+        }
+        let mut recent = self.recent.entry(repo.namespace().to_string()).or_default();
+        recent.truncate(RECENT_MANIFESTS - 1);
+        recent.push_front(layers.to_vec());
+        drop(recent);
+        self.layers.insert(repo.clone(), layers.to_vec());
+        now(())
+    }
+
+    fn layers_of<'a>(&'a self, repo: &'a RepoName) -> Fut<'a, Vec<Digest>> {
+        now(self.layers.get(repo).map(|l| l.clone()).unwrap_or_default())
+    }
+
+    fn recent_layers<'a>(&'a self, namespace: &'a str) -> Fut<'a, Vec<Vec<Digest>>> {
+        let recent = self.recent.get(namespace);
+        now(recent
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     fn pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, ()> {

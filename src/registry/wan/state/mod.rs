@@ -1,7 +1,8 @@
 //! The WAN machinery's shared state, behind one seam: where blobs are known to exist in TCR,
 //! which are being uploaded or about to be (claims), how TCR has been answering each caller's
-//! questions about new blobs (streaks), where each caller's mounts came from lately, and which
-//! namespaces each caller has pushed into lately. Everything else the room keeps (parked
+//! questions about new blobs (streaks), where each caller's mounts came from lately, which
+//! namespaces each caller has pushed into lately, and the layers of the manifests pushed lately
+//! (what mounts made ahead are guessed from). Everything else the room keeps (parked
 //! sessions, background checks, pipelined jobs, the spool) holds live connections or files and
 //! stays in the process that made it.
 //!
@@ -17,6 +18,11 @@ use futures_util::future::BoxFuture;
 
 use crate::oci::{Digest, RepoName};
 use crate::upstream::BasicAuth;
+
+/// How many of a namespace's latest manifests are remembered ([`WanState::recent_layers`]).
+pub const RECENT_MANIFESTS: usize = 3;
+/// Repositories (and namespaces) whose last manifests' layers are remembered in a process.
+pub const LAYER_MEMORY: usize = 16_384;
 
 /// A state call's answer, later.
 pub type Fut<'a, T> = BoxFuture<'a, T>;
@@ -106,6 +112,15 @@ pub trait WanState: Send + Sync {
     /// `owner`'s mount from `source` succeeded; where its mounts came from lately.
     fn note_source<'a>(&'a self, owner: &'a str, source: &'a RepoName) -> Fut<'a, ()>;
     fn source_hint<'a>(&'a self, owner: &'a str) -> Fut<'a, Option<RepoName>>;
+
+    /// A manifest listing `layers` (in order, the config left out) was pushed into `repo`:
+    /// remembered as `repo`'s last layers and as one of its namespace's latest manifests.
+    fn note_layers<'a>(&'a self, repo: &'a RepoName, layers: &'a [Digest]) -> Fut<'a, ()>;
+    /// The layers of the last manifest pushed into `repo` (none known: empty).
+    fn layers_of<'a>(&'a self, repo: &'a RepoName) -> Fut<'a, Vec<Digest>>;
+    /// The layers of the last [`RECENT_MANIFESTS`] manifests pushed into `namespace`, newest
+    /// first.
+    fn recent_layers<'a>(&'a self, namespace: &'a str) -> Fut<'a, Vec<Vec<Digest>>>;
 
     /// TCR accepted a write by `owner` into upstream namespace `namespace`; whether it has
     /// done so within the state's memory of pushes (see `local::PUSHED_TTL`).

@@ -12,7 +12,11 @@
 //! repository learned first), `wan:blob:<digest>:size`, `wan:flight:<digest>` (a claim or an
 //! upload in flight: `claim <ms> <repo>` / `upload <asked> <repo>`), `wan:claims:<repo>` (the
 //! digests a repository claimed), `wan:streak:<owner>`, `wan:source:<owner>`,
-//! `wan:pushed:<owner>:<namespace>`. Owners are credential fingerprints; nothing logs in.
+//! `wan:pushed:<owner>:<namespace>`, `wan:layers:<repo>` and `wan:recent:<namespace>`
+//! ([`layers`]); the channel `wan:ends` carries the digests of flights that ended (waiters on
+//! every replica look again at once). Owners are credential fingerprints; nothing logs in.
+
+mod layers;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -579,6 +583,18 @@ impl WanState for RedisState {
             }
         }
         .boxed()
+    }
+
+    fn note_layers<'a>(&'a self, repo: &'a RepoName, layers: &'a [Digest]) -> Fut<'a, ()> {
+        self.note_layers_shared(repo, layers).boxed()
+    }
+
+    fn layers_of<'a>(&'a self, repo: &'a RepoName) -> Fut<'a, Vec<Digest>> {
+        self.layers_of_shared(repo).boxed()
+    }
+
+    fn recent_layers<'a>(&'a self, namespace: &'a str) -> Fut<'a, Vec<Vec<Digest>>> {
+        self.recent_layers_shared(namespace).boxed()
     }
 
     fn pushed<'a>(&'a self, owner: &'a str, namespace: &'a str) -> Fut<'a, ()> {
