@@ -81,13 +81,14 @@ impl Chunks {
         Some(s)
     }
 
-    fn insert(&self, key: Key, session: Arc<Session>) {
+    /// The session under `key`, opened now if there is none (sessions idle too long forgotten).
+    fn get_or_open(&self, key: Key, open: impl FnOnce() -> Arc<Session>) -> Arc<Session> {
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| {
             let at = *s.touched.lock().unwrap_or_else(|p| p.into_inner());
             at.elapsed() < IDLE
         });
-        map.insert(key, session);
+        map.entry(key).or_insert_with(open).clone()
     }
 
     fn remove(&self, key: &Key) -> Option<Arc<Session>> {
@@ -127,8 +128,7 @@ pub async fn intercept(
         (Method::PATCH, Some(s)) => patch(front, route, req, payload, &s).await,
         (Method::PATCH, None) => match content_range(req)? {
             Some((0, _)) => {
-                let s = open(front, route, grant, &up);
-                chunks.insert(key, s.clone());
+                let s = chunks.get_or_open(key, || open(front, route, grant, &up));
                 patch(front, route, req, payload, &s).await
             }
             _ => Ok(Intercept::Pass(payload)),
@@ -184,8 +184,16 @@ fn open(
     grant: &Grant,
     up: &RepoName,
 ) -> Arc<Session> {
-    let (tx, mut rx) = mpsc::channel::<Chunk>(CHANNEL_DEPTH);
-    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let (tx, rx) = mpsc::channel::<Chunk>(CHANNEL_DEPTH);
+    // A client that stops sending (and never ends or cancels the upload) does not hold TCR's
+    // connection open: after [`IDLE`] without a chunk the stream is broken off.
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        match tokio::time::timeout(IDLE, rx.recv()).await {
+            Ok(Some(chunk)) => Some((chunk, rx)),
+            Ok(None) => None,
+            Err(_) => Some((Err(std::io::Error::other("no chunk came")), rx)),
+        }
+    });
     let mut headers = HeaderMap::new();
     headers.insert(
         reqwest::header::CONTENT_TYPE,
