@@ -80,7 +80,10 @@ async fn chunk(
 
 async fn error_code(r: reqwest::Response) -> String {
     let v: serde_json::Value = r.json().await.expect("an OCI error body");
-    v["errors"][0]["code"].as_str().unwrap_or_default().to_string()
+    v["errors"][0]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Seven chunks through the adapter reach TCR as one streamed `PATCH` and one `PUT`; every
@@ -112,7 +115,11 @@ async fn a_chunked_upload_reaches_tcr_as_one_patch_and_one_put() {
         assert_eq!(common::header(&r, "range"), format!("0-{}", at - 1));
         loc = common::header(&r, "location");
     }
-    assert_eq!(at_tcr(&e, "PATCH", "/v2/chunks/app/"), 1, "one PATCH to TCR");
+    assert_eq!(
+        at_tcr(&e, "PATCH", "/v2/chunks/app/"),
+        1,
+        "one PATCH to TCR"
+    );
     assert_eq!(at_tcr(&e, "PUT", "/v2/chunks/app/"), 1, "one PUT to TCR");
     let r = e.get(&format!("/v2/{repo}/blobs/{d}"), &tok).await;
     assert_eq!(r.status(), 200);
@@ -134,7 +141,10 @@ async fn a_chunk_out_of_order_is_416_and_the_upload_goes_on() {
     let loc = common::header(&r, "location");
     let skipped = chunk(&e, (&loc, &tok), 2 * CHUNK, &data[2 * CHUNK..], None).await;
     assert_eq!(skipped.status(), 416, "a chunk past the end");
-    assert_eq!(common::header(&skipped, "range"), format!("0-{}", CHUNK - 1));
+    assert_eq!(
+        common::header(&skipped, "range"),
+        format!("0-{}", CHUNK - 1)
+    );
     assert_eq!(error_code(skipped).await, "RANGE_INVALID");
     let again = chunk(&e, (&loc, &tok), 0, &data[..CHUNK], None).await;
     assert_eq!(again.status(), 416, "an overlapping chunk");
@@ -142,7 +152,11 @@ async fn a_chunk_out_of_order_is_416_and_the_upload_goes_on() {
     assert_eq!(r.status(), 202);
     let loc = common::header(&r, "location");
     let r = chunk(&e, (&loc, &tok), 2 * CHUNK, &data[2 * CHUNK..], Some(&d)).await;
-    assert_eq!(r.status(), 201, "the upload completes after the refused chunks");
+    assert_eq!(
+        r.status(),
+        201,
+        "the upload completes after the refused chunks"
+    );
     let r = e.get(&format!("/v2/{repo}/blobs/{d}"), &tok).await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
 }
@@ -213,4 +227,27 @@ async fn a_streamed_upload_of_a_known_blob_is_mounted_at_its_put() {
     assert_eq!(at_tcr(&e, "PUT", "/v2/chunks-b/app/"), 0, "no PUT into two");
     let r = e.get(&format!("/v2/{two}/blobs/{d}"), &tok).await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
+}
+
+/// The digest is TCR's to verify at the final `PUT`: a wrong one is TCR's `DIGEST_INVALID`, and
+/// the blob is nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_digest_at_the_final_put_is_tcrs_refusal() {
+    let e = Env::default().await;
+    let repo = "chunks/digest";
+    let tok = e.token_to_push(&[repo]).await;
+    let data = layer(5, 2 * CHUNK + 7);
+    let wrong = Digest::sha256_of(b"something else");
+    let loc = start(&e, repo, &tok).await;
+    let r = chunk(&e, (&loc, &tok), 0, &data[..CHUNK], None).await;
+    assert_eq!(r.status(), 202);
+    let loc = common::header(&r, "location");
+    let r = chunk(&e, (&loc, &tok), CHUNK, &data[CHUNK..], Some(&wrong)).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "DIGEST_INVALID");
+    let right = Digest::sha256_of(&data);
+    for d in [&wrong, &right] {
+        let head = e.head(&format!("/v2/{repo}/blobs/{d}"), &tok).await;
+        assert_eq!(head.status(), 404, "{d} is not in {repo}");
+    }
 }

@@ -350,10 +350,7 @@ fn out_of_order(route: &Route, name: &RepoName, id: &str, received: u64) -> OciE
     )
     .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
     .with_header(LOCATION, &client_location(route, name, id))
-    .with_header(
-        actix_web::http::header::RANGE,
-        &range_value(received),
-    )
+    .with_header(actix_web::http::header::RANGE, &range_value(received))
 }
 
 fn session_answer(
