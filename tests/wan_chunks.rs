@@ -9,6 +9,8 @@
 mod common;
 #[path = "harbor/mod.rs"]
 mod harbor;
+#[path = "wan_support/mod.rs"]
+mod wan_support;
 
 use reqwest::Method;
 use tcr_adapter::oci::Digest;
@@ -249,5 +251,39 @@ async fn a_wrong_digest_at_the_final_put_is_tcrs_refusal() {
     for d in [&wrong, &right] {
         let head = e.head(&format!("/v2/{repo}/blobs/{d}"), &tok).await;
         assert_eq!(head.status(), 404, "{d} is not in {repo}");
+    }
+}
+
+/// Ten Harbor 2.9 jobs at once, 20 ms per TCR request, each copying an image whose 512 KiB base
+/// layer (four chunks) is shared: the job that claimed the base streams it, the others wait
+/// for that upload (the claim, then the in-flight mark over the stream's end) and mount it, so
+/// it crosses once, as one `PATCH`, and every repository reads it back intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_jobs_at_once_stream_a_shared_base_once() {
+    let e = Env::start(|ec| ec.faults.latency_ms = 20, |_| {}).await;
+    let base = layer(6, 512 << 10);
+    let bd = Digest::sha256_of(&base);
+    let gen = wan_support::Gen::V2_9 {
+        chunk: Some(128 << 10),
+    };
+    let repos: Vec<String> = (0..10).map(|i| format!("wave{}/app{i}", i % 2)).collect();
+    let owns: Vec<Vec<u8>> = (0..10).map(|i| layer(200 + i as u8, 2048)).collect();
+    let layers: Vec<[&[u8]; 2]> = owns.iter().map(|own| [&base[..], &own[..]]).collect();
+    let jobs = repos
+        .iter()
+        .zip(&layers)
+        .map(|(repo, layers)| wan_support::replicate(&e, gen, repo, layers));
+    let uploaded: usize = futures_util::future::join_all(jobs).await.into_iter().sum();
+    assert_eq!(
+        wan_support::uploads_of(&e, &bd),
+        1,
+        "the base crossed again"
+    );
+    assert_eq!(uploaded, 21, "1 base + 10 own layers + 10 configs");
+    assert_eq!(at_tcr(&e, "PATCH", "/v2/wave"), 1, "one streamed PATCH");
+    for repo in &repos {
+        let t = e.keys_token(&[&format!("repository:{repo}:pull")]).await;
+        let r = e.get(&format!("/v2/{repo}/blobs/{bd}"), &t).await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &base[..], "{repo}");
     }
 }
