@@ -121,6 +121,9 @@ pub struct WanConfig {
     /// once, and sent to TCR in the background; a manifest PUT is forwarded only when TCR has
     /// every blob it references.
     pub pipeline: bool,
+    /// Without the pipeline: a chunked upload (Harbor 2.9's copy by chunk) goes to TCR as one
+    /// streamed `PATCH`, each chunk answered once it is queued; the final `PUT` is TCR's.
+    pub stream_chunks: bool,
     /// Where pipelined blobs wait for their upload (emptied at start). Empty: a directory
     /// `tcr-adapter-spool` in the system's temporary directory.
     pub spool_dir: String,
@@ -146,6 +149,7 @@ impl Default for WanConfig {
             dedup: true,
             dedup_entries: 100_000,
             pipeline: false,
+            stream_chunks: true,
             spool_dir: String::new(),
             spool_max_bytes: 8 << 30,
             max_parallel_uploads: 4,

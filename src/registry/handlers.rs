@@ -4,8 +4,9 @@
 //! (catalog, tag deletes) → make sure the namespace exists before a first write → plan the
 //! upstream call ([`Plan`]) → send it with the retry policy → follow or relay a redirect →
 //! shape the response ([`respond`]). The WAN room ([`wan`]) is called at its named steps: a blob
-//! HEAD it may answer, `before_send`, the manifest's `commit_point`, the `upload_mark` of an
-//! upload in flight, and `after_send` with TCR's answer. The Harbor API front takes the same steps with its own
+//! HEAD it may answer, `before_send`, the `upload_mark` of an upload in flight (taken
+//! before a streamed chunked upload is ended), `stream_chunks`, the manifest's `commit_point`,
+//! and `after_send` with TCR's answer. The Harbor API front takes the same steps with its own
 //! typed names (`crate::harbor_api`).
 
 use actix_web::http::Method;
@@ -27,7 +28,7 @@ pub async fn dispatch(
     front: web::Data<RegistryFront>,
     auth: web::Data<AuthService>,
 ) -> Result<HttpResponse, OciError> {
-    let route = Route::parse(&req, &front)?;
+    let mut route = Route::parse(&req, &front)?;
     let grant = route.authorize(&req, &auth).await?;
     let payload = match wan::elsewhere(&front, &route, &req, payload).await? {
         Intercept::Answered(answer) => return Ok(answer),
@@ -40,10 +41,14 @@ pub async fn dispatch(
         Intercept::Answered(answer) => return Ok(answer),
         Intercept::Pass(payload) => payload,
     };
+    let _in_flight = wan::upload_mark(&front, &route).await;
+    let payload = match wan::stream_chunks(&front, &mut route, &grant, &req, payload).await? {
+        Intercept::Answered(answer) => return Ok(answer),
+        Intercept::Pass(payload) => payload,
+    };
     route.ensure_namespace(&front, &grant).await?;
     let mut plan = Plan::new(&req, payload, &route, &front, &grant).await?;
     wan::commit_point(&front, &route, plan.manifest.as_deref()).await?;
-    let _in_flight = wan::upload_mark(&front, &route).await;
     let resp = plan.send(&front, &route, &grant).await?;
     let resp =
         super::redirect::resolve(&front, &route.endpoint, &route.method, &plan.headers, resp)

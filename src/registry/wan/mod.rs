@@ -6,6 +6,7 @@
 //! | [`head`] | a blob `HEAD`, before it is relayed | answer it from what the room knows: a mount, an upload on its way, "absent" ahead of TCR |
 //! | [`before_send`] | every request, before it is planned | answer it here (pipelined sessions, a parked session, a blob mounted at its last `PUT`) or let it go on |
 //! | [`upload_mark`] | an upload's last `PUT`, while it is sent | mark the blob in flight, so that HEADs elsewhere wait and mount |
+//! | [`stream_chunks`] | an upload's `PATCH`/`GET`/`PUT`, after `before_send` | stream a chunked upload to TCR as one `PATCH`, answering chunks here |
 //! | [`commit_point`] | a manifest `PUT`, before it is sent | wait until TCR has every blob the pipeline brought for it |
 //! | [`after_send`] | TCR's answer to a relayed request | learn where blobs are, who pushed where, how TCR answers |
 //! | [`scope_hint`] | a request's realm scopes | the repository a caller's mounts came from lately |
@@ -18,6 +19,7 @@
 mod ahead;
 mod answers;
 mod calls;
+mod chunks;
 mod dedup;
 pub mod fleet;
 mod index;
@@ -49,6 +51,9 @@ pub use state::{fingerprint, UploadMark, WanState};
 pub struct Wan {
     /// `wan.dedup`: where blobs are known to exist upstream (none: dedup off).
     pub index: Option<Arc<BlobIndex>>,
+    /// `wan.stream_chunks` without the pipeline: chunked uploads streamed to TCR as one `PATCH`
+    /// (none: off; see [`chunks`]).
+    chunks: Option<Arc<chunks::Chunks>>,
     /// `wan.pipeline`: pipelined uploads through a local spool (none: off).
     pub pipeline: Option<Arc<Pipeline>>,
     /// Replicas sharing a store (`[state] redis_url` with `wan.pipeline`): sessions held by
@@ -100,8 +105,11 @@ impl Wan {
             let _ = index.metrics().register(registry);
             Arc::new(index)
         });
+        let chunks = (wan.stream_chunks && pipeline.is_none() && fleet.is_none())
+            .then(|| Arc::new(chunks::Chunks::default()));
         Ok(Wan {
             index,
+            chunks,
             pipeline,
             fleet,
             ahead: Default::default(),
@@ -171,6 +179,19 @@ pub async fn before_send(
         Some(p) => pipeline::intercept((front, p), route, grant, req, payload).await,
         None => ahead::intercept(front, route, grant, payload).await,
     }
+}
+
+/// A chunked upload's requests (`wan.stream_chunks`): a chunk `PATCH` piped into one long
+/// `PATCH` to TCR and answered here; the final `PUT` ends it and goes on to where TCR's answer
+/// points (`route` is changed to say so). See [`chunks`].
+pub async fn stream_chunks(
+    front: &web::Data<RegistryFront>,
+    route: &mut Route,
+    grant: &Grant,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Intercept, OciError> {
+    chunks::intercept(front, route, grant, req, payload).await
 }
 
 /// While an upload's last `PUT` is in flight, a HEAD for the same blob elsewhere waits for it

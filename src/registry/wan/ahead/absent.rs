@@ -154,12 +154,16 @@ pub async fn intercept(
             };
             let place = (name, up, id.as_str());
             if front.wan.ahead.probes.found(up, &digest) {
+                crate::registry::wan::chunks::abandon(front, up, id);
                 let caller = Caller::of(grant);
                 let answer = dedup::drop_body(front, route, place, &digest, caller, payload);
                 return answer.await.map(Intercept::Answered);
             }
             match dedup::at_put(front, route, grant, place, &digest, payload).await {
-                Ok(answer) => return answer.map(Intercept::Answered),
+                Ok(answer) => {
+                    crate::registry::wan::chunks::abandon(front, up, id);
+                    return answer.map(Intercept::Answered);
+                }
                 Err(p) => payload = p,
             }
             super::parked::next_upload(front, (name, up), grant).await;
