@@ -29,13 +29,7 @@ fn layer(seed: u8, len: usize) -> Vec<u8> {
 
 /// Requests with `method` whose target contains `needle` that reached TCR.
 fn at_tcr(e: &Env, method: &str, needle: &str) -> usize {
-    e.emu
-        .state
-        .journal
-        .entries()
-        .iter()
-        .filter(|j| j.method == method && j.target.contains(needle))
-        .count()
+    common::requests_to_tcr(&e.emu, method, needle)
 }
 
 fn with_digest(location: &str, d: &Digest) -> String {

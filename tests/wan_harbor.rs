@@ -219,13 +219,7 @@ fn layer(seed: u8, len: usize) -> Vec<u8> {
 /// final chunk) or belongs to a session that ended with it counts its body; `PATCH`es are
 /// counted by the session they fed.
 fn requests_to_tcr(e: &Env, method: &str, needle: &str) -> usize {
-    e.emu
-        .state
-        .journal
-        .entries()
-        .iter()
-        .filter(|j| j.method == method && j.target.contains(needle))
-        .count()
+    common::requests_to_tcr(&e.emu, method, needle)
 }
 
 /// Upload requests that reached TCR for `digest` (monolithic `PUT`, or the final chunk's).

@@ -283,6 +283,16 @@ pub fn uploads_into_tcr(emu: &EmulatorHandle, digest: &tcr_adapter::oci::Digest)
         .count()
 }
 
+/// Requests with `method` whose target contains `needle` that reached TCR.
+pub fn requests_to_tcr(emu: &EmulatorHandle, method: &str, needle: &str) -> usize {
+    emu.state
+        .journal
+        .entries()
+        .iter()
+        .filter(|j| j.method == method && j.target.contains(needle))
+        .count()
+}
+
 /// Mounts of `digest` into `repo` that reached TCR.
 pub fn mounts_into_tcr(
     emu: &EmulatorHandle,

@@ -399,19 +399,11 @@ fn content_range(req: &HttpRequest) -> Result<Option<(u64, u64)>, OciError> {
         )
         .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
     };
-    let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s
-        .strip_prefix("bytes ")
-        .or_else(|| s.strip_prefix("bytes="))
-        .unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let a: u64 = a.trim().parse().map_err(|_| bad())?;
-    let b: u64 = b.trim().parse().map_err(|_| bad())?;
-    if b < a {
-        return Err(bad());
-    }
-    Ok(Some((a, b)))
+    v.to_str()
+        .ok()
+        .and_then(crate::oci::parse_content_range)
+        .map(Some)
+        .ok_or_else(bad)
 }
 
 /// The final `PUT` goes where TCR's answer to the long `PATCH` points: its session id and
