@@ -149,7 +149,7 @@ impl Default for WanConfig {
             dedup: true,
             dedup_entries: 100_000,
             pipeline: false,
-            stream_chunks: true,
+            stream_chunks: false,
             spool_dir: String::new(),
             spool_max_bytes: 8 << 30,
             max_parallel_uploads: 4,

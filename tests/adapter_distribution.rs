@@ -88,6 +88,7 @@ async fn harbor_chunks_stream_into_distribution_2_8() {
     let (emu, _guard, dist_url) = distribution_behind_realm(tmp.path()).await;
     let mut cfg = common::adapter_config(&emu.handle);
     cfg.tcr.registry_url = dist_url;
+    cfg.wan.stream_chunks = true;
     let adapter = app::start(cfg, clock::system()).await.unwrap();
     let base = format!("http://{}", adapter.addr);
     let (user, pass) = common::instance_credentials(&emu.handle);

@@ -89,9 +89,6 @@ fn the_deployment_environment_is_a_valid_adapter_configuration() {
     assert_eq!(cfg.namespaces.allow, vec!["team-*", "ops"]);
     assert!(cfg.namespaces.dry_run);
     assert!(!cfg.auth.signing_key.is_empty() && !cfg.auth.sealing_key.is_empty());
-    // Several pods behind a Service: a chunked upload's requests may reach different pods, so
-    // chunks are not streamed (each is relayed, and its state travels in the Location).
-    assert!(!cfg.wan.stream_chunks);
 
     // Probes hit the adapter's own health routes on the named port the Service targets.
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
@@ -241,22 +238,4 @@ fn a_bundled_redis_is_the_replicas_shared_store_and_an_existing_one_comes_from_a
         .unwrap()
         .iter()
         .any(|e| e["name"] == "TCR_ADAPTER__STATE__REDIS_URL"));
-}
-
-#[test]
-fn one_replica_streams_chunked_uploads_and_several_do_not() {
-    let streams = |replicas: u64| {
-        let mut v = values();
-        v["replicaCount"] = json!(replicas);
-        let docs = render(v);
-        let deploy = kind(&docs, "Deployment");
-        let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .unwrap()
-            .clone();
-        !env.iter()
-            .any(|e| e["name"] == "TCR_ADAPTER__WAN__STREAM_CHUNKS" && e["value"] == "false")
-    };
-    assert!(streams(1), "one pod: the default (streamed) stands");
-    assert!(!streams(2), "two pods behind a Service: off");
 }

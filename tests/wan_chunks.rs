@@ -1,4 +1,4 @@
-//! Harbor 2.9's copy by chunk through the adapter's defaults (`wan.stream_chunks`, issue 24):
+//! Harbor 2.9's copy by chunk through the adapter with `wan.stream_chunks` on (issue 24; off by default):
 //! `POST`, `PATCH` chunks with `Content-Range` and `Content-Length`, the last chunk in the final
 //! `PUT ?digest=` (goharbor/harbor v2.9.5 `src/pkg/registry/client.go` `PushBlobChunk`,
 //! `src/controller/replication/transfer/image/transfer.go` `copyBlobByChunk`). The adapter
@@ -87,7 +87,7 @@ async fn error_code(r: reqwest::Response) -> String {
 /// with `204`, and the blob reads back byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunked_upload_reaches_tcr_as_one_patch_and_one_put() {
-    let e = Env::default().await;
+    let e = streaming().await;
     let repo = "chunks/app";
     let tok = e.token_to_push(&[repo]).await;
     let data = layer(1, 7 * CHUNK - 100);
@@ -126,7 +126,7 @@ async fn a_chunked_upload_reaches_tcr_as_one_patch_and_one_put() {
 /// range received; the upload goes on from there and completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_out_of_order_is_416_and_the_upload_goes_on() {
-    let e = Env::default().await;
+    let e = streaming().await;
     let repo = "chunks/order";
     let tok = e.token_to_push(&[repo]).await;
     let data = layer(2, 3 * CHUNK);
@@ -162,7 +162,11 @@ async fn a_chunk_out_of_order_is_416_and_the_upload_goes_on() {
 /// BLOB_UPLOAD_UNKNOWN`; nothing of the blob is visible; a new upload can start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_failure_mid_stream_fails_the_session() {
-    let e = Env::start(|ec| ec.faults.max_body_bytes = 3 * CHUNK as u64, |_| {}).await;
+    let e = Env::start(
+        |ec| ec.faults.max_body_bytes = 3 * CHUNK as u64,
+        |c| c.wan.stream_chunks = true,
+    )
+    .await;
     let repo = "chunks/broken";
     let tok = e.token_to_push(&[repo]).await;
     let data = layer(3, 12 * CHUNK);
@@ -197,7 +201,7 @@ async fn an_upstream_failure_mid_stream_fails_the_session() {
 /// only once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_upload_of_a_known_blob_is_mounted_at_its_put() {
-    let e = Env::default().await;
+    let e = streaming().await;
     let (one, two) = ("chunks-a/app", "chunks-b/app");
     let tok = e.token_to_push(&[one, two]).await;
     let data = layer(4, 3 * CHUNK);
@@ -229,7 +233,7 @@ async fn a_streamed_upload_of_a_known_blob_is_mounted_at_its_put() {
 /// the blob is nowhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_digest_at_the_final_put_is_tcrs_refusal() {
-    let e = Env::default().await;
+    let e = streaming().await;
     let repo = "chunks/digest";
     let tok = e.token_to_push(&[repo]).await;
     let data = layer(5, 2 * CHUNK + 7);
@@ -254,7 +258,11 @@ async fn a_wrong_digest_at_the_final_put_is_tcrs_refusal() {
 /// it crosses once, as one `PATCH`, and every repository reads it back intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_jobs_at_once_stream_a_shared_base_once() {
-    let e = Env::start(|ec| ec.faults.latency_ms = 20, |_| {}).await;
+    let e = Env::start(
+        |ec| ec.faults.latency_ms = 20,
+        |c| c.wan.stream_chunks = true,
+    )
+    .await;
     let base = layer(6, 512 << 10);
     let bd = Digest::sha256_of(&base);
     let gen = wan_support::Gen::V2_9 {
@@ -280,4 +288,10 @@ async fn ten_jobs_at_once_stream_a_shared_base_once() {
         let r = e.get(&format!("/v2/{repo}/blobs/{bd}"), &t).await;
         assert_eq!(r.bytes().await.unwrap().as_ref(), &base[..], "{repo}");
     }
+}
+
+/// The adapter with `wan.stream_chunks` on (off by default: a streamed session lives in one
+/// process).
+async fn streaming() -> Env {
+    Env::start(|_| {}, |c| c.wan.stream_chunks = true).await
 }

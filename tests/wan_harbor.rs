@@ -335,8 +335,7 @@ async fn a_chunked_upload_of_a_known_layer_crosses_once() {
     let bd = Digest::sha256_of(&base);
     h.copy_image("chunk/one", &[&base], true).await;
     let patches = requests_to_tcr(&e, "PATCH", "/v2/chunk/");
-    // Seven chunks, streamed to TCR as one PATCH (`wan.stream_chunks`).
-    assert!(patches >= 1, "the first copy went by chunks: {patches}");
+    assert!(patches >= 6, "the first copy went by chunks: {patches}");
     let uploaded = h.copy_image("chunk/two", &[&base], true).await;
     assert_eq!(uploaded, 1, "only chunk/two's config went up");
     assert_eq!(uploads_of(&e, &bd), 1);
