@@ -92,6 +92,21 @@ async fn fleet_with(
     }
 }
 
+/// Two replicas sharing a Redis of their own, each reached directly (no balancer, no
+/// forwarding by repository: a request is served by the replica it is sent to).
+async fn direct_pair(emu: &EmulatorHandle) -> (common::Proc, Vec<AdapterHandle>) {
+    let redis_port = common::free_port();
+    let redis = common::redis_server(redis_port);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = common::adapter_config(emu);
+        cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
+        cfg.state.forward_by_repository = false;
+        replicas.push(common::start_adapter(cfg).await.0);
+    }
+    (redis, replicas)
+}
+
 /// Copy `repo:v1` (config, the two base layers, its own layer) as a Harbor 2.0 job through the
 /// balancer.
 async fn copy(lb: &str, repo: &str, base: &[&[u8]], own: &[u8]) {
@@ -413,15 +428,7 @@ async fn a_job_retried_on_another_replica_mounts_what_its_keys_pushed_through_th
     emu.state.namespaces.create("team", false).unwrap();
     // Two replicas sharing Redis, each reached directly (its own token realm, so each exchanges
     // the keys for a credential of its own): the retry reaches the other one.
-    let redis_port = common::free_port();
-    let _redis = common::redis_server(redis_port);
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        let mut cfg = common::adapter_config(&emu);
-        cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
-        cfg.state.forward_by_repository = false;
-        replicas.push(common::start_adapter(cfg).await.0);
-    }
+    let (_redis, replicas) = direct_pair(&emu).await;
     let job = |i: usize| {
         Job::new(
             Gen::V2_0,
@@ -489,15 +496,7 @@ async fn a_job_retried_on_another_replica_mounts_what_its_keys_pushed_through_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_image_on_another_replica_has_the_namespace_base_layers_mounted_ahead() {
     let emu = common::start_emulator_with_namespaces(&[("nsb", false)]).await;
-    let redis_port = common::free_port();
-    let _redis = common::redis_server(redis_port);
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        let mut cfg = common::adapter_config(&emu.handle);
-        cfg.state.redis_url = Secret::new(format!("redis://127.0.0.1:{redis_port}/0"));
-        cfg.state.forward_by_repository = false;
-        replicas.push(common::start_adapter(cfg).await.0);
-    }
+    let (_redis, replicas) = direct_pair(&emu.handle).await;
     let (b1, b2) = (layer(80, 32 << 10), layer(81, 16 << 10));
     let (d1, d2) = (Digest::sha256_of(&b1), Digest::sha256_of(&b2));
     let first = format!("http://{}", replicas[0].addr);
