@@ -373,6 +373,9 @@ impl AdapterHandle {
 }
 
 /// Bind `cfg.server.listen` (port 0 picks a free port) and serve. Must run inside Tokio.
+/// How long the start waits for the upstream's challenge ([`UpstreamClient::warm_up`]).
+const WARM_UP: Duration = Duration::from_secs(2);
+
 pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHandle> {
     let listener = TcpListener::bind(cfg.server.listen)?;
     let addr = listener.local_addr()?;
@@ -384,6 +387,9 @@ pub async fn start(mut cfg: Config, clock: SharedClock) -> io::Result<AdapterHan
         _ => None,
     };
     let state = web::Data::new(AdapterState::new(cfg, clock)?);
+    // The upstream's auth challenge, learnt before the first client asks (bounded: an
+    // unreachable TCR does not hold the start back; the first request learns it then).
+    let _ = tokio::time::timeout(WARM_UP, state.upstream.warm_up()).await;
     let s = state.clone();
     let mut server = HttpServer::new(move || {
         App::new()

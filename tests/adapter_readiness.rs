@@ -70,3 +70,23 @@ async fn not_ready_when_the_data_plane_is_unreachable() {
     let why = body["checks"]["data_plane"].as_str().unwrap();
     assert!(why.contains(&dead), "{why}");
 }
+
+/// The adapter learns TCR's auth challenge (`GET /v2/`) as it starts, so the first client
+/// request after a start does not wait for it: one `GET /v2/` at start, none for the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_challenge_is_learnt_at_start_not_by_the_first_request() {
+    let env = Env::default().await;
+    assert_eq!(
+        base_probes(&env).await,
+        1,
+        "GET /v2/ asked once as it started"
+    );
+    let token = env.token(&["repository:warm/app:pull"]).await;
+    let status = env.head_manifest("warm/app", "v1", &token).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        base_probes(&env).await,
+        1,
+        "the first request asked no GET /v2/"
+    );
+}

@@ -66,6 +66,9 @@ async fn metric_reaches(e: &Env, tcr: &str, n: u64) -> bool {
 async fn after_three_absent_answers_the_next_new_blob_is_absent_ahead_and_one_tcr_has_is_not_sent_again(
 ) {
     let e = Env::default().await;
+    // A namespace that was there before the adapter (one it created itself counts as new:
+    // see the next test).
+    e.emu.state.namespaces.create("ahead", false).unwrap();
     // Blobs TCR has never seen, asked about through the adapter by a Harbor job: once the
     // credential has pushed into the namespace (its config), TCR says "absent" to it three times.
     let warm = [layer(1, 100), layer(2, 100), layer(9, 100)];
@@ -115,6 +118,78 @@ async fn after_three_absent_answers_the_next_new_blob_is_absent_ahead_and_one_tc
         metric_reaches(&e, "absent", 1).await,
         "the fourth new blob was not answered ahead of TCR"
     );
+}
+
+/// In a namespace the adapter created itself (it was not in TCR before the first push), a
+/// pusher's first question about a blob nobody has heard of is answered "absent" ahead of TCR,
+/// with no streak of TCR's "absent" before it; TCR asked in the background. Once TCR says such
+/// a blob is there (something else writes into the namespace), the namespace no longer counts
+/// as new: the next question goes to TCR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_namespace_the_adapter_created_the_first_new_blob_is_absent_ahead() {
+    let e = Env::default().await;
+    assert!(e.emu.state.namespaces.get("born").is_none());
+    let j = job(&e, Gen::V2_0);
+    j.push_blob("born/app", &layer(70, 100)).await;
+    assert!(
+        e.emu.state.namespaces.get("born").is_some(),
+        "the push created it"
+    );
+    let heads = |e: &Env| journal_count(e, "HEAD", "/v2/born/");
+    assert_eq!(heads(&e), 0);
+    let d = Digest::sha256_of(&layer(71, 1000));
+    assert!(!j.blob_exists("born/app", &d).await);
+    assert!(
+        metric_reaches(&e, "absent", 1).await,
+        "the first new blob was not answered ahead of TCR"
+    );
+    // TCR was asked once, in the background.
+    assert_eq!(heads(&e), 1);
+    // A blob pushed straight into TCR: the adapter says "absent" (it cannot know), TCR says
+    // "present" in the background...
+    let had = layer(72, 2000);
+    seed(&e, "born/other", &had).await;
+    assert!(!j.blob_exists("born/other", &Digest::sha256_of(&had)).await);
+    assert!(metric_reaches(&e, "present", 1).await);
+    // ...and from then on TCR answers: the next new blob's HEAD is relayed, not said ahead.
+    let d = Digest::sha256_of(&layer(73, 1000));
+    assert!(!j.blob_exists("born/app", &d).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(absent_ahead_metric(&e, "absent").await, 1);
+    assert_eq!(heads(&e), 3);
+}
+
+/// A pusher (its mounts through the adapter came from somewhere) asks about an image in a
+/// namespace it has not pushed into yet, one TCR has: sessions are parked there for the
+/// image's blobs once the namespace is known to exist, and its first upload takes one without a
+/// round trip. Before it has pushed anything, the same question parks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushers_first_image_in_a_namespace_new_to_it_finds_sessions_parked() {
+    let e = Env::default().await;
+    e.emu.state.namespaces.create("proj2", false).unwrap();
+    let posts = |e: &Env| journal_count(e, "POST", "/v2/proj2/");
+    let (status, _) = job(&e, Gen::V2_0).head_manifest("proj2/early", "v1").await;
+    assert_eq!(status, 404);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(posts(&e), 0, "a credential that never pushed parks nothing");
+    let base = layer(60, 32 << 10);
+    push_layers(&e, "proj1/a", &[&base, &layer(61, 100)]).await;
+    push_layers(&e, "proj1/b", &[&base, &layer(62, 100)]).await;
+    assert_eq!(mounts_into(&e, "proj1/b", &Digest::sha256_of(&base)), 1);
+    let j = job(&e, Gen::V2_0);
+    let (status, _) = j.head_manifest("proj2/app", "v1").await;
+    assert_eq!(status, 404);
+    assert!(
+        eventually(|| posts(&e) == 2).await,
+        "sessions parked in proj2: {} upload starts",
+        posts(&e)
+    );
+    let config = layer(63, 300);
+    j.push_blob("proj2/app", &config).await;
+    assert_eq!(posts(&e), 2, "the upload took a parked session");
+    let d = Digest::sha256_of(&config);
+    assert_eq!(uploads_of(&e, &d), 1);
+    assert_eq!(pull_blob(&e, "proj2/app", &d).await, config);
 }
 
 /// Replicate `repo:v1` made of `layers` (and a config) as Harbor 2.0 does; how many blobs it

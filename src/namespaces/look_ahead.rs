@@ -44,3 +44,18 @@ impl NamespaceProvisioner {
         });
     }
 }
+
+impl NamespaceProvisioner {
+    /// Whether `ns` is known to exist, once the look-ahead in flight for it (if any) has
+    /// finished. Nothing is asked of the cloud API here.
+    pub async fn known_after_look_ahead(&self, ns: &str) -> bool {
+        if self.is_known(ns) {
+            return true;
+        }
+        let lock = self.inflight.get(ns).map(|l| l.clone());
+        if let Some(lock) = lock {
+            drop(lock.lock().await);
+        }
+        self.is_known(ns)
+    }
+}

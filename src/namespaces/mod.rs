@@ -16,6 +16,7 @@
 mod acting;
 pub mod catalog;
 pub mod errors;
+mod fresh;
 mod listing;
 mod look_ahead;
 mod metrics;
@@ -67,6 +68,8 @@ pub struct NamespaceProvisioner {
     clock: SharedClock,
     /// Namespaces known to exist → expiry (ms since the epoch).
     known: DashMap<String, i64>,
+    /// Namespaces this process created → when (ms since the epoch; see [`fresh`]).
+    fresh: DashMap<String, i64>,
     /// One lock per namespace being ensured: one cloud call in flight per namespace.
     inflight: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     metrics: NamespaceMetrics,
@@ -84,6 +87,7 @@ impl NamespaceProvisioner {
             cloud: None,
             clock: clock::system(),
             known: DashMap::new(),
+            fresh: DashMap::new(),
             inflight: DashMap::new(),
             metrics: NamespaceMetrics::new(),
             before_create: RwLock::new(None),
@@ -482,6 +486,7 @@ impl NamespaceProvisioner {
             Ok(()) => {
                 self.audit_created(inst, ns, keys);
                 self.remember(ns);
+                self.note_created(ns);
                 Ok(Outcome::Created)
             }
             Err(e) if e.is_conflict() => {

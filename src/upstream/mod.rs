@@ -242,56 +242,6 @@ impl UpstreamClient {
         &self.base
     }
 
-    /// The upstream's challenge, learnt once from `GET /v2/` without credentials.
-    pub async fn challenge(&self) -> Result<Challenge, UpstreamError> {
-        if let Some(c) = self
-            .challenge
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            return Ok(c);
-        }
-        let url = format!("{}/v2/", self.base);
-        let mut attempt = 0;
-        let resp = loop {
-            attempt += 1;
-            let (cause, wait) = match self.http.get(&url).send().await {
-                Ok(r) if retryable_status(r.status().as_u16()) => {
-                    (r.status().as_str().to_string(), retry_after(r.headers()))
-                }
-                Ok(r) => break r,
-                Err(e) if attempt >= self.retry.attempts => return Err(unreachable(&url, &e)),
-                Err(_) => ("network".to_string(), None),
-            };
-            if !self.may_retry(&format!("challenge_{cause}"), Ok(()), attempt) {
-                return Err(UpstreamError::Unreachable {
-                    url,
-                    reason: format!("GET /v2/ answered {cause}"),
-                });
-            }
-            tokio::time::sleep(self.backoff(attempt, wait)).await;
-        };
-        let c = if resp.status() == StatusCode::UNAUTHORIZED {
-            resp.headers()
-                .get_all(reqwest::header::WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(challenge::parse)
-                .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
-                .unwrap_or(Challenge::None)
-        } else if resp.status().is_success() {
-            Challenge::None
-        } else {
-            return Err(UpstreamError::Unreachable {
-                url,
-                reason: format!("GET /v2/ answered {}", resp.status()),
-            });
-        };
-        *self.challenge.write().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-        Ok(c)
-    }
-
     /// Readiness: `GET /v2/` answers (any status but a 5xx) right now. Never cached.
     pub async fn probe(&self) -> Result<(), UpstreamError> {
         let url = format!("{}/v2/", self.base);

@@ -1,10 +1,12 @@
 //! "Absent" said ahead of TCR without the pipeline. A migration pushes image after image of
 //! blobs TCR has never seen: each one's HEAD is a round trip that only ever says "no". Once TCR
 //! has said "absent" to a caller's last [`STREAK`] questions about blobs the adapter had never
-//! heard of, the next such HEAD is answered "absent" at once (the blob claimed, as a relayed
-//! 404 claims it) while TCR is asked in the background, and an upload session is parked for the
-//! `POST` that follows. TCR saying "present" ends the streak: the caller's HEADs go to TCR
-//! again until it has said "absent" [`STREAK`] times more. A monolithic `PUT` of a blob TCR
+//! heard of, or at once in a namespace this process created lately (its repositories hold only
+//! what was pushed since: `namespaces::fresh`), the next such HEAD is answered "absent" at once
+//! (the blob claimed, as a relayed 404 claims it) while TCR is asked in the background, and an
+//! upload session is parked for the `POST` that follows. TCR saying "present" ends the streak
+//! and the namespace's freshness: the caller's HEADs go to TCR again until it has said
+//! "absent" [`STREAK`] times more. A monolithic `PUT` of a blob TCR
 //! turned out to have is answered without sending the bytes on (they are read and dropped);
 //! one that arrives before TCR's answer is sent, as the client asked (an upload of a blob TCR
 //! has is harmless: the same bytes under the same digest).
@@ -32,8 +34,9 @@ pub async fn absent_ahead(
     let (target, grant, digest) = (ask.target, ask.grant, ask.digest);
     let index = front.wan.index.as_ref()?;
     let (credential, owner) = caller(grant);
+    let fresh = front.namespaces.created_lately(target.namespace());
     if !ask.writer
-        || !index.expects_absent(owner.as_deref()).await
+        || !(fresh || index.expects_absent(owner.as_deref()).await)
         || !index.unheard_of(digest).await
     {
         return None;
@@ -77,6 +80,7 @@ pub fn check_absent(
                 .with_label_values(&[said])
                 .inc();
             if present == Some(true) {
+                f.namespaces.not_fresh(target.namespace());
                 index.learn(&digest, &target, None).await;
             }
             if let Some(present) = present {
@@ -117,7 +121,10 @@ pub async fn answered(
             }
             let (_, owner) = caller(grant);
             match status.as_u16() {
-                200 => index.told(owner.as_deref(), true).await,
+                200 => {
+                    front.namespaces.not_fresh(target.namespace());
+                    index.told(owner.as_deref(), true).await
+                }
                 404 => index.told(owner.as_deref(), false).await,
                 _ => {}
             }
@@ -146,7 +153,7 @@ pub async fn intercept(
     let mut payload = payload;
     match (&route.endpoint, &route.method) {
         (Endpoint::Manifest { name, .. }, &Method::HEAD) => {
-            super::park_for(front, (name, up), grant, super::SESSIONS_PER_IMAGE).await;
+            super::park_for_image(front, (name, up), grant).await;
         }
         (Endpoint::Upload { name, id }, &Method::PUT) => {
             let Some(digest) = route.upload_digest() else {

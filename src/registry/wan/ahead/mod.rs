@@ -28,7 +28,7 @@ use crate::registry::RegistryFront;
 use crate::registry::wan::dedup::BlobAsk;
 pub use absent::{absent_ahead, answered, check_absent, intercept};
 pub use mounts::{mount_following, mounted_ahead};
-pub use parked::{park_for, park_for_writer, take, Parked, SESSIONS_PER_BLOB, SESSIONS_PER_IMAGE};
+pub use parked::{park_for_image, park_for_writer, take, Parked, SESSIONS_PER_BLOB};
 pub use tokens::for_manifest_head as prefetch_for_manifest_head;
 
 /// What the front keeps of the work done ahead.

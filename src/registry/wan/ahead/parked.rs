@@ -68,7 +68,7 @@ pub fn park_for_writer(
     }
 }
 
-pub async fn park_for(
+pub(super) async fn park_for(
     front: &web::Data<RegistryFront>,
     (client, target): (&RepoName, &RepoName),
     grant: &Grant,
@@ -77,6 +77,46 @@ pub async fn park_for(
     if may_write(front, client, target, grant).await {
         park(front, target, grant, want);
     }
+}
+
+/// A manifest HEAD, the first thing Harbor asks about an image: [`SESSIONS_PER_IMAGE`] parked
+/// for its blobs when the caller may write `target` ([`may_write`]); or, for a pusher through
+/// this adapter lately elsewhere (its mounts have a source: writes TCR accepted from this
+/// credential) in a namespace new to it, once the namespace is known to exist (the look-ahead
+/// of the token before this HEAD) and the policy allows a push there. That is the first image
+/// of each job in a namespace new to the caller: Harbor replicating project after project.
+/// Nothing is widened: the sessions are opened with the caller's own credential, and TCR
+/// decides.
+pub async fn park_for_image(
+    front: &web::Data<RegistryFront>,
+    (client, target): (&RepoName, &RepoName),
+    grant: &Grant,
+) {
+    let (Some(index), (credential, owner)) = (front.wan.index.as_ref(), caller(grant)) else {
+        return;
+    };
+    let ns = target.namespace();
+    let elsewhere = credential.is_some()
+        && !index.has_pushed(owner.as_deref(), ns).await
+        && front.namespaces.policy().check(ns).is_ok()
+        && index.source_hint(owner.as_deref()).await.is_some();
+    if !elsewhere {
+        // Asked only here: `may_write` may wait for a session another job is opening.
+        if may_write(front, client, target, grant).await {
+            park(front, target, grant, SESSIONS_PER_IMAGE);
+        }
+        return;
+    }
+    let (front, target, grant) = (front.clone(), target.clone(), grant.clone());
+    actix_web::rt::spawn(async move {
+        if front
+            .namespaces
+            .known_after_look_ahead(target.namespace())
+            .await
+        {
+            park(&front, &target, &grant, SESSIONS_PER_IMAGE);
+        }
+    });
 }
 
 /// Have `want` sessions parked for the caller in `target`; each is cancelled if nobody takes

@@ -119,7 +119,7 @@ pub async fn intercept(
             None => return Ok(Intercept::Pass(payload)),
         },
         (Endpoint::Manifest { name, .. }, &Method::HEAD) => {
-            ahead::park_for(front, (name, up), grant, ahead::SESSIONS_PER_IMAGE).await;
+            ahead::park_for_image(front, (name, up), grant).await;
             return Ok(Intercept::Pass(payload));
         }
         (Endpoint::Blob { digest, .. }, &Method::DELETE) => {
