@@ -1,5 +1,6 @@
-//! Harbor 2.9's copy by chunk without a WAN round trip per chunk (`wan.stream_chunks`, on by
-//! default; without `wan.pipeline`, which spools chunks itself). Harbor sends a blob larger than
+//! Harbor 2.9's copy by chunk without a WAN round trip per chunk (`wan.stream_chunks`, off by
+//! default: a streamed session lives in this process, so a restart or another replica costs
+//! the blob's upload; without `wan.pipeline`, which spools chunks itself). Harbor sends a blob larger than
 //! `REPLICATION_CHUNK_SIZE` as `POST`, one `PATCH` per chunk with `Content-Range`, and a final
 //! `PUT ?digest=` carrying the last chunk. Relayed one by one, every chunk waits for TCR's
 //! answer. Here the session's first `PATCH` (range `0-…`) opens **one** `PATCH` to TCR whose
@@ -41,6 +42,8 @@ use crate::upstream::{Forward, ForwardBody};
 
 /// A session nobody has touched for this long is dropped (its stream to TCR aborted).
 const IDLE: Duration = Duration::from_secs(600);
+/// How long the final `PUT` waits for TCR's answer to the long `PATCH` once its body has ended.
+const FINAL_ANSWER: Duration = Duration::from_secs(300);
 
 type Key = (RepoName, String);
 type Chunk = Result<Bytes, std::io::Error>;
@@ -75,7 +78,8 @@ impl Drop for Stream {
 
 impl Chunks {
     fn get(&self, key: &Key) -> Option<Arc<Session>> {
-        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sweep(&mut map);
         let s = map.get(key)?.clone();
         *s.touched.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Some(s)
@@ -84,10 +88,7 @@ impl Chunks {
     /// The session under `key`, opened now if there is none (sessions idle too long forgotten).
     fn get_or_open(&self, key: Key, open: impl FnOnce() -> Arc<Session>) -> Arc<Session> {
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| {
-            let at = *s.touched.lock().unwrap_or_else(|p| p.into_inner());
-            at.elapsed() < IDLE
-        });
+        sweep(&mut map);
         map.entry(key).or_insert_with(open).clone()
     }
 
@@ -95,6 +96,15 @@ impl Chunks {
         let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(key)
     }
+}
+
+/// Sessions idle for [`IDLE`] are forgotten (their streams aborted as they drop), at every
+/// look into the map: a client that went away does not keep TCR's connection past that.
+fn sweep(map: &mut HashMap<Key, Arc<Session>>) {
+    map.retain(|_, s| {
+        let at = *s.touched.lock().unwrap_or_else(|p| p.into_inner());
+        at.elapsed() < IDLE
+    });
 }
 
 /// The upload session `id` in `up` will not be finished (its blob was mounted or found at the
@@ -163,14 +173,18 @@ pub async fn intercept(
             }
             chunks.remove(&key);
             drop(st.tx.take()); // the end of the long PATCH's body
-            let answer = settled(st.answer.clone()).await;
+            let answer = tokio::time::timeout(FINAL_ANSWER, settled(st.answer.clone())).await;
             match answer {
-                Some(Ok(location)) => {
+                Ok(Some(Ok(location))) => {
                     resume_at(route, &name, &location);
                     Ok(Intercept::Pass(payload))
                 }
-                Some(Err(why)) => Err(upload_unknown(&id, &why)),
-                None => Err(upload_unknown(&id, "the stream to TCR was abandoned")),
+                Ok(Some(Err(why))) => Err(upload_unknown(&id, &why)),
+                Ok(None) => Err(upload_unknown(&id, "the stream to TCR was abandoned")),
+                Err(_) => Err(upload_unknown(
+                    &id,
+                    "TCR did not answer the streamed upload",
+                )),
             }
         }
         _ => Ok(Intercept::Pass(payload)),
@@ -235,8 +249,9 @@ fn open(
                     .await
                     .unwrap_or_default();
                 let text = String::from_utf8_lossy(&text);
+                let text = crate::oci::excerpt(text.trim());
                 tracing::warn!(%status, body = %text, "TCR refused a streamed upload PATCH");
-                Err(format!("TCR answered {status}: {}", text.trim()))
+                Err(format!("TCR answered {status}: {text}"))
             }
         }
     });
