@@ -82,8 +82,9 @@ pub(super) async fn park_for(
 /// A manifest HEAD, the first thing Harbor asks about an image: [`SESSIONS_PER_IMAGE`] parked
 /// for its blobs when the caller may write `target` ([`may_write`]); or, for a pusher through
 /// this adapter lately elsewhere (its mounts have a source: writes TCR accepted from this
-/// credential) in a namespace new to it, once the namespace is known to exist (the look-ahead
-/// of the token before this HEAD) and the policy allows a push there. That is the first image
+/// credential) in a namespace new to it, once the namespace is known to exist (looked up with
+/// the keys `ensure` would use, joining the look-ahead of the token before this HEAD) and the
+/// policy allows a push there. That is the first image
 /// of each job in a namespace new to the caller: Harbor replicating project after project.
 /// Nothing is widened: the sessions are opened with the caller's own credential, and TCR
 /// decides.
@@ -109,11 +110,8 @@ pub async fn park_for_image(
     }
     let (front, target, grant) = (front.clone(), target.clone(), grant.clone());
     actix_web::rt::spawn(async move {
-        if front
-            .namespaces
-            .known_after_look_ahead(target.namespace())
-            .await
-        {
+        let ns = target.namespace();
+        if front.namespaces.known_to_exist(ns, &grant.identity).await {
             park(&front, &target, &grant, SESSIONS_PER_IMAGE);
         }
     });
