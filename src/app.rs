@@ -121,7 +121,8 @@ impl AdapterState {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let metrics = AdapterMetrics::new();
         let state = crate::state::StateStore::from_config(&cfg.state, &metrics.registry)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
+            .with_clock(clock.clone());
         let upstream = build_upstream(&cfg, &clock, &metrics)?;
         let api = build_api(&cfg, &clock, &metrics)?;
         let provisioner_keys = NamespaceProvisioner::provisioner_keys(&cfg.tcr);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use crate::clock::SharedClock;
 use crate::config::StateConfig;
 use redis_store::RedisStore;
 
@@ -46,6 +47,8 @@ struct Inner {
     prefix: String,
     health: Mutex<Health>,
     metrics: StateMetrics,
+    /// The time written into shared entries (claim and offer ages, heartbeats).
+    clock: SharedClock,
 }
 
 #[derive(Default)]
@@ -91,6 +94,21 @@ impl StateStore {
         Self::build(None, "tcr-adapter".into(), StateMetrics::new(registry))
     }
 
+    /// This store with `clock` as the time of what it writes (before it is shared: a store
+    /// already cloned keeps the system clock).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.clock = clock;
+        }
+        self
+    }
+
+    /// Milliseconds since the epoch by the store's clock: the time of entries other replicas
+    /// read (claim and offer ages, heartbeats).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
     /// The store `cfg` names (in-process when `redis_url` is empty). Connecting is lazy: a store
     /// that is not there yet at start is simply down until it answers.
     pub fn from_config(cfg: &StateConfig, registry: &prometheus::Registry) -> Result<Self, String> {
@@ -118,6 +136,7 @@ impl StateStore {
                 prefix,
                 health: Mutex::new(Health::default()),
                 metrics,
+                clock: crate::clock::system(),
             }),
         }
     }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{now_ms, Fleet};
+use super::Fleet;
 use crate::oci::{Digest, RepoName};
 
 /// How long the store remembers a job's end, and its offer.
@@ -72,7 +72,13 @@ impl Fleet {
         let key = self.offers_key(digest);
         let _ = self
             .store
-            .set_add(&key, &member, now_ms(), OFFERS_PER_DIGEST, JOB_TTL)
+            .set_add(
+                &key,
+                &member,
+                self.store.now_ms(),
+                OFFERS_PER_DIGEST,
+                JOB_TTL,
+            )
             .await;
         if let Some(o) = owner {
             let key = self.store.key(&["fleet", "writes", o, repo.namespace()]);

@@ -29,7 +29,7 @@ mod jobs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::oci::RepoName;
 use crate::state::StateStore;
@@ -72,13 +72,6 @@ struct Members {
     unreachable: HashMap<String, tokio::time::Instant>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Rendezvous weight of `replica` for `repo`.
 fn weight(replica: &str, repo: &str) -> [u8; 32] {
     let mut m = Vec::with_capacity(replica.len() + repo.len() + 1);
@@ -107,7 +100,7 @@ impl Fleet {
             tokio::spawn(async move {
                 loop {
                     let _ = store.set(&key, url.as_bytes(), ALIVE_TTL).await;
-                    let live = store.beat(&set, &member, now_ms(), ALIVE_TTL).await;
+                    let live = store.beat(&set, &member, store.now_ms(), ALIVE_TTL).await;
                     let live: Vec<(String, String)> = live
                         .unwrap_or_default()
                         .iter()

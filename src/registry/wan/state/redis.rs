@@ -20,7 +20,7 @@ mod layers;
 mod wait;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 
@@ -125,13 +125,6 @@ impl Flight {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Ends an upload's mark in the store when dropped; refreshes it while alive.
 struct StoreMark {
     _local: UploadMark,
@@ -202,7 +195,7 @@ impl RedisState {
         let size_key = self.key(&["blob", digest.as_str(), "size"]);
         let flight = self.flight_key(digest);
         let (score, cap, ttl) = (
-            now_ms().to_string(),
+            self.store.now_ms().to_string(),
             REPOS_PER_DIGEST.to_string(),
             BLOB_TTL.as_millis().to_string(),
         );
@@ -313,7 +306,7 @@ impl WanState for RedisState {
     fn claim<'a>(&'a self, digest: &'a Digest, repo: &'a RepoName) -> Fut<'a, bool> {
         async move {
             let flight = Flight::Claim {
-                at_ms: now_ms(),
+                at_ms: self.store.now_ms(),
                 repo: repo.clone(),
             };
             let key = self.flight_key(digest);
@@ -334,7 +327,13 @@ impl WanState for RedisState {
                 let claims = self.key(&["claims", repo.as_str()]);
                 let _ = self
                     .store
-                    .set_add(&claims, digest.as_str(), now_ms(), 4096, CLAIM_TTL * 2)
+                    .set_add(
+                        &claims,
+                        digest.as_str(),
+                        self.store.now_ms(),
+                        4096,
+                        CLAIM_TTL * 2,
+                    )
                     .await;
             }
             won

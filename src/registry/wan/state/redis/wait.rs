@@ -6,7 +6,7 @@
 use tokio::sync::broadcast;
 
 use super::super::Waited;
-use super::{now_ms, Flight, RedisState, CLAIM_TTL, WAIT_FOR_UPLOAD};
+use super::{Flight, RedisState, CLAIM_TTL, WAIT_FOR_UPLOAD};
 use crate::oci::{Digest, RepoName};
 
 /// How often a waiting HEAD looks at the flight again (a GET; an upload's end reaches the
@@ -40,7 +40,7 @@ impl RedisState {
                     // Gone: an upload ended, or a claim was settled before its time ran out.
                     return Ok(match seen {
                         Flight::Claim { at_ms, .. }
-                            if now_ms() - at_ms >= CLAIM_TTL.as_millis() as i64 =>
+                            if self.store.now_ms() - at_ms >= CLAIM_TTL.as_millis() as i64 =>
                         {
                             Waited::ClaimExpired
                         }
@@ -51,7 +51,7 @@ impl RedisState {
                     return Ok(Waited::Nothing); // one's own claim is never waited on
                 }
                 (Some(Flight::Claim { at_ms, .. }), _)
-                    if now_ms() - at_ms >= CLAIM_TTL.as_millis() as i64 =>
+                    if self.store.now_ms() - at_ms >= CLAIM_TTL.as_millis() as i64 =>
                 {
                     let _ = self
                         .store
