@@ -1,5 +1,5 @@
-//! Namespaces this adapter created lately. A namespace that did not exist until this process
-//! created it holds only what was pushed into it since, and pushes through the adapter are what
+//! Namespaces this adapter created: the audit line of each creation, and which count as new.
+//! A namespace that did not exist until this process created it holds only what was pushed into it since, and pushes through the adapter are what
 //! its layer index learns from: a blob the index has never heard of is, in such a namespace,
 //! almost surely absent. The WAN room uses that as its evidence for answering a pusher's first
 //! blob HEADs "absent" ahead of TCR (`registry::wan::ahead::absent`), the evidence a streak of
@@ -9,7 +9,8 @@
 //! is never said on this evidence. Per process: another replica, or a restart, falls back to the
 //! streak.
 
-use super::NamespaceProvisioner;
+use super::{secret_id_prefix, Instance, NamespaceProvisioner};
+use crate::tencentcloud::ApiCredential;
 
 /// How long a namespace counts as freshly created.
 pub const FRESH_FOR_MS: i64 = 60 * 60 * 1000;
@@ -34,8 +35,26 @@ impl NamespaceProvisioner {
         self.fresh.remove(ns);
     }
 
-    /// `ns` was just created by this process.
-    pub(super) fn note_created(&self, ns: &str) {
+    /// `ns` was just created by this process (in `inst`, with `keys`): an audit line, and the
+    /// namespace counts as fresh.
+    pub(super) fn note_created(&self, inst: &Instance, ns: &str, keys: &ApiCredential) {
+        self.audit_created(inst, ns, keys);
         self.fresh.insert(ns.to_string(), self.clock.now_ms());
+    }
+
+    fn audit_created(&self, inst: &Instance, ns: &str, keys: &ApiCredential) {
+        let at = chrono::DateTime::from_timestamp_millis(self.clock.now_ms())
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        tracing::info!(
+            target: "audit",
+            event = "namespace_created",
+            namespace = ns,
+            visibility = self.visibility(),
+            registry_id = %inst.registry_id,
+            secret_id = %secret_id_prefix(&keys.secret_id),
+            at = %at,
+            "namespace created"
+        );
     }
 }

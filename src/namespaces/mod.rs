@@ -484,9 +484,8 @@ impl NamespaceProvisioner {
             .await
         {
             Ok(()) => {
-                self.audit_created(inst, ns, keys);
                 self.remember(ns);
-                self.note_created(ns);
+                self.note_created(inst, ns, keys);
                 Ok(Outcome::Created)
             }
             Err(e) if e.is_conflict() => {
@@ -495,22 +494,6 @@ impl NamespaceProvisioner {
             }
             Err(e) => Err(ensure_failed(e, "CreateNamespace", context, ns, keys)),
         }
-    }
-
-    fn audit_created(&self, inst: &Instance, ns: &str, keys: &ApiCredential) {
-        let at = chrono::DateTime::from_timestamp_millis(self.clock.now_ms())
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        tracing::info!(
-            target: "audit",
-            event = "namespace_created",
-            namespace = ns,
-            visibility = self.visibility(),
-            registry_id = %inst.registry_id,
-            secret_id = %secret_id_prefix(&keys.secret_id),
-            at = %at,
-            "namespace created"
-        );
     }
 
     /// Someone else created it meanwhile: make sure it is really there.
