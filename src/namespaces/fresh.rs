@@ -1,13 +1,13 @@
 //! Namespaces this adapter created: the audit line of each creation, and which count as new.
-//! A namespace that did not exist until this process created it holds only what was pushed into it since, and pushes through the adapter are what
-//! its layer index learns from: a blob the index has never heard of is, in such a namespace,
-//! almost surely absent. The WAN room uses that as its evidence for answering a pusher's first
-//! blob HEADs "absent" ahead of TCR (`registry::wan::ahead::absent`), the evidence a streak of
-//! TCR's "absent" gives elsewhere. The mark ends after [`FRESH_FOR`], or as soon as TCR says a
-//! blob the adapter did not know of is present in it ([`NamespaceProvisioner::not_fresh`]):
-//! something else writes there. Being wrong costs bytes sent again, never a wrong answer: "present"
-//! is never said on this evidence. Per process: another replica, or a restart, falls back to the
-//! streak.
+//! A namespace that did not exist until this process created it holds only what was pushed into
+//! it since, and pushes through the adapter are what its layer index learns from: a blob the
+//! index has never heard of is, in such a namespace, almost surely absent. The WAN room uses
+//! that as its evidence for answering a pusher's first blob HEADs "absent" ahead of TCR
+//! (`registry::wan::ahead::absent`), the evidence a streak of TCR's "absent" gives elsewhere.
+//! The mark ends after [`FRESH_FOR_MS`], or as soon as TCR says a blob the adapter did not know
+//! of is present in it ([`NamespaceProvisioner::not_fresh`]): something else writes there.
+//! Being wrong costs bytes sent again, never a wrong answer: "present" is never said on this
+//! evidence. Per process: another replica, or a restart, falls back to the streak.
 
 use super::{secret_id_prefix, Instance, NamespaceProvisioner};
 use crate::tencentcloud::ApiCredential;
