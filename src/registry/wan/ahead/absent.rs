@@ -74,11 +74,6 @@ pub fn check_absent(
             None => "no_answer",
         };
         if let Some(index) = f.wan.index.as_ref() {
-            index
-                .metrics()
-                .absent_ahead
-                .with_label_values(&[said])
-                .inc();
             if present == Some(true) {
                 f.namespaces.not_fresh(target.namespace());
                 index.learn(&digest, &target, None).await;
@@ -86,6 +81,12 @@ pub fn check_absent(
             if let Some(present) = present {
                 index.told(owner.as_deref(), present).await;
             }
+            // Counted once what it taught is in place: a count seen means the streak moved.
+            index
+                .metrics()
+                .absent_ahead
+                .with_label_values(&[said])
+                .inc();
         }
     });
     check
