@@ -8,7 +8,7 @@ mod range;
 
 pub use error::{ErrorCode, OciError};
 pub use names::{clip, excerpt, Digest, NameError, Reference, RepoName, Tag};
-pub use range::parse_content_range;
+pub use range::{content_range, parse_content_range};
 
 /// `Docker-Distribution-API-Version` value sent on every registry response.
 pub const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");

@@ -16,6 +16,26 @@ pub fn parse_content_range(value: &str) -> Option<(u64, u64)> {
     (b >= a).then_some((a, b))
 }
 
+/// The request's `Content-Range` header: `None` without one, `416 RANGE_INVALID` for one that
+/// is not `<start>-<end>`.
+pub fn content_range(
+    headers: &actix_web::http::header::HeaderMap,
+) -> Result<Option<(u64, u64)>, super::OciError> {
+    let Some(v) = headers.get("content-range") else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(parse_content_range)
+        .map(Some)
+        .ok_or_else(|| {
+            super::OciError::new(
+                super::ErrorCode::RangeInvalid,
+                "Content-Range must be <start>-<end>",
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,24 +127,6 @@ pub(crate) async fn status(
     ))
 }
 
-/// `Content-Range: <start>-<end>` (no `bytes` prefix; tolerated if present).
-fn content_range(req: &HttpRequest) -> Result<Option<(u64, u64)>, OciError> {
-    let Some(v) = req.headers().get("content-range") else {
-        return Ok(None);
-    };
-    let bad = || {
-        OciError::new(
-            ErrorCode::RangeInvalid,
-            "Content-Range must be <start>-<end>",
-        )
-    };
-    v.to_str()
-        .ok()
-        .and_then(crate::oci::parse_content_range)
-        .map(Some)
-        .ok_or_else(bad)
-}
-
 /// Append the request body to the session, honouring `Content-Range` when sent.
 async fn append(
     req: &HttpRequest,
@@ -155,7 +137,7 @@ async fn append(
 ) -> Result<u64, OciError> {
     check_declared_size(req, state)?;
     let size = session(state, repo, id).await?;
-    let range = content_range(req)?;
+    let range = crate::oci::content_range(req.headers())?;
     let start = match range {
         Some((a, b)) => {
             if a != size {

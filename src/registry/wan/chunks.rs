@@ -136,7 +136,7 @@ pub async fn intercept(
     let session = chunks.get(&key);
     match (route.method.clone(), session) {
         (Method::PATCH, Some(s)) => patch(front, route, req, payload, &s).await,
-        (Method::PATCH, None) => match content_range(req)? {
+        (Method::PATCH, None) => match crate::oci::content_range(req.headers())? {
             Some((0, _)) => {
                 let s = chunks.get_or_open(key, || open(front, route, grant, &up));
                 patch(front, route, req, payload, &s).await
@@ -166,7 +166,7 @@ pub async fn intercept(
                 chunks.remove(&key);
                 return Err(upload_unknown(&id, &why));
             }
-            if let Some((a, _)) = content_range(req)? {
+            if let Some((a, _)) = crate::oci::content_range(req.headers())? {
                 if a != st.received {
                     return Err(out_of_order(route, &name, &id, st.received));
                 }
@@ -282,7 +282,7 @@ async fn patch(
     if let Some(why) = &st.failed {
         return Err(upload_unknown(id, why));
     }
-    let range = content_range(req)?;
+    let range = crate::oci::content_range(req.headers())?;
     if let Some((a, b)) = range {
         if a != st.received {
             return Err(out_of_order(route, name, id, st.received));
@@ -400,25 +400,6 @@ fn client_location(route: &Route, name: &RepoName, id: &str) -> String {
 /// `0-<last byte>` (`0-0` before any byte, as distribution says).
 fn range_value(received: u64) -> String {
     format!("0-{}", received.saturating_sub(1))
-}
-
-/// `Content-Range: <start>-<end>` (a `bytes ` prefix and `/<size>` tolerated).
-fn content_range(req: &HttpRequest) -> Result<Option<(u64, u64)>, OciError> {
-    let Some(v) = req.headers().get("content-range") else {
-        return Ok(None);
-    };
-    let bad = || {
-        OciError::new(
-            ErrorCode::RangeInvalid,
-            "Content-Range must be <start>-<end>",
-        )
-        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-    };
-    v.to_str()
-        .ok()
-        .and_then(crate::oci::parse_content_range)
-        .map(Some)
-        .ok_or_else(bad)
 }
 
 /// The final `PUT` goes where TCR's answer to the long `PATCH` points: its session id and
