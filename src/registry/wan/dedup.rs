@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 
 use super::answers::{created, found};
 use super::calls::{Caller, Calls, Mounted};
+use super::BlobIndex;
 use crate::auth::{Access, Grant};
 use crate::oci::{Digest, ErrorCode, OciError, RepoName};
 use crate::registry::request::Route;
@@ -68,21 +69,51 @@ pub async fn may_write(
     target: &RepoName,
     grant: &Grant,
 ) -> bool {
+    may_write_already(front, client, target, grant).await
+        || opening_there(front, target, grant).await
+}
+
+/// [`may_write`] without waiting: a push grant, or a write TCR accepted in the namespace.
+pub async fn may_write_already(
+    front: &RegistryFront,
+    client: &RepoName,
+    target: &RepoName,
+    grant: &Grant,
+) -> bool {
     if grant.allows(&Access::repository(client.as_str(), &["push"])) {
         return true;
     }
-    let (Some(index), Some(owner)) = (front.wan.index.as_ref(), Caller::of(grant).owner) else {
-        return false;
-    };
-    if front.namespaces.policy().check(target.namespace()).is_err() {
-        return false;
+    match writer_here(front, target, grant) {
+        Some((index, owner)) => index.has_pushed(Some(&owner), target.namespace()).await,
+        None => false,
     }
-    // A session this caller is opening there (its first upload into the namespace, e.g. an
-    // image's config sent just before) counts once TCR has opened it.
-    index.has_pushed(Some(&owner), target.namespace()).await
-        || index
-            .opened_lately(&owner, target.namespace(), OPENING_WAIT)
-            .await
+}
+
+/// A session this caller is opening in the namespace (its first upload there, e.g. an image's
+/// config sent just before) counts once TCR has opened it: waits for it up to [`OPENING_WAIT`].
+pub async fn opening_there(front: &RegistryFront, target: &RepoName, grant: &Grant) -> bool {
+    match writer_here(front, target, grant) {
+        Some((index, owner)) => {
+            index
+                .opened_lately(&owner, target.namespace(), OPENING_WAIT)
+                .await
+        }
+        None => false,
+    }
+}
+
+/// The index and the caller's fingerprint, when the caller has one and the namespace policy
+/// allows `target`'s namespace.
+fn writer_here<'a>(
+    front: &'a RegistryFront,
+    target: &RepoName,
+    grant: &Grant,
+) -> Option<(&'a BlobIndex, String)> {
+    let (Some(index), Some(owner)) = (front.wan.index.as_ref(), Caller::of(grant).owner) else {
+        return None;
+    };
+    let allowed = front.namespaces.policy().check(target.namespace()).is_ok();
+    allowed.then_some((index.as_ref(), owner))
 }
 
 /// How long a HEAD waits for its caller's session being opened in the same namespace.

@@ -8,7 +8,7 @@ use crate::auth::Grant;
 use crate::oci::RepoName;
 use crate::registry::request::Route;
 use crate::registry::wan::calls::Caller;
-use crate::registry::wan::dedup::may_write;
+use crate::registry::wan::dedup::{may_write, may_write_already, opening_there};
 use crate::registry::{rewrite, RegistryFront};
 use crate::upstream::BasicAuth;
 
@@ -96,14 +96,17 @@ pub async fn park_for_image(
     let (Some(index), (credential, owner)) = (front.wan.index.as_ref(), caller(grant)) else {
         return;
     };
+    if may_write_already(front, client, target, grant).await {
+        park(front, target, grant, SESSIONS_PER_IMAGE);
+        return;
+    }
     let ns = target.namespace();
     let elsewhere = credential.is_some()
-        && !index.has_pushed(owner.as_deref(), ns).await
         && front.namespaces.policy().check(ns).is_ok()
         && index.source_hint(owner.as_deref()).await.is_some();
     if !elsewhere {
-        // Asked only here: `may_write` may wait for a session another job is opening.
-        if may_write(front, client, target, grant).await {
+        // Asked last: it may wait for a session another job is opening.
+        if opening_there(front, target, grant).await {
             park(front, target, grant, SESSIONS_PER_IMAGE);
         }
         return;
