@@ -117,7 +117,21 @@ impl World {
         .await;
         let w = World { e };
         w.seed().await;
+        w.settle_seed().await;
         w
+    }
+
+    /// The seed is complete when the upload sessions the adapter opened ahead for the seeding
+    /// writer (parked for blobs that did not come) have been given back: their cancellations
+    /// are sent in the background and must not land inside the window the attacks are judged in.
+    async fn settle_seed(&self) {
+        let uploads = self.e.emu.state.cfg.data_dir.join("registry/uploads");
+        let open = || std::fs::read_dir(&uploads).map_or(0, |d| d.count());
+        let started = std::time::Instant::now();
+        // A parked session nobody takes is cancelled after 30 s at the latest.
+        while open() > 0 && started.elapsed() < std::time::Duration::from_secs(40) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// `team-a/app:v1`, `team-b/app:v1` and the chart `web-1.0.0` in both, with the demo keys.
