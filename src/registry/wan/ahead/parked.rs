@@ -1,5 +1,7 @@
 //! Upload sessions opened ahead of a client's `POST`, per repository and caller.
 
+use std::time::Instant;
+
 use actix_web::web;
 use actix_web::HttpResponse;
 
@@ -18,6 +20,9 @@ type ParkKey = (RepoName, Option<String>);
 #[derive(Default)]
 pub struct Parked {
     map: dashmap::DashMap<ParkKey, Vec<Ahead<Result<String, String>>>>,
+    /// When the caller's sessions in a repository were last given back ([`unpark`]): a park
+    /// decided before that and made after it is not made (see [`park_for_image`]).
+    given_back: dashmap::DashMap<ParkKey, Instant>,
 }
 
 /// The caller's upstream credential and its fingerprint (`None`: anonymous).
@@ -111,11 +116,14 @@ pub async fn park_for_image(
         }
         return;
     }
-    let (front, target, grant) = (front.clone(), target.clone(), grant.clone());
+    // Parked once the namespace is known, unless TCR answered the HEAD "the image is there"
+    // meanwhile (its sessions were given back: nothing is parked after that).
+    let (front, target, grant, asked) =
+        (front.clone(), target.clone(), grant.clone(), Instant::now());
     actix_web::rt::spawn(async move {
         let ns = target.namespace();
         if front.namespaces.known_to_exist(ns, &grant.identity).await {
-            park(&front, &target, &grant, SESSIONS_PER_IMAGE);
+            park_unless_given_back(&front, &target, &grant, (SESSIONS_PER_IMAGE, Some(asked)));
         }
     });
 }
@@ -128,11 +136,28 @@ pub(super) fn park(
     grant: &Grant,
     want: usize,
 ) {
+    park_unless_given_back(front, target, grant, (want, None));
+}
+
+/// [`park`], not made when the caller's sessions there were given back at or after `asked`.
+fn park_unless_given_back(
+    front: &web::Data<RegistryFront>,
+    target: &RepoName,
+    grant: &Grant,
+    (want, asked): (usize, Option<Instant>),
+) {
     let (credential, owner) = caller(grant);
     let key = (target.clone(), owner);
+    let ahead = &front.wan.ahead.parked;
     let mut opened = Vec::new();
     {
-        let mut parked = front.wan.ahead.parked.map.entry(key.clone()).or_default();
+        let mut parked = ahead.map.entry(key.clone()).or_default();
+        let given_back = ahead.given_back.get(&key).map(|t| *t);
+        if asked.is_some_and(|asked| given_back.is_some_and(|t| t >= asked)) {
+            drop(parked);
+            ahead.map.remove_if(&key, |_, v| v.is_empty());
+            return;
+        }
         while parked.len() < want {
             let caller = Caller {
                 credential: credential.clone(),
@@ -190,7 +215,10 @@ pub fn take(
 pub(super) fn unpark(front: &web::Data<RegistryFront>, target: &RepoName, grant: &Grant) {
     let (credential, owner) = caller(grant);
     let key = (target.clone(), owner);
-    if let Some((_, parked)) = front.wan.ahead.parked.map.remove(&key) {
+    let ahead = &front.wan.ahead.parked;
+    ahead.given_back.retain(|_, t| t.elapsed() < PARK_TTL);
+    ahead.given_back.insert(key.clone(), Instant::now());
+    if let Some((_, parked)) = ahead.map.remove(&key) {
         for session in parked {
             let caller = Caller {
                 credential: credential.clone(),
